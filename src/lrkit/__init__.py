@@ -1,0 +1,32 @@
+"""lrkit: which learning rate and which batch size to train with, and why.
+
+``import lrkit`` stays light: torch and matplotlib load only when a part that needs them is
+used. The schedules (pure functions) are in :mod:`lrkit.schedules`; the PyTorch adapter is
+:class:`lrkit.training.ScheduleLR`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from lrkit import schedules
+from lrkit.errors import InvalidParameterError, LrkitValueError
+
+if TYPE_CHECKING:
+    from lrkit.training.lr_scheduler import ScheduleLR
+
+try:
+    __version__ = version("lrkit")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+__all__ = ["InvalidParameterError", "LrkitValueError", "ScheduleLR", "__version__", "schedules"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ScheduleLR":
+        from lrkit.training.lr_scheduler import ScheduleLR
+
+        return ScheduleLR
+    raise AttributeError(f"module 'lrkit' has no attribute {name!r}")

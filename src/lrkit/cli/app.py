@@ -1,0 +1,102 @@
+"""The ``lrkit`` command: one verb a function, and the exit-code contract.
+
+Exit 0 on success; 2 on bad input (one line on stderr naming the option and what is allowed,
+no traceback); 1 on a failure while running (one line; set ``LRKIT_DEBUG=1`` for the
+traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import typer
+
+from lrkit.cli import schedule_command
+from lrkit.errors import LrkitValueError
+
+app = typer.Typer(
+    name="lrkit",
+    help="Which learning rate and which batch size to train with, and why.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from lrkit import __version__
+
+        print(f"lrkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Which learning rate and which batch size to train with, and why."""
+
+
+app.command("schedule", help=schedule_command.HELP)(schedule_command.schedule)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status (the console script exits with it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(app)
+    verb = next((a for a in args if not a.startswith("-")), None)
+    prog = f"lrkit {verb}" if verb else "lrkit"
+    try:
+        result = command.main(args=args, prog_name="lrkit", standalone_mode=False)
+    except LrkitValueError as exc:
+        _error(prog, exc.cli_message())
+        return 2
+    except typer.Abort:
+        _error(prog, "aborted")
+        return 130
+    except Exception as exc:
+        if _is_click_error(exc):
+            # typer raises click's exceptions (its own vendored copy in typer >= 0.29), so
+            # they are recognised by click's interface rather than by class.
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                ctx = getattr(exc, "ctx", None)
+                text = ctx.get_help() if ctx is not None else str(exc)
+                if text:  # typer's rich help prints itself and returns ""
+                    print(text)
+                return 0
+            _error(prog, _one_line(exc.format_message()))  # type: ignore[attr-defined]
+            return int(exc.exit_code)  # type: ignore[attr-defined]
+        # A failure while running: exit 1, one line.
+        if os.environ.get("LRKIT_DEBUG"):
+            traceback.print_exc()
+        _error(prog, f"failed: {type(exc).__name__}: {_one_line(str(exc))}")
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def _is_click_error(exc: Exception) -> bool:
+    return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _error(prog: str, message: str) -> None:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,331 @@
+"""``lrkit schedule``: print, export and plot learning-rate schedules."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrkit import validation as check
+from lrkit.cli.output import csv_table, dumps, text_table, write_json
+from lrkit.errors import LrkitValueError, option_name
+from lrkit.schedules import compose, registry
+from lrkit.schedules.curve import ParamValue, sample
+
+HELP = "\n\n".join(
+    [
+        "Print a learning-rate schedule as a table (or CSV/JSON) and plot it.",
+        "NAME may carry its own parameters: NAME:key=value,key=value "
+        "(step:gamma=0.5,step_size=100, multistep:milestones=100,200, "
+        "cosine:warmup_iters=50). Several names draw one figure with a curve each; options "
+        "then apply to every schedule that takes them. --compare with no name compares "
+        "Caffe's policies (fixed, step, multistep, exp, inv, poly). --list shows every "
+        "schedule with its formula.",
+        "Example, the textbook's step table: lrkit schedule step --base-lr 0.1 --gamma 0.9 "
+        "--step-size 50 --iters 350 --every 50",
+    ]
+)
+
+FORMATS = ("table", "csv", "json")
+WARMUP_KINDS = {"warmup_iters": "int", "warmup_mode": "choice", "warmup_start_factor": "float"}
+
+# Parameters for `--compare` with no names: Caffe's six policies over 300 iterations, starting
+# from the textbook's base_lr 0.1 and gamma 0.9 where a policy takes them.
+CAFFE_COMPARISON: tuple[tuple[str, dict[str, ParamValue]], ...] = (
+    ("fixed", {"base_lr": 0.1}),
+    ("step", {"base_lr": 0.1, "gamma": 0.9, "step_size": 50}),
+    ("multistep", {"base_lr": 0.1, "gamma": 0.9, "milestones": (50, 100, 200)}),
+    ("exp", {"base_lr": 0.1, "gamma": 0.995}),
+    ("inv", {"base_lr": 0.1, "gamma": 0.01, "power": 0.75}),
+    ("poly", {"base_lr": 0.1, "power": 2.0, "max_iter": 300}),
+)
+
+
+@dataclass(frozen=True)
+class CurveRequest:
+    """One curve asked for on the command line: a name and the parameters given with it."""
+
+    label: str
+    name: str
+    params: dict[str, ParamValue]
+    warmup: dict[str, ParamValue]
+
+
+def schedule(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Schedule name(s), optionally NAME:key=value,...", show_default=False),
+    ] = None,
+    list_schedules: Annotated[
+        bool, typer.Option("--list", help="List schedules, parameters and formulas.")
+    ] = False,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Draw several schedules in one figure.")
+    ] = False,
+    base_lr: Annotated[
+        float | None, typer.Option(help="Learning rate at iteration 0 (Caffe base_lr).")
+    ] = None,
+    gamma: Annotated[float | None, typer.Option(help="Decay factor (Caffe gamma).")] = None,
+    step_size: Annotated[
+        int | None, typer.Option(help="Iterations between steps (Caffe stepsize).")
+    ] = None,
+    milestones: Annotated[
+        str | None, typer.Option(help="Comma-separated iterations (Caffe stepvalue).")
+    ] = None,
+    power: Annotated[float | None, typer.Option(help="Exponent of inv and poly.")] = None,
+    max_iter: Annotated[
+        int | None, typer.Option(help="Last iteration of the schedule (default: --iters).")
+    ] = None,
+    min_lr: Annotated[float | None, typer.Option(help="Floor of cosine annealing.")] = None,
+    max_lr: Annotated[float | None, typer.Option(help="Peak of cyclic and one_cycle.")] = None,
+    factor: Annotated[float | None, typer.Option(help="Multiplier of constant.")] = None,
+    total_iters: Annotated[
+        int | None, typer.Option(help="Iterations constant applies its factor.")
+    ] = None,
+    start_factor: Annotated[float | None, typer.Option(help="Start factor of linear.")] = None,
+    end_factor: Annotated[float | None, typer.Option(help="End factor of linear.")] = None,
+    cycle_iters: Annotated[int | None, typer.Option(help="First cycle of cosine_restarts.")] = None,
+    t_mult: Annotated[int | None, typer.Option(help="Cycle growth of cosine_restarts.")] = None,
+    step_size_down: Annotated[
+        int | None, typer.Option(help="Falling half-cycle of cyclic.")
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="cyclic: triangular, triangular2 or exp_range.")
+    ] = None,
+    pct_start: Annotated[float | None, typer.Option(help="Rising fraction of one_cycle.")] = None,
+    anneal: Annotated[str | None, typer.Option(help="one_cycle annealing: cos or linear.")] = None,
+    div_factor: Annotated[
+        float | None, typer.Option(help="one_cycle: initial lr = max_lr / div_factor.")
+    ] = None,
+    final_div_factor: Annotated[
+        float | None, typer.Option(help="one_cycle: final lr = initial / this.")
+    ] = None,
+    three_phase: Annotated[
+        bool | None, typer.Option("--three-phase", help="one_cycle: three phases.")
+    ] = None,
+    warmup_iters: Annotated[
+        int | None, typer.Option(help="Warm-up iterations in front of the schedule.")
+    ] = None,
+    warmup_mode: Annotated[str, typer.Option(help="Warm-up shape: linear or exp.")] = "linear",
+    warmup_start_factor: Annotated[
+        float | None, typer.Option(help="Warm-up's first lr / target.")
+    ] = None,
+    iters: Annotated[int, typer.Option(help="Print iterations below this.")] = 1000,
+    every: Annotated[
+        int | None, typer.Option(help="Print every K-th iteration (default: iters/20).")
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the figure (.png, .svg or .pdf).")
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the result as JSON.")
+    ] = None,
+    log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic learning-rate axis.")] = False,
+) -> None:
+    if list_schedules:
+        print(describe_all())
+        return
+    output_format = check.choice("format", output_format, FORMATS)
+    iters = check.positive_int("iters", iters)
+    every = check.positive_int("every", every) if every is not None else max(1, iters // 20)
+    if plot is not None:
+        from lrkit.plots.figure import check_plot_path
+
+        check_plot_path(plot)
+    shared: dict[str, ParamValue] = {
+        k: v
+        for k, v in {
+            "base_lr": base_lr,
+            "gamma": gamma,
+            "step_size": step_size,
+            "power": power,
+            "max_iter": max_iter,
+            "min_lr": min_lr,
+            "max_lr": max_lr,
+            "factor": factor,
+            "total_iters": total_iters,
+            "start_factor": start_factor,
+            "end_factor": end_factor,
+            "cycle_iters": cycle_iters,
+            "t_mult": t_mult,
+            "step_size_down": step_size_down,
+            "mode": mode,
+            "pct_start": pct_start,
+            "anneal": anneal,
+            "div_factor": div_factor,
+            "final_div_factor": final_div_factor,
+            "three_phase": three_phase,
+        }.items()
+        if v is not None
+    }
+    if milestones is not None:
+        shared["milestones"] = parse_value("milestones", "ints", milestones)
+    shared_warmup: dict[str, ParamValue] = {"warmup_mode": warmup_mode}
+    if warmup_iters is not None:
+        shared_warmup["warmup_iters"] = warmup_iters
+    if warmup_start_factor is not None:
+        shared_warmup["warmup_start_factor"] = warmup_start_factor
+    requests = _requests(names or [], compare)
+    built = []
+    for request in requests:
+        params = _merge(request, shared, single=len(requests) == 1, iters=iters)
+        sched = registry.create(request.name, **params)
+        warm = {**shared_warmup, **request.warmup}
+        if "warmup_iters" in warm:
+            sched = compose.warmup(
+                sched,
+                warm["warmup_iters"],  # type: ignore[arg-type]
+                warm["warmup_mode"],  # type: ignore[arg-type]
+                warm.get("warmup_start_factor"),  # type: ignore[arg-type]
+            )
+            params = {**params, **warm}
+        built.append((request.name, sched, params))
+    curves = [sample(f, iters, every, name=n, params=p) for n, f, p in built]
+    if len(requests) > 1:
+        _check_all_used(shared, requests)
+    labels = [r.label for r in requests]
+    document = (
+        curves[0].to_json() if len(curves) == 1 else {"schedules": [c.to_json() for c in curves]}
+    )
+    if output_format == "json":
+        print(dumps(document))
+    else:
+        header = ["iteration", "lr"] if len(curves) == 1 else ["iteration", *labels]
+        rows = [[t, *(c.lrs[i] for c in curves)] for i, t in enumerate(curves[0].iterations)]
+        print(text_table(header, rows) if output_format == "table" else csv_table(header, rows))
+    if json_file is not None:
+        write_json(json_file, document)
+    if plot is not None:
+        from lrkit.plots.schedules import plot_schedules
+
+        # The figure evaluates every iteration (up to ~4000 points), whatever --every is.
+        dense = max(1, iters // 4000)
+        plot_schedules(
+            [sample(f, iters, dense, name=n, params=p) for n, f, p in built],
+            plot,
+            labels=labels,
+            log_y=log_y,
+        )
+        print(f"wrote {plot}", file=sys.stderr)
+
+
+def _requests(names: list[str], compare: bool) -> list[CurveRequest]:
+    if not names:
+        if not compare:
+            raise LrkitValueError(
+                "give a schedule name, or --compare, or --list; names: "
+                + ", ".join(registry.schedule_names())
+            )
+        return [CurveRequest(n, n, dict(p), {}) for n, p in CAFFE_COMPARISON]
+    requests = [parse_request(spec) for spec in names]
+    if len({r.label for r in requests}) < len(requests):
+        raise LrkitValueError("the same schedule is named twice with the same parameters")
+    if len(requests) > 1 and len({r.name for r in requests}) == len(requests):
+        requests = [CurveRequest(r.name, r.name, r.params, r.warmup) for r in requests]
+    return requests
+
+
+def parse_request(spec: str) -> CurveRequest:
+    """``NAME`` or ``NAME:key=value,key=value``; a bare value continues a list (milestones)."""
+    name, _, rest = spec.partition(":")
+    info = registry.describe(name.strip())
+    params: dict[str, ParamValue] = {}
+    pieces: list[tuple[str, str]] = []
+    for token in filter(None, (t.strip() for t in rest.split(","))):
+        key, sep, value = token.partition("=")
+        if sep:
+            pieces.append((key.strip().replace("-", "_"), value.strip()))
+        elif pieces:
+            pieces[-1] = (pieces[-1][0], pieces[-1][1] + "," + token)
+        else:
+            raise LrkitValueError(
+                f"schedule spec {spec!r}: expected key=value after ':', got {token!r}"
+            )
+    warmup: dict[str, ParamValue] = {}
+    for key, value in pieces:
+        if key in WARMUP_KINDS:
+            warmup[key] = parse_value(key, WARMUP_KINDS[key], value, ("linear", "exp"))
+            continue
+        param = info.param(key)
+        if param is None:
+            takes = ", ".join(p.name for p in info.params)
+            raise LrkitValueError(f"schedule spec {spec!r}: {info.name} takes {takes}, not {key}")
+        params[key] = parse_value(key, param.kind, value, param.choices)
+    return CurveRequest(spec, info.name, params, warmup)
+
+
+def parse_value(key: str, kind: str, text: str, choices: tuple[str, ...] = ()) -> ParamValue:
+    """Convert one parameter's text by its kind, with a message naming the parameter."""
+    try:
+        if kind == "float":
+            return float(text)
+        if kind == "int":
+            return int(text)
+        if kind == "ints":
+            return check.increasing_positive_ints(
+                key, [int(v) for v in text.split(",") if v.strip()]
+            )
+        if kind == "flag":
+            return check.choice(key, text.lower(), ("true", "false", "1", "0")) in ("true", "1")
+        return check.choice(key, text, choices)
+    except ValueError as exc:
+        if isinstance(exc, LrkitValueError):
+            raise
+        wanted = {"float": "a number", "int": "an integer", "ints": "comma-separated integers"}[
+            kind
+        ]
+        raise LrkitValueError(
+            f"{key} must be {wanted}, got {text!r}",
+            cli_message=f"{option_name(key)} must be {wanted}, got {text!r}",
+        ) from None
+
+
+def _merge(
+    request: CurveRequest, shared: dict[str, ParamValue], *, single: bool, iters: int
+) -> dict[str, ParamValue]:
+    info = registry.describe(request.name)
+    if single:
+        params = {**shared, **request.params}
+    else:
+        params = {k: v for k, v in shared.items() if info.param(k)} | request.params
+    if info.param("max_iter") and "max_iter" not in params:
+        params["max_iter"] = iters
+    return params
+
+
+def _check_all_used(shared: dict[str, ParamValue], requests: list[CurveRequest]) -> None:
+    names = sorted({r.name for r in requests})
+    for key in shared:
+        if not any(registry.describe(n).param(key) for n in names):
+            raise LrkitValueError(
+                f"{key} does not apply to any of {', '.join(names)}",
+                cli_message=f"{option_name(key)} does not apply to any of {', '.join(names)}",
+            )
+
+
+def describe_all() -> str:
+    """The text of ``--list``: each schedule's signature, summary, formula and parameters."""
+    blocks = []
+    for name in registry.schedule_names():
+        info = registry.describe(name)
+        signature = ", ".join(
+            p.name if p.required else f"{p.name}={p.default!r}" for p in info.params
+        )
+        lines = [f"{name}({signature})", f"    {_plain(info.summary)}"]
+        lines += [f"      {line}" for line in info.formula.splitlines()]
+        lines += [f"    {p.option:<20} {_plain(p.help)}" for p in info.params]
+        blocks.append("\n".join(lines))
+    blocks.append(
+        "Any schedule takes a warm-up in front: --warmup-iters N [--warmup-mode linear|exp]\n"
+        "[--warmup-start-factor S], or NAME:warmup_iters=N,... for one curve\n"
+        "(library: lrkit.schedules.warmup; joins: lrkit.schedules.join)."
+    )
+    return "\n\n".join(blocks)
+
+
+def _plain(text: str) -> str:
+    return text.replace("``", "")

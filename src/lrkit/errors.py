@@ -1,0 +1,49 @@
+"""Errors lrkit raises for bad arguments.
+
+Every bad argument raises a subclass of :class:`ValueError`. The CLI prints the same message
+on one line, with parameters spelled as its options (``step_size`` as ``--step-size``), and
+exits with status 2; a library caller can catch ``ValueError``.
+"""
+
+from __future__ import annotations
+
+
+def option_name(param: str) -> str:
+    """A parameter's command-line spelling: ``step_size`` -> ``--step-size``."""
+    return "--" + param.replace("_", "-")
+
+
+class LrkitValueError(ValueError):
+    """A bad argument. The message is one line and names what is allowed."""
+
+    def __init__(self, message: str, *, cli_message: str | None = None) -> None:
+        super().__init__(message)
+        self._cli_message = cli_message
+
+    def cli_message(self) -> str:
+        """The message with parameters spelled as command-line options."""
+        return self._cli_message if self._cli_message is not None else str(self)
+
+
+class InvalidParameterError(LrkitValueError):
+    """A parameter outside its allowed range.
+
+    ``param`` is the parameter's Python name (``step_size``); ``requirement`` says what is
+    allowed (``"an integer > 0"``); ``value`` is what was given.
+    """
+
+    def __init__(self, param: str, requirement: str, value: object) -> None:
+        self.param = param
+        self.requirement = requirement
+        self.value = value
+        shown = _show(value)
+        super().__init__(
+            f"{param} must be {requirement}, got {shown}",
+            cli_message=f"{option_name(param)} must be {requirement}, got {shown}",
+        )
+
+
+def _show(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    return repr(value) if isinstance(value, str) else str(value)

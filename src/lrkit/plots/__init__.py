@@ -1,0 +1,1 @@
+"""Figures (matplotlib, imported lazily). Plots read results; results never depend on plots."""

@@ -1,0 +1,37 @@
+"""Shared figure plumbing: a headless backend and saving by file suffix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lrkit.errors import LrkitValueError
+
+FORMATS = (".png", ".svg", ".pdf")
+
+
+def check_plot_path(path: Path) -> Path:
+    """The ``--plot`` path, checked before any work: PNG, SVG or PDF by suffix."""
+    if path.suffix.lower() not in FORMATS:
+        raise LrkitValueError(
+            f"plot file must end in one of {', '.join(FORMATS)}, got {str(path)!r}",
+            cli_message=f"--plot must end in one of {', '.join(FORMATS)}, got {str(path)!r}",
+        )
+    return path
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig: Any, path: Path) -> None:
+    """Save ``fig`` to ``path`` (format from the suffix) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    pyplot().close(fig)

@@ -1,0 +1,5 @@
+"""The training layer (PyTorch)."""
+
+from lrkit.training.lr_scheduler import ScheduleLR
+
+__all__ = ["ScheduleLR"]

@@ -1,0 +1,265 @@
+"""`lrkit schedule` end to end: tables, formats, figures and the bad-input contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lrkit.cli.app import main
+
+TEXTBOOK = ["schedule", "step", "--base-lr", "0.1", "--gamma", "0.9", "--step-size", "50"]
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_textbook_table_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run([*TEXTBOOK, "--iters", "350", "--every", "50"], capsys)
+    assert code == 0
+    rows = [line.split() for line in out.strip().splitlines()]
+    assert rows[0] == ["iteration", "lr"]
+    assert rows[1:] == [
+        ["0", "0.1"],
+        ["50", "0.09"],
+        ["100", "0.081"],
+        ["150", "0.0729"],
+        ["200", "0.06561"],
+        ["250", "0.059049"],
+        ["300", "0.0531441"],
+    ]
+
+
+def test_iterations_stop_below_iters(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run([*TEXTBOOK, "--iters", "300", "--every", "50"], capsys)
+    assert out.strip().splitlines()[-1].split()[0] == "250"
+
+
+def test_json_format(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "out" / "step.json"
+    code, out, _ = run(
+        [*TEXTBOOK, "--iters", "101", "--every", "50", "--format", "json", "--json", str(path)],
+        capsys,
+    )
+    assert code == 0
+    document = json.loads(out)
+    assert document == json.loads(path.read_text())
+    assert document["name"] == "step"
+    assert document["params"] == {"base_lr": 0.1, "gamma": 0.9, "step_size": 50}
+    assert document["points"] == [
+        {"iteration": 0, "lr": 0.1},
+        {"iteration": 50, "lr": pytest.approx(0.09)},
+        {"iteration": 100, "lr": pytest.approx(0.081)},
+    ]
+
+
+def test_csv_format(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run([*TEXTBOOK, "--iters", "51", "--every", "50", "--format", "csv"], capsys)
+    assert out.strip().splitlines() == ["iteration,lr", "0,0.1", "50,0.09000000000000001"]
+
+
+def test_max_iter_defaults_to_iters(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(
+        [
+            "schedule",
+            "poly",
+            "--base-lr",
+            "1",
+            "--power",
+            "1",
+            "--iters",
+            "10",
+            "--every",
+            "5",
+            "--format",
+            "json",
+        ],
+        capsys,
+    )
+    document = json.loads(out)
+    assert document["params"]["max_iter"] == 10
+    assert [p["lr"] for p in document["points"]] == [1.0, 0.5]
+
+
+def test_warmup_option(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(
+        [
+            "schedule",
+            "fixed",
+            "--base-lr",
+            "1",
+            "--warmup-iters",
+            "4",
+            "--iters",
+            "6",
+            "--every",
+            "1",
+            "--format",
+            "json",
+        ],
+        capsys,
+    )
+    assert [p["lr"] for p in json.loads(out)["points"]] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_compare_with_per_schedule_parameters_draws_one_figure(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    figure = tmp_path / "compare.png"
+    code, out, _ = run(
+        [
+            "schedule",
+            "--compare",
+            "step:gamma=0.5,step_size=100",
+            "multistep:gamma=0.5,milestones=100,250",
+            "cosine",
+            "--base-lr",
+            "0.1",
+            "--iters",
+            "300",
+            "--every",
+            "100",
+            "--plot",
+            str(figure),
+        ],
+        capsys,
+    )
+    assert code == 0
+    header, *rows = (line.split() for line in out.strip().splitlines())
+    assert header == ["iteration", "step", "multistep", "cosine"]
+    assert rows[1] == ["100", "0.05", "0.05", "0.075"]
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figure.stat().st_size > 10_000
+
+
+def test_compare_without_names_is_caffes_six(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    figure = tmp_path / "caffe.svg"
+    code, out, _ = run(["schedule", "--compare", "--iters", "300", "--plot", str(figure)], capsys)
+    assert code == 0
+    assert out.splitlines()[0].split() == [
+        "iteration",
+        "fixed",
+        "step",
+        "multistep",
+        "exp",
+        "inv",
+        "poly",
+    ]
+    assert figure.read_text().lstrip().startswith("<?xml")
+
+
+def test_list_prints_every_name_and_formula(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["schedule", "--list"], capsys)
+    assert code == 0
+    assert "step(base_lr, gamma, step_size)" in out
+    assert "lr(t) = base_lr * gamma ** floor(t / step_size)" in out
+    assert "one_cycle(max_lr, max_iter, pct_start=0.3" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["schedule", "step", "--base-lr", "0", "--gamma", "0.9", "--step-size", "5"],
+            "--base-lr must be a finite number > 0, got 0.0",
+        ),
+        (
+            ["schedule", "step", "--base-lr", "inf", "--gamma", "0.9", "--step-size", "5"],
+            "--base-lr must be a finite number > 0",
+        ),
+        (
+            ["schedule", "step", "--base-lr", "0.1", "--gamma", "-1", "--step-size", "5"],
+            "--gamma must be a finite number > 0",
+        ),
+        (
+            ["schedule", "step", "--base-lr", "0.1", "--gamma", "0.9", "--step-size", "0"],
+            "--step-size must be an integer > 0",
+        ),
+        (
+            [
+                "schedule",
+                "multistep",
+                "--base-lr",
+                "0.1",
+                "--gamma",
+                "0.9",
+                "--milestones",
+                "30,20",
+            ],
+            "--milestones must be a non-empty, strictly increasing list",
+        ),
+        (
+            ["schedule", "poly", "--base-lr", "0.1", "--power", "1", "--max-iter", "0"],
+            "--max-iter must be an integer > 0",
+        ),
+        (
+            ["schedule", "poly", "--base-lr", "0.1", "--power", "-2"],
+            "--power must be a finite number >= 0",
+        ),
+        ([*TEXTBOOK, "--iters", "0"], "--iters must be an integer > 0"),
+        (["schedule", "stepp", "--base-lr", "0.1"], "unknown schedule 'stepp'; choose one of"),
+        (["schedule", "step", "--base-lr", "abc"], "--base-lr"),
+        (
+            ["schedule", "multistep", "--base-lr", "0.1", "--gamma", "0.9", "--milestones", "a,b"],
+            "--milestones must be comma-separated integers",
+        ),
+        ([*TEXTBOOK, "--power", "2"], "--power does not apply to step"),
+        (["schedule", "step", "--base-lr", "0.1", "--gamma", "0.9"], "step needs --step-size"),
+        ([*TEXTBOOK, "--format", "xml"], "--format must be one of table, csv, json"),
+        ([*TEXTBOOK, "--plot", "out.gif"], "--plot must end in one of .png, .svg, .pdf"),
+        (["schedule", "step:gamma", "--base-lr", "0.1"], "expected key=value"),
+        (["schedule"], "give a schedule name"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(args, capsys)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert message in err
+
+
+def test_console_script_bad_input_has_no_traceback() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lrkit",
+            "schedule",
+            "step",
+            "--base-lr",
+            "-1",
+            "--gamma",
+            "0.9",
+            "--step-size",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr == "lrkit schedule: error: --base-lr must be a finite number > 0, got -1.0\n"
+    )
+
+
+def test_import_lrkit_loads_neither_torch_nor_matplotlib() -> None:
+    code = (
+        "import sys, lrkit, lrkit.schedules; "
+        "print('torch' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "False"]
