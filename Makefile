@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(LRKIT) schedule step --base-lr 0.1 --gamma 0.9 --step-size 50 --iters 350 --every 50
+	$(LRKIT) find
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -13,3 +13,22 @@ settings.register_profile(
     max_examples=int(os.environ.get("LRKIT_HYPOTHESIS_EXAMPLES", "60")),
 )
 settings.load_profile("lrkit")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The full MNIST files: $LRKIT_DATA_DIR, else ../shared/data/mnist beside the repository.
+    Tests that need them skip (with the reason) where neither exists, as in a user's clone."""
+    import os
+
+    candidates = [os.environ.get("LRKIT_DATA_DIR"), str(REPO.parent / "shared" / "data" / "mnist")]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "train-images-idx3-ubyte.gz").is_file():
+            return Path(candidate)
+    pytest.skip("MNIST not found: set LRKIT_DATA_DIR or put it at ../shared/data/mnist")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import typer
 
-from lrkit.cli import schedule_command
+from lrkit.cli import find_command, schedule_command
 from lrkit.errors import LrkitValueError
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ def _root(
     """Which learning rate and which batch size to train with, and why."""
 
 
+app.command("find", help=find_command.HELP)(find_command.find)
 app.command("schedule", help=schedule_command.HELP)(schedule_command.schedule)
 
 

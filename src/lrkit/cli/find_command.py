@@ -1,0 +1,297 @@
+"""``lrkit find``: the learning-rate range test, with narrowing rounds and suggestions."""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from lrkit import validation as check
+from lrkit.cli.output import format_number, text_table, write_json
+from lrkit.cli.progress import progress
+from lrkit.errors import InvalidParameterError, LrkitValueError
+from lrkit.programs import (
+    DEFAULT_SEGMENTS,
+    LrProgram,
+    exponential_range,
+    linear_range,
+    parse_segments,
+    segments_program,
+)
+from lrkit.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS
+
+if TYPE_CHECKING:
+    from torch import nn, optim
+
+    from lrkit.finder.result import RangeTestResult
+    from lrkit.rangetest import Step
+
+HELP = "\n\n".join(
+    [
+        "Run the learning-rate range test and suggest a learning rate.",
+        "With no options: the textbook's network (mnist-mlp) on MNIST (the sample shipped "
+        "with lrkit unless --data-dir or LRKIT_DATA_DIR points at the full set), plain SGD at "
+        "batch size 16, the textbook's stepped program (1e-4 .. 1.1, continued until the "
+        "loss diverges), the loss on a fixed evaluation set at the end of every hold, two "
+        "rounds (the second narrows around the first's turning point), and the figure in "
+        "lrkit-find.png.",
+        "A program is --segments start:stop:step@hold,... (the textbook's notation), "
+        "--exp START:END:STEPS or --linear START:END:STEPS (with --hold).",
+    ]
+)
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+
+
+def find(
+    model: Annotated[
+        str, typer.Option(help="Built-in model (mnist-mlp, logistic, mnist-cnn) or module:factory.")
+    ] = "mnist-mlp",
+    data: Annotated[
+        str | None, typer.Option(help="Training data by import path, module:factory.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="MNIST folder of IDX files (default: $LRKIT_DATA_DIR, else the bundled sample)."
+        ),
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="Loss by import path (default: cross-entropy).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per iteration.")] = 16,
+    segments: Annotated[
+        str | None, typer.Option(help="Stepped program start:stop:step@hold,...")
+    ] = None,
+    exp: Annotated[
+        str | None, typer.Option("--exp", help="Exponential program START:END:STEPS.")
+    ] = None,
+    linear: Annotated[
+        str | None, typer.Option("--linear", help="Linear program START:END:STEPS.")
+    ] = None,
+    hold: Annotated[int, typer.Option(help="Iterations per lr for --exp and --linear.")] = 1,
+    rounds: Annotated[
+        int, typer.Option(help="Rounds; each narrows around the last turning point.")
+    ] = 2,
+    points: Annotated[int, typer.Option(help="About how many lrs a narrowed round tries.")] = 20,
+    eval_size: Annotated[
+        int,
+        typer.Option(help="Validation examples whose loss is measured after each hold (0: none)."),
+    ] = 1000,
+    val_fraction: Annotated[
+        str, typer.Option(help="Fraction of the training data held out for validation.")
+    ] = "1/12",
+    curve: Annotated[
+        str, typer.Option(help="Loss the suggestions read: auto, eval, mean or smoothed.")
+    ] = "auto",
+    suggest: Annotated[
+        str, typer.Option(help="Rule for the suggested lr: " + ", ".join(SUGGESTIONS) + ".")
+    ] = DEFAULT_SUGGESTION,
+    optimizer: Annotated[
+        str, typer.Option(help="sgd (plain, the textbook's), momentum, adam or adamw.")
+    ] = "sgd",
+    momentum: Annotated[float, typer.Option(help="Momentum for --optimizer momentum.")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
+    smoothing: Annotated[
+        float, typer.Option(help="Beta of the smoothed loss's moving average.")
+    ] = 0.98,
+    diverge_factor: Annotated[
+        float, typer.Option(help="Stop when the smoothed loss exceeds this times its minimum.")
+    ] = 4.0,
+    accumulate: Annotated[
+        int, typer.Option(help="Micro-batches per optimizer step (gradient accumulation).")
+    ] = 1,
+    amp: Annotated[bool, typer.Option("--amp", help="Mixed precision (CUDA only).")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights and the data order.")] = 0,
+    plot: Annotated[Path | None, typer.Option(help="Figure file (.png, .svg, .pdf).")] = Path(
+        "lrkit-find.png"
+    ),
+    no_plot: Annotated[bool, typer.Option("--no-plot", help="Draw no figure.")] = False,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the result as JSON.")
+    ] = None,
+) -> None:
+    # Check every option before any work.
+    check.positive_int("batch_size", batch_size)
+    check.positive_int("rounds", rounds)
+    check.positive_int("points", points)
+    check.nonnegative_int("eval_size", eval_size)
+    check.choice("curve", curve, ("auto", "eval", "mean", "smoothed"))
+    check.choice("suggest", suggest, tuple(SUGGESTIONS))
+    check.choice("optimizer", optimizer, OPTIMIZERS)
+    check.nonnegative_float("weight_decay", weight_decay)
+    fraction = parse_fraction("val_fraction", val_fraction)
+    program = build_program(segments, exp, linear, hold)
+    figure = None if no_plot else plot
+    if figure is not None:
+        from lrkit.plots.figure import check_plot_path
+
+        check_plot_path(figure)
+
+    from lrkit.data.tensors import TensorData
+    from lrkit.finder.find import RoundsSettings, find_lr
+    from lrkit.finder.runner import RunnerSettings
+    from lrkit.training.device import resolve_device
+    from lrkit.workload import load_workload
+
+    target = resolve_device(device)
+    settings = RunnerSettings(
+        smoothing, diverge_factor, check.positive_int("accumulate", accumulate), amp
+    )
+    work = load_workload(model, data, data_dir, loss, fraction, notify=_note)
+    net = work.make_model(seed).to(target)
+    opt = make_optimizer(optimizer, net, program.lrs[0], momentum, weight_decay)
+    eval_data = work.val.head(eval_size) if (work.val is not None and eval_size > 0) else None
+    train = work.train.to(target) if isinstance(work.train, TensorData) else work.train
+
+    with progress() as bar:
+        current = {"round": -1}
+
+        def on_step(index: int, step: Step, total: int) -> None:
+            if index != current["round"]:
+                current["round"] = index
+                bar.start(f"round {index + 1}", total)
+            bar.update(step.iteration + 1, f"lr {step.lr:.3g}")
+
+        result = find_lr(
+            net,
+            train,
+            loss_fn=work.loss_fn,
+            optimizer=opt,
+            batch_size=batch_size,
+            program=program,
+            rounds=RoundsSettings(rounds=rounds, points=points),
+            eval_data=eval_data,
+            curve=curve,
+            suggestion=suggest,
+            settings=settings,
+            seed=seed,
+            on_step=on_step,
+            model_name=work.model_name,
+            data_name=work.data_name,
+        )
+        bar.finish()
+
+    print(summary(result))
+    if json_file is not None:
+        write_json(json_file, result.to_json())
+    if figure is not None:
+        from lrkit.plots.rangetest import plot_range_test
+
+        plot_range_test(result, figure)
+        print(f"wrote {figure}", file=sys.stderr)
+
+
+def build_program(
+    segments: str | None, exp: str | None, linear: str | None, hold: int
+) -> LrProgram:
+    """The program from at most one of --segments, --exp and --linear (default: the textbook's)."""
+    given = [
+        name
+        for name, value in (("--segments", segments), ("--exp", exp), ("--linear", linear))
+        if value
+    ]
+    if len(given) > 1:
+        raise LrkitValueError(f"give one program, not {' and '.join(given)}")
+    if exp or linear:
+        option = "--exp" if exp else "--linear"
+        text = exp or linear or ""
+        pieces = text.split(":")
+        try:
+            start, end, steps = float(pieces[0]), float(pieces[1]), int(pieces[2])
+            if len(pieces) != 3:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise LrkitValueError(
+                f"{option} must be START:END:STEPS (e.g. 1e-6:1:100), got {text!r}"
+            ) from None
+        make = exponential_range if exp else linear_range
+        hold = check.positive_int("hold", hold)
+        try:
+            return make(start, end, steps, hold)
+        except InvalidParameterError as exc:
+            raise LrkitValueError(f"{option} {text}: {exc}") from None
+    return segments_program(parse_segments(segments if segments is not None else DEFAULT_SEGMENTS))
+
+
+def parse_fraction(name: str, text: str) -> float:
+    """``1/12`` or ``0.0833``, in (0, 1)."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise LrkitValueError(
+            f"--{name.replace('_', '-')} must be a fraction like 1/12 or 0.1, got {text!r}"
+        ) from None
+    return check.float_in(name, value, 0.0, 1.0, low_open=True, high_open=True)
+
+
+def make_optimizer(
+    name: str, model: nn.Module, lr: float, momentum: float, weight_decay: float
+) -> optim.Optimizer:
+    """The optimizer named by --optimizer over all of ``model``'s parameters."""
+    import torch
+
+    params = model.parameters()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    if name == "momentum":
+        return torch.optim.SGD(
+            params,
+            lr=lr,
+            momentum=check.float_in("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True),
+            weight_decay=weight_decay,
+        )
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def summary(result: RangeTestResult) -> str:
+    """The table printed at the end: rounds, then every suggestion with the chosen one marked."""
+    lines = [
+        f"range test: {result.model} on {result.data}, batch size {result.batch_size}, "
+        f"{result.device}, {result.seconds:.1f} s"
+    ]
+    rows: list[list[str | int | float]] = []
+    for i, r in enumerate(result.rounds):
+        turn = "-" if r.turning_point is None else format_number(r.turning_point.lr)
+        diverged = r.record.diverged_at
+        stopped = "completed" if diverged is None else f"diverged at {format_number(diverged)}"
+        rows.append([i + 1, _short(r.record.program), len(r.record.points), r.curve, turn, stopped])
+    lines += [
+        "",
+        text_table(["round", "program", "iterations", "curve", "turn", "stopped"], rows),
+        "",
+    ]
+    suggestion_rows = [
+        [
+            name,
+            "-" if lr is None else format_number(lr),
+            "<- suggested" if name == result.method else "",
+        ]
+        for name, lr in result.suggestions.items()
+    ]
+    lines.append(text_table(["rule", "lr", ""], suggestion_rows))
+    lines.append("")
+    if result.suggested_lr is None:
+        lines.append(
+            f"no {result.method} suggestion: the loss never turned; widen the program's range "
+            "or read another rule above"
+        )
+    else:
+        lines.append(
+            f"suggested learning rate: {format_number(result.suggested_lr)} ({result.method})"
+        )
+    return "\n".join(lines)
+
+
+def _short(text: str, limit: int = 48) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _note(message: str) -> None:
+    print(f"lrkit find: {message}", file=sys.stderr)

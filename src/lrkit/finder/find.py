@@ -1,0 +1,311 @@
+"""``find_lr``: the range test on any PyTorch model, in narrowing rounds, with suggestions.
+
+Each round restarts from the same initial weights, optimizer state and data order; after the
+last round the model, the optimizer and the global RNGs are restored bitwise, so the caller's
+training cannot tell that the test ran.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from lrkit import validation as check
+from lrkit.data.tensors import BatchStream, TensorData
+from lrkit.errors import LrkitValueError
+from lrkit.finder.result import RangeTestResult, RoundResult
+from lrkit.finder.runner import Batches, LossFn, OnStep, RunnerSettings, run_round
+from lrkit.programs import DEFAULT_SEGMENTS, LrProgram, narrow, parse_segments, segments_program
+from lrkit.rangetest import RoundRecord, Step
+from lrkit.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS, find_turning_point, suggest_all
+from lrkit.training import state as training_state
+
+CURVES = ("auto", "eval", "mean", "smoothed")
+DataLike = TensorData | tuple[torch.Tensor, torch.Tensor] | Dataset | DataLoader  # type: ignore[type-arg]
+OnRoundStep = Callable[[int, Step, int], None]
+"""Progress callback: (round index, the step just run, iterations in this round's program)."""
+
+
+@dataclass(frozen=True)
+class RoundsSettings:
+    """How rounds narrow: each crosses ``span`` held rates either side of the previous round's
+    turning point in about ``points`` linear steps, after the same lead-in (``programs.narrow``)."""
+
+    rounds: int = 1
+    points: int = 20
+    span: int = 2
+
+
+def default_program() -> LrProgram:
+    """The textbook's first round (1e-4 .. 1.1 in stepped segments, each lr held 10 iterations)
+    continued to 90, where the test stops once the loss diverges."""
+    return segments_program(parse_segments(DEFAULT_SEGMENTS))
+
+
+def find_lr(
+    model: nn.Module,
+    data: DataLike,
+    *,
+    loss_fn: LossFn | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    batch_size: int = 16,
+    program: LrProgram | str | None = None,
+    rounds: int | RoundsSettings = 1,
+    eval_data: TensorData | tuple[torch.Tensor, torch.Tensor] | None = None,
+    curve: str = "auto",
+    suggestion: str = DEFAULT_SUGGESTION,
+    settings: RunnerSettings | None = None,
+    seed: int = 0,
+    on_step: OnRoundStep | None = None,
+    model_name: str = "",
+    data_name: str = "",
+) -> RangeTestResult:
+    """Run the learning-rate range test on ``model`` and suggest a learning rate.
+
+    Args:
+        model: any ``nn.Module``; it is trained on its own device and restored afterwards.
+        data: training data: a ``TensorData``, an ``(inputs, targets)`` pair of tensors (both
+            cut into batches by index on the model's device), a ``Dataset`` or a ``DataLoader``.
+        loss_fn: ``loss(output, target)``, mean over the batch; default cross-entropy.
+        optimizer: default plain SGD (the textbook's); any optimizer works, its param groups'
+            lr ratios are kept.
+        batch_size: examples per iteration (ignored for a ``DataLoader``).
+        program: an ``LrProgram`` or a segment string ``start:stop:step@hold,...``;
+            default ``programs.DEFAULT_SEGMENTS``, the textbook's first round continued.
+        rounds: how many rounds, or ``RoundsSettings``; each narrows around the turning point.
+        eval_data: a fixed set whose loss is measured at the end of every hold.
+        curve: which loss the suggestions read: auto (eval if measured, else the hold mean
+            when holds are longer than one iteration, else the smoothed loss), eval, mean, smoothed.
+        suggestion: the rule whose value is ``suggested_lr`` (see ``lrkit.suggestions``).
+        settings: smoothing, divergence factor, gradient accumulation, mixed precision.
+        seed: seeds the data order (the same in every round).
+        on_step: called after each iteration with (round index, step, iterations in the
+            round's program), for progress bars.
+    """
+    started = time.perf_counter()
+    settings = settings or RunnerSettings()
+    rounds_settings = (
+        rounds if isinstance(rounds, RoundsSettings) else RoundsSettings(rounds=rounds)
+    )
+    check.positive_int("rounds", rounds_settings.rounds)
+    check.choice("curve", curve, CURVES)
+    check.choice("suggestion", suggestion, tuple(SUGGESTIONS))
+    check.positive_int("accumulation_steps", settings.accumulation_steps)
+    device = _model_device(model)
+    if settings.amp and device.type != "cuda":
+        raise LrkitValueError(
+            "mixed precision (amp) needs a CUDA device", cli_message="--amp needs --device cuda"
+        )
+    if isinstance(program, str):
+        program = segments_program(parse_segments(program))
+    program = program or default_program()
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=program.lrs[0])
+    make_batches = _batch_source(data, batch_size, seed, device)
+    evaluation = _as_tensor_data(eval_data, device) if eval_data is not None else None
+
+    saved = training_state.capture(model, optimizer)
+    results: list[RoundResult] = []
+    try:
+        check_model_fits(model, loss_fn, make_batches())
+        training_state.restore(saved, model, optimizer)
+        for index in range(rounds_settings.rounds):
+            callback: OnStep | None = None
+            if on_step is not None:
+                callback = _bind_round(on_step, index, program.num_iterations)
+            record = run_round(
+                model, optimizer, loss_fn, make_batches(), program, settings, evaluation, callback
+            )
+            training_state.restore(saved, model, optimizer)
+            results.append(_read_round(record, curve))
+            turn = results[-1].turning_point
+            if index + 1 == rounds_settings.rounds or turn is None:
+                break
+            at = _program_index(program, results[-1], turn.index)
+            program = narrow(program, at, rounds_settings.points, rounds_settings.span)
+    finally:
+        training_state.restore(saved, model, optimizer)
+
+    # steepest, minimum and valley read the widest round; the turning point the finest round
+    # that found one (a narrow round can end with the loss still falling).
+    suggestions = dict(results[0].suggestions)
+    with_turn = [r for r in results if r.turning_point is not None]
+    suggestions["turning_point"] = with_turn[-1].suggestions["turning_point"] if with_turn else None
+    return RangeTestResult(
+        model=model_name or type(model).__name__,
+        data=data_name or type(data).__name__,
+        batch_size=batch_size if not isinstance(data, DataLoader) else int(data.batch_size or 0),
+        device=str(device),
+        rounds=tuple(results),
+        suggestions=suggestions,
+        method=suggestion,
+        suggested_lr=suggestions[suggestion],
+        seconds=time.perf_counter() - started,
+    )
+
+
+def check_model_fits(model: nn.Module, loss_fn: LossFn, batches: Batches) -> None:
+    """One forward pass and loss in eval mode, no gradients: a clear error if the model's
+    output does not fit the targets, before any training."""
+    x, y = next(batches)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            try:
+                output = model(x)
+            except Exception as exc:
+                raise LrkitValueError(
+                    f"the model fails on a batch of inputs of shape {tuple(x.shape)}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            if isinstance(loss_fn, nn.CrossEntropyLoss) and y.dtype == torch.int64:
+                classes = int(y.max()) + 1
+                if output.ndim != 2 or output.shape[0] != y.shape[0] or output.shape[1] < classes:
+                    raise LrkitValueError(
+                        f"the model's output of shape {tuple(output.shape)} does not fit labels "
+                        f"0..{classes - 1}: expected ({y.shape[0]}, >= {classes})"
+                    )
+            try:
+                loss = loss_fn(output, y)
+            except Exception as exc:
+                raise LrkitValueError(
+                    f"the loss fails on the model's output of shape {tuple(output.shape)} and "
+                    f"targets of shape {tuple(y.shape)}: {type(exc).__name__}: {exc}"
+                ) from None
+            if loss.ndim != 0:
+                raise LrkitValueError(
+                    "the loss must be a scalar (mean over the batch), "
+                    f"got shape {tuple(loss.shape)}"
+                )
+    finally:
+        model.train(was_training)
+
+
+def curve_of(record: RoundRecord, curve: str) -> tuple[str, tuple[float, ...], tuple[float, ...]]:
+    """The (kind, lrs, losses) the suggestions read. A hold cut short by divergence appears
+    as a non-finite loss, so the rules see that the curve rose there."""
+    holds = record.holds
+    if curve == "auto":
+        if any(h.eval_loss is not None for h in holds):
+            curve = "eval"
+        elif holds and max(h.iterations for h in holds) > 1:
+            curve = "mean"
+        else:
+            curve = "smoothed"
+    if curve == "smoothed":
+        points = record.points
+        lrs = tuple(p.lr for p in points)
+        losses = tuple(p.smoothed_loss for p in points)
+        if record.diverged_at is not None and points:
+            losses = (*losses[:-1], math.inf)
+        return curve, lrs, losses
+    lrs = tuple(h.lr for h in holds)
+    if curve == "eval":
+        losses = tuple(
+            h.eval_loss if h.complete and h.eval_loss is not None else math.inf for h in holds
+        )
+    else:
+        losses = tuple(h.mean_loss if h.complete else math.inf for h in holds)
+    return curve, lrs, losses
+
+
+def _read_round(record: RoundRecord, curve: str) -> RoundResult:
+    kind, lrs, losses = curve_of(record, curve)
+    return RoundResult(
+        record=record,
+        curve=kind,
+        curve_lrs=lrs,
+        curve_losses=losses,
+        suggestions=suggest_all(lrs, losses),
+        turning_point=find_turning_point(lrs, losses),
+    )
+
+
+def _program_index(program: LrProgram, round_result: RoundResult, curve_index: int) -> int:
+    """The index in ``program.lrs`` of the curve's ``curve_index``-th point (the smoothed
+    curve has a point per iteration, the others a point per hold)."""
+    lr = round_result.curve_lrs[curve_index]
+    return min(range(len(program.lrs)), key=lambda i: abs(program.lrs[i] - lr))
+
+
+def _bind_round(on_step: OnRoundStep, index: int, total: int) -> OnStep:
+    return lambda step: on_step(index, step, total)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if first is None:
+        raise LrkitValueError("the model has no parameters to train")
+    return first.device
+
+
+def _as_tensor_data(
+    data: TensorData | tuple[torch.Tensor, torch.Tensor], device: torch.device
+) -> TensorData:
+    if isinstance(data, TensorData):
+        return data.to(device)
+    if (
+        isinstance(data, tuple)
+        and len(data) == 2
+        and all(isinstance(t, torch.Tensor) for t in data)
+    ):
+        return TensorData(data[0], data[1]).to(device)
+    raise LrkitValueError(
+        f"expected TensorData or an (inputs, targets) pair of tensors, got {type(data).__name__}"
+    )
+
+
+def _batch_source(
+    data: DataLike, batch_size: int, seed: int, device: torch.device
+) -> Callable[[], Batches]:
+    """A factory of batch iterators that all give the same seeded order (one per round)."""
+    if isinstance(data, DataLoader):
+        loader = data
+
+        def from_loader() -> Batches:
+            generator = getattr(loader, "generator", None)
+            if isinstance(generator, torch.Generator):
+                generator.manual_seed(seed)
+            return _to_device(_cycle(loader), device)
+
+        return from_loader
+    if isinstance(data, Dataset) and not isinstance(data, TensorData):
+        loader_generator = torch.Generator().manual_seed(seed)
+        loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=loader_generator)
+
+        def from_dataset() -> Batches:
+            loader_generator.manual_seed(seed)
+            return _to_device(_cycle(loader), device)
+
+        return from_dataset
+    tensors = _as_tensor_data(data, device)
+    check.positive_int("batch_size", batch_size)
+
+    def from_tensors() -> Batches:
+        return iter(BatchStream(tensors, batch_size, seed))
+
+    from_tensors()  # check the batch size against the data now
+    return from_tensors
+
+
+def _cycle(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # type: ignore[type-arg]
+    while True:
+        empty = True
+        for x, y in loader:
+            empty = False
+            yield x, y
+        if empty:
+            raise LrkitValueError("the DataLoader yields no batches")
+
+
+def _to_device(batches: Batches, device: torch.device) -> Batches:
+    for x, y in batches:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -1,0 +1,91 @@
+"""Results of a range test: frozen dataclasses that serialise to the CLI's JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lrkit.rangetest import RoundRecord
+from lrkit.suggestions import TurningPoint
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """One round: what was measured and what its curve suggests."""
+
+    record: RoundRecord
+    curve: str
+    """Which loss the suggestions read: eval or mean (per hold), or smoothed (per iteration)."""
+    curve_lrs: tuple[float, ...]
+    curve_losses: tuple[float, ...]
+    suggestions: Mapping[str, float | None]
+    turning_point: TurningPoint | None
+
+    def to_json(self) -> dict[str, Any]:
+        record = self.record
+        return {
+            "program": record.program,
+            "points": [
+                {
+                    "iteration": p.iteration,
+                    "lr": p.lr,
+                    "loss": p.loss,
+                    "smoothed_loss": p.smoothed_loss,
+                }
+                for p in record.points
+            ],
+            "holds": [
+                {
+                    "lr": h.lr,
+                    "mean_loss": h.mean_loss,
+                    "eval_loss": h.eval_loss,
+                    "complete": h.complete,
+                }
+                for h in record.holds
+            ],
+            "curve": self.curve,
+            "suggestions": dict(self.suggestions),
+            "turning_point": None if self.turning_point is None else self.turning_point.lr,
+            "diverged_at": record.diverged_at,
+            "stop_reason": record.stop_reason,
+        }
+
+
+@dataclass(frozen=True)
+class RangeTestResult:
+    """The whole test: every round, the suggestions and the one suggested lr.
+
+    ``suggestions`` takes steepest, minimum and valley from the first (widest) round, where
+    those rules are meant to read, and turning_point from the last (finest) round that found
+    one.
+    """
+
+    model: str
+    data: str
+    batch_size: int
+    device: str
+    rounds: tuple[RoundResult, ...]
+    suggestions: Mapping[str, float | None]
+    method: str
+    suggested_lr: float | None
+    seconds: float
+
+    @property
+    def diverged_at(self) -> float | None:
+        """Where the first round diverged (the wide sweep), or None."""
+        return self.rounds[0].record.diverged_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "rounds": [r.to_json() for r in self.rounds],
+            "suggestions": dict(self.suggestions),
+            "method": self.method,
+            "suggested_lr": self.suggested_lr,
+            "diverged_at": self.diverged_at,
+            "seconds": self.seconds,
+        }

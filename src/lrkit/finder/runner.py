@@ -1,0 +1,96 @@
+"""The PyTorch caller of the ask/tell range test: one pass of a program on a model.
+
+It sets the lr on every param group (keeping their ratios to group 0), takes one optimizer
+step per iteration (over ``accumulation_steps`` micro-batches), reports the mean loss, and at
+the end of each hold optionally the loss on a fixed evaluation set. With ``amp`` on CUDA the
+forward pass runs under autocast with a gradient scaler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lrkit.data.tensors import TensorData
+from lrkit.programs import LrProgram
+from lrkit.rangetest import RangeTest, RoundRecord, Step
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+OnStep = Callable[[Step], None]
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """How each iteration is run."""
+
+    smoothing: float = 0.98
+    diverge_factor: float = 4.0
+    accumulation_steps: int = 1
+    amp: bool = False
+    eval_batch_size: int = 1024
+
+
+def evaluate(model: nn.Module, loss_fn: LossFn, data: TensorData, batch_size: int = 1024) -> float:
+    """Mean loss of ``model`` over ``data`` in eval mode, without gradients."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=data.x.device)
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
+            total += loss_fn(model(x), y).double() * x.shape[0]
+    model.train(was_training)
+    return float(total) / len(data)
+
+
+def run_round(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    batches: Batches,
+    program: LrProgram,
+    settings: RunnerSettings,
+    eval_data: TensorData | None = None,
+    on_step: OnStep | None = None,
+) -> RoundRecord:
+    """Run one range-test pass of ``program``; the caller restores the state afterwards."""
+    test = RangeTest(program, settings.smoothing, settings.diverge_factor)
+    groups = optimizer.param_groups
+    reference = float(groups[0]["lr"])
+    ratios = [float(g["lr"]) / reference if reference > 0 else 1.0 for g in groups]
+    k = settings.accumulation_steps
+    scaler = torch.amp.GradScaler("cuda") if settings.amp else None
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.float16))
+        if settings.amp
+        else contextlib.nullcontext
+    )
+    model.train()
+    while (step := test.ask()) is not None:
+        for group, ratio in zip(groups, ratios, strict=True):
+            group["lr"] = step.lr * ratio
+        optimizer.zero_grad(set_to_none=True)
+        losses = []
+        for _ in range(k):
+            x, y = next(batches)
+            with autocast():
+                loss = loss_fn(model(x), y)
+            scaled = loss / k if k > 1 else loss
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()  # type: ignore[no-untyped-call]
+            losses.append(loss.detach())
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        test.tell(float(losses[0]) if k == 1 else float(torch.stack(losses).float().mean()))
+        if step.ends_hold and eval_data is not None and not test.finished:
+            test.tell_eval(evaluate(model, loss_fn, eval_data, settings.eval_batch_size))
+        if on_step is not None:
+            on_step(step)
+    return test.record()

@@ -1,0 +1,171 @@
+"""The learning-rate range test as ask/tell: it hands out the next lr, the caller reports the
+loss, and it decides when to stop (L. N. Smith, "Cyclical Learning Rates for Training Neural
+Networks", 2017, section 3.3).
+
+Any training step can drive it: the PyTorch runner (:mod:`lrkit.finder.runner`) is one
+caller; a JAX or numpy loop is another::
+
+    test = RangeTest(exponential_range(1e-6, 1.0, 100))
+    while (step := test.ask()) is not None:
+        test.tell(train_one_batch(step.lr))
+    record = test.record()
+
+Smoothing is the bias-corrected exponential moving average of Adam (Kingma & Ba 2015):
+avg_t = beta * avg_(t-1) + (1 - beta) * loss_t, smoothed_t = avg_t / (1 - beta ** (t + 1)).
+The test stops when a loss is not finite or smoothed_t > diverge_factor * min(smoothed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from lrkit import validation as check
+from lrkit.errors import InvalidParameterError, LrkitValueError
+from lrkit.programs import LrProgram
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the test asks for: train one iteration at ``lr``."""
+
+    iteration: int
+    lr: float
+    hold_index: int
+    ends_hold: bool
+    """True on the last iteration at this lr: the caller may then report an eval loss."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One iteration: its lr, the batch loss and the smoothed loss."""
+
+    iteration: int
+    lr: float
+    loss: float
+    smoothed_loss: float
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One held lr: the mean batch loss over the hold and, if measured, an eval loss at its end."""
+
+    lr: float
+    mean_loss: float
+    eval_loss: float | None
+    iterations: int
+    complete: bool
+    """False when the test stopped inside this hold."""
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """Everything one pass of the test measured."""
+
+    program: str
+    points: tuple[Point, ...]
+    holds: tuple[Hold, ...]
+    diverged_at: float | None
+    """The lr at which the test stopped for divergence, or None if it ran to the end."""
+    stop_reason: str
+
+
+class RangeTest:
+    """Ask/tell driver of one range-test pass over ``program``.
+
+    Args:
+        program: the learning rates and how long each is held.
+        smoothing: beta of the bias-corrected moving average, in [0, 1).
+        diverge_factor: stop when the smoothed loss exceeds this times its minimum (> 1).
+    """
+
+    def __init__(
+        self, program: LrProgram, smoothing: float = 0.98, diverge_factor: float = 4.0
+    ) -> None:
+        self.program = program
+        self.beta = check.float_in("smoothing", smoothing, 0.0, 1.0, low_open=False, high_open=True)
+        if diverge_factor <= 1:
+            raise InvalidParameterError("diverge_factor", "a finite number > 1", diverge_factor)
+        self.diverge_factor = check.positive_float("diverge_factor", diverge_factor)
+        self._steps = program.iterations()
+        self._pending: Step | None = None
+        self._points: list[Point] = []
+        self._holds: list[Hold] = []
+        self._hold_losses: list[float] = []
+        self._average = 0.0
+        self._best = math.inf
+        self._stop: str | None = None
+        self._diverged_at: float | None = None
+        self._awaiting_eval = False
+
+    @property
+    def finished(self) -> bool:
+        return self._stop is not None
+
+    def ask(self) -> Step | None:
+        """The next iteration to run, or None when the test is over."""
+        if self._pending is not None:
+            raise LrkitValueError("tell() the loss of the last step before asking for the next")
+        self._awaiting_eval = False
+        if self._stop is not None:
+            return None
+        step = next(self._steps, None)
+        if step is None:
+            self._stop = "completed the program"
+            return None
+        self._pending = Step(*step)
+        return self._pending
+
+    def tell(self, loss: float) -> None:
+        """Report the training loss of the step just asked for."""
+        step = self._pending
+        if step is None:
+            raise LrkitValueError("ask() for a step before telling its loss")
+        self._pending = None
+        loss = float(loss)
+        n = len(self._points)
+        if math.isfinite(loss):
+            self._average = self.beta * self._average + (1.0 - self.beta) * loss
+            smoothed = self._average / (1.0 - self.beta ** (n + 1))
+        else:
+            smoothed = math.nan
+        self._points.append(Point(step.iteration, step.lr, loss, smoothed))
+        self._hold_losses.append(loss)
+        if not math.isfinite(loss):
+            self._diverge(step, "the loss is not finite")
+        elif smoothed > self.diverge_factor * self._best:
+            self._diverge(step, f"the smoothed loss exceeded {self.diverge_factor:g}x its minimum")
+        else:
+            self._best = min(self._best, smoothed)
+            if step.ends_hold:
+                self._close_hold(step.lr, complete=True)
+                self._awaiting_eval = True
+
+    def tell_eval(self, loss: float) -> None:
+        """Report the eval loss measured at the end of the hold that just ended."""
+        if not self._awaiting_eval or not self._holds:
+            raise LrkitValueError("tell_eval() belongs right after the last step of a hold")
+        self._awaiting_eval = False
+        last = self._holds[-1]
+        self._holds[-1] = Hold(last.lr, last.mean_loss, float(loss), last.iterations, last.complete)
+
+    def record(self) -> RoundRecord:
+        """What the test measured so far (the whole pass once ``finished``)."""
+        return RoundRecord(
+            program=self.program.description,
+            points=tuple(self._points),
+            holds=tuple(self._holds),
+            diverged_at=self._diverged_at,
+            stop_reason=self._stop or "running",
+        )
+
+    def _close_hold(self, lr: float, *, complete: bool) -> None:
+        losses = self._hold_losses
+        mean = sum(losses) / len(losses) if losses else math.nan
+        self._holds.append(Hold(lr, mean, None, len(losses), complete))
+        self._hold_losses = []
+
+    def _diverge(self, step: Step, why: str) -> None:
+        self._diverged_at = step.lr
+        self._stop = f"diverged at lr {step.lr:g}: {why}"
+        self._close_hold(step.lr, complete=False)

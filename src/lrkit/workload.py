@@ -1,0 +1,157 @@
+"""What to train: a model, its data and its loss, from built-in names or import paths.
+
+The CLI verbs (find, and later sweep and noise) share this: ``--model mnist-mlp`` or
+``--model pkg.module:factory``, ``--data pkg.module:factory`` or an MNIST folder
+(``--data-dir``, ``$LRKIT_DATA_DIR``, or the sample shipped in the package), ``--loss``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from lrkit.data.mnist import load_mnist, resolve_data_dir
+from lrkit.data.tensors import TensorData
+from lrkit.errors import LrkitValueError
+from lrkit.finder.runner import LossFn
+from lrkit.imports import is_import_path, load_object
+from lrkit.models import MODELS, build_model
+
+TrainData = TensorData | Dataset | DataLoader  # type: ignore[type-arg]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A model factory (seed -> fresh model), data splits and a loss."""
+
+    model_name: str
+    make_model: Callable[[int], nn.Module]
+    train: TrainData
+    val: TensorData | None
+    test: TensorData | None
+    loss_fn: LossFn
+    data_name: str
+
+
+def model_factory(spec: str) -> Callable[[int], nn.Module]:
+    """``seed -> nn.Module`` for a built-in name or ``module:factory`` (a class or a function
+    called with no arguments). The global RNG is seeded only inside the call."""
+    if not is_import_path(spec):
+        if spec not in MODELS:
+            build_model(spec, 0)  # raises the error that lists the names
+        return lambda seed: build_model(spec, seed)
+    factory = load_object(spec, "--model")
+    if not callable(factory):
+        raise LrkitValueError(
+            f"--model {spec!r} is not callable: give a class or a function returning an nn.Module"
+        )
+
+    def make(seed: int) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            try:
+                model = factory()
+            except Exception as exc:
+                raise LrkitValueError(
+                    f"--model {spec!r} failed: {type(exc).__name__}: {exc}"
+                ) from None
+        if not isinstance(model, nn.Module):
+            raise LrkitValueError(
+                f"--model {spec!r} returned {type(model).__name__}, not an nn.Module"
+            )
+        return model
+
+    return make
+
+
+def loss_from(spec: str | None) -> LossFn:
+    """Cross-entropy by default; else ``module:attribute``, a loss class (instantiated with no
+    arguments) or a function ``loss(output, target)``."""
+    if spec is None:
+        return nn.CrossEntropyLoss()
+    target = load_object(spec, "--loss")
+    if isinstance(target, type):
+        try:
+            target = target()
+        except Exception as exc:
+            raise LrkitValueError(f"--loss {spec!r} failed: {type(exc).__name__}: {exc}") from None
+    if not callable(target):
+        raise LrkitValueError(f"--loss {spec!r} is not callable")
+    return target
+
+
+def _as_train_data(value: object, spec: str, part: str) -> TrainData:
+    if isinstance(value, (TensorData, Dataset, DataLoader)):
+        return value
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(t, torch.Tensor) for t in value)
+    ):
+        return TensorData(value[0], value[1])
+    raise LrkitValueError(
+        f"--data {spec!r}: {part} must be TensorData, an (inputs, targets) pair of tensors, a "
+        f"Dataset or a DataLoader, got {type(value).__name__}"
+    )
+
+
+def _as_tensors(value: object, spec: str, part: str) -> TensorData:
+    data = _as_train_data(value, spec, part)
+    if not isinstance(data, TensorData):
+        raise LrkitValueError(
+            f"--data {spec!r}: {part} must be tensors (TensorData or an (x, y) pair)"
+        )
+    return data
+
+
+def load_workload(
+    model: str,
+    data: str | None,
+    data_dir: Path | None,
+    loss: str | None,
+    val_fraction: float,
+    notify: Callable[[str], None],
+) -> Workload:
+    """Resolve the CLI's model, data and loss options into a :class:`Workload`.
+
+    ``--data module:factory`` may return training data (tensors, Dataset or DataLoader) or a
+    mapping with ``train`` and optionally ``val`` and ``test``. Tensor training data without a
+    ``val`` part is split: the last ``val_fraction`` becomes validation.
+    """
+    make_model = model_factory(model)
+    loss_fn = loss_from(loss)
+    if data is not None:
+        if data_dir is not None:
+            raise LrkitValueError("give --data or --data-dir, not both")
+        produced = load_object(data, "--data")
+        if callable(produced) and not isinstance(produced, (Dataset, DataLoader)):
+            try:
+                produced = produced()
+            except Exception as exc:
+                raise LrkitValueError(
+                    f"--data {data!r} failed: {type(exc).__name__}: {exc}"
+                ) from None
+        parts = produced if isinstance(produced, Mapping) else {"train": produced}
+        if "train" not in parts:
+            raise LrkitValueError(f"--data {data!r}: the mapping it returned has no 'train' entry")
+        train = _as_train_data(parts["train"], data, "train")
+        val = _as_tensors(parts["val"], data, "val") if parts.get("val") is not None else None
+        test = _as_tensors(parts["test"], data, "test") if parts.get("test") is not None else None
+        if val is None and isinstance(train, TensorData):
+            train, val = train.split(val_fraction)
+        return Workload(model, make_model, train, val, test, loss_fn, data)
+    folder, bundled = resolve_data_dir(data_dir)
+    mnist = load_mnist(folder)
+    if bundled:
+        notify(
+            f"using the MNIST sample shipped with lrkit ({len(mnist.train)} training images); "
+            "give --data-dir or set LRKIT_DATA_DIR for the full set"
+        )
+    train, val = mnist.train.split(val_fraction)
+    name = "MNIST sample" if bundled else f"MNIST ({folder})"
+    return Workload(model, make_model, train, val, mnist.test, loss_fn, name)

@@ -1,0 +1,209 @@
+"""`lrkit find` end to end: defaults, a user's model by import path, JSON, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lrkit.cli.app import main
+from lrkit.programs import TEXTBOOK_FIRST_ROUND
+
+USER_MODULE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    def make_model():
+        return nn.Sequential(nn.Flatten(), nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 3))
+
+    def make_data():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(1200, 12, generator=g)
+        y = (x[:, :3].argmax(dim=1))
+        return x, y
+
+    def wrong_output():
+        return nn.Linear(12, 2)
+
+    not_a_model = 3
+    """
+)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LRKIT_DATA_DIR", raising=False)
+    (tmp_path / "usermodels.py").write_text(USER_MODULE)
+    return tmp_path
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_find_with_no_arguments(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["find"], capsys)
+    assert code == 0, err
+    assert "MNIST sample shipped with lrkit" in err
+    assert "suggested learning rate:" in out
+    figure = workdir / "lrkit-find.png"
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert figure.stat().st_size > 30_000
+
+
+def test_json_has_the_documented_shape(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["find", "--rounds", "2", "--json", "out/find.json", "--no-plot"], capsys)
+    assert code == 0, err
+    document = json.loads((workdir / "out" / "find.json").read_text())
+    assert document["model"] == "mnist-mlp"
+    assert document["batch_size"] == 16
+    assert len(document["rounds"]) == 2
+    point = document["rounds"][0]["points"][0]
+    assert set(point) == {"iteration", "lr", "loss", "smoothed_loss"}
+    hold = document["rounds"][0]["holds"][0]
+    assert {"lr", "mean_loss", "eval_loss"} <= set(hold)
+    assert set(document["suggestions"]) == {"steepest", "minimum", "valley", "turning_point"}
+    assert document["suggested_lr"] == document["suggestions"]["turning_point"]
+    assert document["diverged_at"] is None or document["diverged_at"] > 0
+    assert not (workdir / "lrkit-find.png").exists()
+
+
+def test_the_textbooks_segment_program_runs(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        [
+            "find",
+            "--segments",
+            TEXTBOOK_FIRST_ROUND,
+            "--rounds",
+            "1",
+            "--json",
+            "t.json",
+            "--no-plot",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    holds = json.loads((workdir / "t.json").read_text())["rounds"][0]["holds"]
+    assert [h["lr"] for h in holds][:3] == [0.0001, 0.0002, 0.0003]
+    assert len(holds) <= 47
+
+
+def test_full_mnist_through_the_environment(
+    workdir: Path,
+    mnist_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LRKIT_DATA_DIR", str(mnist_dir))
+    code, out, err = run(["find", "--rounds", "1", "--no-plot"], capsys)
+    assert code == 0, err
+    assert "shipped with lrkit" not in err
+    assert f"MNIST ({mnist_dir})" in out
+
+
+def test_user_model_and_data_by_import_path(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        [
+            "find",
+            "--model",
+            "usermodels:make_model",
+            "--data",
+            "usermodels:make_data",
+            "--exp",
+            "1e-4:10:80",
+            "--rounds",
+            "2",
+            "--json",
+            "u.json",
+            "--plot",
+            "u.svg",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "suggested learning rate" in out
+    document = json.loads((workdir / "u.json").read_text())
+    assert document["model"] == "usermodels:make_model"
+    assert document["suggested_lr"] is not None
+    assert (workdir / "u.svg").read_text().lstrip().startswith("<?xml")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--segments", "1e-3:9e-3"],
+            "--segments: bad segment '1e-3:9e-3': expected start:stop:step@hold",
+        ),
+        (["--segments", "9e-3:1e-3:1e-3@10"], "start must be < stop"),
+        (["--segments", "1e-3:9e-3:0@10"], "step must be > 0"),
+        (["--segments", "1e-3:9e-3:1e-3@0"], "hold must be an integer > 0"),
+        (["--segments", ","], "--segments is empty"),
+        (["--exp", "1e-3:1"], "--exp must be START:END:STEPS"),
+        (["--exp", "1:1e-3:10"], "--exp 1:1e-3:10: end_lr must be > start_lr (1), got 0.001"),
+        (["--exp", "1e-3:1:10", "--linear", "0.1:1:10"], "give one program"),
+        (
+            ["--batch-size", "100000"],
+            "--batch-size must be at most the number of training examples (5500)",
+        ),
+        (["--batch-size", "0"], "--batch-size must be an integer > 0"),
+        (
+            ["--model", "nosuchmodule:make"],
+            "--model 'nosuchmodule:make': cannot import 'nosuchmodule'",
+        ),
+        (["--model", "usermodels:missing"], "has no attribute 'missing'"),
+        (["--model", "usermodels:not_a_model"], "is not callable"),
+        (["--model", "resnet"], "--model 'resnet' is not a built-in model"),
+        (
+            ["--model", "usermodels:wrong_output", "--data", "usermodels:make_data"],
+            "does not fit labels 0..2",
+        ),
+        (["--model", "usermodels:make_model"], "the model fails on a batch of inputs"),
+        (["--data-dir", "."], "has no MNIST IDX files"),
+        (["--data-dir", "nowhere"], "--data-dir nowhere does not exist"),
+        (["--curve", "median"], "--curve must be one of auto, eval, mean, smoothed"),
+        (
+            ["--suggest", "best"],
+            "--suggest must be one of turning_point, valley, steepest, minimum",
+        ),
+        (["--device", "tpu"], "--device must be one of auto, cpu, cuda"),
+        (["--val-fraction", "2"], "--val-fraction must be a number in (0, 1)"),
+        (["--val-fraction", "x"], "--val-fraction must be a fraction like 1/12"),
+        (["--amp", "--device", "cpu"], "--amp needs --device cuda"),
+        (["--plot", "fig.jpg"], "--plot must end in one of .png, .svg, .pdf"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    workdir: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["find", *args], capsys)
+    assert code == 2, err
+    assert out == ""
+    lines = [line for line in err.strip().splitlines() if "shipped with lrkit" not in line]
+    assert len(lines) == 1, err
+    assert message in lines[0]
+
+
+def test_console_script_runs_and_stays_quiet_without_a_terminal(workdir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lrkit", "find", "--rounds", "1", "--no-plot"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "suggested learning rate" in result.stdout
+    assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
