@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   creates .venv, installs torch's CPU build and lrkit, runs the main job
 #   make test   creates .venv, installs lrkit with its test tools, runs the test suite
-# `make lint` runs ruff and mypy; `.ci/run` runs `make test lint`.
+# `make lint` runs ruff and mypy; `.ci/run` runs `make test lint`; `make bench` the benchmarks.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,6 +10,9 @@ LRKIT := $(VENV)/bin/lrkit
 # The CPU build of torch. A bare `torch` requirement with no torch installed makes pip
 # fetch a multi-GB CUDA build, so the CPU wheel goes in first and then satisfies torch>=2.4.
 TORCH_SPEC ?= torch==2.13.0
+
+BENCH_VENV ?= .venv-bench
+SHARED_MNIST := $(wildcard ../shared/data/mnist)
 
 .PHONY: demo test lint bench clean
 
@@ -26,9 +29,20 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
+# Benchmarks run in their own environment (lrkit plus bench/requirements.txt:
+# torch-lr-finder to compare against); results go to bench/results/ and BENCHMARKS.md.
+$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -c "import torch" 2>/dev/null || $(BENCH_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r bench/requirements.txt
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/bench_find.py $(if $(SHARED_MNIST),--data-dir $(SHARED_MNIST))
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -31,6 +31,12 @@ USER_MODULE = textwrap.dedent(
         return nn.Linear(12, 2)
 
     not_a_model = 3
+
+    calls = []
+
+    def counting_loss(output, target):
+        calls.append(1)
+        return torch.nn.functional.cross_entropy(output, target)
     """
 )
 
@@ -207,3 +213,31 @@ def test_console_script_runs_and_stays_quiet_without_a_terminal(workdir: Path) -
     assert result.returncode == 0, result.stderr
     assert "suggested learning rate" in result.stdout
     assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
+
+
+def test_loss_by_import_path(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(
+        [
+            "find",
+            "--loss",
+            "usermodels:counting_loss",
+            "--rounds",
+            "1",
+            "--no-plot",
+            "--exp",
+            "1e-3:1:30",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    import usermodels  # type: ignore[import-not-found]
+
+    # one checking forward pass, then one per iteration, and the evaluations
+    assert len(usermodels.calls) > 30
+
+
+def test_loss_class_by_import_path(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(
+        ["find", "--loss", "torch.nn:CrossEntropyLoss", "--rounds", "1", "--no-plot"], capsys
+    )
+    assert code == 0, err

@@ -263,3 +263,14 @@ def test_import_lrkit_loads_neither_torch_nor_matplotlib() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_find_lr_and_schedulelr_load_on_first_use() -> None:
+    code = (
+        "import sys, lrkit; assert 'torch' not in sys.modules; "
+        "from lrkit import find_lr, ScheduleLR; print(callable(find_lr), ScheduleLR.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["True", "ScheduleLR"]

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from lrkit.suggestions import (
     SUGGESTIONS,
+    decreasing_run_lengths,
     find_turning_point,
     minimum,
     steepest,
@@ -97,3 +98,16 @@ def test_rules_ignore_everything_after_the_first_non_finite_loss(cut: int) -> No
         if name == "turning_point":
             continue
         assert rule(LRS, tainted) == rule(LRS[:cut], losses[:cut])
+
+
+@given(st.lists(st.floats(-10, 10), min_size=1, max_size=60))
+def test_decreasing_run_lengths_match_the_quadratic_definition(values: list[float]) -> None:
+    y = np.array(values)
+    expected: list[int] = []
+    for i in range(len(values)):
+        best = 1
+        for j in range(i):
+            if values[j] > values[i]:
+                best = max(best, expected[j] + 1)
+        expected.append(best)
+    assert decreasing_run_lengths(y).tolist() == expected

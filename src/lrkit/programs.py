@@ -53,6 +53,8 @@ class LrProgram:
     lrs: tuple[float, ...]
     holds: tuple[int, ...]
     description: str
+    focus: float | None = None
+    """For a narrowed round, the first lr of its fine steps (the window it narrows to)."""
 
     def __post_init__(self) -> None:
         if not self.lrs:
@@ -229,6 +231,7 @@ def narrow(program: LrProgram, turn_index: int, points: int = 20, span: int = 2)
         tuple(lr for lr, _ in lead) + fine_lrs,
         tuple(h for _, h in lead) + (fine.hold,) * len(fine_lrs),
         description,
+        focus=fine_lrs[0],
     )
 
 

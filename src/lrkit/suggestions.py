@@ -14,6 +14,7 @@ see only finite losses, in order, up to the first non-finite one.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,18 +79,31 @@ def valley(lrs: Sequence[float], losses: Sequence[float]) -> float | None:
     x, y = _curve(lrs, losses)
     if x.size < 2:
         return None
-    # length[i]: the longest strictly decreasing subsequence ending at i.
-    length = np.ones(y.size, dtype=np.int64)
-    for i in range(1, y.size):
-        higher = length[:i][y[:i] > y[i]]
-        if higher.size:
-            length[i] = int(higher.max()) + 1
+    length = decreasing_run_lengths(y)
     end = int(np.argmax(length))
     if length[end] < 2:
         return None
     start = end - int(length[end]) + 1
     middle = math.sqrt(x[start] * x[end])
     return float(x[start + int(np.argmin(np.abs(np.log(x[start : end + 1] / middle))))])
+
+
+def decreasing_run_lengths(y: FloatArray) -> npt.NDArray[np.int64]:
+    """length[i]: the longest strictly decreasing subsequence of ``y`` that ends at i.
+
+    Patience sorting on -y, O(n log n): tails[k] is the smallest last value of an increasing
+    subsequence of -y of length k + 1 seen so far.
+    """
+    tails: list[float] = []
+    length = np.empty(y.size, dtype=np.int64)
+    for i, value in enumerate((-y).tolist()):
+        k = bisect.bisect_left(tails, value)
+        if k == len(tails):
+            tails.append(value)
+        else:
+            tails[k] = value
+        length[i] = k + 1
+    return length
 
 
 @dataclass(frozen=True)

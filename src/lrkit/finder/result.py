@@ -26,6 +26,7 @@ class RoundResult:
         record = self.record
         return {
             "program": record.program,
+            "focus": record.focus,
             "points": [
                 {
                     "iteration": p.iteration,

@@ -8,7 +8,6 @@ forward pass runs under autocast with a gradient scaler.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -65,30 +64,38 @@ def run_round(
     ratios = [float(g["lr"]) / reference if reference > 0 else 1.0 for g in groups]
     k = settings.accumulation_steps
     scaler = torch.amp.GradScaler("cuda") if settings.amp else None
-    autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.float16))
-        if settings.amp
-        else contextlib.nullcontext
-    )
+
+    def forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if settings.amp:
+            with torch.autocast("cuda", dtype=torch.float16):
+                return loss_fn(model(x), y)
+        return loss_fn(model(x), y)
+
+    def backward(loss: torch.Tensor) -> None:
+        (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
+
     model.train()
     while (step := test.ask()) is not None:
         for group, ratio in zip(groups, ratios, strict=True):
             group["lr"] = step.lr * ratio
         optimizer.zero_grad(set_to_none=True)
-        losses = []
-        for _ in range(k):
-            x, y = next(batches)
-            with autocast():
-                loss = loss_fn(model(x), y)
-            scaled = loss / k if k > 1 else loss
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()  # type: ignore[no-untyped-call]
-            losses.append(loss.detach())
+        if k == 1:
+            loss = forward(*next(batches))
+            backward(loss)
+        else:
+            # Mean-reduced losses: k micro-batches of size b give the gradient of one of k*b.
+            total = torch.zeros((), device=next(iter(model.parameters())).device)
+            for _ in range(k):
+                micro = forward(*next(batches))
+                backward(micro / k)
+                total += micro.detach().float()
+            loss = total / k
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
         else:
             optimizer.step()
-        test.tell(float(losses[0]) if k == 1 else float(torch.stack(losses).float().mean()))
+        test.tell(loss.item())
         if step.ends_hold and eval_data is not None and not test.finished:
             test.tell_eval(evaluate(model, loss_fn, eval_data, settings.eval_batch_size))
         if on_step is not None:

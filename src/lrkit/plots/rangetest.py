@@ -103,6 +103,9 @@ def _draw_round(ax: Any, round_result: RoundResult, index: int, result: RangeTes
     if shown:
         low, start = min(shown), shown[0]
         ax.set_ylim(bottom=low * 0.9 if low > 0 else None, top=max(start, low) * 1.5)
+    if record.focus is not None and points:
+        # A narrowed round: show its fine steps and a little of the lead-in before them.
+        ax.set_xlim(math.log10(record.focus) - 0.1, math.log10(max(p.lr for p in points)) + 0.03)
     ax.set_xlabel("log10(learning rate)")
     ax.set_ylabel("loss")
     ax.set_title(f"round {index + 1}: {_short(record.program)}", fontsize="small")

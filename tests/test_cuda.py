@@ -1,0 +1,62 @@
+"""The CUDA paths: training on the GPU, mixed precision, and the restore of CUDA RNG state.
+
+These run only where torch sees a GPU (not in CI, which has none); they are run by hand on a
+lent GPU machine, as BENCHMARKS.md and the issue notes record.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lrkit.data.mnist import bundled_sample_dir, load_mnist
+from lrkit.finder.find import find_lr
+from lrkit.finder.runner import RunnerSettings
+from lrkit.models import build_model
+from lrkit.programs import exponential_range
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def cuda_setup() -> tuple[nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
+    train = load_mnist(bundled_sample_dir()).train
+    model = nn.Sequential(build_model("mnist-cnn", 0), nn.Dropout(0.1)).cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return model, optimizer, train.x.cuda(), train.y.cuda()
+
+
+def test_find_on_cuda_restores_weights_optimizer_and_cuda_rng_bitwise() -> None:
+    model, optimizer, x, y = cuda_setup()
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(x[:64]), y[:64]).backward()
+    optimizer.step()  # momentum buffers exist
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    momentum = [optimizer.state[p]["momentum_buffer"].clone() for p in model.parameters()]
+    cuda_rng = torch.cuda.get_rng_state()
+    result = find_lr(
+        model, (x, y), optimizer=optimizer, program=exponential_range(1e-4, 10, 80), rounds=2
+    )
+    assert result.device.startswith("cuda")
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert all(
+        torch.equal(m, optimizer.state[p]["momentum_buffer"])
+        for m, p in zip(momentum, model.parameters(), strict=True)
+    )
+    assert torch.equal(cuda_rng, torch.cuda.get_rng_state())
+
+
+def test_mixed_precision_runs_with_a_gradient_scaler() -> None:
+    model, optimizer, x, y = cuda_setup()
+    program = exponential_range(1e-4, 1.0, 60)
+    amp = find_lr(
+        model, (x, y), optimizer=optimizer, program=program, settings=RunnerSettings(amp=True)
+    )
+    full = find_lr(model, (x, y), optimizer=optimizer, program=program)
+    amp_losses = [p.loss for p in amp.rounds[0].record.points]
+    full_losses = [p.loss for p in full.rounds[0].record.points]
+    assert all(math.isfinite(v) for v in amp_losses)
+    # float16 forward passes: the same trajectory to about half precision at the start
+    assert amp_losses[:10] == pytest.approx(full_losses[:10], rel=2e-2)
