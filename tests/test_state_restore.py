@@ -130,3 +130,19 @@ def test_state_is_restored_even_when_the_test_fails() -> None:
     else:
         raise AssertionError("the loss should have raised")
     assert_identical(before, snapshot(model, optimizer))
+
+
+def test_a_users_dataloader_shuffles_as_if_the_test_never_ran() -> None:
+    model, optimizer, data = make_setup()
+    dataset = torch.utils.data.TensorDataset(data.x, data.y)
+
+    def loader() -> torch.utils.data.DataLoader:  # type: ignore[type-arg]
+        generator = torch.Generator().manual_seed(7)
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=32, shuffle=True, generator=generator
+        )
+
+    untouched, tested = loader(), loader()
+    next(iter(untouched)), next(iter(tested))  # both have drawn one epoch's order
+    find_lr(model, tested, optimizer=optimizer, program=exponential_range(1e-4, 1.0, 20), rounds=2)
+    assert torch.equal(next(iter(untouched))[1], next(iter(tested))[1])

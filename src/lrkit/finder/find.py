@@ -112,18 +112,21 @@ def find_lr(
     evaluation = _as_tensor_data(eval_data, device) if eval_data is not None else None
 
     saved = training_state.capture(model, optimizer)
+    # A user's DataLoader is reseeded for every round; its own generator is put back after.
+    loader_generator = data.generator if isinstance(data, DataLoader) else None
+    loader_state = loader_generator.get_state() if loader_generator is not None else None
     results: list[RoundResult] = []
     try:
         check_model_fits(model, loss_fn, make_batches())
-        training_state.restore(saved, model, optimizer)
         for index in range(rounds_settings.rounds):
+            # Every round starts from the same weights, optimizer state and RNG states.
+            training_state.restore(saved, model, optimizer)
             callback: OnStep | None = None
             if on_step is not None:
                 callback = _bind_round(on_step, index, program.num_iterations)
             record = run_round(
                 model, optimizer, loss_fn, make_batches(), program, settings, evaluation, callback
             )
-            training_state.restore(saved, model, optimizer)
             results.append(_read_round(record, curve))
             turn = results[-1].turning_point
             if index + 1 == rounds_settings.rounds or turn is None:
@@ -132,6 +135,8 @@ def find_lr(
             program = narrow(program, at, rounds_settings.points, rounds_settings.span)
     finally:
         training_state.restore(saved, model, optimizer)
+        if loader_generator is not None and loader_state is not None:
+            loader_generator.set_state(loader_state)
 
     # steepest, minimum and valley read the widest round; the turning point the finest round
     # that found one (a narrow round can end with the loss still falling).
