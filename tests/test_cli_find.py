@@ -114,7 +114,7 @@ def test_full_mnist_through_the_environment(
     code, out, err = run(["find", "--rounds", "1", "--no-plot"], capsys)
     assert code == 0, err
     assert "shipped with lrkit" not in err
-    assert f"MNIST ({mnist_dir})" in out
+    assert f"MNIST ({mnist_dir.resolve()})" in out
 
 
 def test_user_model_and_data_by_import_path(

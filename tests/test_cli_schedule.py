@@ -256,7 +256,7 @@ def test_console_script_bad_input_has_no_traceback() -> None:
 
 def test_import_lrkit_loads_neither_torch_nor_matplotlib() -> None:
     code = (
-        "import sys, lrkit, lrkit.schedules; "
+        "import sys, lrkit, lrkit.schedules, lrkit.cli.app; "
         "print('torch' in sys.modules, 'matplotlib' in sys.modules)"
     )
     result = subprocess.run(

@@ -153,5 +153,5 @@ def load_workload(
             "give --data-dir or set LRKIT_DATA_DIR for the full set"
         )
     train, val = mnist.train.split(val_fraction)
-    name = "MNIST sample" if bundled else f"MNIST ({folder})"
+    name = "MNIST sample" if bundled else f"MNIST ({folder.resolve()})"
     return Workload(model, make_model, train, val, mnist.test, loss_fn, name)

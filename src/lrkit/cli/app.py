@@ -14,7 +14,14 @@ from collections.abc import Sequence
 
 import typer
 
-from lrkit.cli import find_command, schedule_command
+from lrkit.cli import (
+    find_command,
+    reproduce_command,
+    runs_command,
+    scale_command,
+    schedule_command,
+    sweep_command,
+)
 from lrkit.errors import LrkitValueError
 
 app = typer.Typer(
@@ -46,6 +53,10 @@ def _root(
 
 app.command("find", help=find_command.HELP)(find_command.find)
 app.command("schedule", help=schedule_command.HELP)(schedule_command.schedule)
+app.command("sweep", help=sweep_command.HELP)(sweep_command.sweep)
+app.command("runs", help=runs_command.HELP)(runs_command.runs)
+app.command("scale", help=scale_command.HELP)(scale_command.scale)
+app.command("reproduce", help=reproduce_command.HELP)(reproduce_command.reproduce)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lrkit import validation as check
+from lrkit.cli.options import parse_fraction
 from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
 from lrkit.errors import InvalidParameterError, LrkitValueError
@@ -22,10 +22,9 @@ from lrkit.programs import (
     segments_program,
 )
 from lrkit.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS
+from lrkit.training.optimizers import OPTIMIZERS, make_optimizer
 
 if TYPE_CHECKING:
-    from torch import nn, optim
-
     from lrkit.finder.result import RangeTestResult
     from lrkit.rangetest import Step
 
@@ -42,8 +41,6 @@ HELP = "\n\n".join(
         "--exp START:END:STEPS or --linear START:END:STEPS (with --hold).",
     ]
 )
-
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 
 
 def find(
@@ -124,6 +121,7 @@ def find(
     check.choice("suggest", suggest, tuple(SUGGESTIONS))
     check.choice("optimizer", optimizer, OPTIMIZERS)
     check.nonnegative_float("weight_decay", weight_decay)
+    check.float_in("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True)
     fraction = parse_fraction("val_fraction", val_fraction)
     program = build_program(segments, exp, linear, hold)
     figure = None if no_plot else plot
@@ -153,9 +151,10 @@ def find(
 
         def on_step(index: int, step: Step, total: int) -> None:
             if index != current["round"]:
+                bar.finish(str(current["round"]))  # a round can stop early
                 current["round"] = index
-                bar.start(f"round {index + 1}", total)
-            bar.update(step.iteration + 1, f"lr {step.lr:.3g}")
+                bar.start(f"round {index + 1}", total, key=str(index))
+            bar.update(step.iteration + 1, f"lr {step.lr:.3g}", key=str(index))
 
         result = find_lr(
             net,
@@ -174,7 +173,7 @@ def find(
             model_name=work.model_name,
             data_name=work.data_name,
         )
-        bar.finish()
+        bar.finish(str(current["round"]))
 
     print(summary(result))
     if json_file is not None:
@@ -216,38 +215,6 @@ def build_program(
         except InvalidParameterError as exc:
             raise LrkitValueError(f"{option} {text}: {exc}") from None
     return segments_program(parse_segments(segments if segments is not None else DEFAULT_SEGMENTS))
-
-
-def parse_fraction(name: str, text: str) -> float:
-    """``1/12`` or ``0.0833``, in (0, 1)."""
-    try:
-        value = float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise LrkitValueError(
-            f"--{name.replace('_', '-')} must be a fraction like 1/12 or 0.1, got {text!r}"
-        ) from None
-    return check.float_in(name, value, 0.0, 1.0, low_open=True, high_open=True)
-
-
-def make_optimizer(
-    name: str, model: nn.Module, lr: float, momentum: float, weight_decay: float
-) -> optim.Optimizer:
-    """The optimizer named by --optimizer over all of ``model``'s parameters."""
-    import torch
-
-    params = model.parameters()
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
-    if name == "momentum":
-        return torch.optim.SGD(
-            params,
-            lr=lr,
-            momentum=check.float_in("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True),
-            weight_decay=weight_decay,
-        )
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 def summary(result: RangeTestResult) -> str:

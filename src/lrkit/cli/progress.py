@@ -9,27 +9,31 @@ from typing import Any
 
 
 class Progress:
-    """A thin handle over rich's progress: one task at a time, or nothing at all."""
+    """A thin handle over rich's progress: bars by key (a sweep shows one over trials and
+    one within the trial), or nothing at all when not drawing."""
 
     def __init__(self, bar: Any | None) -> None:
         self._bar = bar
-        self._task: Any = None
+        self._tasks: dict[str, Any] = {}
 
-    def start(self, description: str, total: int) -> None:
+    def start(self, description: str, total: float, key: str = "main") -> None:
+        """Begin (or restart) bar ``key``."""
         if self._bar is None:
             return
-        if self._task is not None:
-            self._bar.update(self._task, visible=False)
-        self._task = self._bar.add_task(description, total=total, status="")
+        if key in self._tasks:
+            self._bar.reset(self._tasks[key], total=total, description=description, status="")
+        else:
+            self._tasks[key] = self._bar.add_task(description, total=total, status="")
 
-    def update(self, completed: int, status: str = "") -> None:
-        if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=completed, status=status)
+    def update(self, completed: float, status: str = "", key: str = "main") -> None:
+        if self._bar is not None and key in self._tasks:
+            self._bar.update(self._tasks[key], completed=completed, status=status)
 
-    def finish(self) -> None:
-        if self._bar is not None and self._task is not None:
-            task = self._bar.tasks[-1]
-            self._bar.update(self._task, total=task.completed)
+    def finish(self, key: str = "main") -> None:
+        """Mark bar ``key`` complete where it stands (a range test may stop early)."""
+        if self._bar is not None and key in self._tasks:
+            task = next(t for t in self._bar.tasks if t.id == self._tasks[key])
+            self._bar.update(self._tasks[key], total=task.completed)
 
 
 @contextmanager
@@ -51,7 +55,6 @@ def progress(enabled: bool | None = None) -> Iterator[Progress]:
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
         console=Console(stderr=True),
-        transient=False,
     )
     with bar:
         yield Progress(bar)

@@ -14,6 +14,7 @@ from lrkit.cli.output import csv_table, dumps, text_table, write_json
 from lrkit.errors import LrkitValueError, option_name
 from lrkit.schedules import compose, registry
 from lrkit.schedules.curve import ParamValue, sample
+from lrkit.schedules.spec import parse_params, parse_value, split_spec
 
 HELP = "\n\n".join(
     [
@@ -30,7 +31,11 @@ HELP = "\n\n".join(
 )
 
 FORMATS = ("table", "csv", "json")
-WARMUP_KINDS = {"warmup_iters": "int", "warmup_mode": "choice", "warmup_start_factor": "float"}
+WARMUP_KINDS = {
+    "warmup_iters": ("int", ()),
+    "warmup_mode": ("choice", ("linear", "exp")),
+    "warmup_start_factor": ("float", ()),
+}
 
 # Parameters for `--compare` with no names: Caffe's six policies over 300 iterations, starting
 # from the textbook's base_lr 0.1 and gamma 0.9 where a policy takes them.
@@ -230,58 +235,11 @@ def _requests(names: list[str], compare: bool) -> list[CurveRequest]:
 
 
 def parse_request(spec: str) -> CurveRequest:
-    """``NAME`` or ``NAME:key=value,key=value``; a bare value continues a list (milestones)."""
-    name, _, rest = spec.partition(":")
-    info = registry.describe(name.strip())
-    params: dict[str, ParamValue] = {}
-    pieces: list[tuple[str, str]] = []
-    for token in filter(None, (t.strip() for t in rest.split(","))):
-        key, sep, value = token.partition("=")
-        if sep:
-            pieces.append((key.strip().replace("-", "_"), value.strip()))
-        elif pieces:
-            pieces[-1] = (pieces[-1][0], pieces[-1][1] + "," + token)
-        else:
-            raise LrkitValueError(
-                f"schedule spec {spec!r}: expected key=value after ':', got {token!r}"
-            )
-    warmup: dict[str, ParamValue] = {}
-    for key, value in pieces:
-        if key in WARMUP_KINDS:
-            warmup[key] = parse_value(key, WARMUP_KINDS[key], value, ("linear", "exp"))
-            continue
-        param = info.param(key)
-        if param is None:
-            takes = ", ".join(p.name for p in info.params)
-            raise LrkitValueError(f"schedule spec {spec!r}: {info.name} takes {takes}, not {key}")
-        params[key] = parse_value(key, param.kind, value, param.choices)
+    """``NAME`` or ``NAME:key=value,key=value``, warm-up keys allowed for any schedule."""
+    name, pieces = split_spec(spec)
+    info = registry.describe(name)
+    params, warmup = parse_params(spec, info, pieces, WARMUP_KINDS)
     return CurveRequest(spec, info.name, params, warmup)
-
-
-def parse_value(key: str, kind: str, text: str, choices: tuple[str, ...] = ()) -> ParamValue:
-    """Convert one parameter's text by its kind, with a message naming the parameter."""
-    try:
-        if kind == "float":
-            return float(text)
-        if kind == "int":
-            return int(text)
-        if kind == "ints":
-            return check.increasing_positive_ints(
-                key, [int(v) for v in text.split(",") if v.strip()]
-            )
-        if kind == "flag":
-            return check.choice(key, text.lower(), ("true", "false", "1", "0")) in ("true", "1")
-        return check.choice(key, text, choices)
-    except ValueError as exc:
-        if isinstance(exc, LrkitValueError):
-            raise
-        wanted = {"float": "a number", "int": "an integer", "ints": "comma-separated integers"}[
-            kind
-        ]
-        raise LrkitValueError(
-            f"{key} must be {wanted}, got {text!r}",
-            cli_message=f"{option_name(key)} must be {wanted}, got {text!r}",
-        ) from None
 
 
 def _merge(

@@ -84,6 +84,12 @@ def describe(name: str) -> ScheduleInfo:
     factory = SCHEDULES.get(name)
     if factory is None:
         raise unknown_schedule_error(name)
+    return describe_factory(name, factory)
+
+
+def describe_factory(name: str, factory: Callable[..., object]) -> ScheduleInfo:
+    """Parameters (from the signature and type hints), summary and formula (from the
+    docstring) of any factory written in the registry's style."""
     summary, formula, helps = _parse_docstring(inspect.getdoc(factory) or "")
     hints = typing.get_type_hints(factory)
     params = []

@@ -1,0 +1,137 @@
+"""``lrkit reproduce``: the textbook's learning-rate x batch-size experiment in one command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrkit import validation as check
+from lrkit.cli.options import parse_fraction
+from lrkit.cli.output import text_table, write_json
+from lrkit.cli.sweep_command import execute, make_definition, report, summary_json
+from lrkit.sweep.spec import pairs_grid
+from lrkit.sweep.textbook import GRIDS, all_pairs, grid_trials, judge
+
+HELP = "\n\n".join(
+    [
+        "Run the textbook's grids with mnist-mlp on MNIST, draw its figures, and check its claims.",
+        "Grids: batch 128 x lr {0.2, 0.3, 0.5, 0.8}; lr 0.5 x batch {32, 64, 128, 256}; batch 32 x "
+        "lr {0.1, 0.3, 0.5, 0.7}; batch 16 x lr {0.1, 0.3, 0.5, 0.7}; 30 epochs (trials shared "
+        "between grids run once). --quick runs 2 epochs, for a demonstration.",
+        "Resumable: results go to OUT/reproduce.sqlite (or --store).",
+    ]
+)
+
+
+def reproduce(
+    quick: Annotated[bool, typer.Option("--quick", help="2 epochs instead of 30.")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for the figures, summary and store.")] = Path(
+        "lrkit-reproduce"
+    ),
+    store: Annotated[
+        Path | None, typer.Option(help="Results store (default: OUT/reproduce.sqlite).")
+    ] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="Epochs per trial (default 30; 2 with --quick).")
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="Repeats of every trial.")] = 1,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="MNIST folder (default: $LRKIT_DATA_DIR, else the bundled sample)."),
+    ] = None,
+    val_fraction: Annotated[
+        str, typer.Option(help="Validation fraction of the training data.")
+    ] = "1/12",
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights and data order.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the summary as JSON.")
+    ] = None,
+) -> None:
+    epochs = epochs if epochs is not None else (2.0 if quick else 30.0)
+    check.positive_float("epochs", epochs)
+    check.choice("device", device, ("auto", "cpu", "cuda"))
+    fraction = parse_fraction("val_fraction", val_fraction)
+    from lrkit.workload import load_workload
+
+    work = load_workload(
+        "mnist-mlp",
+        None,
+        data_dir,
+        None,
+        fraction,
+        notify=lambda m: print(f"lrkit reproduce: {m}", file=sys.stderr),
+    )
+    definition = make_definition(
+        "mnist-mlp", work.data_name, None, epochs, 0.5, fraction, "sgd", 0.0, 0.0, None, None, seed
+    )
+    grid = pairs_grid(all_pairs(), check.positive_int("repeats", repeats))
+    store_path = store or out / "reproduce.sqlite"
+    trials, ran = execute("textbook", definition, grid, store_path, work, device)
+    print(f"{len(trials)} trials, {ran} run now, {len(trials) - ran} from {store_path}")
+    val_size = len(work.val) if work.val is not None else None
+    best, fit, text = report(trials, "final", val_size)
+
+    from lrkit.plots.sweep import (
+        plot_accuracy_vs_epoch,
+        plot_accuracy_vs_iteration,
+        plot_fit,
+        plot_heatmap,
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for g in GRIDS:
+        subset = grid_trials(trials, g)
+        path = out / f"{g.slug}.png"
+        if g.slug == "lr-0.5":
+            plot_accuracy_vs_epoch(subset, 0.5, path)  # type: ignore[arg-type]
+        else:
+            plot_accuracy_vs_iteration(subset, path, title=g.name)  # type: ignore[arg-type]
+        figures.append(path)
+    figures.append(out / "heatmap.png")
+    plot_heatmap(trials, figures[-1])
+    if fit is not None:
+        figures.append(out / "best-lr-fit.png")
+        plot_fit(best, fit, figures[-1])
+
+    verdicts = judge(trials, val_size)
+    rows: list[list[str | int | float]] = [
+        [
+            t.batch_size,
+            t.lr,
+            t.status,
+            f"{t.final_val_accuracy or 0.0:.4f}",
+            f"{t.best_val_accuracy or 0.0:.4f}",
+            f"{t.test_accuracy or 0.0:.4f}",
+            f"{t.seconds or 0.0:.1f}",
+        ]
+        for t in trials
+        if t.repeat == 0
+    ]
+    table = text_table(
+        ["batch", "lr", "status", "final val acc", "best val acc", "test acc", "seconds"], rows
+    )
+    claims = "\n".join(f"- {v.sentence()}" for v in verdicts)
+    summary = (
+        f"# lrkit reproduce: {len(trials)} trials, {epochs:g} epochs, {work.data_name}\n\n"
+        f"```\n{table}\n```\n\n```\n{text}\n```\n\n## The chapter's claims\n\n{claims}\n"
+    )
+    (out / "summary.md").write_text(summary, encoding="utf-8")
+    print(text)
+    print()
+    print("the chapter's claims:")
+    print(claims)
+    for path in [*figures, out / "summary.md"]:
+        print(f"wrote {path}", file=sys.stderr)
+    if json_file is not None:
+        from lrkit.sweep.analysis import best_lr_by_batch_size
+
+        document = summary_json(trials, best, best_lr_by_batch_size(trials, "best", val_size), fit)
+        document["claims"] = [
+            {"claim": v.claim.text, "verdict": v.verdict, "best_lr": v.best_lr} for v in verdicts
+        ]
+        write_json(json_file, document)

@@ -1,0 +1,270 @@
+"""``lrkit sweep``: train every (lr, batch size, repeat) trial into a resumable store, then
+report the best lr per batch size, the fit of lr* against batch size, and the figures."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from lrkit import validation as check
+from lrkit.cli.options import parse_fraction
+from lrkit.cli.output import format_number, text_table, write_json
+from lrkit.cli.progress import progress
+from lrkit.errors import LrkitValueError
+from lrkit.sweep.spec import SweepDefinition, TrialKey, parse_grid, product_grid
+from lrkit.training.optimizers import OPTIMIZERS
+
+if TYPE_CHECKING:
+    from lrkit.scaling import PowerLawFit
+    from lrkit.sweep.analysis import BestLr
+    from lrkit.sweep.store import StoredTrial
+
+HELP = "\n\n".join(
+    [
+        "Train every learning rate x batch size (x repeat) trial; find the best lr per batch size.",
+        "Each trial starts from the same initial weights per repeat and a seeded data order; a "
+        "check every --eval-every epochs records the training loss and the validation loss and "
+        "accuracy; the test accuracy is measured at the end. Defaults follow the textbook: 30 "
+        "epochs, validation = 1/12 of the training data, a check every half epoch, plain SGD.",
+        "Results go to --store (SQLite), one transaction per finished trial: run the same "
+        "command again to resume after a crash; finished trials are not run again.",
+        "Example: lrkit sweep --lr 0.1,0.3,0.5,0.7 --batch-size 16,32,128 --store runs.sqlite",
+    ]
+)
+
+
+def make_definition(
+    model: str,
+    data_name: str,
+    loss: str | None,
+    epochs: float,
+    eval_every: float,
+    val_fraction: float,
+    optimizer: str,
+    momentum: float,
+    weight_decay: float,
+    schedule: str | None,
+    batch_size_schedule: str | None,
+    seed: int,
+) -> SweepDefinition:
+    return SweepDefinition(
+        model=model,
+        data=data_name,
+        loss=loss or "cross-entropy",
+        epochs=epochs,
+        eval_every=eval_every,
+        val_fraction=val_fraction,
+        optimizer=check.choice("optimizer", optimizer, OPTIMIZERS),
+        momentum=momentum if optimizer == "momentum" else 0.0,
+        weight_decay=check.nonnegative_float("weight_decay", weight_decay),
+        schedule=schedule,
+        batch_size_schedule=batch_size_schedule,
+        seed=seed,
+    )
+
+
+def execute(
+    name: str,
+    definition: SweepDefinition,
+    grid: tuple[TrialKey, ...],
+    store_path: Path,
+    work: Any,
+    device: str,
+) -> tuple[list[StoredTrial], int]:
+    """Check the plan, open the store, run what is missing with progress bars; the trials and
+    how many of them ran now (the rest came from the store)."""
+    from lrkit.sweep.runner import SweepEvents, SweepPlan, check_plan, run_sweep
+    from lrkit.sweep.store import Store
+    from lrkit.training.device import resolve_device
+
+    target = resolve_device(device)
+    plan = SweepPlan(name, definition, grid)
+    from lrkit.data.tensors import TensorData
+
+    if not isinstance(work.train, TensorData) or work.val is None:
+        raise LrkitValueError(
+            "--data: a sweep needs tensor data (TensorData or (x, y)) with a validation part"
+        )
+    check_plan(plan, len(work.train))
+    with progress() as bar, Store.open(store_path) as store:
+
+        def on_trial_start(key: TrialKey, index: int, total: int) -> None:
+            bar.start("trials", total, key="trials")
+            bar.update(
+                index, f"batch {key.batch_size}, lr {key.lr:g}, repeat {key.repeat}", key="trials"
+            )
+            bar.start("  epochs", definition.epochs, key="trial")
+
+        def on_check(point: Any, progress_epochs: float, total: float) -> None:
+            bar.update(progress_epochs, f"val acc {point.val_accuracy:.4f}", key="trial")
+
+        ran: list[TrialKey] = []
+        events = SweepEvents(
+            on_trial_start=on_trial_start,
+            on_check=on_check,
+            on_trial_end=lambda key, _: ran.append(key),
+        )
+        trials = run_sweep(store, plan, work, target, events)
+        bar.update(len(ran), "done", key="trials")
+    return trials, len(ran)
+
+
+def report(
+    trials: list[StoredTrial], metric: str, val_size: int | None
+) -> tuple[dict[int, BestLr], PowerLawFit | None, str]:
+    """Best lr per batch size, the fit, and the text that says so."""
+    from lrkit.sweep.analysis import best_lr_by_batch_size, fit_best
+
+    best = best_lr_by_batch_size(trials, metric, val_size)
+    fit = fit_best(best)
+    rows: list[list[str | int | float]] = []
+    for size, winner in best.items():
+        runner = winner.runner_up
+        noise = "-" if winner.within_noise is None else ("yes" if winner.within_noise else "no")
+        rows.append(
+            [
+                size,
+                format_number(winner.lr),
+                f"{winner.mean:.4f} ± {winner.std:.4f}",
+                "-" if runner is None else f"{runner.lr:g} ({runner.mean:.4f})",
+                noise,
+            ]
+        )
+    lines = [
+        f"best learning rate by batch size ({metric} validation accuracy, "
+        "mean ± std over repeats):",
+        text_table(["batch size", "best lr", "accuracy", "runner-up", "within noise"], rows),
+        "",
+    ]
+    if fit is None:
+        lines.append("fit: needs two batch sizes or more with two learning rates or more each")
+    else:
+        lines.append(f"fit: {fit.describe()}")
+    return best, fit, "\n".join(lines)
+
+
+def summary_json(
+    trials: list[StoredTrial],
+    best: dict[int, BestLr],
+    best_by_best: dict[int, BestLr],
+    fit: PowerLawFit | None,
+) -> dict[str, Any]:
+    return {
+        "trials": [t.to_json() for t in trials],
+        "best_lr_by_batch_size": {str(b): w.to_json() for b, w in best.items()},
+        "best_lr_by_batch_size_best_accuracy": {
+            str(b): w.to_json() for b, w in best_by_best.items()
+        },
+        "fit": None if fit is None else fit.to_json(),
+    }
+
+
+def sweep(
+    lr: Annotated[str, typer.Option("--lr", help="Learning rates, comma-separated.")],
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Batch sizes, comma-separated.")],
+    store: Annotated[
+        Path, typer.Option(help="SQLite results store (created if new; resumed if it exists).")
+    ],
+    repeats: Annotated[
+        int, typer.Option(help="Repeats of every trial (initial weights seed + repeat).")
+    ] = 1,
+    epochs: Annotated[float, typer.Option(help="Epochs per trial.")] = 30.0,
+    eval_every: Annotated[float, typer.Option(help="Epochs between checks.")] = 0.5,
+    val_fraction: Annotated[
+        str, typer.Option(help="Fraction of the training data held out for validation.")
+    ] = "1/12",
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="lr schedule NAME[:k=v,...]; the trial's lr is its base_lr (max_lr for one_cycle)."
+        ),
+    ] = None,
+    batch_size_schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="Batch-size growth factor=F,milestones=E1,E2[,max_batch_size=M] (epochs)."
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Sweep name inside the store.")] = "default",
+    model: Annotated[str, typer.Option(help="Built-in model or module:factory.")] = "mnist-mlp",
+    data: Annotated[
+        str | None, typer.Option(help="Training data by import path, module:factory.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="MNIST folder (default: $LRKIT_DATA_DIR, else the bundled sample)."),
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="Loss by import path (default: cross-entropy).")
+    ] = None,
+    optimizer: Annotated[
+        str, typer.Option(help="sgd (plain, the textbook's), momentum, adam or adamw.")
+    ] = "sgd",
+    momentum: Annotated[float, typer.Option(help="Momentum for --optimizer momentum.")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the initial weights and data order (plus the repeat).")
+    ] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    metric: Annotated[
+        str, typer.Option(help="Rank by final or best validation accuracy.")
+    ] = "final",
+    plot_dir: Annotated[
+        Path | None, typer.Option(help="Write the figures into this folder.")
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the summary as JSON.")
+    ] = None,
+) -> None:
+    lrs = parse_grid("--lr", lr, float)
+    sizes = parse_grid("--batch-size", batch_size, int)
+    grid = product_grid(lrs, sizes, check.positive_int("repeats", repeats))
+    check.choice("metric", metric, ("final", "best"))
+    check.choice("device", device, ("auto", "cpu", "cuda"))
+    fraction = parse_fraction("val_fraction", val_fraction)
+    from lrkit.workload import load_workload
+
+    work = load_workload(
+        model,
+        data,
+        data_dir,
+        loss,
+        fraction,
+        notify=lambda m: print(f"lrkit sweep: {m}", file=sys.stderr),
+    )
+    definition = make_definition(
+        model,
+        work.data_name,
+        loss,
+        epochs,
+        eval_every,
+        fraction,
+        optimizer,
+        momentum,
+        weight_decay,
+        schedule,
+        batch_size_schedule,
+        seed,
+    )
+    trials, ran = execute(name, definition, grid, store, work, device)
+    val_size = len(work.val) if work.val is not None else None
+    best, fit, text = report(trials, metric, val_size)
+    other = "best" if metric == "final" else "final"
+    from lrkit.sweep.analysis import best_lr_by_batch_size
+
+    from_store = len(trials) - ran
+    print(f"sweep {name!r} in {store}: {len(trials)} trials, {ran} run now, {from_store} stored")
+    print(text)
+    if json_file is not None:
+        write_json(
+            json_file,
+            summary_json(trials, best, best_lr_by_batch_size(trials, other, val_size), fit),
+        )
+    if plot_dir is not None:
+        from lrkit.plots.sweep import write_sweep_figures
+
+        for path in write_sweep_figures(trials, best, fit, plot_dir):
+            print(f"wrote {path}", file=sys.stderr)

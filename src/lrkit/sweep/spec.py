@@ -1,0 +1,106 @@
+"""What a sweep is: its definition (how every trial trains) and its grid (which trials).
+
+The definition must match for a store's results to be comparable: resuming a sweep with a
+different definition is refused, naming what differs. The grid may grow between runs (new
+learning rates or batch sizes add trials); finished trials are never run again.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from lrkit import validation as check
+from lrkit.errors import InvalidParameterError, LrkitValueError
+
+
+@dataclass(frozen=True)
+class SweepDefinition:
+    """Everything that decides how a trial trains, apart from its lr, batch size and repeat."""
+
+    model: str
+    data: str
+    loss: str
+    epochs: float
+    eval_every: float
+    val_fraction: float
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    schedule: str | None
+    batch_size_schedule: str | None
+    seed: int
+
+    def __post_init__(self) -> None:
+        check.positive_float("epochs", self.epochs)
+        check.positive_float("eval_every", self.eval_every)
+        if self.eval_every > self.epochs:
+            raise InvalidParameterError(
+                "eval_every", f"at most --epochs ({self.epochs:g})", self.eval_every
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def differences(self, stored: Mapping[str, Any]) -> list[str]:
+        """``option: stored X, now Y`` for every field that differs from a stored definition."""
+        now = self.to_json()
+        keys = sorted(set(now) | set(stored))
+        return [
+            f"--{k.replace('_', '-')}: the store has {stored.get(k)!r}, this run {now.get(k)!r}"
+            for k in keys
+            if stored.get(k) != now.get(k)
+        ]
+
+
+@dataclass(frozen=True, order=True)
+class TrialKey:
+    """One trial of the grid."""
+
+    batch_size: int
+    lr: float
+    repeat: int
+
+
+def parse_grid(option: str, text: str, kind: type) -> tuple[Any, ...]:
+    """``0.1,0.3,0.5`` -> (0.1, 0.3, 0.5): positive, no duplicates, in the order given."""
+    pieces = [p.strip() for p in text.split(",") if p.strip()]
+    name = option.lstrip("-").replace("-", "_")
+    if not pieces:
+        raise LrkitValueError(f"{option} is empty; give comma-separated values, e.g. 0.1,0.3")
+    values = []
+    for piece in pieces:
+        try:
+            value = kind(piece)
+        except ValueError:
+            raise LrkitValueError(
+                f"{option}: {piece!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
+        values.append(
+            check.positive_int(name, value) if kind is int else check.positive_float(name, value)
+        )
+    duplicates = sorted({v for v in values if values.count(v) > 1})
+    if duplicates:
+        raise LrkitValueError(
+            f"{option} lists {', '.join(f'{d:g}' for d in duplicates)} more than once"
+        )
+    return tuple(values)
+
+
+def product_grid(
+    lrs: Sequence[float], batch_sizes: Sequence[int], repeats: int
+) -> tuple[TrialKey, ...]:
+    """Every (batch size, lr, repeat), batch sizes outermost (trials of a batch size together)."""
+    check.positive_int("repeats", repeats)
+    return tuple(
+        TrialKey(b, lr, r) for r, b, lr in itertools.product(range(repeats), batch_sizes, lrs)
+    )
+
+
+def pairs_grid(pairs: Iterable[tuple[int, float]], repeats: int) -> tuple[TrialKey, ...]:
+    """The trials of explicit (batch size, lr) pairs; a pair named twice runs once."""
+    check.positive_int("repeats", repeats)
+    unique = list(dict.fromkeys(pairs))
+    return tuple(TrialKey(b, lr, r) for r in range(repeats) for b, lr in unique)
