@@ -128,3 +128,16 @@ def test_another_programs_database_is_refused_and_untouched(tmp_path: Path) -> N
 def test_opening_a_missing_store_for_reading_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(LrkitValueError, match="does not exist"):
         Store.open(tmp_path / "none.sqlite", create=False)
+
+
+def test_a_diverged_trial_is_stored_with_its_iteration(tmp_path: Path) -> None:
+    diverged = TrialOutcome("diverged", 17, OUTCOME.points[:2], None, 0.4)
+    with Store.open(tmp_path / "s.sqlite") as store:
+        sweep = store.sweep("default", DEFINITION)
+        key = TrialKey(16, 8.0, 0)
+        store.mark_running(sweep, key, seed=0)
+        store.save_trial(sweep, key, diverged)
+        assert store.finished(sweep) == {key}  # not run again on resume
+        (trial,) = store.trials()
+    assert (trial.status, trial.diverged_iteration, trial.test_accuracy) == ("diverged", 17, None)
+    assert trial.to_json()["status"] == "diverged"
