@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lrkit.cli.app import main
+from cli_run import run
 from lrkit.programs import TEXTBOOK_FIRST_ROUND
 
 USER_MODULE = textwrap.dedent(
@@ -47,12 +47,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("LRKIT_DATA_DIR", raising=False)
     (tmp_path / "usermodels.py").write_text(USER_MODULE)
     return tmp_path
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_find_with_no_arguments(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,15 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lrkit.cli.app import main
+from cli_run import run
 
 TEXTBOOK = ["schedule", "step", "--base-lr", "0.1", "--gamma", "0.9", "--step-size", "50"]
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_textbook_table_prints(capsys: pytest.CaptureFixture[str]) -> None:

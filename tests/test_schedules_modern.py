@@ -139,3 +139,8 @@ def test_cyclic_stays_between_base_and_max(
 ) -> None:
     lr = cyclic(base_lr, base_lr * ratio, up, down)(t)
     assert base_lr * (1 - 1e-12) <= lr <= base_lr * ratio * (1 + 1e-12)
+
+
+def test_triangular2_after_thousands_of_cycles_is_base_lr_not_an_overflow() -> None:
+    sched = cyclic(base_lr=0.1, max_lr=1.0, step_size=1, mode="triangular2")
+    assert sched(5001) == 0.1  # 2,500 cycles in: the amplitude has halved away

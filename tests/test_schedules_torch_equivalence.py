@@ -133,6 +133,9 @@ def test_cosine_restarts_equals_cosineannealingwarmrestarts(
 def test_cyclic_equals_cycliclr(
     base_lr: float, ratio: float, up: int, down: int, mode: str, gamma: float
 ) -> None:
+    # PyTorch's triangular2 computes 1 / 2.0 ** (cycle - 1), which overflows (OverflowError)
+    # past about 1,000 cycles; lrkit's 0.5 ** n goes to 0. Stay where PyTorch is defined.
+    assume(mode != "triangular2" or ITERS / (up + down) < 1000)
     max_lr = base_lr * ratio
     ref = torch_lrs(
         lambda o: torch_sched.CyclicLR(

@@ -11,7 +11,8 @@ from torch import nn
 
 from lrkit.data.tensors import TensorData
 from lrkit.schedules import batch_size_steps, step
-from lrkit.training.loop import TrialPlan, evaluate, train_trial
+from lrkit.training.evaluate import evaluate
+from lrkit.training.loop import TrialPlan, train_trial
 
 
 def tiny_data(n: int = 240, seed: int = 0) -> TensorData:
@@ -154,3 +155,18 @@ def test_evaluate_is_one_pass_in_eval_mode() -> None:
     assert model.training
     assert loss == pytest.approx(evaluate(model, nn.CrossEntropyLoss(), data)[0])
     assert 0.0 <= accuracy <= 1.0
+
+
+def test_evaluate_in_chunks_equals_one_pass() -> None:
+    model = tiny_model()
+    data = tiny_data(250)
+    whole = evaluate(model, nn.CrossEntropyLoss(), data)
+    chunked = evaluate(model, nn.CrossEntropyLoss(), data, chunk=7)
+    assert chunked[0] == pytest.approx(whole[0], rel=1e-6)
+    assert chunked[1] == whole[1]
+
+
+def test_evaluate_has_no_accuracy_for_a_regression() -> None:
+    data = TensorData(torch.randn(20, 6), torch.randn(20, 1))
+    loss, accuracy = evaluate(nn.Linear(6, 1), nn.MSELoss(), data)
+    assert math.isfinite(loss) and math.isnan(accuracy)

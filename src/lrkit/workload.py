@@ -18,9 +18,9 @@ from torch.utils.data import DataLoader, Dataset
 from lrkit.data.mnist import load_mnist, resolve_data_dir
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
-from lrkit.finder.runner import LossFn
 from lrkit.imports import is_import_path, load_object
 from lrkit.models import MODELS, build_model
+from lrkit.training.evaluate import LossFn
 
 TrainData = TensorData | Dataset | DataLoader  # type: ignore[type-arg]
 

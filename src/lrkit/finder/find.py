@@ -21,11 +21,12 @@ from lrkit import validation as check
 from lrkit.data.tensors import BatchStream, TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.finder.result import RangeTestResult, RoundResult
-from lrkit.finder.runner import Batches, LossFn, OnStep, RunnerSettings, run_round
+from lrkit.finder.runner import Batches, OnStep, RunnerSettings, run_round
 from lrkit.programs import DEFAULT_SEGMENTS, LrProgram, narrow, parse_segments, segments_program
 from lrkit.rangetest import RoundRecord, Step
 from lrkit.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS, find_turning_point, suggest_all
 from lrkit.training import state as training_state
+from lrkit.training.evaluate import LossFn
 
 CURVES = ("auto", "eval", "mean", "smoothed")
 DataLike = TensorData | tuple[torch.Tensor, torch.Tensor] | Dataset | DataLoader  # type: ignore[type-arg]

@@ -17,8 +17,8 @@ from torch import nn
 from lrkit.data.tensors import TensorData
 from lrkit.programs import LrProgram
 from lrkit.rangetest import RangeTest, RoundRecord, Step
+from lrkit.training.evaluate import LossFn, evaluate
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 OnStep = Callable[[Step], None]
 
@@ -32,19 +32,6 @@ class RunnerSettings:
     accumulation_steps: int = 1
     amp: bool = False
     eval_batch_size: int = 1024
-
-
-def evaluate(model: nn.Module, loss_fn: LossFn, data: TensorData, batch_size: int = 1024) -> float:
-    """Mean loss of ``model`` over ``data`` in eval mode, without gradients."""
-    was_training = model.training
-    model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=data.x.device)
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
-            total += loss_fn(model(x), y).double() * x.shape[0]
-    model.train(was_training)
-    return float(total) / len(data)
 
 
 def run_round(
@@ -97,7 +84,7 @@ def run_round(
             optimizer.step()
         test.tell(loss.item())
         if step.ends_hold and eval_data is not None and not test.finished:
-            test.tell_eval(evaluate(model, loss_fn, eval_data, settings.eval_batch_size))
+            test.tell_eval(evaluate(model, loss_fn, eval_data, settings.eval_batch_size)[0])
         if on_step is not None:
             on_step(step)
     return test.record()

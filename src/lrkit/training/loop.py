@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from lrkit.data.tensors import TensorData
-from lrkit.finder.runner import LossFn
 from lrkit.schedules.base import Schedule
 from lrkit.schedules.batch_size import BatchSizeSchedule
+from lrkit.training.evaluate import LossFn, evaluate
 
 OnCheck = Callable[["CurvePoint", float], None]
 """Called at every check with the point and the training progress in epochs."""
@@ -64,20 +64,6 @@ class TrialPlan:
     """lr(iteration); None trains at ``lr`` throughout."""
     batch_size_schedule: BatchSizeSchedule | None = None
     """batch size(epoch); None keeps ``batch_size``."""
-
-
-def evaluate(model: nn.Module, loss_fn: LossFn, data: TensorData) -> tuple[float, float]:
-    """(mean loss, accuracy) of ``model`` on all of ``data`` in one pass, in eval mode."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        output = model(data.x)
-        loss = float(loss_fn(output, data.y))
-        accuracy = (
-            float((output.argmax(dim=1) == data.y).float().mean()) if output.ndim == 2 else math.nan
-        )
-    model.train(was_training)
-    return loss, accuracy
 
 
 def train_trial(
