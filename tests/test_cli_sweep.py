@@ -20,6 +20,10 @@ USER_MODULE = textwrap.dedent(
     def make_model():
         return nn.Sequential(nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 3))
 
+    def as_dataset():
+        x, y = make_data()["train"]
+        return torch.utils.data.TensorDataset(x, y)
+
     def make_data():
         g = torch.Generator().manual_seed(0)
         x = torch.randn(1300, 10, generator=g)
@@ -309,3 +313,27 @@ def test_scale_fit_needs_a_store(capsys: pytest.CaptureFixture[str]) -> None:
         ["scale", "--lr", "0.5", "--batch-size", "128", "--to", "512", "--rule", "fit"], capsys
     )
     assert code == 2 and "--rule fit needs --store" in err
+
+
+def test_a_sweep_refuses_data_that_is_not_tensors(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        [
+            "sweep",
+            "--lr",
+            "0.1",
+            "--batch-size",
+            "16",
+            "--store",
+            "s.sqlite",
+            "--model",
+            "sweepmodels:make_model",
+            "--data",
+            "sweepmodels:as_dataset",
+        ],
+        capsys,
+    )
+    assert code == 2 and out == ""
+    assert "--data: a sweep needs tensor data (TensorData or (x, y)) with a validation part" in err
+    assert not (workdir / "s.sqlite").exists()

@@ -13,7 +13,6 @@ from lrkit import validation as check
 from lrkit.cli.options import parse_fraction
 from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
-from lrkit.errors import LrkitValueError
 from lrkit.sweep.spec import SweepDefinition, TrialKey, parse_grid, product_grid
 from lrkit.training.optimizers import OPTIMIZERS
 
@@ -82,13 +81,7 @@ def execute(
 
     target = resolve_device(device)
     plan = SweepPlan(name, definition, grid)
-    from lrkit.data.tensors import TensorData
-
-    if not isinstance(work.train, TensorData) or work.val is None:
-        raise LrkitValueError(
-            "--data: a sweep needs tensor data (TensorData or (x, y)) with a validation part"
-        )
-    check_plan(plan, len(work.train))
+    check_plan(plan, work)
     with progress() as bar, Store.open(store_path) as store:
 
         def on_trial_start(key: TrialKey, index: int, total: int) -> None:

@@ -86,20 +86,27 @@ def trial_batch_size_schedule(spec: str | None, batch_size: int) -> BatchSizeSch
     return batch_size_steps(batch_size, **params)  # type: ignore[arg-type]
 
 
-def check_plan(plan: SweepPlan, train_size: int) -> None:
-    """Everything that can be checked before any trial runs (so bad input touches no store)."""
+def check_plan(plan: SweepPlan, work: Workload) -> tuple[TensorData, TensorData]:
+    """Everything that can be checked before any trial runs (so bad input touches no store);
+    the workload's training and validation tensors, which a sweep needs."""
+    train, val = work.train, work.val
+    if not isinstance(train, TensorData) or val is None:
+        raise LrkitValueError(
+            "--data: a sweep needs tensor data (TensorData or (x, y)) with a validation part"
+        )
     if not plan.grid:
         raise LrkitValueError("the sweep has no trials")
     for key in plan.grid:
-        if key.batch_size > train_size:
+        if key.batch_size > len(train):
             raise InvalidParameterError(
                 "batch_size",
-                f"at most the number of training examples ({train_size})",
+                f"at most the number of training examples ({len(train)})",
                 key.batch_size,
             )
     first = plan.grid[0]
     trial_schedule(plan.definition.schedule, first.lr, 1)
     trial_batch_size_schedule(plan.definition.batch_size_schedule, first.batch_size)
+    return train, val
 
 
 def run_sweep(
@@ -119,10 +126,7 @@ def run_sweep(
         def on_check(point: CurvePoint, progress: float) -> None:
             report(point, progress, definition.epochs)
 
-    train, val = work.train, work.val
-    if not isinstance(train, TensorData) or val is None:
-        raise LrkitValueError("a sweep needs its data as tensors with a validation part")
-    check_plan(plan, len(train))
+    train, val = check_plan(plan, work)
     train, val = train.to(device), val.to(device)
     test = work.test.to(device) if work.test is not None else None
     sweep_id = store.sweep(plan.name, definition)
