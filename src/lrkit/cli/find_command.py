@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lrkit import validation as check
-from lrkit.cli.options import parse_fraction
+from lrkit.cli.options import (
+    DataDirOption,
+    DataOption,
+    DeviceOption,
+    LossOption,
+    ModelOption,
+    MomentumOption,
+    OptimizerOption,
+    ValFractionOption,
+    WeightDecayOption,
+    parse_fraction,
+)
 from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
 from lrkit.errors import InvalidParameterError, LrkitValueError
@@ -44,21 +55,10 @@ HELP = "\n\n".join(
 
 
 def find(
-    model: Annotated[
-        str, typer.Option(help="Built-in model (mnist-mlp, logistic, mnist-cnn) or module:factory.")
-    ] = "mnist-mlp",
-    data: Annotated[
-        str | None, typer.Option(help="Training data by import path, module:factory.")
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="MNIST folder of IDX files (default: $LRKIT_DATA_DIR, else the bundled sample)."
-        ),
-    ] = None,
-    loss: Annotated[
-        str | None, typer.Option(help="Loss by import path (default: cross-entropy).")
-    ] = None,
+    model: ModelOption = "mnist-mlp",
+    data: DataOption = None,
+    data_dir: DataDirOption = None,
+    loss: LossOption = None,
     batch_size: Annotated[int, typer.Option(help="Examples per iteration.")] = 16,
     segments: Annotated[
         str | None, typer.Option(help="Stepped program start:stop:step@hold,...")
@@ -78,20 +78,16 @@ def find(
         int,
         typer.Option(help="Validation examples whose loss is measured after each hold (0: none)."),
     ] = 1000,
-    val_fraction: Annotated[
-        str, typer.Option(help="Fraction of the training data held out for validation.")
-    ] = "1/12",
+    val_fraction: ValFractionOption = "1/12",
     curve: Annotated[
         str, typer.Option(help="Loss the suggestions read: auto, eval, mean or smoothed.")
     ] = "auto",
     suggest: Annotated[
         str, typer.Option(help="Rule for the suggested lr: " + ", ".join(SUGGESTIONS) + ".")
     ] = DEFAULT_SUGGESTION,
-    optimizer: Annotated[
-        str, typer.Option(help="sgd (plain, the textbook's), momentum, adam or adamw.")
-    ] = "sgd",
-    momentum: Annotated[float, typer.Option(help="Momentum for --optimizer momentum.")] = 0.9,
-    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
+    optimizer: OptimizerOption = "sgd",
+    momentum: MomentumOption = 0.9,
+    weight_decay: WeightDecayOption = 0.0,
     smoothing: Annotated[
         float, typer.Option(help="Beta of the smoothed loss's moving average.")
     ] = 0.98,
@@ -102,7 +98,7 @@ def find(
         int, typer.Option(help="Micro-batches per optimizer step (gradient accumulation).")
     ] = 1,
     amp: Annotated[bool, typer.Option("--amp", help="Mixed precision (CUDA only).")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and the data order.")] = 0,
     plot: Annotated[Path | None, typer.Option(help="Figure file (.png, .svg, .pdf).")] = Path(
         "lrkit-find.png"

@@ -9,7 +9,12 @@ from typing import Annotated
 import typer
 
 from lrkit import validation as check
-from lrkit.cli.options import parse_fraction
+from lrkit.cli.options import (
+    DataDirOption,
+    DeviceOption,
+    ValFractionOption,
+    parse_fraction,
+)
 from lrkit.cli.output import text_table, write_json
 from lrkit.cli.sweep_command import execute, make_definition, report, summary_json
 from lrkit.sweep.spec import pairs_grid
@@ -38,15 +43,10 @@ def reproduce(
         float | None, typer.Option(help="Epochs per trial (default 30; 2 with --quick).")
     ] = None,
     repeats: Annotated[int, typer.Option(help="Repeats of every trial.")] = 1,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="MNIST folder (default: $LRKIT_DATA_DIR, else the bundled sample)."),
-    ] = None,
-    val_fraction: Annotated[
-        str, typer.Option(help="Validation fraction of the training data.")
-    ] = "1/12",
+    data_dir: DataDirOption = None,
+    val_fraction: ValFractionOption = "1/12",
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and data order.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the summary as JSON.")
     ] = None,

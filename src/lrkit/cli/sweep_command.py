@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lrkit import validation as check
-from lrkit.cli.options import parse_fraction
+from lrkit.cli.options import (
+    DataDirOption,
+    DataOption,
+    DeviceOption,
+    LossOption,
+    ModelOption,
+    MomentumOption,
+    OptimizerOption,
+    ValFractionOption,
+    WeightDecayOption,
+    parse_fraction,
+)
 from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
 from lrkit.sweep.spec import SweepDefinition, TrialKey, parse_grid, product_grid
@@ -166,9 +177,7 @@ def sweep(
     ] = 1,
     epochs: Annotated[float, typer.Option(help="Epochs per trial.")] = 30.0,
     eval_every: Annotated[float, typer.Option(help="Epochs between checks.")] = 0.5,
-    val_fraction: Annotated[
-        str, typer.Option(help="Fraction of the training data held out for validation.")
-    ] = "1/12",
+    val_fraction: ValFractionOption = "1/12",
     schedule: Annotated[
         str | None,
         typer.Option(
@@ -182,26 +191,17 @@ def sweep(
         ),
     ] = None,
     name: Annotated[str, typer.Option(help="Sweep name inside the store.")] = "default",
-    model: Annotated[str, typer.Option(help="Built-in model or module:factory.")] = "mnist-mlp",
-    data: Annotated[
-        str | None, typer.Option(help="Training data by import path, module:factory.")
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="MNIST folder (default: $LRKIT_DATA_DIR, else the bundled sample)."),
-    ] = None,
-    loss: Annotated[
-        str | None, typer.Option(help="Loss by import path (default: cross-entropy).")
-    ] = None,
-    optimizer: Annotated[
-        str, typer.Option(help="sgd (plain, the textbook's), momentum, adam or adamw.")
-    ] = "sgd",
-    momentum: Annotated[float, typer.Option(help="Momentum for --optimizer momentum.")] = 0.9,
-    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
+    model: ModelOption = "mnist-mlp",
+    data: DataOption = None,
+    data_dir: DataDirOption = None,
+    loss: LossOption = None,
+    optimizer: OptimizerOption = "sgd",
+    momentum: MomentumOption = 0.9,
+    weight_decay: WeightDecayOption = 0.0,
     seed: Annotated[
         int, typer.Option(help="Seed of the initial weights and data order (plus the repeat).")
     ] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     metric: Annotated[
         str, typer.Option(help="Rank by final or best validation accuracy.")
     ] = "final",
