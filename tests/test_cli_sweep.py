@@ -236,6 +236,14 @@ def digest(path: Path) -> str:
             ["--lr", "0.1", "--batch-size", "16", "--repeats", "0"],
             "--repeats must be an integer > 0",
         ),
+        (
+            ["--lr", "0.1", "--batch-size", "16", "--engine", "turbo"],
+            "--engine must be one of auto, sequential, vectorized, got 'turbo'",
+        ),
+        (
+            ["--lr", "0.1", "--batch-size", "16", "--workers", "0"],
+            "--workers must be an integer > 0",
+        ),
     ],
 )
 def test_bad_input_exits_2_and_creates_no_store(

@@ -13,6 +13,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 USER_MODULE = textwrap.dedent(
     """
     import torch
@@ -27,18 +29,29 @@ USER_MODULE = textwrap.dedent(
         return x, x[:, :3].argmax(dim=1)
     """
 )
-GRID = ["--lr", "0.05,0.2,0.5,1", "--batch-size", "8,32,128"]
+# (engine, batch sizes, epochs): the vectorized engine finishes a stack's trials together,
+# so its grid has more batch sizes (more stacks) and epochs, to be killed several times.
+ENGINES = {
+    "sequential": ("8,32,128", "3"),
+    "vectorized": ("8,16,32,64,128", "12"),
+}
 
 
-def sweep(folder: Path, store: str) -> subprocess.Popen[bytes]:
+def sweep(folder: Path, store: str, engine: str) -> subprocess.Popen[bytes]:
+    sizes, epochs = ENGINES[engine]
     command = [
         sys.executable,
         "-m",
         "lrkit",
         "sweep",
-        *GRID,
+        "--lr",
+        "0.05,0.2,0.5,1",
+        "--batch-size",
+        sizes,
+        "--engine",
+        engine,
         "--epochs",
-        "3",
+        epochs,
         "--store",
         store,
         "--model",
@@ -76,13 +89,14 @@ def results(path: Path) -> dict[tuple[int, float], tuple[float, int]]:
     return {(b, lr): (acc, n) for b, lr, acc, n in rows}
 
 
-def test_kill_9_at_random_moments_then_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_kill_9_at_random_moments_then_resume(tmp_path: Path, engine: str) -> None:
     (tmp_path / "killmodels.py").write_text(USER_MODULE)
     store = tmp_path / "killed.sqlite"
     rng = random.Random(1)
     kills = 0
     for _ in range(12):
-        process = sweep(tmp_path, store.name)
+        process = sweep(tmp_path, store.name, engine)
         before = done_count(store)
         deadline = time.monotonic() + 60
         # wait until the sweep is working through trials, then kill it at a random moment
@@ -96,25 +110,26 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path) -> None:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         kills += 1
-    final = sweep(tmp_path, store.name)
+    final = sweep(tmp_path, store.name, engine)
     _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err.decode()
     assert kills >= 3  # the test did interrupt the sweep, several times
 
     db = sqlite3.connect(store)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 12
+    trials = 4 * len(ENGINES[engine][0].split(","))
+    assert db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == trials
     assert db.execute("SELECT COUNT(*) FROM trials WHERE status != 'done'").fetchone()[0] == 0
     assert (
         db.execute(
             "SELECT COUNT(*) FROM (SELECT DISTINCT batch_size, lr, repeat FROM trials)"
         ).fetchone()[0]
-        == 12
+        == trials
     )
     db.close()
 
     clean = tmp_path / "clean.sqlite"
-    process = sweep(tmp_path, clean.name)
+    process = sweep(tmp_path, clean.name, engine)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err.decode()
     assert results(store) == results(clean)  # same accuracies, same number of points per trial

@@ -32,6 +32,17 @@ OptimizerOption = Annotated[
 MomentumOption = Annotated[float, typer.Option(help="Momentum for --optimizer momentum.")]
 WeightDecayOption = Annotated[float, typer.Option(help="Weight decay.")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        help="auto (vectorized when the model and optimizer allow), sequential or vectorized: "
+        "trials of one batch size trained together as one stacked model."
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(help="Processes for the vectorized engine on a CPU (default: one per core)."),
+]
 ValFractionOption = Annotated[
     str,
     typer.Option(help="Fraction of the training data held out for validation (1/12 or 0.0833)."),

@@ -12,11 +12,13 @@ from lrkit import validation as check
 from lrkit.cli.options import (
     DataDirOption,
     DeviceOption,
+    EngineOption,
     ValFractionOption,
+    WorkersOption,
     parse_fraction,
 )
 from lrkit.cli.output import text_table, write_json
-from lrkit.cli.sweep_command import execute, make_definition, report, summary_json
+from lrkit.cli.sweep_command import ENGINES, execute, make_definition, report, summary_json
 from lrkit.sweep.spec import pairs_grid
 from lrkit.sweep.textbook import GRIDS, all_pairs, grid_trials, judge
 
@@ -47,6 +49,8 @@ def reproduce(
     val_fraction: ValFractionOption = "1/12",
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and data order.")] = 0,
     device: DeviceOption = "auto",
+    engine: EngineOption = "auto",
+    workers: WorkersOption = None,
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the summary as JSON.")
     ] = None,
@@ -54,6 +58,9 @@ def reproduce(
     epochs = epochs if epochs is not None else (2.0 if quick else 30.0)
     check.positive_float("epochs", epochs)
     check.choice("device", device, ("auto", "cpu", "cuda"))
+    check.choice("engine", engine, ENGINES)
+    if workers is not None:
+        check.positive_int("workers", workers)
     fraction = parse_fraction("val_fraction", val_fraction)
     from lrkit.workload import load_workload
 
@@ -70,7 +77,9 @@ def reproduce(
     )
     grid = pairs_grid(all_pairs(), check.positive_int("repeats", repeats))
     store_path = store or out / "reproduce.sqlite"
-    trials, ran = execute("textbook", definition, grid, store_path, work, device)
+    trials, ran = execute(
+        "textbook", definition, grid, store_path, work, device, engine, workers, "reproduce"
+    )
     print(f"{len(trials)} trials, {ran} run now, {len(trials) - ran} from {store_path}")
     val_size = len(work.val) if work.val is not None else None
     best, fit, text = report(trials, "final", val_size)

@@ -14,18 +14,22 @@ from lrkit.cli.options import (
     DataDirOption,
     DataOption,
     DeviceOption,
+    EngineOption,
     LossOption,
     ModelOption,
     MomentumOption,
     OptimizerOption,
     ValFractionOption,
     WeightDecayOption,
+    WorkersOption,
     parse_fraction,
 )
 from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
 from lrkit.sweep.spec import SweepDefinition, TrialKey, parse_grid, product_grid
 from lrkit.training.optimizers import OPTIMIZERS
+
+ENGINES = ("auto", "sequential", "vectorized")
 
 if TYPE_CHECKING:
     from lrkit.scaling import PowerLawFit
@@ -83,10 +87,16 @@ def execute(
     store_path: Path,
     work: Any,
     device: str,
+    engine: str = "auto",
+    workers: int | None = None,
+    verb: str = "sweep",
 ) -> tuple[list[StoredTrial], int]:
     """Check the plan, open the store, run what is missing with progress bars; the trials and
-    how many of them ran now (the rest came from the store)."""
-    from lrkit.sweep.runner import SweepEvents, SweepPlan, check_plan, run_sweep
+    how many of them ran now (the rest came from the store).
+
+    Bars: trials finished, and epochs trained summed over the trials (stacks of trials train
+    side by side in the vectorized engine)."""
+    from lrkit.sweep.runner import EngineChoice, SweepEvents, SweepPlan, check_plan, run_sweep
     from lrkit.sweep.store import Store
     from lrkit.training.device import resolve_device
 
@@ -94,25 +104,38 @@ def execute(
     plan = SweepPlan(name, definition, grid)
     check_plan(plan, work)
     with progress() as bar, Store.open(store_path) as store:
+        epochs_done: dict[TrialKey, float] = {}
+        ran: list[TrialKey] = []
+
+        def on_engine(choice: EngineChoice) -> None:
+            if choice.reason is not None:
+                print(f"lrkit {verb}: one trial at a time: {choice.reason}", file=sys.stderr)
 
         def on_trial_start(key: TrialKey, index: int, total: int) -> None:
-            bar.start("trials", total, key="trials")
+            if index == 0:
+                bar.start("trials", total, key="trials")
+                bar.start("epochs", total * definition.epochs, key="epochs")
+            epochs_done[key] = 0.0
+
+        def on_check(key: TrialKey, point: Any, done: float, total: float) -> None:
+            epochs_done[key] = done
+            status = f"batch {key.batch_size}, lr {key.lr:g}: val acc {point.val_accuracy:.4f}"
+            bar.update(sum(epochs_done.values()), status, key="epochs")
+
+        def on_trial_end(key: TrialKey, outcome: Any) -> None:
+            ran.append(key)
+            epochs_done[key] = definition.epochs
             bar.update(
-                index, f"batch {key.batch_size}, lr {key.lr:g}, repeat {key.repeat}", key="trials"
+                len(ran), f"batch {key.batch_size}, lr {key.lr:g}: {outcome.status}", key="trials"
             )
-            bar.start("  epochs", definition.epochs, key="trial")
 
-        def on_check(point: Any, progress_epochs: float, total: float) -> None:
-            bar.update(progress_epochs, f"val acc {point.val_accuracy:.4f}", key="trial")
-
-        ran: list[TrialKey] = []
         events = SweepEvents(
             on_trial_start=on_trial_start,
             on_check=on_check,
-            on_trial_end=lambda key, _: ran.append(key),
+            on_trial_end=on_trial_end,
+            on_engine=on_engine,
         )
-        trials = run_sweep(store, plan, work, target, events)
-        bar.update(len(ran), "done", key="trials")
+        trials = run_sweep(store, plan, work, target, events, engine, workers)
     return trials, len(ran)
 
 
@@ -202,6 +225,8 @@ def sweep(
         int, typer.Option(help="Seed of the initial weights and data order (plus the repeat).")
     ] = 0,
     device: DeviceOption = "auto",
+    engine: EngineOption = "auto",
+    workers: WorkersOption = None,
     metric: Annotated[
         str, typer.Option(help="Rank by final or best validation accuracy.")
     ] = "final",
@@ -217,6 +242,9 @@ def sweep(
     grid = product_grid(lrs, sizes, check.positive_int("repeats", repeats))
     check.choice("metric", metric, ("final", "best"))
     check.choice("device", device, ("auto", "cpu", "cuda"))
+    check.choice("engine", engine, ENGINES)
+    if workers is not None:
+        check.positive_int("workers", workers)
     fraction = parse_fraction("val_fraction", val_fraction)
     from lrkit.workload import load_workload
 
@@ -242,7 +270,7 @@ def sweep(
         batch_size_schedule,
         seed,
     )
-    trials, ran = execute(name, definition, grid, store, work, device)
+    trials, ran = execute(name, definition, grid, store, work, device, engine, workers)
     val_size = len(work.val) if work.val is not None else None
     best, fit, text = report(trials, metric, val_size)
     other = "best" if metric == "final" else "final"

@@ -1,5 +1,6 @@
-"""Running a sweep: every trial of the grid not yet in the store, one at a time, each
-committed to the store when it ends (sequential engine)."""
+"""Running a sweep: every trial of the grid not yet in the store, each committed to the
+store when it ends, by one of two engines: sequential (one trial at a time, the plain loop)
+or vectorized (stacks of trials in lockstep, ``sweep.stacked``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
+from lrkit import validation as check
 from lrkit.data.tensors import TensorData
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.schedules import registry
@@ -37,9 +40,47 @@ class SweepEvents:
 
     on_trial_start: Callable[[TrialKey, int, int], None] | None = None
     """(trial, how many trials this run has started, how many it will run)."""
-    on_check: Callable[[CurvePoint, float, float], None] | None = None
-    """(point, epochs done, epochs in all)."""
+    on_check: Callable[[TrialKey, CurvePoint, float, float], None] | None = None
+    """(trial, point, epochs done, epochs in all)."""
+    on_engine: Callable[[EngineChoice], None] | None = None
+    """The engine chosen, and why when it is not the one asked for."""
     on_trial_end: Callable[[TrialKey, TrialOutcome], None] | None = None
+
+
+ENGINES = ("auto", "sequential", "vectorized")
+STACKABLE_OPTIMIZERS = ("sgd", "momentum")
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    engine: str
+    """sequential or vectorized."""
+    reason: str | None = None
+    """Why the vectorized engine was not used, when it was asked for (or auto)."""
+    workers: int = 1
+
+
+def choose_engine(
+    requested: str, plan: SweepPlan, work: Workload, train: TensorData, device: torch.device
+) -> EngineChoice:
+    """auto and vectorized run stacks when the optimizer and the model allow; otherwise
+    (with the reason) one trial at a time."""
+    check.choice("engine", requested, ENGINES)
+    if requested == "sequential":
+        return EngineChoice("sequential")
+    optimizer = plan.definition.optimizer
+    if optimizer not in STACKABLE_OPTIMIZERS:
+        return EngineChoice(
+            "sequential",
+            f"the vectorized engine implements SGD (sgd, momentum), not {optimizer}",
+        )
+    from lrkit.training.vectorized.network import NotStackableError, check_stackable
+
+    try:
+        check_stackable(work.make_model(plan.definition.seed).to(device), train.x[:2].to(device))
+    except NotStackableError as exc:
+        return EngineChoice("sequential", str(exc))
+    return EngineChoice("vectorized")
 
 
 def trial_schedule(spec: str | None, lr: float, total_iterations: int) -> Schedule | None:
@@ -109,54 +150,139 @@ def check_plan(plan: SweepPlan, work: Workload) -> tuple[TensorData, TensorData]
     return train, val
 
 
+def trial_plan(
+    definition: SweepDefinition,
+    key: TrialKey,
+    n_train: int,
+    batch_size_schedule: BatchSizeSchedule | None = None,
+) -> TrialPlan:
+    """How trial ``key`` trains; ``batch_size_schedule`` shares one schedule object between
+    the trials of a stack."""
+    iterations = math.ceil(definition.epochs * math.ceil(n_train / key.batch_size))
+    return TrialPlan(
+        lr=key.lr,
+        batch_size=key.batch_size,
+        epochs=definition.epochs,
+        eval_every=definition.eval_every,
+        seed=definition.seed + key.repeat,
+        schedule=trial_schedule(definition.schedule, key.lr, iterations),
+        batch_size_schedule=batch_size_schedule
+        or trial_batch_size_schedule(definition.batch_size_schedule, key.batch_size),
+    )
+
+
 def run_sweep(
     store: Store,
     plan: SweepPlan,
     work: Workload,
     device: torch.device,
     events: SweepEvents | None = None,
+    engine: str = "auto",
+    workers: int | None = None,
 ) -> list[StoredTrial]:
-    """Run every trial of ``plan`` that the store does not hold finished; return them all."""
+    """Run every trial of ``plan`` that the store does not hold finished; return them all.
+
+    ``engine``: sequential, vectorized, or auto (vectorized when the model and optimizer
+    allow; a model that cannot be stacked runs one trial at a time, and
+    ``events.on_engine`` hears why). ``workers``: processes for the vectorized engine on a
+    CPU (default one per core)."""
     events = events or SweepEvents()
-    definition = plan.definition
-    on_check = None
-    if events.on_check is not None:
-        report = events.on_check
-
-        def on_check(point: CurvePoint, progress: float) -> None:
-            report(point, progress, definition.epochs)
-
     train, val = check_plan(plan, work)
+    choice = choose_engine(engine, plan, work, train, device)
     train, val = train.to(device), val.to(device)
     test = work.test.to(device) if work.test is not None else None
-    sweep_id = store.sweep(plan.name, definition)
+    sweep_id = store.sweep(plan.name, plan.definition)
     done = store.finished(sweep_id)
     todo = [key for key in plan.grid if key not in done]
+    if choice.engine == "vectorized":
+        from lrkit.sweep.stacked import default_workers
+
+        workers = check.positive_int("workers", workers) if workers else default_workers(device)
+        choice = EngineChoice("vectorized", workers=workers)
+    if events.on_engine is not None:
+        events.on_engine(choice)
+    pending = Pending(store, sweep_id, plan, work, (train, val, test), device, todo, events)
+    if choice.engine == "vectorized":
+        _run_stacked(pending, choice.workers)
+    else:
+        _run_sequential(pending)
+    return [t for t in store.trials(plan.name) if t.key in set(plan.grid)]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The trials a run of a sweep still has to train, and where they go."""
+
+    store: Store
+    sweep_id: int
+    plan: SweepPlan
+    work: Workload
+    data: tuple[TensorData, TensorData, TensorData | None]
+    device: torch.device
+    todo: list[TrialKey]
+    events: SweepEvents
+
+
+def _run_sequential(pending: Pending) -> None:
+    store, sweep_id, events, data = pending.store, pending.sweep_id, pending.events, pending.data
+    work, device, todo = pending.work, pending.device, pending.todo
+    definition = pending.plan.definition
     for index, key in enumerate(todo):
-        seed = definition.seed + key.repeat
+        on_check = None
+        if events.on_check is not None:
+            on_check = _bind_check(events.on_check, key, definition.epochs)
         if events.on_trial_start is not None:
             events.on_trial_start(key, index, len(todo))
-        store.mark_running(sweep_id, key, seed)
-        model = work.make_model(seed).to(device)
+        settings = trial_plan(definition, key, len(data[0]))
+        store.mark_running(sweep_id, key, settings.seed)
+        model = work.make_model(settings.seed).to(device)
         optimizer = make_optimizer(
             definition.optimizer, model, key.lr, definition.momentum, definition.weight_decay
         )
-        iterations = math.ceil(definition.epochs * math.ceil(len(train) / key.batch_size))
-        trial_plan = TrialPlan(
-            lr=key.lr,
-            batch_size=key.batch_size,
-            epochs=definition.epochs,
-            eval_every=definition.eval_every,
-            seed=seed,
-            schedule=trial_schedule(definition.schedule, key.lr, iterations),
-            batch_size_schedule=trial_batch_size_schedule(
-                definition.batch_size_schedule, key.batch_size
-            ),
-        )
-        outcome = train_trial(
-            model, optimizer, work.loss_fn, train, val, test, trial_plan, on_check
-        )
+        outcome = train_trial(model, optimizer, work.loss_fn, *data, settings, on_check)
         store.save_trial(sweep_id, key, outcome)
         if events.on_trial_end is not None:
             events.on_trial_end(key, outcome)
-    return [t for t in store.trials(plan.name) if t.key in set(plan.grid)]
+
+
+def _bind_check(
+    report: Callable[[TrialKey, CurvePoint, float, float], None], key: TrialKey, epochs: float
+) -> Callable[[CurvePoint, float], None]:
+    return lambda point, progress: report(key, point, progress, epochs)
+
+
+def _run_stacked(pending: Pending, workers: int) -> None:
+    from lrkit.sweep.stacked import Message, Stack, make_stacks, run_stacks
+    from lrkit.training.vectorized.loop import StackedTrial
+
+    store, sweep_id, events, data = pending.store, pending.sweep_id, pending.events, pending.data
+    work, device, todo = pending.work, pending.device, pending.todo
+    definition = pending.plan.definition
+    started = 0
+
+    def build(stack: Stack) -> tuple[list[nn.Module], list[StackedTrial]]:
+        shared = trial_batch_size_schedule(definition.batch_size_schedule, stack.batch_size)
+        plans = [trial_plan(definition, key, len(data[0]), shared) for key in stack.keys]
+        models = [work.make_model(p.seed).to(device) for p in plans]
+        return models, [
+            StackedTrial(p, definition.momentum, definition.weight_decay) for p in plans
+        ]
+
+    def receive(message: Message) -> None:
+        nonlocal started
+        kind = message[0]
+        if kind == "start":
+            for key in message[1]:
+                store.mark_running(sweep_id, key, definition.seed + key.repeat)
+                if events.on_trial_start is not None:
+                    events.on_trial_start(key, started, len(todo))
+                started += 1
+        elif kind == "check" and events.on_check is not None:
+            events.on_check(message[1], message[2], message[3], definition.epochs)
+        elif kind == "end":
+            store.save_trial(sweep_id, message[1], message[2])
+            if events.on_trial_end is not None:
+                events.on_trial_end(message[1], message[2])
+
+    stacks = make_stacks(todo, workers, len(data[0]), definition.epochs)
+    run_stacks(stacks, build, work, data, workers, receive)
