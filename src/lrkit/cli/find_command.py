@@ -34,6 +34,7 @@ from lrkit.programs import (
 )
 from lrkit.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS
 from lrkit.training.optimizers import OPTIMIZERS, make_optimizer
+from lrkit.training.vectorized import ENGINES
 
 if TYPE_CHECKING:
     from lrkit.finder.result import RangeTestResult
@@ -100,6 +101,20 @@ def find(
     amp: Annotated[bool, typer.Option("--amp", help="Mixed precision (CUDA only).")] = False,
     device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and the data order.")] = 0,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            help="Runs of each round from the same weights, data orders seed .. seed+N-1; "
+            "the rounds read the mean curve and each run's own suggestion is shown."
+        ),
+    ] = 1,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="auto (vectorized when the model, optimizer and data allow), sequential "
+            "or vectorized: the repeats as one stacked model, without autograd's overhead."
+        ),
+    ] = "auto",
     plot: Annotated[Path | None, typer.Option(help="Figure file (.png, .svg, .pdf).")] = Path(
         "lrkit-find.png"
     ),
@@ -118,6 +133,8 @@ def find(
     check.choice("optimizer", optimizer, OPTIMIZERS)
     check.nonnegative_float("weight_decay", weight_decay)
     check.float_in("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True)
+    check.positive_int("repeats", repeats)
+    check.choice("engine", engine, ENGINES)
     fraction = parse_fraction("val_fraction", val_fraction)
     program = build_program(segments, exp, linear, hold)
     figure = None if no_plot else plot
@@ -168,8 +185,12 @@ def find(
             on_step=on_step,
             model_name=work.model_name,
             data_name=work.data_name,
+            repeats=repeats,
+            engine=engine,
         )
         bar.finish(str(current["round"]))
+    if result.engine_reason is not None:
+        _note(f"plain loop: {result.engine_reason}")
 
     print(summary(result))
     if json_file is not None:
@@ -217,7 +238,9 @@ def summary(result: RangeTestResult) -> str:
     """The table printed at the end: rounds, then every suggestion with the chosen one marked."""
     lines = [
         f"range test: {result.model} on {result.data}, batch size {result.batch_size}, "
-        f"{result.device}, {result.seconds:.1f} s"
+        f"{result.device}, {result.engine} engine"
+        + (f", {result.repeats} repeats" if result.repeats > 1 else "")
+        + f", {result.seconds:.1f} s"
     ]
     rows: list[list[str | int | float]] = []
     for i, r in enumerate(result.rounds):
@@ -249,6 +272,11 @@ def summary(result: RangeTestResult) -> str:
         lines.append(
             f"suggested learning rate: {format_number(result.suggested_lr)} ({result.method})"
         )
+    if result.suggested_lr_by_repeat:
+        each = ", ".join(
+            "-" if v is None else format_number(v) for v in result.suggested_lr_by_repeat
+        )
+        lines.append(f"each repeat alone: {each}")
     return "\n".join(lines)
 
 

@@ -18,9 +18,10 @@ from lrkit.cli.options import (
     parse_fraction,
 )
 from lrkit.cli.output import text_table, write_json
-from lrkit.cli.sweep_command import ENGINES, execute, make_definition, report, summary_json
+from lrkit.cli.sweep_command import execute, make_definition, report, summary_json
 from lrkit.sweep.spec import pairs_grid
 from lrkit.sweep.textbook import GRIDS, all_pairs, grid_trials, judge
+from lrkit.training.vectorized import ENGINES
 
 HELP = "\n\n".join(
     [

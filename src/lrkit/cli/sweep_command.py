@@ -28,8 +28,7 @@ from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
 from lrkit.sweep.spec import SweepDefinition, TrialKey, parse_grid, product_grid
 from lrkit.training.optimizers import OPTIMIZERS
-
-ENGINES = ("auto", "sequential", "vectorized")
+from lrkit.training.vectorized import ENGINES
 
 if TYPE_CHECKING:
     from lrkit.scaling import PowerLawFit

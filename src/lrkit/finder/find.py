@@ -22,11 +22,13 @@ from lrkit.data.tensors import BatchStream, TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.finder.result import RangeTestResult, RoundResult
 from lrkit.finder.runner import Batches, OnStep, RunnerSettings, run_round
+from lrkit.finder.stacked import run_stacked_round, stacking_problem
 from lrkit.programs import DEFAULT_SEGMENTS, LrProgram, narrow, parse_segments, segments_program
 from lrkit.rangetest import RoundRecord, Step
 from lrkit.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS, find_turning_point, suggest_all
 from lrkit.training import state as training_state
 from lrkit.training.evaluate import LossFn
+from lrkit.training.vectorized import ENGINES
 
 CURVES = ("auto", "eval", "mean", "smoothed")
 DataLike = TensorData | tuple[torch.Tensor, torch.Tensor] | Dataset | DataLoader  # type: ignore[type-arg]
@@ -67,6 +69,8 @@ def find_lr(
     on_step: OnRoundStep | None = None,
     model_name: str = "",
     data_name: str = "",
+    repeats: int = 1,
+    engine: str = "auto",
 ) -> RangeTestResult:
     """Run the learning-rate range test on ``model`` and suggest a learning rate.
 
@@ -88,7 +92,14 @@ def find_lr(
         settings: smoothing, divergence factor, gradient accumulation, mixed precision.
         seed: seeds the data order (the same in every round).
         on_step: called after each iteration with (round index, step, iterations in the
-            round's program), for progress bars.
+            round's program times repeats), for progress bars.
+        repeats: runs of each round, repeat r reading the data in the order of ``seed + r``
+            from the same initial weights; the rounds read the mean curve (a hold where any
+            repeat diverged counts as diverged), and ``suggested_lr_by_repeat`` gives each
+            repeat's own suggestion, a measure of the answer's noise.
+        engine: vectorized runs the repeats as one stacked model (``training.vectorized``);
+            auto does so when the model, optimizer and data allow (plain SGD on tensors),
+            else, with ``engine_reason`` saying why, runs them one after another (sequential).
     """
     started = time.perf_counter()
     settings = settings or RunnerSettings()
@@ -98,6 +109,8 @@ def find_lr(
     check.positive_int("rounds", rounds_settings.rounds)
     check.choice("curve", curve, CURVES)
     check.choice("suggestion", suggestion, tuple(SUGGESTIONS))
+    check.positive_int("repeats", repeats)
+    check.choice("engine", engine, ENGINES)
     check.positive_int("accumulation_steps", settings.accumulation_steps)
     device = _model_device(model)
     if settings.amp and device.type != "cuda":
@@ -109,8 +122,10 @@ def find_lr(
     program = program or default_program()
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=program.lrs[0])
-    make_batches = _batch_source(data, batch_size, seed, device)
+    make_batches = _batch_source(data, batch_size, device)
     evaluation = _as_tensor_data(eval_data, device) if eval_data is not None else None
+    tensors = _as_tensor_data(data, device) if isinstance(data, (TensorData, tuple)) else None
+    seeds = [seed + r for r in range(repeats)]
 
     saved = training_state.capture(model, optimizer)
     # A user's DataLoader is reseeded for every round; its own generator is put back after.
@@ -118,17 +133,47 @@ def find_lr(
     loader_state = loader_generator.get_state() if loader_generator is not None else None
     results: list[RoundResult] = []
     try:
-        check_model_fits(model, loss_fn, make_batches())
+        check_model_fits(model, loss_fn, make_batches(seed))
+        reason = None
+        if engine != "sequential":
+            example = tensors.x[:2] if tensors is not None else None
+            reason = stacking_problem(model, optimizer, tensors, settings, example)
+        stacked = engine != "sequential" and reason is None
         for index in range(rounds_settings.rounds):
-            # Every round starts from the same weights, optimizer state and RNG states.
-            training_state.restore(saved, model, optimizer)
-            callback: OnStep | None = None
-            if on_step is not None:
-                callback = _bind_round(on_step, index, program.num_iterations)
-            record = run_round(
-                model, optimizer, loss_fn, make_batches(), program, settings, evaluation, callback
-            )
-            results.append(_read_round(record, curve))
+            if stacked:
+                assert tensors is not None
+                callback = _bind_round(on_step, index, program.num_iterations, 0)
+                records = run_stacked_round(
+                    model,
+                    optimizer,
+                    loss_fn,
+                    tensors,
+                    batch_size,
+                    seeds,
+                    program,
+                    settings,
+                    evaluation,
+                    callback,
+                )
+            else:
+                records = []
+                for r, repeat_seed in enumerate(seeds):
+                    # Every round starts from the same weights, optimizer state and RNG states.
+                    training_state.restore(saved, model, optimizer)
+                    callback = _bind_round(on_step, index, program.num_iterations, r, repeats)
+                    records.append(
+                        run_round(
+                            model,
+                            optimizer,
+                            loss_fn,
+                            make_batches(repeat_seed),
+                            program,
+                            settings,
+                            evaluation,
+                            callback,
+                        )
+                    )
+            results.append(_read_round(records, curve))
             turn = results[-1].turning_point
             if index + 1 == rounds_settings.rounds or turn is None:
                 break
@@ -139,11 +184,13 @@ def find_lr(
         if loader_generator is not None and loader_state is not None:
             loader_generator.set_state(loader_state)
 
-    # steepest, minimum and valley read the widest round; the turning point the finest round
-    # that found one (a narrow round can end with the loss still falling).
-    suggestions = dict(results[0].suggestions)
-    with_turn = [r for r in results if r.turning_point is not None]
-    suggestions["turning_point"] = with_turn[-1].suggestions["turning_point"] if with_turn else None
+    suggestions = combine_rounds(results)
+    by_repeat: tuple[float | None, ...] = ()
+    if repeats > 1:
+        by_repeat = tuple(
+            combine_rounds([_read_round([r.records[i]], curve) for r in results])[suggestion]
+            for i in range(repeats)
+        )
     return RangeTestResult(
         model=model_name or type(model).__name__,
         data=data_name or type(data).__name__,
@@ -154,7 +201,20 @@ def find_lr(
         method=suggestion,
         suggested_lr=suggestions[suggestion],
         seconds=time.perf_counter() - started,
+        repeats=repeats,
+        engine="vectorized" if stacked else "sequential",
+        engine_reason=reason,
+        suggested_lr_by_repeat=by_repeat,
     )
+
+
+def combine_rounds(results: list[RoundResult]) -> dict[str, float | None]:
+    """steepest, minimum and valley read the widest round; the turning point the finest round
+    that found one (a narrow round can end with the loss still falling)."""
+    suggestions = dict(results[0].suggestions)
+    with_turn = [r for r in results if r.turning_point is not None]
+    suggestions["turning_point"] = with_turn[-1].suggestions["turning_point"] if with_turn else None
+    return suggestions
 
 
 def check_model_fits(model: nn.Module, loss_fn: LossFn, batches: Batches) -> None:
@@ -223,10 +283,22 @@ def curve_of(record: RoundRecord, curve: str) -> tuple[str, tuple[float, ...], t
     return curve, lrs, losses
 
 
-def _read_round(record: RoundRecord, curve: str) -> RoundResult:
-    kind, lrs, losses = curve_of(record, curve)
+def _read_round(records: list[RoundRecord], curve: str) -> RoundResult:
+    """The round's curve: the mean over repeats, hold by hold (or iteration by iteration);
+    where any repeat diverged the curve is inf, so the rules see it rise there."""
+    longest = max(records, key=lambda r: len(r.points))
+    kind = curve_of(longest, curve)[0]
+    curves = [curve_of(record, kind) for record in records]
+    lrs = max((c[1] for c in curves), key=len)
+    losses = tuple(
+        math.fsum(values) / len(values) if all(math.isfinite(v) for v in values) else math.inf
+        for values in (
+            [c[2][i] if i < len(c[2]) else math.inf for c in curves] for i in range(len(lrs))
+        )
+    )
     return RoundResult(
-        record=record,
+        record=records[0],
+        repeats=tuple(records[1:]),
         curve=kind,
         curve_lrs=lrs,
         curve_losses=losses,
@@ -242,8 +314,17 @@ def _program_index(program: LrProgram, round_result: RoundResult, curve_index: i
     return min(range(len(program.lrs)), key=lambda i: abs(program.lrs[i] - lr))
 
 
-def _bind_round(on_step: OnRoundStep, index: int, total: int) -> OnStep:
-    return lambda step: on_step(index, step, total)
+def _bind_round(
+    on_step: OnRoundStep | None, index: int, total: int, repeat: int, repeats: int = 1
+) -> OnStep | None:
+    """Progress over a round's repeats run one after another: repeat r's steps count after
+    the r repeats before it."""
+    if on_step is None:
+        return None
+    offset = repeat * total
+    return lambda step: on_step(
+        index, step._replace(iteration=step.iteration + offset), total * repeats
+    )
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -270,13 +351,14 @@ def _as_tensor_data(
 
 
 def _batch_source(
-    data: DataLike, batch_size: int, seed: int, device: torch.device
-) -> Callable[[], Batches]:
-    """A factory of batch iterators that all give the same seeded order (one per round)."""
+    data: DataLike, batch_size: int, device: torch.device
+) -> Callable[[int], Batches]:
+    """A factory of batch iterators in the order seeded by its argument (one per round and
+    repeat)."""
     if isinstance(data, DataLoader):
         loader = data
 
-        def from_loader() -> Batches:
+        def from_loader(seed: int) -> Batches:
             generator = getattr(loader, "generator", None)
             if isinstance(generator, torch.Generator):
                 generator.manual_seed(seed)
@@ -284,10 +366,10 @@ def _batch_source(
 
         return from_loader
     if isinstance(data, Dataset) and not isinstance(data, TensorData):
-        loader_generator = torch.Generator().manual_seed(seed)
+        loader_generator = torch.Generator()
         loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=loader_generator)
 
-        def from_dataset() -> Batches:
+        def from_dataset(seed: int) -> Batches:
             loader_generator.manual_seed(seed)
             return _to_device(_cycle(loader), device)
 
@@ -295,10 +377,10 @@ def _batch_source(
     tensors = _as_tensor_data(data, device)
     check.positive_int("batch_size", batch_size)
 
-    def from_tensors() -> Batches:
+    def from_tensors(seed: int) -> Batches:
         return iter(BatchStream(tensors, batch_size, seed))
 
-    from_tensors()  # check the batch size against the data now
+    from_tensors(0)  # check the batch size against the data now
     return from_tensors
 
 

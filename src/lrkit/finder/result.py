@@ -21,6 +21,13 @@ class RoundResult:
     curve_losses: tuple[float, ...]
     suggestions: Mapping[str, float | None]
     turning_point: TurningPoint | None
+    repeats: tuple[RoundRecord, ...] = ()
+    """The records of repeats 2, 3, ... (``record`` is the first's); the curve is their mean."""
+
+    @property
+    def records(self) -> tuple[RoundRecord, ...]:
+        """Every repeat's record, the first first."""
+        return (self.record, *self.repeats)
 
     def to_json(self) -> dict[str, Any]:
         record = self.record
@@ -46,6 +53,19 @@ class RoundResult:
                 for h in record.holds
             ],
             "curve": self.curve,
+            "curve_lrs": list(self.curve_lrs),
+            "curve_losses": list(self.curve_losses),
+            "repeats": [
+                {
+                    "holds": [
+                        {"lr": h.lr, "mean_loss": h.mean_loss, "eval_loss": h.eval_loss}
+                        for h in r.holds
+                    ],
+                    "diverged_at": r.diverged_at,
+                    "stop_reason": r.stop_reason,
+                }
+                for r in self.repeats
+            ],
             "suggestions": dict(self.suggestions),
             "turning_point": None if self.turning_point is None else self.turning_point.lr,
             "diverged_at": record.diverged_at,
@@ -71,6 +91,13 @@ class RangeTestResult:
     method: str
     suggested_lr: float | None
     seconds: float
+    repeats: int = 1
+    engine: str = "sequential"
+    """The engine that ran the rounds: vectorized or sequential."""
+    engine_reason: str | None = None
+    """Why the vectorized engine was not used, when it was asked for (or auto)."""
+    suggested_lr_by_repeat: tuple[float | None, ...] = ()
+    """With repeats, each repeat's own suggestion by ``method``."""
 
     @property
     def diverged_at(self) -> float | None:
@@ -89,4 +116,8 @@ class RangeTestResult:
             "suggested_lr": self.suggested_lr,
             "diverged_at": self.diverged_at,
             "seconds": self.seconds,
+            "repeats": self.repeats,
+            "engine": self.engine,
+            "engine_reason": self.engine_reason,
+            "suggested_lr_by_repeat": list(self.suggested_lr_by_repeat),
         }

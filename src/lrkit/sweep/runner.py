@@ -22,6 +22,7 @@ from lrkit.sweep.spec import SweepDefinition, TrialKey
 from lrkit.sweep.store import Store, StoredTrial
 from lrkit.training.loop import CurvePoint, TrialOutcome, TrialPlan, train_trial
 from lrkit.training.optimizers import make_optimizer
+from lrkit.training.vectorized import ENGINES
 from lrkit.workload import Workload
 
 
@@ -47,7 +48,6 @@ class SweepEvents:
     on_trial_end: Callable[[TrialKey, TrialOutcome], None] | None = None
 
 
-ENGINES = ("auto", "sequential", "vectorized")
 STACKABLE_OPTIMIZERS = ("sgd", "momentum")
 
 

@@ -197,32 +197,46 @@ class StackedRun:
     def _drop(self, positions: list[int]) -> None:
         """Take the trials at stack ``positions`` out of the stack."""
         keep = [p for p in range(len(self.alive)) if p not in positions]
-        kept = torch.tensor(keep, device=self.train.x.device)
+        kept = torch.tensor(keep, dtype=torch.long, device=self.train.x.device)
         self.network.keep(kept)
         self.sgd.keep(kept)
         self.order_of_trial = self.order_of_trial.index_select(0, kept)
         self.alive = [self.alive[p] for p in keep]
 
     def evaluate(self, data: TensorData) -> list[tuple[float, float]]:
-        """(mean loss, accuracy) of each live trial on ``data``, as ``training.evaluate``
-        computes them (accuracy nan unless the output is (B, classes) with integer targets)."""
-        k = len(self.alive)
-        device = data.x.device
-        loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
-        correct = torch.zeros(k, dtype=torch.int64, device=device)
-        classifies = not data.y.is_floating_point()
-        # Per-trial inputs repeat the chunk K times; keep that copy about as big as one chunk.
-        chunk = self.eval_chunk if self.shared_batches else max(1, self.eval_chunk // k)
-        with torch.no_grad():
-            for start in range(0, len(data), chunk):
-                x, y = data.x[start : start + chunk], data.y[start : start + chunk]
-                if not self.shared_batches:
-                    x = x.expand(k, *x.shape)
-                output = self.network.forward(x, False)
-                targets = y.expand(k, *y.shape)
-                loss_sum += self.loss.value(output, targets).double() * y.shape[0]
-                classifies = classifies and output.dim() == 3
-                if classifies:
-                    correct += (output.argmax(dim=2) == targets).sum(1)
-        accuracy = (correct.double() / len(data)).tolist() if classifies else [math.nan] * k
-        return list(zip((loss_sum / len(data)).tolist(), accuracy, strict=True))
+        """(mean loss, accuracy) of each live trial on ``data``."""
+        return evaluate_stack(
+            self.network, self.loss, data, not self.shared_batches, self.eval_chunk
+        )
+
+
+def evaluate_stack(
+    network: StackedNetwork,
+    loss: StackedLoss,
+    data: TensorData,
+    per_trial_input: bool,
+    chunk: int = 4096,
+) -> list[tuple[float, float]]:
+    """(mean loss, accuracy) of each trial of ``network`` on ``data``, as
+    ``training.evaluate`` computes them (accuracy nan unless the output is (B, classes) with
+    integer targets)."""
+    k = network.trials
+    device = data.x.device
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
+    correct = torch.zeros(k, dtype=torch.int64, device=device)
+    classifies = not data.y.is_floating_point()
+    # Per-trial inputs repeat the chunk K times; keep that copy about as big as one chunk.
+    size = max(1, chunk // k) if per_trial_input else chunk
+    with torch.no_grad():
+        for start in range(0, len(data), size):
+            x, y = data.x[start : start + size], data.y[start : start + size]
+            if per_trial_input:
+                x = x.expand(k, *x.shape)
+            output = network.forward(x, False)
+            targets = y.expand(k, *y.shape)
+            loss_sum += loss.value(output, targets).double() * y.shape[0]
+            classifies = classifies and output.dim() == 3
+            if classifies:
+                correct += (output.argmax(dim=2) == targets).sum(1)
+    accuracy = (correct.double() / len(data)).tolist() if classifies else [math.nan] * k
+    return list(zip((loss_sum / len(data)).tolist(), accuracy, strict=True))

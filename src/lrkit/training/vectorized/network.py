@@ -208,7 +208,13 @@ def _input_shapes(
     try:
         model.eval()
         with torch.no_grad():
-            model(example)
+            try:
+                model(example)
+            except Exception as exc:
+                raise NotStackableError(
+                    f"the model fails on a batch of shape {tuple(example.shape)}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
     finally:
         model.train(was_training)
         for handle in handles:
