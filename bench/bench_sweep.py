@@ -46,7 +46,8 @@ def one_trial(data_dir: Path | None, batch_size: int, epochs: float) -> dict[str
     plan = SweepPlan("bench", definition, (TrialKey(batch_size, 0.5, 0),))
     with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "s.sqlite") as store:
         started = time.perf_counter()
-        (trial,) = run_sweep(store, plan, work, torch.device("cpu"))
+        # The plain loop, one trial: the vectorized engine's figures are bench_engine.py's.
+        (trial,) = run_sweep(store, plan, work, torch.device("cpu"), engine="sequential")
         wall = time.perf_counter() - started
     steps = int(trial.points[-1].iteration)
     return {

@@ -60,3 +60,51 @@ def test_mixed_precision_runs_with_a_gradient_scaler() -> None:
     assert all(math.isfinite(v) for v in amp_losses)
     # float16 forward passes: the same trajectory to about half precision at the start
     assert amp_losses[:10] == pytest.approx(full_losses[:10], rel=2e-2)
+
+
+def test_vectorized_engine_on_cuda_follows_the_plain_loop() -> None:
+    from lrkit.training.loop import TrialPlan, train_trial
+    from lrkit.training.vectorized.loop import StackedRun, StackedTrial
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    train, val = load_mnist(bundled_sample_dir()).train.split(1 / 12)
+    train, val = train.head(3200).to(torch.device("cuda")), val.to(torch.device("cuda"))
+    for name in ("mnist-mlp", "mnist-cnn"):
+        trials = [
+            StackedTrial(TrialPlan(lr, 16, 1.0, 0.5, seed), 0.5, 1e-4)
+            for lr, seed in ((0.02, 0), (0.05, 0), (0.05, 1))
+        ]
+        run = StackedRun(
+            [build_model(name, t.plan.seed).cuda() for t in trials],
+            trials,
+            nn.CrossEntropyLoss(),
+            train,
+            val,
+            val,
+        )
+        outcomes = run.run()
+        for index, trial in enumerate(trials):
+            model = build_model(name, trial.plan.seed).cuda()
+            optimizer = torch.optim.SGD(
+                model.parameters(), lr=trial.plan.lr, momentum=0.5, weight_decay=1e-4
+            )
+            plain = train_trial(
+                model, optimizer, nn.CrossEntropyLoss(), train, val, val, trial.plan
+            )
+            assert outcomes[index].points[-1].val_loss == pytest.approx(
+                plain.points[-1].val_loss, rel=1e-4
+            )
+            stacked = run.network.trial_state_dict(index)
+            for key, value in model.state_dict().items():
+                scale = float(value.abs().max())
+                assert float((stacked[key] - value).abs().max()) <= 1e-4 * scale
+
+
+def test_find_repeats_on_cuda_use_the_vectorized_engine() -> None:
+    train = load_mnist(bundled_sample_dir()).train
+    model = build_model("mnist-mlp", 0).cuda()
+    result = find_lr(model, (train.x.cuda(), train.y.cuda()), repeats=3, rounds=2)
+    assert result.engine == "vectorized" and result.device.startswith("cuda")
+    assert len(result.suggested_lr_by_repeat) == 3
+    assert result.suggested_lr is not None

@@ -44,6 +44,24 @@ def _draw_round(ax: Any, round_result: RoundResult, index: int, result: RangeTes
     ax.plot(
         x, [p.smoothed_loss for p in points], color="#1f77b4", linewidth=1.2, label="smoothed loss"
     )
+    for other in round_result.repeats:  # the other repeats, faintly
+        ax.plot(
+            np.log10([p.lr for p in other.points]),
+            [p.smoothed_loss for p in other.points],
+            color="#1f77b4",
+            alpha=0.35,
+            linewidth=0.8,
+        )
+    if round_result.repeats:
+        curve = np.array(round_result.curve_losses)
+        read = np.isfinite(curve)
+        ax.plot(
+            np.log10(np.array(round_result.curve_lrs)[read]),
+            curve[read],
+            color="#2ca02c",
+            linewidth=1.6,
+            label=f"mean of {len(round_result.records)} repeats ({round_result.curve})",
+        )
     holds = [h for h in record.holds if h.complete]
     if any(h.iterations > 1 for h in holds):
         ax.plot(
