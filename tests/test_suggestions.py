@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -27,6 +28,15 @@ X = np.log10(LRS)
 def test_steepest_finds_the_inflection_of_a_sigmoid_drop() -> None:
     losses = 2.0 - np.tanh(2.0 * (X + 3.0))  # steepest fall at log10(lr) = -3
     assert steepest(LRS, losses) == pytest.approx(1e-3, rel=1e-9)
+
+
+def test_steepest_counts_a_repeated_lr_once() -> None:
+    # Segments that share an end point (0.1:1:0.1 then 1:10:1) hold lr 1 twice.
+    lrs = [0.1, 0.3, 1.0, 1.0, 3.0, 10.0]
+    losses = [2.0, 1.95, 1.0, 0.9, 0.3, 0.29]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by a zero step in log lr
+        assert steepest(lrs, losses) == 1.0
 
 
 def test_steepest_is_none_without_descent() -> None:

@@ -47,9 +47,14 @@ def _curve(lrs: Sequence[float], losses: Sequence[float]) -> tuple[FloatArray, F
 def steepest(lrs: Sequence[float], losses: Sequence[float]) -> float | None:
     """The lr at which d(loss)/d(log10 lr) is most negative (central differences).
 
-    Needs at least 3 points and some descent; None otherwise.
+    Needs at least 3 points and some descent; None otherwise. An lr that appears more than
+    once (segments that share an end point) counts once, at its mean loss.
     """
     x, y = _curve(lrs, losses)
+    unique, where = np.unique(x, return_inverse=True)
+    if unique.size < x.size:
+        y = np.bincount(where, weights=y) / np.bincount(where)
+        x = unique
     if x.size < 3:
         return None
     slope = np.gradient(y, np.log10(x))

@@ -177,8 +177,9 @@ def _worker(
     parent: int,
     threads: int,
 ) -> None:
-    # One thread: a forked child must not reuse the parent's OpenMP pool, and for small
-    # steps processes, not threads, are what adds throughput.
+    # Set the thread count first: a forked child must not use the parent's OpenMP pool as it
+    # was, and for small steps processes, not threads, add throughput (one thread each when
+    # there is a worker per core).
     torch.set_num_threads(threads)
 
     def send(message: Message) -> None:

@@ -69,11 +69,6 @@ class StackedLayer:
         for p in self.params:
             p.keep(trials)
 
-    @property
-    def trials(self) -> int:
-        p = self.params[0]
-        return int(p.tensor.shape[p.trial_axis])
-
 
 class WeightedLayer(StackedLayer):
     """A layer with a weight and an optional bias, each stacked as (K, *its shape)."""
@@ -85,6 +80,10 @@ class WeightedLayer(StackedLayer):
         )
         self.params = (self.weight,) if self.bias is None else (self.weight, self.bias)
         self.x: torch.Tensor | None = None
+
+    @property
+    def trials(self) -> int:
+        return int(self.weight.tensor.shape[0])
 
     def trial_state(self, k: int) -> dict[str, torch.Tensor]:
         state = {"weight": self.weight.tensor[k]}
@@ -244,10 +243,6 @@ class Elementwise(StackedLayer):
     def backward(self, grad: torch.Tensor, need_input_grad: bool) -> torch.Tensor | None:
         assert self.x is not None and self.y is not None
         return self.backward_of(grad, self.x, self.y)
-
-    @property
-    def trials(self) -> int:
-        raise AttributeError("an element-wise layer has no parameters")
 
 
 class Pool2d(StackedLayer):

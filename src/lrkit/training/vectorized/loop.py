@@ -61,7 +61,8 @@ class StackedRun:
     """Train ``models[k]`` as ``trials[k]`` says, all at once (``run``); ``network`` holds
     the trained weights afterwards (``network.trial_state_dict(k)``), the models themselves
     are not changed. Raises ``NotStackableError`` before any training when the models
-    cannot be stacked."""
+    cannot be stacked. Each outcome's ``seconds`` is the trial's share of the stack's wall
+    time (the time so far over the number of trials)."""
 
     def __init__(
         self,
