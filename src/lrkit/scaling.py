@@ -4,6 +4,9 @@
 - sqrt:   lr(B') = lr(B) * sqrt(B' / B)  (Krizhevsky 2014; Hoffer et al. 2017)
 - fit:    lr(B') = lr(B) * (B' / B) ** k, with k fitted to a sweep's best learning rates
   (``fit_power_law``).
+- noise:  lr(B') = lr_max / (1 + B_noise / B'), lr_max = lr(B) (1 + B_noise / B)
+  (McCandlish et al. 2018, eq. 2.6: the best step size against the batch size, with B_noise
+  the gradient noise scale, ``lrkit noise``): linear in B' well below B_noise, flat well above.
 
 The fit: least squares on log lr*(B) = log c + k log B over the batch sizes of a sweep, with
 the standard error of the slope, sqrt(SSE / (n - 2) / Sxx), where there are at least three.
@@ -16,14 +19,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lrkit import validation as check
-from lrkit.errors import LrkitValueError
+from lrkit.errors import InvalidParameterError, LrkitValueError
 
-RULES = ("linear", "sqrt", "fit")
+RULES = ("linear", "sqrt", "fit", "noise")
 FORMULAS = {
     "linear": "lr(B') = lr(B) * B' / B",
     "sqrt": "lr(B') = lr(B) * sqrt(B' / B)",
     "fit": "lr(B') = lr(B) * (B' / B) ** k",
+    "noise": "lr(B') = lr_max / (1 + B_noise / B'), lr_max = lr(B) * (1 + B_noise / B)",
 }
+REGIME_FACTOR = 4.0
+"""B' <= B_noise / 4: linear regime (the lr still grows within 80% of linearly);
+B' >= 4 B_noise: saturated (within 80% of lr_max); between them: transition."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,162 @@ def fit_power_law(best: Mapping[int, float]) -> PowerLawFit:
     return PowerLawFit(k, stderr, math.exp(intercept), sizes, lrs)
 
 
-def scale_lr(lr: float, batch_size: int, to: int, rule: str, k: float | None = None) -> float:
+@dataclass(frozen=True)
+class NoiseRule:
+    """lr(B) = lr_max / (1 + B_noise / B) (McCandlish et al. 2018)."""
+
+    lr_max: float
+    noise_scale: float
+
+    def predict(self, batch_size: float) -> float:
+        return self.lr_max / (1.0 + self.noise_scale / batch_size)
+
+    def regime(self, batch_size: float) -> str:
+        """linear, transition or saturated (``REGIME_FACTOR``)."""
+        if batch_size <= self.noise_scale / REGIME_FACTOR:
+            return "linear"
+        if batch_size >= self.noise_scale * REGIME_FACTOR:
+            return "saturated"
+        return "transition"
+
+    def describe_regime(self, batch_size: float) -> str:
+        regime = self.regime(batch_size)
+        reading = {
+            "linear": "well below B_noise: the best lr still grows about linearly with the batch",
+            "transition": "near B_noise: the best lr grows more slowly than the batch",
+            "saturated": "well above B_noise: larger batches barely raise the best lr (and "
+            "save few steps)",
+        }[regime]
+        noise = f"B_noise = {self.noise_scale:.3g}"
+        return f"batch {batch_size:g} is in the {regime} regime ({noise}): {reading}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"lr_max": self.lr_max, "noise_scale": self.noise_scale}
+
+
+def noise_rule(lr: float, batch_size: float, noise_scale: float) -> NoiseRule:
+    """The rule through a good ``lr`` at ``batch_size``: lr_max = lr (1 + B_noise / B)."""
+    lr = check.positive_float("lr", lr)
+    batch_size = check.positive_float("batch_size", batch_size)
+    noise_scale = check.positive_float("noise_scale", noise_scale)
+    return NoiseRule(lr * (1.0 + noise_scale / batch_size), noise_scale)
+
+
+def fit_noise_rule(best: Mapping[int, float]) -> NoiseRule:
+    """lr_max and B_noise fitted to best learning rates by batch size (two or more).
+
+    Least squares on logs: for a given B_noise the best log lr_max is the mean of
+    log lr_i + log(1 + B_noise / B_i); B_noise is then searched on a log grid from 1e-3 to 1e3
+    times the batch sizes' range and refined by golden section."""
+    if len(best) < 2:
+        raise LrkitValueError(
+            "fitting the noise rule needs best learning rates at two batch sizes or more"
+        )
+    sizes = sorted(best)
+    logs = [math.log(best[b]) for b in sizes]
+
+    def fitted(log_noise: float) -> tuple[float, float]:
+        noise = math.exp(log_noise)
+        shifted = [y + math.log1p(noise / b) for y, b in zip(logs, sizes, strict=True)]
+        log_max = math.fsum(shifted) / len(shifted)
+        return math.fsum((v - log_max) ** 2 for v in shifted), log_max
+
+    low, high = math.log(sizes[0] * 1e-3), math.log(sizes[-1] * 1e3)
+    grid = [low + (high - low) * i / 200 for i in range(201)]
+    best_index = min(range(len(grid)), key=lambda i: fitted(grid[i])[0])
+    a, b = grid[max(0, best_index - 1)], grid[min(len(grid) - 1, best_index + 1)]
+    golden = (math.sqrt(5) - 1) / 2
+    for _ in range(60):
+        c, d = b - golden * (b - a), a + golden * (b - a)
+        if fitted(c)[0] <= fitted(d)[0]:
+            b = d
+        else:
+            a = c
+    log_noise = (a + b) / 2
+    return NoiseRule(math.exp(fitted(log_noise)[1]), math.exp(log_noise))
+
+
+@dataclass(frozen=True)
+class RuleComparison:
+    """Each rule's prediction of the best lr at every batch size of a sweep, from the best lr
+    at the reference batch size, and its error: the root mean square of log2(predicted /
+    measured) over the other batch sizes (1.0 = off by a factor of 2 on average)."""
+
+    reference: int
+    measured: dict[int, float]
+    predictions: dict[str, dict[int, float]]
+    errors: dict[str, float]
+    notes: dict[str, str]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "reference_batch_size": self.reference,
+            "measured": {str(b): lr for b, lr in self.measured.items()},
+            "predictions": {
+                rule: {str(b): lr for b, lr in by_size.items()}
+                for rule, by_size in self.predictions.items()
+            },
+            "rms_log2_error": dict(self.errors),
+            "notes": dict(self.notes),
+        }
+
+
+def compare_rules(
+    measured: Mapping[int, float],
+    reference: int | None = None,
+    noise_scale: float | None = None,
+) -> RuleComparison:
+    """The linear, square-root, fitted power and noise rules against measured best lrs.
+
+    Every rule starts from the measured lr at ``reference`` (default: the smallest batch
+    size); the power law's k is fitted to all the measured pairs; the noise rule uses
+    ``noise_scale`` (measured by ``lrkit noise``) or, without it, B_noise fitted to the pairs."""
+    if len(measured) < 2:
+        raise LrkitValueError(
+            "comparing rules needs best learning rates at two batch sizes or more"
+        )
+    sizes = sorted(measured)
+    reference = sizes[0] if reference is None else reference
+    if reference not in measured:
+        raise InvalidParameterError(
+            "batch_size", f"one of the sweep's ({', '.join(map(str, sizes))})", reference
+        )
+    lr0 = measured[reference]
+    fit = fit_power_law(measured)
+    notes = {"fit": f"k = {fit.k:.3f} fitted to the sweep"}
+    if noise_scale is None:
+        rule = fit_noise_rule(measured)
+        anchored = noise_rule(lr0, reference, rule.noise_scale)
+        notes["noise"] = (
+            f"B_noise = {rule.noise_scale:.3g} fitted to the sweep (no measurement given)"
+        )
+    else:
+        anchored = noise_rule(lr0, reference, noise_scale)
+        notes["noise"] = f"B_noise = {noise_scale:.3g} measured"
+    predictions = {
+        "linear": {b: lr0 * b / reference for b in sizes},
+        "sqrt": {b: lr0 * math.sqrt(b / reference) for b in sizes},
+        "fit": {b: lr0 * (b / reference) ** fit.k for b in sizes},
+        "noise": {b: anchored.predict(b) for b in sizes},
+    }
+    others = [b for b in sizes if b != reference]
+    errors = {
+        rule: math.sqrt(
+            math.fsum(math.log2(by_size[b] / measured[b]) ** 2 for b in others) / len(others)
+        )
+        for rule, by_size in predictions.items()
+    }
+    return RuleComparison(reference, {b: measured[b] for b in sizes}, predictions, errors, notes)
+
+
+def scale_lr(
+    lr: float,
+    batch_size: int,
+    to: int,
+    rule: str,
+    k: float | None = None,
+    noise_scale: float | None = None,
+) -> float:
     """The learning rate for batch size ``to`` from one known good at ``batch_size``."""
     lr = check.positive_float("lr", lr)
     batch_size = check.positive_int("batch_size", batch_size)
@@ -113,6 +275,13 @@ def scale_lr(lr: float, batch_size: int, to: int, rule: str, k: float | None = N
         return lr * ratio
     if rule == "sqrt":
         return lr * math.sqrt(ratio)
+    if rule == "noise":
+        if noise_scale is None:
+            raise LrkitValueError(
+                "rule 'noise' needs the gradient noise scale B_noise (--noise-scale, or "
+                "--noise-json from lrkit noise)"
+            )
+        return noise_rule(lr, batch_size, noise_scale).predict(to)
     if k is None:
         raise LrkitValueError("rule 'fit' needs an exponent k (from a sweep: --store)")
     return float(lr * ratio**k)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,9 +19,13 @@ from lrkit.cli.options import (
 )
 from lrkit.cli.output import text_table, write_json
 from lrkit.cli.sweep_command import execute, make_definition, report, summary_json
+from lrkit.errors import InvalidParameterError
 from lrkit.sweep.spec import pairs_grid
 from lrkit.sweep.textbook import GRIDS, all_pairs, grid_trials, judge
 from lrkit.training.vectorized import ENGINES
+
+if TYPE_CHECKING:
+    from lrkit.workload import Workload
 
 HELP = "\n\n".join(
     [
@@ -30,17 +34,33 @@ HELP = "\n\n".join(
         "lr {0.1, 0.3, 0.5, 0.7}; batch 16 x lr {0.1, 0.3, 0.5, 0.7}; 30 epochs (trials shared "
         "between grids run once). --quick runs 2 epochs, for a demonstration.",
         "Resumable: results go to OUT/reproduce.sqlite (or --store).",
+        "--bs-schedule runs, instead of the grids, Smith et al.'s (2018) comparison: lr 0.5 at "
+        "batch 16 divided by 5 at 1/3 and 2/3 of the epochs, against the batch multiplied by 5 "
+        "at the same epochs (same examples seen); writes OUT/bs-schedule.png, "
+        "OUT/bs-schedule.md and the number of updates each needed (store: "
+        "OUT/bs-schedule.sqlite).",
     ]
 )
 
 
 def reproduce(
     quick: Annotated[bool, typer.Option("--quick", help="2 epochs instead of 30.")] = False,
+    bs_schedule: Annotated[
+        bool,
+        typer.Option(
+            "--bs-schedule",
+            help="Decay the lr or increase the batch size (Smith et al. 2018), not the grids.",
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="Folder for the figures, summary and store.")] = Path(
         "lrkit-reproduce"
     ),
     store: Annotated[
-        Path | None, typer.Option(help="Results store (default: OUT/reproduce.sqlite).")
+        Path | None,
+        typer.Option(
+            help="Results store (default: OUT/reproduce.sqlite; OUT/bs-schedule.sqlite with "
+            "--bs-schedule)."
+        ),
     ] = None,
     epochs: Annotated[
         float | None, typer.Option(help="Epochs per trial (default 30; 2 with --quick).")
@@ -63,6 +83,14 @@ def reproduce(
     if workers is not None:
         check.positive_int("workers", workers)
     fraction = parse_fraction("val_fraction", val_fraction)
+    if bs_schedule:
+        if repeats != 1:
+            raise InvalidParameterError(
+                "repeats", "1 with --bs-schedule (one trial an arm)", repeats
+            )
+        from lrkit.sweep.bs_demo import whole_epochs
+
+        whole_epochs(epochs)
     from lrkit.workload import load_workload
 
     work = load_workload(
@@ -73,6 +101,9 @@ def reproduce(
         fraction,
         notify=lambda m: print(f"lrkit reproduce: {m}", file=sys.stderr),
     )
+    if bs_schedule:
+        _bs_schedule(work, epochs, fraction, seed, out, store, device, engine, workers, json_file)
+        return
     definition = make_definition(
         "mnist-mlp", work.data_name, None, epochs, 0.5, fraction, "sgd", 0.0, 0.0, None, None, seed
     )
@@ -145,3 +176,100 @@ def reproduce(
             {"claim": v.claim.text, "verdict": v.verdict, "best_lr": v.best_lr} for v in verdicts
         ]
         write_json(json_file, document)
+
+
+def _bs_schedule(
+    work: Workload,
+    epochs: float,
+    fraction: float,
+    seed: int,
+    out: Path,
+    store: Path | None,
+    device: str,
+    engine: str,
+    workers: int | None,
+    json_file: Path | None,
+) -> None:
+    """``--bs-schedule``: the two arms as two named sweeps of one store, their table, summary
+    and figure."""
+    from lrkit.data.tensors import TensorData
+    from lrkit.sweep import bs_demo
+    from lrkit.sweep.spec import TrialKey
+
+    assert isinstance(work.train, TensorData)  # the MNIST files are read as tensors
+    plan = bs_demo.plan_demo(epochs, len(work.train))
+    store_path = store or out / "bs-schedule.sqlite"
+    results = []
+    for arm in plan.arms:
+        definition = make_definition(
+            "mnist-mlp",
+            work.data_name,
+            None,
+            plan.epochs,
+            0.5,
+            fraction,
+            "sgd",
+            0.0,
+            0.0,
+            arm.schedule,
+            arm.batch_size_schedule,
+            seed,
+        )
+        grid = (TrialKey(arm.batch_size, arm.lr, 0),)
+        trials, ran = execute(
+            arm.sweep, definition, grid, store_path, work, device, engine, workers, "reproduce"
+        )
+        (trial,) = trials
+        print(
+            f"{arm.name}: {arm.describe()}: " + ("run now" if ran else f"from {store_path}"),
+            file=sys.stderr,
+        )
+        results.append(
+            bs_demo.arm_result(
+                arm,
+                plan.n_train,
+                trial.status,
+                trial.points,
+                trial.final_val_accuracy,
+                trial.best_val_accuracy,
+                trial.test_accuracy,
+                trial.seconds,
+            )
+        )
+    decay, increase = results
+    table = text_table(bs_demo.HEADER, bs_demo.table_rows(results))
+    steps = ", ".join(str(m) for m in plan.milestones)
+    word = "epoch" if len(plan.milestones) == 1 else "epochs"
+    heading = (
+        f"decay the lr or increase the batch size: {plan.epochs} epochs of {work.data_name} "
+        f"({plan.n_train} training examples), factor {plan.factor:g} at {word} {steps}"
+    )
+    sentence = bs_demo.verdict(plan, decay, increase)
+    print(heading)
+    print(table)
+    print(sentence)
+
+    from lrkit.plots.batch_size import ArmCurve, plot_batch_size_schedule
+
+    out.mkdir(parents=True, exist_ok=True)
+    figure = out / "bs-schedule.png"
+    plot_batch_size_schedule(
+        [ArmCurve(f"{r.arm.name}: {r.arm.describe()}", r.points) for r in results],
+        plan.milestones,
+        figure,
+        title=(
+            f"{plan.epochs} epochs of {work.data_name.split(' (/')[0]} ({plan.n_train} training "
+            f"examples): lr divided by {plan.factor:g}, or batch multiplied by {plan.factor:g}, "
+            f"at {word} {steps}"
+        ),
+    )
+    summary = out / "bs-schedule.md"
+    summary.write_text(
+        f"# lrkit reproduce --bs-schedule\n\n{heading}.\n\n```\n{table}\n```\n\n"
+        f"{sentence}.\n\n![decay the lr or increase the batch size](bs-schedule.png)\n",
+        encoding="utf-8",
+    )
+    for path in (figure, summary):
+        print(f"wrote {path}", file=sys.stderr)
+    if json_file is not None:
+        write_json(json_file, bs_demo.to_json(plan, decay, increase))

@@ -1,0 +1,208 @@
+"""``lrkit noise``: the gradient noise scale B_simple over a training run, and the critical
+batch size it gives (McCandlish et al. 2018)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from lrkit import validation as check
+from lrkit.cli.options import (
+    DataDirOption,
+    DataOption,
+    DeviceOption,
+    LossOption,
+    ModelOption,
+    MomentumOption,
+    OptimizerOption,
+    ValFractionOption,
+    WeightDecayOption,
+    parse_fraction,
+)
+from lrkit.cli.output import format_number, text_table, write_json
+from lrkit.cli.progress import progress
+from lrkit.errors import LrkitValueError
+from lrkit.training.optimizers import OPTIMIZERS
+
+if TYPE_CHECKING:
+    from lrkit.noise_tracking import NoiseRun
+
+ESTIMATORS = ("auto", "per-example", "two-batch")
+
+HELP = "\n\n".join(
+    [
+        "Measure the gradient noise scale B_simple = tr(Sigma) / |G|^2 while training, and read "
+        "the critical batch size from it.",
+        "B_simple says how many examples a step can use before more of them stop helping: the "
+        "best lr grows about linearly with the batch size below it and flattens above it "
+        "(McCandlish et al. 2018). Per-example gradients (torch.func) measure it exactly for "
+        "small models; the paper's two-batch-size estimator for large ones (--estimator).",
+        "Example: lrkit noise --epochs 5 --plot noise.png --json noise.json",
+    ]
+)
+
+
+def noise(
+    model: ModelOption = "mnist-mlp",
+    data: DataOption = None,
+    data_dir: DataDirOption = None,
+    loss: LossOption = None,
+    batch_size: Annotated[int, typer.Option(help="Training batch size (at least 2).")] = 16,
+    lr: Annotated[float, typer.Option("--lr", help="Training learning rate.")] = 0.5,
+    epochs: Annotated[float, typer.Option(help="Epochs to train.")] = 5.0,
+    measure_every: Annotated[
+        float, typer.Option(help="Epochs between measurements (one more at the start).")
+    ] = 0.25,
+    examples: Annotated[int, typer.Option(help="Examples drawn for each measurement.")] = 2048,
+    estimator: Annotated[
+        str,
+        typer.Option(
+            help="auto (per-example when the model is small enough), per-example or two-batch."
+        ),
+    ] = "auto",
+    val_fraction: ValFractionOption = "1/12",
+    optimizer: OptimizerOption = "sgd",
+    momentum: MomentumOption = 0.9,
+    weight_decay: WeightDecayOption = 0.0,
+    device: DeviceOption = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the weights, data order and draws.")] = 0,
+    plot: Annotated[Path | None, typer.Option(help="Figure of B_simple over training.")] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the measurements as JSON.")
+    ] = None,
+) -> None:
+    from lrkit.noise_tracking import NoiseSettings
+
+    settings = NoiseSettings(
+        lr=lr,
+        batch_size=batch_size,
+        epochs=epochs,
+        measure_every=measure_every,
+        examples=examples,
+        estimator=check.choice("estimator", estimator, ESTIMATORS),
+        seed=seed,
+    ).check()
+    check.choice("optimizer", optimizer, OPTIMIZERS)
+    check.choice("device", device, ("auto", "cpu", "cuda"))
+    fraction = parse_fraction("val_fraction", val_fraction)
+    if plot is not None:
+        from lrkit.plots.figure import check_plot_path
+
+        check_plot_path(plot)
+
+    from lrkit.data.tensors import TensorData
+    from lrkit.noise_tracking import track_noise_scale
+    from lrkit.training.device import resolve_device
+    from lrkit.training.optimizers import make_optimizer
+    from lrkit.workload import load_workload
+
+    target = resolve_device(device)
+    work = load_workload(
+        model,
+        data,
+        data_dir,
+        loss,
+        fraction,
+        notify=lambda m: print(f"lrkit noise: {m}", file=sys.stderr),
+    )
+    if not isinstance(work.train, TensorData) or work.val is None:
+        raise LrkitValueError(
+            "--data: the noise scale needs tensor data (TensorData or (x, y)) with a "
+            "validation part"
+        )
+    if batch_size > len(work.train):
+        check.positive_int("batch_size", batch_size)
+        raise LrkitValueError(
+            f"--batch-size must be at most the number of training examples ({len(work.train)}), "
+            f"got {batch_size}"
+        )
+    net = work.make_model(seed).to(target)
+    opt = make_optimizer(optimizer, net, lr, momentum, weight_decay)
+    with progress() as bar:
+        bar.start("epochs", epochs)
+        result = track_noise_scale(
+            net,
+            opt,
+            work.loss_fn,
+            work.train.to(target),
+            work.val.to(target),
+            settings,
+            work.model_name,
+            work.data_name,
+            on_point=lambda p: bar.update(p.epoch, f"B_simple {p.b_simple:.3g}"),
+        )
+    print(summary(result))
+    if json_file is not None:
+        write_json(json_file, result.to_json())
+    if plot is not None:
+        from lrkit.plots.noise import plot_noise_scale
+
+        plot_noise_scale(result, plot)
+        print(f"wrote {plot}", file=sys.stderr)
+
+
+def summary(result: NoiseRun) -> str:
+    points = result.points
+    lines = [
+        f"gradient noise scale: {result.model} on {result.data}, batch size {result.batch_size}, "
+        f"lr {format_number(result.lr)}, {result.estimator} estimator "
+        f"({result.examples_per_measurement} examples a measurement), {result.seconds:.1f} s",
+        "",
+    ]
+    step = max(1, math.ceil(len(points) / 12))
+    shown = [*points[:-1:step], points[-1]]
+    rows: list[list[str | int | float]] = [
+        [
+            f"{p.epoch:.2f}",
+            p.iteration,
+            _plus_minus(p.b_simple, p.b_simple_stderr),
+            _number(p.b_simple_smoothed),
+            f"{p.grad_norm_sq:.3g}",
+            f"{p.trace_sigma:.3g}",
+            "-" if math.isnan(p.val_loss) else f"{p.val_loss:.4f}",
+        ]
+        for p in shown
+    ]
+    lines.append(
+        text_table(
+            ["epoch", "iteration", "B_simple", "smoothed", "|G|^2", "tr(Sigma)", "val loss"], rows
+        )
+    )
+    lines.append("")
+    middle = points[len(points) // 2]
+    lines.append(
+        "B_simple at the start / middle / end of training: "
+        + " / ".join(
+            _plus_minus(p.b_simple, p.b_simple_stderr) for p in (points[0], middle, points[-1])
+        )
+    )
+    if result.status != "done":
+        lines.append(f"training {result.status}: the last measurements are not meaningful")
+    critical = result.critical_batch_size
+    if math.isfinite(critical):
+        regime = (
+            "below it: larger batches would still cut the number of steps almost in proportion"
+            if result.batch_size < critical
+            else "above it: larger batches buy few fewer steps"
+        )
+        lines.append(
+            f"critical batch size ~ {_number(critical)} (the smoothed B_simple at the end; it "
+            f"grows as the loss falls); training at batch {result.batch_size} is {regime}"
+        )
+    else:
+        lines.append("critical batch size: not measured (|G|^2 estimated at or below zero)")
+    return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}" if math.isfinite(value) else "inf"
+
+
+def _plus_minus(value: float, stderr: float) -> str:
+    if not math.isfinite(value):
+        return "inf"
+    return f"{value:.3g} ± {stderr:.2g}" if math.isfinite(stderr) else f"{value:.3g}"

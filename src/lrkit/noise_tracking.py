@@ -1,0 +1,193 @@
+"""Tracking the gradient noise scale over a training run, and the critical batch size it
+gives (McCandlish et al. 2018).
+
+The model trains with the plain loop (``training.loop``); at every check (each
+``measure_every`` epochs, and at the start) a ``NoiseMeter`` measures B_simple on fresh
+examples drawn by its own generator. The critical batch size is read as the smoothed
+B_simple at the end of training: B_crit ~ B_noise, and B_simple is the paper's estimate of
+B_noise (equal to it when the Hessian is a multiple of the identity).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrkit import validation as check
+from lrkit.data.tensors import TensorData
+from lrkit.errors import InvalidParameterError
+from lrkit.training.evaluate import LossFn
+from lrkit.training.loop import CurvePoint, TrialPlan, train_trial
+from lrkit.training.noise import ESTIMATORS, NoiseMeter, choose_estimator
+
+
+@dataclass(frozen=True)
+class NoisePoint:
+    iteration: int
+    epoch: float
+    b_simple: float
+    b_simple_stderr: float
+    b_simple_smoothed: float
+    grad_norm_sq: float
+    trace_sigma: float
+    train_loss: float
+    val_loss: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "epoch": self.epoch,
+            "b_simple": _finite(self.b_simple),
+            "b_simple_stderr": _finite(self.b_simple_stderr),
+            "b_simple_smoothed": _finite(self.b_simple_smoothed),
+            "grad_norm_sq": self.grad_norm_sq,
+            "trace_sigma": self.trace_sigma,
+            "train_loss": _finite(self.train_loss),
+            "val_loss": _finite(self.val_loss),
+        }
+
+
+@dataclass(frozen=True)
+class NoiseRun:
+    """B_simple over a training run, and the critical batch size it suggests."""
+
+    model: str
+    data: str
+    batch_size: int
+    lr: float
+    estimator: str
+    examples_per_measurement: int
+    points: tuple[NoisePoint, ...]
+    status: str
+    seconds: float
+
+    @property
+    def critical_batch_size(self) -> float:
+        """The smoothed B_simple at the last measurement."""
+        return self.points[-1].b_simple_smoothed
+
+    @property
+    def critical_batch_size_stderr(self) -> float:
+        """The last measurement's own standard error (the smoothing only narrows it)."""
+        return self.points[-1].b_simple_stderr
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "estimator": self.estimator,
+            "examples_per_measurement": self.examples_per_measurement,
+            "status": self.status,
+            "points": [p.to_json() for p in self.points],
+            "critical_batch_size": _finite(self.critical_batch_size),
+            "critical_batch_size_stderr": _finite(self.critical_batch_size_stderr),
+            "seconds": self.seconds,
+        }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class NoiseSettings:
+    """How to train and how to measure."""
+
+    lr: float = 0.5
+    batch_size: int = 16
+    epochs: float = 5.0
+    measure_every: float = 0.25
+    examples: int = 2048
+    """Examples per measurement."""
+    estimator: str = "auto"
+    big_factor: int = 8
+    """The two-batch estimator's B_big / B_small."""
+    seed: int = 0
+
+    def check(self) -> NoiseSettings:
+        check.positive_float("lr", self.lr)
+        check.positive_int("batch_size", self.batch_size)
+        check.positive_float("epochs", self.epochs)
+        check.positive_float("measure_every", self.measure_every)
+        check.choice("estimator", self.estimator, ESTIMATORS)
+        if self.batch_size < 2:
+            raise InvalidParameterError(
+                "batch_size", "at least 2 (the noise scale compares examples)", self.batch_size
+            )
+        check.positive_int("examples", self.examples)
+        return self
+
+
+def track_noise_scale(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    train: TensorData,
+    val: TensorData,
+    settings: NoiseSettings,
+    model_name: str = "",
+    data_name: str = "",
+    on_point: Callable[[NoisePoint], None] | None = None,
+) -> NoiseRun:
+    """Train ``model`` as ``settings`` say and measure B_simple at every check."""
+    settings.check()
+    started = time.perf_counter()
+    estimator = choose_estimator(model, settings.estimator)
+    per_group = settings.batch_size * (settings.big_factor if estimator == "two-batch" else 1)
+    groups = max(2, settings.examples // per_group)
+    meter = NoiseMeter(
+        train.x,
+        train.y,
+        estimator,
+        settings.batch_size,
+        groups,
+        settings.big_factor,
+        seed=settings.seed + 1,
+    )
+    points: list[NoisePoint] = []
+
+    def on_check(point: CurvePoint, progress: float) -> None:
+        found, smoothed = meter.measure(model, loss_fn)
+        points.append(
+            NoisePoint(
+                point.iteration,
+                point.epoch,
+                found.b_simple,
+                found.b_simple_stderr,
+                smoothed,
+                found.grad_norm_sq,
+                found.trace_sigma,
+                point.train_loss,
+                point.val_loss,
+            )
+        )
+        if on_point is not None:
+            on_point(points[-1])
+
+    plan = TrialPlan(
+        lr=settings.lr,
+        batch_size=settings.batch_size,
+        epochs=settings.epochs,
+        eval_every=settings.measure_every,
+        seed=settings.seed,
+    )
+    outcome = train_trial(model, optimizer, loss_fn, train, val, None, plan, on_check)
+    return NoiseRun(
+        model=model_name or type(model).__name__,
+        data=data_name,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        estimator=estimator,
+        examples_per_measurement=groups * per_group,
+        points=tuple(points),
+        status=outcome.status,
+        seconds=time.perf_counter() - started,
+    )
