@@ -12,8 +12,8 @@ Two arms, the same model, seed, data order and number of epochs (so the same exa
   epoch, since the batch size, hence the iterations per epoch, is fixed);
 - ``increase``: the same lr throughout, the batch multiplied by FACTOR at the same epochs.
 
-Everything here is pure (no torch): the plan of the two arms and the summary of their
-results; the CLI runs them as two named sweeps of one store.
+Here: the plan of the two arms and the summary of their results (plain arithmetic on the
+stored curves); the CLI runs the arms as two named sweeps of one store.
 """
 
 from __future__ import annotations
