@@ -108,3 +108,28 @@ def test_find_repeats_on_cuda_use_the_vectorized_engine() -> None:
     assert result.engine == "vectorized" and result.device.startswith("cuda")
     assert len(result.suggested_lr_by_repeat) == 3
     assert result.suggested_lr is not None
+
+
+def test_noise_scale_on_cuda_equals_the_cpu_measurement() -> None:
+    from lrkit.training.noise import per_example_estimate, two_batch_estimate
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 12, generator=g)
+    y = (x[:, :3].sum(1) > 0).long()
+    model = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 2))
+    sample = (x[:1024], y[:1024])
+    groups = [
+        [(x[i : i + 16], y[i : i + 16]) for i in range(j, j + 128, 16)] for j in (0, 128, 256)
+    ]
+    loss = nn.CrossEntropyLoss()
+    cpu = per_example_estimate(model, loss, sample, (x, y))
+    cpu_two = two_batch_estimate(model, loss, groups)
+    model.cuda()
+
+    def on_gpu(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch[0].cuda(), batch[1].cuda()
+
+    gpu = per_example_estimate(model, loss, on_gpu(sample), on_gpu((x, y)))
+    gpu_two = two_batch_estimate(model, loss, [[on_gpu(b) for b in group] for group in groups])
+    assert gpu.b_simple == pytest.approx(cpu.b_simple, rel=1e-4)
+    assert gpu_two.b_simple == pytest.approx(cpu_two.b_simple, rel=1e-4)
