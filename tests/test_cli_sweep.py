@@ -238,7 +238,7 @@ def digest(path: Path) -> str:
         ),
         (
             ["--lr", "0.1", "--batch-size", "16", "--engine", "turbo"],
-            "--engine must be one of auto, sequential, vectorized, got 'turbo'",
+            "--engine must be one of auto, sequential, vectorized, ray, got 'turbo'",
         ),
         (
             ["--lr", "0.1", "--batch-size", "16", "--workers", "0"],

@@ -14,7 +14,6 @@ from lrkit.cli.options import (
     DataDirOption,
     DataOption,
     DeviceOption,
-    EngineOption,
     LossOption,
     ModelOption,
     MomentumOption,
@@ -26,9 +25,9 @@ from lrkit.cli.options import (
 )
 from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
-from lrkit.sweep.spec import SweepDefinition, TrialKey, parse_grid, product_grid
+from lrkit.errors import LrkitValueError
+from lrkit.sweep.spec import SWEEP_ENGINES, SweepDefinition, TrialKey, parse_grid, product_grid
 from lrkit.training.optimizers import OPTIMIZERS
-from lrkit.training.vectorized import ENGINES
 
 if TYPE_CHECKING:
     from lrkit.scaling import PowerLawFit
@@ -89,6 +88,7 @@ def execute(
     engine: str = "auto",
     workers: int | None = None,
     verb: str = "sweep",
+    address: str | None = None,
 ) -> tuple[list[StoredTrial], int]:
     """Check the plan, open the store, run what is missing with progress bars; the trials and
     how many of them ran now (the rest came from the store).
@@ -108,7 +108,8 @@ def execute(
 
         def on_engine(choice: EngineChoice) -> None:
             if choice.reason is not None:
-                print(f"lrkit {verb}: one trial at a time: {choice.reason}", file=sys.stderr)
+                how = "one trial per Ray task" if choice.engine == "ray" else "one trial at a time"
+                print(f"lrkit {verb}: {how}: {choice.reason}", file=sys.stderr)
 
         def on_trial_start(key: TrialKey, index: int, total: int) -> None:
             if index == 0:
@@ -134,7 +135,7 @@ def execute(
             on_trial_end=on_trial_end,
             on_engine=on_engine,
         )
-        trials = run_sweep(store, plan, work, target, events, engine, workers)
+        trials = run_sweep(store, plan, work, target, events, engine, workers, address)
     return trials, len(ran)
 
 
@@ -224,8 +225,19 @@ def sweep(
         int, typer.Option(help="Seed of the initial weights and data order (plus the repeat).")
     ] = 0,
     device: DeviceOption = "auto",
-    engine: EngineOption = "auto",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="auto (vectorized when the model and optimizer allow), sequential, "
+            "vectorized (trials of one batch size as one stacked model), or ray (those "
+            "stacks, or single trials, as Ray tasks; pip install 'lrkit[ray]')."
+        ),
+    ] = "auto",
     workers: WorkersOption = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="With --engine ray: the Ray cluster (default: start a local instance)."),
+    ] = None,
     metric: Annotated[
         str, typer.Option(help="Rank by final or best validation accuracy.")
     ] = "final",
@@ -241,9 +253,15 @@ def sweep(
     grid = product_grid(lrs, sizes, check.positive_int("repeats", repeats))
     check.choice("metric", metric, ("final", "best"))
     check.choice("device", device, ("auto", "cpu", "cuda"))
-    check.choice("engine", engine, ENGINES)
+    check.choice("engine", engine, SWEEP_ENGINES)
     if workers is not None:
         check.positive_int("workers", workers)
+    if engine == "ray":
+        from lrkit.sweep.ray_engine import require_ray
+
+        require_ray()
+    elif address is not None:
+        raise LrkitValueError("--address belongs to --engine ray")
     fraction = parse_fraction("val_fraction", val_fraction)
     from lrkit.workload import load_workload
 
@@ -269,7 +287,9 @@ def sweep(
         batch_size_schedule,
         seed,
     )
-    trials, ran = execute(name, definition, grid, store, work, device, engine, workers)
+    trials, ran = execute(
+        name, definition, grid, store, work, device, engine, workers, address=address
+    )
     val_size = len(work.val) if work.val is not None else None
     best, fit, text = report(trials, metric, val_size)
     other = "best" if metric == "final" else "final"

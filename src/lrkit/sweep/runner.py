@@ -5,8 +5,9 @@ or vectorized (stacks of trials in lockstep, ``sweep.stacked``)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -18,12 +19,15 @@ from lrkit.schedules import registry
 from lrkit.schedules.base import Schedule
 from lrkit.schedules.batch_size import BatchSizeSchedule, batch_size_steps
 from lrkit.schedules.spec import parse_params, split_spec
-from lrkit.sweep.spec import SweepDefinition, TrialKey
+from lrkit.sweep.spec import SWEEP_ENGINES, SweepDefinition, TrialKey
 from lrkit.sweep.store import Store, StoredTrial
 from lrkit.training.loop import CurvePoint, TrialOutcome, TrialPlan, train_trial
 from lrkit.training.optimizers import make_optimizer
 from lrkit.training.vectorized import ENGINES
 from lrkit.workload import Workload
+
+if TYPE_CHECKING:
+    from lrkit.training.vectorized.loop import StackedTrial
 
 
 @dataclass(frozen=True)
@@ -179,16 +183,24 @@ def run_sweep(
     events: SweepEvents | None = None,
     engine: str = "auto",
     workers: int | None = None,
+    address: str | None = None,
 ) -> list[StoredTrial]:
     """Run every trial of ``plan`` that the store does not hold finished; return them all.
 
     ``engine``: sequential, vectorized, or auto (vectorized when the model and optimizer
     allow; a model that cannot be stacked runs one trial at a time, and
-    ``events.on_engine`` hears why). ``workers``: processes for the vectorized engine on a
-    CPU (default one per core)."""
+    ``events.on_engine`` hears why), or ray (``sweep.ray_engine``: stacks, or trials, as Ray
+    tasks, on the cluster at ``address`` or a local instance). ``workers``: processes for the
+    vectorized engine on a CPU (default one per core); with ray, the least number of tasks to
+    split the grid into."""
     events = events or SweepEvents()
     train, val = check_plan(plan, work)
-    choice = choose_engine(engine, plan, work, train, device)
+    check.choice("engine", engine, SWEEP_ENGINES)
+    if engine == "ray":
+        from lrkit.sweep.ray_engine import require_ray
+
+        require_ray()
+    choice = choose_engine("auto" if engine == "ray" else engine, plan, work, train, device)
     train, val = train.to(device), val.to(device)
     test = work.test.to(device) if work.test is not None else None
     sweep_id = store.sweep(plan.name, plan.definition)
@@ -199,10 +211,14 @@ def run_sweep(
 
         workers = check.positive_int("workers", workers) if workers else default_workers(device)
         choice = EngineChoice("vectorized", workers=workers)
+    if engine == "ray":
+        choice = EngineChoice("ray", choice.reason, workers or 1)
     if events.on_engine is not None:
         events.on_engine(choice)
     pending = Pending(store, sweep_id, plan, work, (train, val, test), device, todo, events)
-    if choice.engine == "vectorized":
+    if engine == "ray":
+        _run_ray(pending, stacked=choice.reason is None, tasks=choice.workers, address=address)
+    elif choice.engine == "vectorized":
         _run_stacked(pending, choice.workers)
     else:
         _run_sequential(pending)
@@ -223,6 +239,39 @@ class Pending:
     events: SweepEvents
 
 
+def build_stack(
+    definition: SweepDefinition,
+    work: Workload,
+    n_train: int,
+    device: torch.device,
+    keys: Sequence[TrialKey],
+) -> tuple[list[nn.Module], list[StackedTrial]]:
+    """The models (on ``device``) and settings of a stack of trials of one batch size."""
+    from lrkit.training.vectorized.loop import StackedTrial
+
+    shared = trial_batch_size_schedule(definition.batch_size_schedule, keys[0].batch_size)
+    plans = [trial_plan(definition, key, n_train, shared) for key in keys]
+    models = [work.make_model(p.seed).to(device) for p in plans]
+    return models, [StackedTrial(p, definition.momentum, definition.weight_decay) for p in plans]
+
+
+def train_one(
+    definition: SweepDefinition,
+    work: Workload,
+    data: tuple[TensorData, TensorData, TensorData | None],
+    device: torch.device,
+    key: TrialKey,
+    on_check: Callable[[CurvePoint, float], None] | None = None,
+) -> TrialOutcome:
+    """One trial with the plain loop."""
+    settings = trial_plan(definition, key, len(data[0]))
+    model = work.make_model(settings.seed).to(device)
+    optimizer = make_optimizer(
+        definition.optimizer, model, key.lr, definition.momentum, definition.weight_decay
+    )
+    return train_trial(model, optimizer, work.loss_fn, *data, settings, on_check)
+
+
 def _run_sequential(pending: Pending) -> None:
     store, sweep_id, events, data = pending.store, pending.sweep_id, pending.events, pending.data
     work, device, todo = pending.work, pending.device, pending.todo
@@ -233,16 +282,45 @@ def _run_sequential(pending: Pending) -> None:
             on_check = _bind_check(events.on_check, key, definition.epochs)
         if events.on_trial_start is not None:
             events.on_trial_start(key, index, len(todo))
-        settings = trial_plan(definition, key, len(data[0]))
-        store.mark_running(sweep_id, key, settings.seed)
-        model = work.make_model(settings.seed).to(device)
-        optimizer = make_optimizer(
-            definition.optimizer, model, key.lr, definition.momentum, definition.weight_decay
-        )
-        outcome = train_trial(model, optimizer, work.loss_fn, *data, settings, on_check)
+        store.mark_running(sweep_id, key, definition.seed + key.repeat)
+        outcome = train_one(definition, work, data, device, key, on_check)
         store.save_trial(sweep_id, key, outcome)
         if events.on_trial_end is not None:
             events.on_trial_end(key, outcome)
+
+
+def _run_ray(pending: Pending, stacked: bool, tasks: int, address: str | None) -> None:
+    from lrkit.sweep.ray_engine import run_on_ray
+    from lrkit.sweep.stacked import make_stacks
+
+    store, sweep_id, events, todo = pending.store, pending.sweep_id, pending.events, pending.todo
+    definition = pending.plan.definition
+    if stacked:
+        groups = [s.keys for s in make_stacks(todo, tasks, len(pending.data[0]), definition.epochs)]
+    else:
+        groups = [(key,) for key in todo]
+    started = 0
+
+    def on_start(keys: Sequence[TrialKey]) -> None:
+        nonlocal started
+        for key in keys:
+            store.mark_running(sweep_id, key, definition.seed + key.repeat)
+            if events.on_trial_start is not None:
+                events.on_trial_start(key, started, len(todo))
+            started += 1
+
+    def on_done(key: TrialKey, outcome: TrialOutcome) -> None:
+        store.save_trial(sweep_id, key, outcome)
+        if events.on_trial_end is not None:
+            events.on_trial_end(key, outcome)
+
+    # Tasks get the data on the CPU (Ray's object store) and move it to their device.
+    cpu = torch.device("cpu")
+    train, val, test = pending.data
+    data = (train.to(cpu), val.to(cpu), test.to(cpu) if test is not None else None)
+    run_on_ray(
+        definition, pending.work, data, pending.device, groups, stacked, address, on_start, on_done
+    )
 
 
 def _bind_check(
@@ -253,7 +331,6 @@ def _bind_check(
 
 def _run_stacked(pending: Pending, workers: int) -> None:
     from lrkit.sweep.stacked import Message, Stack, make_stacks, run_stacks
-    from lrkit.training.vectorized.loop import StackedTrial
 
     store, sweep_id, events, data = pending.store, pending.sweep_id, pending.events, pending.data
     work, device, todo = pending.work, pending.device, pending.todo
@@ -261,12 +338,7 @@ def _run_stacked(pending: Pending, workers: int) -> None:
     started = 0
 
     def build(stack: Stack) -> tuple[list[nn.Module], list[StackedTrial]]:
-        shared = trial_batch_size_schedule(definition.batch_size_schedule, stack.batch_size)
-        plans = [trial_plan(definition, key, len(data[0]), shared) for key in stack.keys]
-        models = [work.make_model(p.seed).to(device) for p in plans]
-        return models, [
-            StackedTrial(p, definition.momentum, definition.weight_decay) for p in plans
-        ]
+        return build_stack(definition, work, len(data[0]), device, stack.keys)
 
     def receive(message: Message) -> None:
         nonlocal started

@@ -14,6 +14,10 @@ from typing import Any
 
 from lrkit import validation as check
 from lrkit.errors import InvalidParameterError, LrkitValueError
+from lrkit.training.vectorized import ENGINES
+
+SWEEP_ENGINES = (*ENGINES, "ray")
+"""A sweep's engines: the local ones, and Ray (``sweep.ray_engine``)."""
 
 
 @dataclass(frozen=True)
