@@ -6,6 +6,13 @@ The model trains with the plain loop (``training.loop``); at every check (each
 examples drawn by its own generator. The critical batch size is read as the smoothed
 B_simple at the end of training: B_crit ~ B_noise, and B_simple is the paper's estimate of
 B_noise (equal to it when the Hessian is a multiple of the identity).
+
+On a ``DistributedDataParallel`` model in a job of several processes, the model trains on
+global batches of ``batch_size`` x world examples (each rank its share of each, the order a
+single process would read), and the two-batch estimator comes for free at every step
+(``training.distributed.NoiseHook``: each rank's own gradient is the small batch, the
+all-reduced one the big batch); a point at each check pools the steps since the previous
+check, so there is no point at iteration 0.
 """
 
 from __future__ import annotations
@@ -22,9 +29,20 @@ from torch import nn
 from lrkit import validation as check
 from lrkit.data.tensors import TensorData
 from lrkit.errors import InvalidParameterError
+from lrkit.training import distributed
 from lrkit.training.evaluate import LossFn
-from lrkit.training.loop import CurvePoint, TrialPlan, train_trial
-from lrkit.training.noise import ESTIMATORS, NoiseMeter, choose_estimator
+from lrkit.training.loop import CurvePoint, OnCheck, TrialOutcome, TrialPlan, train_trial
+from lrkit.training.noise import (
+    ESTIMATORS,
+    NoiseEstimate,
+    NoiseMeter,
+    NoiseSmoother,
+    choose_estimator,
+    two_batch_from_norms,
+)
+
+DATA_PARALLEL_ESTIMATOR = "two-batch-ddp"
+"""The estimator of a data-parallel run: the ranks' gradients against the all-reduced one."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,21 @@ class NoisePoint:
         }
 
 
+def noise_point(point: CurvePoint, found: NoiseEstimate, smoothed: float) -> NoisePoint:
+    """A check of the training curve with the measurement taken there."""
+    return NoisePoint(
+        point.iteration,
+        point.epoch,
+        found.b_simple,
+        found.b_simple_stderr,
+        smoothed,
+        found.grad_norm_sq,
+        found.trace_sigma,
+        point.train_loss,
+        point.val_loss,
+    )
+
+
 @dataclass(frozen=True)
 class NoiseRun:
     """B_simple over a training run, and the critical batch size it suggests."""
@@ -66,16 +99,18 @@ class NoiseRun:
     points: tuple[NoisePoint, ...]
     status: str
     seconds: float
+    world_size: int = 1
+    """Processes of a data-parallel (DDP) run; ``batch_size`` is then the global batch."""
 
     @property
     def critical_batch_size(self) -> float:
-        """The smoothed B_simple at the last measurement."""
-        return self.points[-1].b_simple_smoothed
+        """The smoothed B_simple at the last measurement (nan with none)."""
+        return self.points[-1].b_simple_smoothed if self.points else math.nan
 
     @property
     def critical_batch_size_stderr(self) -> float:
         """The last measurement's own standard error (the smoothing only narrows it)."""
-        return self.points[-1].b_simple_stderr
+        return self.points[-1].b_simple_stderr if self.points else math.nan
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +125,7 @@ class NoiseRun:
             "critical_batch_size": _finite(self.critical_batch_size),
             "critical_batch_size_stderr": _finite(self.critical_batch_size_stderr),
             "seconds": self.seconds,
+            "world_size": self.world_size,
         }
 
 
@@ -137,8 +173,18 @@ def track_noise_scale(
     data_name: str = "",
     on_point: Callable[[NoisePoint], None] | None = None,
 ) -> NoiseRun:
-    """Train ``model`` as ``settings`` say and measure B_simple at every check."""
+    """Train ``model`` as ``settings`` say and measure B_simple at every check.
+
+    On a DDP model (world > 1) ``settings.batch_size`` is the batch of each rank and the
+    estimator (auto or two-batch) is the free one of the all-reduce, measured at every step;
+    per-example measures at the checks as in one process."""
     settings.check()
+    if distributed.is_ddp(model):
+        if distributed.world_size() > 1:
+            return _track_data_parallel(
+                model, optimizer, loss_fn, train, val, settings, model_name, data_name, on_point
+            )
+        model = distributed.unwrap(model)  # one process: DDP adds nothing
     started = time.perf_counter()
     estimator = choose_estimator(model, settings.estimator)
     per_group = settings.batch_size * (settings.big_factor if estimator == "two-batch" else 1)
@@ -156,19 +202,7 @@ def track_noise_scale(
 
     def on_check(point: CurvePoint, progress: float) -> None:
         found, smoothed = meter.measure(model, loss_fn)
-        points.append(
-            NoisePoint(
-                point.iteration,
-                point.epoch,
-                found.b_simple,
-                found.b_simple_stderr,
-                smoothed,
-                found.grad_norm_sq,
-                found.trace_sigma,
-                point.train_loss,
-                point.val_loss,
-            )
-        )
+        points.append(noise_point(point, found, smoothed))
         if on_point is not None:
             on_point(points[-1])
 
@@ -191,3 +225,162 @@ def track_noise_scale(
         status=outcome.status,
         seconds=time.perf_counter() - started,
     )
+
+
+def _track_data_parallel(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    train: TensorData,
+    val: TensorData,
+    settings: NoiseSettings,
+    model_name: str,
+    data_name: str,
+    on_point: Callable[[NoisePoint], None] | None,
+) -> NoiseRun:
+    """``track_noise_scale`` on a DDP model in a job of world > 1 processes."""
+    started = time.perf_counter()
+    world = distributed.world_size()
+    module = distributed.unwrap(model)
+    global_batch = settings.batch_size * world
+    if global_batch > len(train):
+        raise InvalidParameterError(
+            "batch_size",
+            f"at most the training examples over the ranks ({len(train)} / {world})",
+            settings.batch_size,
+        )
+    free = settings.estimator in ("auto", "two-batch")
+    estimator = DATA_PARALLEL_ESTIMATOR if free else settings.estimator
+    points: list[NoisePoint] = []
+    hook = distributed.NoiseHook()
+    smoother = NoiseSmoother()
+    meter: NoiseMeter | None = None
+    if free:
+        hook.attach(model)
+    else:
+        groups = max(2, settings.examples // settings.batch_size)
+        meter = NoiseMeter(
+            train.x, train.y, estimator, settings.batch_size, groups, seed=settings.seed + 1
+        )
+    examples = 0
+
+    def on_check(point: CurvePoint, progress: float) -> None:
+        nonlocal examples
+        found: NoiseEstimate
+        if meter is not None:
+            found, smoothed = meter.measure(module, loss_fn)
+        else:
+            small, big, sizes = hook.collect()
+            found = two_batch_from_norms(small, big, sizes, world, estimator)
+            smoothed = smoother.add(found)
+        examples = found.examples or examples
+        points.append(noise_point(point, found, smoothed))
+        if on_point is not None:
+            on_point(points[-1])
+
+    plan = TrialPlan(
+        lr=settings.lr,
+        batch_size=settings.batch_size,
+        epochs=settings.epochs,
+        eval_every=settings.measure_every,
+        seed=settings.seed,
+    )
+    try:
+        outcome = train_data_parallel(
+            model,
+            optimizer,
+            loss_fn,
+            train,
+            val,
+            plan,
+            on_check,
+            hook.end_step if free else None,
+            check_at_start=not free,
+        )
+    finally:
+        hook.active = False  # the model keeps the hook; from now on it only averages
+    return NoiseRun(
+        model=model_name or type(module).__name__,
+        data=data_name,
+        batch_size=global_batch,
+        lr=settings.lr,
+        estimator=estimator,
+        examples_per_measurement=examples,
+        points=tuple(points),
+        status=outcome.status,
+        seconds=time.perf_counter() - started,
+        world_size=world,
+    )
+
+
+def train_data_parallel(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    train: TensorData,
+    val: TensorData,
+    plan: TrialPlan,
+    on_check: OnCheck | None = None,
+    after_backward: Callable[[int | None], None] | None = None,
+    check_at_start: bool = True,
+) -> TrialOutcome:
+    """``training.loop.train_trial`` (constant lr and batch size, no test set) on a DDP model:
+    the global batches of ``plan.batch_size`` x world examples in ``train_trial``'s order
+    (what one process with that batch size reads), each rank training on its share; the
+    training and validation losses are the means over all ranks, so every rank sees the same
+    checks and stops together when the loss is not finite.
+
+    ``after_backward`` hears after each backward the rows of every rank's shard, or None when
+    the shards differ (the last, partial batch of an epoch may not divide evenly)."""
+    started = time.perf_counter()
+    module = distributed.unwrap(model)
+    part, parts = distributed.rank(), distributed.world_size()
+    batch_size = plan.batch_size * parts
+    generator = torch.Generator().manual_seed(plan.seed)
+    n = len(train)
+    device = train.x.device
+    points = [CurvePoint(0, 0.0, math.nan, *distributed.evaluate_over_ranks(module, loss_fn, val))]
+    if on_check is not None and check_at_start:
+        on_check(points[0], 0.0)
+    losses: list[torch.Tensor] = []
+    iteration, next_check, epoch = 0, plan.eval_every, 0
+    status, diverged_at = "done", None
+    model.train()
+    while epoch < plan.epochs and status == "done":
+        order = torch.randperm(n, generator=generator).to(device)
+        batches = range(0, n, batch_size)
+        for b, start in enumerate(batches):
+            index = order[start : start + batch_size]
+            x, y, weight = distributed.shard(train.x[index], train.y[index], part, parts)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            if weight != 1.0:
+                loss = loss * weight
+            loss.backward()  # type: ignore[no-untyped-call]
+            if after_backward is not None:
+                after_backward(int(x.shape[0]) if index.numel() % parts == 0 else None)
+            optimizer.step()
+            losses.append(loss.detach())
+            iteration += 1
+            progress = epoch + (b + 1) / len(batches)
+            last = progress >= plan.epochs - 1e-9
+            if progress >= next_check - 1e-9 or last:
+                recent = distributed.mean_tensor_over_ranks(torch.stack(losses).double())
+                bad = torch.nonzero(~torch.isfinite(recent))
+                if bad.numel():
+                    status = "diverged"
+                    diverged_at = iteration - len(losses) + int(bad[0, 0]) + 1
+                    break
+                val_loss, val_accuracy = distributed.evaluate_over_ranks(module, loss_fn, val)
+                points.append(
+                    CurvePoint(iteration, progress, float(recent.mean()), val_loss, val_accuracy)
+                )
+                if on_check is not None:
+                    on_check(points[-1], progress)
+                losses = []
+                while next_check <= progress + 1e-9:
+                    next_check += plan.eval_every
+            if last:
+                break
+        epoch += 1
+    return TrialOutcome(status, diverged_at, tuple(points), None, time.perf_counter() - started)

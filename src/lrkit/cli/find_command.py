@@ -37,6 +37,8 @@ from lrkit.training.optimizers import OPTIMIZERS, make_optimizer
 from lrkit.training.vectorized import ENGINES
 
 if TYPE_CHECKING:
+    import torch
+
     from lrkit.finder.result import RangeTestResult
     from lrkit.rangetest import Step
 
@@ -51,6 +53,9 @@ HELP = "\n\n".join(
         "lrkit-find.png.",
         "A program is --segments start:stop:step@hold,... (the textbook's notation), "
         "--exp START:END:STEPS or --linear START:END:STEPS (with --hold).",
+        "Data parallel: torchrun --nproc-per-node N -m lrkit find ... trains a "
+        "DistributedDataParallel model (gloo on the CPU, NCCL on GPUs), --batch-size examples "
+        "per rank; the loss is averaged over the ranks, rank 0 prints and writes the files.",
     ]
 )
 
@@ -146,52 +151,69 @@ def find(
     from lrkit.data.tensors import TensorData
     from lrkit.finder.find import RoundsSettings, find_lr
     from lrkit.finder.runner import RunnerSettings
+    from lrkit.training import distributed
     from lrkit.training.device import resolve_device
     from lrkit.workload import load_workload
 
-    target = resolve_device(device)
     settings = RunnerSettings(
         smoothing, diverge_factor, check.positive_int("accumulate", accumulate), amp
     )
-    work = load_workload(model, data, data_dir, loss, fraction, notify=_note)
-    net = work.make_model(seed).to(target)
-    opt = make_optimizer(optimizer, net, program.lrs[0], momentum, weight_decay)
-    eval_data = work.val.head(eval_size) if (work.val is not None and eval_size > 0) else None
-    train = work.train.to(target) if isinstance(work.train, TensorData) else work.train
 
-    with progress() as bar:
-        current = {"round": -1}
-
-        def on_step(index: int, step: Step, total: int) -> None:
-            if index != current["round"]:
-                bar.finish(str(current["round"]))  # a round can stop early
-                current["round"] = index
-                bar.start(f"round {index + 1}", total, key=str(index))
-            bar.update(step.iteration + 1, f"lr {step.lr:.3g}", key=str(index))
-
-        result = find_lr(
-            net,
-            train,
-            loss_fn=work.loss_fn,
-            optimizer=opt,
-            batch_size=batch_size,
-            program=program,
-            rounds=RoundsSettings(rounds=rounds, points=points),
-            eval_data=eval_data,
-            curve=curve,
-            suggestion=suggest,
-            settings=settings,
-            seed=seed,
-            on_step=on_step,
-            model_name=work.model_name,
-            data_name=work.data_name,
-            repeats=repeats,
-            engine=engine,
+    def run_test(target: torch.device, main: bool) -> RangeTestResult:
+        # The model lives only in this call: a DDP model must be gone before its process
+        # group is (see training.distributed.torchrun_group).
+        work = load_workload(
+            model, data, data_dir, loss, fraction, notify=_note if main else _quiet
         )
-        bar.finish(str(current["round"]))
+        net = distributed.wrap(work.make_model(seed).to(target), target)
+        opt = make_optimizer(optimizer, net, program.lrs[0], momentum, weight_decay)
+        eval_data = work.val.head(eval_size) if (work.val is not None and eval_size > 0) else None
+        train = work.train.to(target) if isinstance(work.train, TensorData) else work.train
+
+        with progress(None if main else False) as bar:
+            current = {"round": -1}
+
+            def on_step(index: int, step: Step, total: int) -> None:
+                if index != current["round"]:
+                    bar.finish(str(current["round"]))  # a round can stop early
+                    current["round"] = index
+                    bar.start(f"round {index + 1}", total, key=str(index))
+                bar.update(step.iteration + 1, f"lr {step.lr:.3g}", key=str(index))
+
+            result = find_lr(
+                net,
+                train,
+                loss_fn=work.loss_fn,
+                optimizer=opt,
+                batch_size=batch_size,
+                program=program,
+                rounds=RoundsSettings(rounds=rounds, points=points),
+                eval_data=eval_data,
+                curve=curve,
+                suggestion=suggest,
+                settings=settings,
+                seed=seed,
+                on_step=on_step,
+                model_name=work.model_name,
+                data_name=work.data_name,
+                repeats=repeats,
+                engine=engine,
+            )
+            bar.finish(str(current["round"]))
+        return result
+
+    # Under torchrun this is one process of a data-parallel job (a DDP model, --batch-size
+    # examples per rank); rank 0 alone prints and writes the files.
+    with distributed.torchrun_group(resolve_device(device)) as target:
+        main = distributed.is_main()
+        result = run_test(target, main)
+        if main:
+            _report(result, json_file, figure)
+
+
+def _report(result: RangeTestResult, json_file: Path | None, figure: Path | None) -> None:
     if result.engine_reason is not None:
         _note(f"plain loop: {result.engine_reason}")
-
     print(summary(result))
     if json_file is not None:
         write_json(json_file, result.to_json())
@@ -237,8 +259,13 @@ def build_program(
 def summary(result: RangeTestResult) -> str:
     """The table printed at the end: rounds, then every suggestion with the chosen one marked."""
     lines = [
-        f"range test: {result.model} on {result.data}, batch size {result.batch_size}, "
-        f"{result.device}, {result.engine} engine"
+        f"range test: {result.model} on {result.data}, batch size {result.batch_size}"
+        + (
+            f" ({result.batch_size // result.world_size} per rank x {result.world_size} ranks)"
+            if result.world_size > 1
+            else ""
+        )
+        + f", {result.device}, {result.engine} engine"
         + (f", {result.repeats} repeats" if result.repeats > 1 else "")
         + f", {result.seconds:.1f} s"
     ]
@@ -286,3 +313,7 @@ def _short(text: str, limit: int = 48) -> str:
 
 def _note(message: str) -> None:
     print(f"lrkit find: {message}", file=sys.stderr)
+
+
+def _quiet(message: str) -> None:
+    """The notes of ranks other than 0 (rank 0 says the same)."""

@@ -29,6 +29,8 @@ from lrkit.errors import LrkitValueError
 from lrkit.training.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
+    import torch
+
     from lrkit.noise_tracking import NoiseRun
 
 ESTIMATORS = ("auto", "per-example", "two-batch")
@@ -42,6 +44,11 @@ HELP = "\n\n".join(
         "(McCandlish et al. 2018). Per-example gradients (torch.func) measure it exactly for "
         "small models; the paper's two-batch-size estimator for large ones (--estimator).",
         "Example: lrkit noise --epochs 5 --plot noise.png --json noise.json",
+        "Data parallel: torchrun --nproc-per-node N -m lrkit noise ... trains a "
+        "DistributedDataParallel model on global batches of --batch-size examples per rank "
+        "and measures at every step for free: each rank's own gradient is the small batch, "
+        "the all-reduced one the big batch (the two-batch estimator, two-batch-ddp); rank 0 "
+        "prints and writes the files.",
     ]
 )
 
@@ -96,49 +103,65 @@ def noise(
 
     from lrkit.data.tensors import TensorData
     from lrkit.noise_tracking import track_noise_scale
+    from lrkit.training import distributed
     from lrkit.training.device import resolve_device
     from lrkit.training.optimizers import make_optimizer
     from lrkit.workload import load_workload
 
-    target = resolve_device(device)
-    work = load_workload(
-        model,
-        data,
-        data_dir,
-        loss,
-        fraction,
-        notify=lambda m: print(f"lrkit noise: {m}", file=sys.stderr),
-    )
-    if not isinstance(work.train, TensorData) or work.val is None:
-        raise LrkitValueError(
-            "--data: the noise scale needs tensor data (TensorData or (x, y)) with a "
-            "validation part"
+    def run_tracking(target: torch.device, main: bool) -> NoiseRun:
+        # The model lives only in this call: a DDP model must be gone before its process
+        # group is (see training.distributed.torchrun_group).
+        world = distributed.world_size()
+        work = load_workload(
+            model,
+            data,
+            data_dir,
+            loss,
+            fraction,
+            notify=lambda m: print(f"lrkit noise: {m}", file=sys.stderr) if main else None,
         )
-    if batch_size > len(work.train):
-        check.positive_int("batch_size", batch_size)
-        raise LrkitValueError(
-            f"--batch-size must be at most the number of training examples ({len(work.train)}), "
-            f"got {batch_size}"
-        )
-    net = work.make_model(seed).to(target)
-    opt = make_optimizer(optimizer, net, lr, momentum, weight_decay)
-    with progress() as bar:
-        bar.start("epochs", epochs)
-        result = track_noise_scale(
-            net,
-            opt,
-            work.loss_fn,
-            work.train.to(target),
-            work.val.to(target),
-            settings,
-            work.model_name,
-            work.data_name,
-            on_point=lambda p: bar.update(p.epoch, f"B_simple {p.b_simple:.3g}"),
-        )
+        if not isinstance(work.train, TensorData) or work.val is None:
+            raise LrkitValueError(
+                "--data: the noise scale needs tensor data (TensorData or (x, y)) with a "
+                "validation part"
+            )
+        if batch_size * world > len(work.train):
+            check.positive_int("batch_size", batch_size)
+            per_rank = f" over {world} ranks" if world > 1 else ""
+            raise LrkitValueError(
+                f"--batch-size must be at most the number of training examples{per_rank} "
+                f"({len(work.train)}{f' / {world}' if world > 1 else ''}), got {batch_size}"
+            )
+        net = distributed.wrap(work.make_model(seed).to(target), target)
+        opt = make_optimizer(optimizer, net, lr, momentum, weight_decay)
+        with progress(None if main else False) as bar:
+            bar.start("epochs", epochs)
+            return track_noise_scale(
+                net,
+                opt,
+                work.loss_fn,
+                work.train.to(target),
+                work.val.to(target),
+                settings,
+                work.model_name,
+                work.data_name,
+                on_point=lambda p: bar.update(p.epoch, f"B_simple {p.b_simple:.3g}"),
+            )
+
+    # Under torchrun this is one process of a data-parallel job (a DDP model, --batch-size
+    # examples per rank); rank 0 alone prints and writes the files.
+    with distributed.torchrun_group(resolve_device(device)) as target:
+        main = distributed.is_main()
+        result = run_tracking(target, main)
+        if main:
+            _report(result, json_file, plot)
+
+
+def _report(result: NoiseRun, json_file: Path | None, plot: Path | None) -> None:
     print(summary(result))
     if json_file is not None:
         write_json(json_file, result.to_json())
-    if plot is not None:
+    if plot is not None and result.points:
         from lrkit.plots.noise import plot_noise_scale
 
         plot_noise_scale(result, plot)
@@ -148,11 +171,19 @@ def noise(
 def summary(result: NoiseRun) -> str:
     points = result.points
     lines = [
-        f"gradient noise scale: {result.model} on {result.data}, batch size {result.batch_size}, "
-        f"lr {format_number(result.lr)}, {result.estimator} estimator "
+        f"gradient noise scale: {result.model} on {result.data}, batch size {result.batch_size}"
+        + (
+            f" ({result.batch_size // result.world_size} per rank x {result.world_size} ranks)"
+            if result.world_size > 1
+            else ""
+        )
+        + f", lr {format_number(result.lr)}, {result.estimator} estimator "
         f"({result.examples_per_measurement} examples a measurement), {result.seconds:.1f} s",
         "",
     ]
+    if not points:
+        lines.append(f"no measurement: training {result.status} before the first check")
+        return "\n".join(lines)
     step = max(1, math.ceil(len(points) / 12))
     shown = [*points[:-1:step], points[-1]]
     rows: list[list[str | int | float]] = [
@@ -199,10 +230,12 @@ def summary(result: NoiseRun) -> str:
 
 
 def _number(value: float) -> str:
+    if math.isnan(value):
+        return "-"  # not measured (a data-parallel check with no even step since the last)
     return f"{value:.3g}" if math.isfinite(value) else "inf"
 
 
 def _plus_minus(value: float, stderr: float) -> str:
     if not math.isfinite(value):
-        return "inf"
+        return _number(value)
     return f"{value:.3g} ± {stderr:.2g}" if math.isfinite(stderr) else f"{value:.3g}"

@@ -3,6 +3,12 @@
 Each round restarts from the same initial weights, optimizer state and data order; after the
 last round the model, the optimizer and the global RNGs are restored bitwise, so the caller's
 training cannot tell that the test ran.
+
+Inside a ``torch.distributed`` job, on a ``DistributedDataParallel`` model, the test is the
+one a single process runs with ``batch_size`` x world examples a step: every rank reads the
+same global batches and trains on its share of each (``training.distributed``); the losses
+are averaged over the ranks before the test smooths them and decides to stop, so all ranks
+run the same lrs and stop together; each rank restores its own copy of the state.
 """
 
 from __future__ import annotations
@@ -15,17 +21,18 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lrkit import validation as check
 from lrkit.data.tensors import BatchStream, TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.finder.result import RangeTestResult, RoundResult
-from lrkit.finder.runner import Batches, OnStep, RunnerSettings, run_round
+from lrkit.finder.runner import OnStep, RunnerBatches, RunnerSettings, run_round
 from lrkit.finder.stacked import run_stacked_round, stacking_problem
 from lrkit.programs import DEFAULT_SEGMENTS, LrProgram, narrow, parse_segments, segments_program
 from lrkit.rangetest import RoundRecord, Step
 from lrkit.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS, find_turning_point, suggest_all
+from lrkit.training import distributed
 from lrkit.training import state as training_state
 from lrkit.training.evaluate import LossFn
 from lrkit.training.vectorized import ENGINES
@@ -78,10 +85,14 @@ def find_lr(
         model: any ``nn.Module``; it is trained on its own device and restored afterwards.
         data: training data: a ``TensorData``, an ``(inputs, targets)`` pair of tensors (both
             cut into batches by index on the model's device), a ``Dataset`` or a ``DataLoader``.
+            On a DDP model every rank holds the same data and trains on its share of each
+            global batch (a ``DataLoader``'s batches are global batches, unless its sampler
+            is a ``DistributedSampler``: then they are this rank's already).
         loss_fn: ``loss(output, target)``, mean over the batch; default cross-entropy.
         optimizer: default plain SGD (the textbook's); any optimizer works, its param groups'
             lr ratios are kept.
-        batch_size: examples per iteration (ignored for a ``DataLoader``).
+        batch_size: examples per iteration (ignored for a ``DataLoader``); on a DDP model,
+            per rank: each step reads a global batch of ``batch_size`` x world examples.
         program: an ``LrProgram`` or a segment string ``start:stop:step@hold,...``;
             default ``programs.DEFAULT_SEGMENTS``, the textbook's first round continued.
         rounds: how many rounds, or ``RoundsSettings``; each narrows around the turning point.
@@ -113,6 +124,9 @@ def find_lr(
     check.choice("engine", engine, ENGINES)
     check.positive_int("accumulation_steps", settings.accumulation_steps)
     device = _model_device(model)
+    ddp = distributed.is_ddp(model)
+    world = distributed.world_size() if ddp else 1
+    module = distributed.unwrap(model)
     if settings.amp and device.type != "cuda":
         raise LrkitValueError(
             "mixed precision (amp) needs a CUDA device", cli_message="--amp needs --device cuda"
@@ -122,7 +136,7 @@ def find_lr(
     program = program or default_program()
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=program.lrs[0])
-    make_batches = _batch_source(data, batch_size, device)
+    make_batches = _batch_source(data, batch_size, device, world)
     evaluation = _as_tensor_data(eval_data, device) if eval_data is not None else None
     tensors = _as_tensor_data(data, device) if isinstance(data, (TensorData, tuple)) else None
     seeds = [seed + r for r in range(repeats)]
@@ -131,9 +145,11 @@ def find_lr(
     # A user's DataLoader is reseeded for every round; its own generator is put back after.
     loader_generator = data.generator if isinstance(data, DataLoader) else None
     loader_state = loader_generator.get_state() if loader_generator is not None else None
+    sampler = data.sampler if isinstance(data, DataLoader) else None
+    sampler_epoch = sampler.epoch if isinstance(sampler, DistributedSampler) else None
     results: list[RoundResult] = []
     try:
-        check_model_fits(model, loss_fn, make_batches(seed))
+        check_model_fits(module, loss_fn, make_batches(seed))
         reason = None
         if engine != "sequential":
             example = tensors.x[:2] if tensors is not None else None
@@ -183,6 +199,8 @@ def find_lr(
         training_state.restore(saved, model, optimizer)
         if loader_generator is not None and loader_state is not None:
             loader_generator.set_state(loader_state)
+        if isinstance(sampler, DistributedSampler) and sampler_epoch is not None:
+            sampler.set_epoch(sampler_epoch)
 
     suggestions = combine_rounds(results)
     by_repeat: tuple[float | None, ...] = ()
@@ -191,10 +209,15 @@ def find_lr(
             combine_rounds([_read_round([r.records[i]], curve) for r in results])[suggestion]
             for i in range(repeats)
         )
+    if isinstance(data, DataLoader):
+        per_loader_batch = int(data.batch_size or 0)
+        global_batch = per_loader_batch * world if _rank_local(data) else per_loader_batch
+    else:
+        global_batch = batch_size * world
     return RangeTestResult(
-        model=model_name or type(model).__name__,
+        model=model_name or type(module).__name__,
         data=data_name or type(data).__name__,
-        batch_size=batch_size if not isinstance(data, DataLoader) else int(data.batch_size or 0),
+        batch_size=global_batch,
         device=str(device),
         rounds=tuple(results),
         suggestions=suggestions,
@@ -205,6 +228,7 @@ def find_lr(
         engine="vectorized" if stacked else "sequential",
         engine_reason=reason,
         suggested_lr_by_repeat=by_repeat,
+        world_size=world,
     )
 
 
@@ -217,10 +241,12 @@ def combine_rounds(results: list[RoundResult]) -> dict[str, float | None]:
     return suggestions
 
 
-def check_model_fits(model: nn.Module, loss_fn: LossFn, batches: Batches) -> None:
+def check_model_fits(model: nn.Module, loss_fn: LossFn, batches: RunnerBatches) -> None:
     """One forward pass and loss in eval mode, no gradients: a clear error if the model's
-    output does not fit the targets, before any training."""
-    x, y = next(batches)
+    output does not fit the targets, before any training (``model`` unwrapped from DDP: its
+    forward is then no collective)."""
+    batch = next(batches)
+    x, y = batch[0], batch[1]
     was_training = model.training
     model.eval()
     try:
@@ -350,38 +376,53 @@ def _as_tensor_data(
     )
 
 
+def _rank_local(loader: DataLoader) -> bool:  # type: ignore[type-arg]
+    """True when the loader's batches are already this rank's (a ``DistributedSampler``)."""
+    return isinstance(loader.sampler, DistributedSampler)
+
+
 def _batch_source(
-    data: DataLike, batch_size: int, device: torch.device
-) -> Callable[[int], Batches]:
+    data: DataLike, batch_size: int, device: torch.device, world: int = 1
+) -> Callable[[int], RunnerBatches]:
     """A factory of batch iterators in the order seeded by its argument (one per round and
-    repeat)."""
+    repeat). With ``world`` > 1 (a DDP model) each yields this rank's shard of the global
+    batches, which hold ``batch_size`` x ``world`` examples."""
     if isinstance(data, DataLoader):
         loader = data
+        local = _rank_local(loader)
 
-        def from_loader(seed: int) -> Batches:
+        def from_loader(seed: int) -> RunnerBatches:
             generator = getattr(loader, "generator", None)
             if isinstance(generator, torch.Generator):
                 generator.manual_seed(seed)
-            return _to_device(_cycle(loader), device)
+            if isinstance(loader.sampler, DistributedSampler):
+                loader.sampler.set_epoch(seed)  # its order: its seed + this "epoch"
+            return _sharded(_to_device(_cycle(loader), device), world > 1 and not local)
 
         return from_loader
     if isinstance(data, Dataset) and not isinstance(data, TensorData):
         loader_generator = torch.Generator()
-        loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=loader_generator)
+        loader = DataLoader(
+            data, batch_size=batch_size * world, shuffle=True, generator=loader_generator
+        )
 
-        def from_dataset(seed: int) -> Batches:
+        def from_dataset(seed: int) -> RunnerBatches:
             loader_generator.manual_seed(seed)
-            return _to_device(_cycle(loader), device)
+            return _sharded(_to_device(_cycle(loader), device), world > 1)
 
         return from_dataset
     tensors = _as_tensor_data(data, device)
     check.positive_int("batch_size", batch_size)
 
-    def from_tensors(seed: int) -> Batches:
-        return iter(BatchStream(tensors, batch_size, seed))
+    def from_tensors(seed: int) -> RunnerBatches:
+        return _sharded(iter(BatchStream(tensors, batch_size * world, seed)), world > 1)
 
     from_tensors(0)  # check the batch size against the data now
     return from_tensors
+
+
+def _sharded(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], shard: bool) -> RunnerBatches:
+    return distributed.shard_batches(batches) if shard else batches
 
 
 def _cycle(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # type: ignore[type-arg]
@@ -394,6 +435,8 @@ def _cycle(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  
             raise LrkitValueError("the DataLoader yields no batches")
 
 
-def _to_device(batches: Batches, device: torch.device) -> Batches:
+def _to_device(
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for x, y in batches:
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)

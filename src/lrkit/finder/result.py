@@ -98,6 +98,8 @@ class RangeTestResult:
     """Why the vectorized engine was not used, when it was asked for (or auto)."""
     suggested_lr_by_repeat: tuple[float | None, ...] = ()
     """With repeats, each repeat's own suggestion by ``method``."""
+    world_size: int = 1
+    """Processes of a data-parallel (DDP) run; ``batch_size`` is then the global batch."""
 
     @property
     def diverged_at(self) -> float | None:
@@ -120,4 +122,5 @@ class RangeTestResult:
             "engine": self.engine,
             "engine_reason": self.engine_reason,
             "suggested_lr_by_repeat": list(self.suggested_lr_by_repeat),
+            "world_size": self.world_size,
         }

@@ -4,10 +4,16 @@ It sets the lr on every param group (keeping their ratios to group 0), takes one
 step per iteration (over ``accumulation_steps`` micro-batches), reports the mean loss, and at
 the end of each hold optionally the loss on a fixed evaluation set. With ``amp`` on CUDA the
 forward pass runs under autocast with a gradient scaler.
+
+With a ``DistributedDataParallel`` model the batches are this rank's shards of the global
+batches (``training.distributed.Shard``); the loss the test hears and the evaluation loss are
+the means over the ranks (the same on every rank), so every rank's test takes the same
+decisions and all stop together.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -17,9 +23,13 @@ from torch import nn
 from lrkit.data.tensors import TensorData
 from lrkit.programs import LrProgram
 from lrkit.rangetest import RangeTest, RoundRecord, Step
+from lrkit.training import distributed
+from lrkit.training.distributed import Shard
 from lrkit.training.evaluate import LossFn, evaluate
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+RunnerBatches = Iterator[tuple[torch.Tensor, torch.Tensor] | Shard]
+"""Batches, or in a data-parallel (DDP) run this rank's shards of the global batches."""
 OnStep = Callable[[Step], None]
 
 
@@ -38,7 +48,7 @@ def run_round(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn,
-    batches: Batches,
+    batches: RunnerBatches,
     program: LrProgram,
     settings: RunnerSettings,
     eval_data: TensorData | None = None,
@@ -51,15 +61,29 @@ def run_round(
     ratios = [float(g["lr"]) / reference if reference > 0 else 1.0 for g in groups]
     k = settings.accumulation_steps
     scaler = torch.amp.GradScaler("cuda") if settings.amp else None
+    ddp = distributed.is_ddp(model)
+    module = distributed.unwrap(model)
 
-    def forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward() -> torch.Tensor:
+        batch = next(batches)
+        x, y = (batch.x, batch.y) if isinstance(batch, Shard) else batch
         if settings.amp:
             with torch.autocast("cuda", dtype=torch.float16):
-                return loss_fn(model(x), y)
-        return loss_fn(model(x), y)
+                loss = loss_fn(model(x), y)
+        else:
+            loss = loss_fn(model(x), y)
+        # A shard of an uneven global batch: its loss weighted so that DDP's mean of the
+        # ranks' gradients is the global batch's (the weight is 1 otherwise).
+        if isinstance(batch, Shard) and batch.weight != 1.0:
+            loss = loss * batch.weight
+        return loss
 
     def backward(loss: torch.Tensor) -> None:
         (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
+
+    def no_sync() -> contextlib.AbstractContextManager[object]:
+        # Under DDP the first k - 1 micro-batches accumulate locally; the last all-reduces.
+        return model.no_sync() if ddp else contextlib.nullcontext()  # type: ignore[operator]
 
     model.train()
     while (step := test.ask()) is not None:
@@ -67,24 +91,35 @@ def run_round(
             group["lr"] = step.lr * ratio
         optimizer.zero_grad(set_to_none=True)
         if k == 1:
-            loss = forward(*next(batches))
+            loss = forward()
             backward(loss)
         else:
             # Mean-reduced losses: k micro-batches of size b give the gradient of one of k*b.
-            total = torch.zeros((), device=next(iter(model.parameters())).device)
-            for _ in range(k):
-                micro = forward(*next(batches))
-                backward(micro / k)
-                total += micro.detach().float()
+            total: torch.Tensor | None = None
+            for micro_index in range(k):
+                with no_sync() if micro_index < k - 1 else contextlib.nullcontext():
+                    micro = forward()
+                    backward(micro / k)
+                # Summed in float32 at least (a float64 model's losses in float64).
+                value = micro.detach()
+                value = value.to(torch.promote_types(value.dtype, torch.float32))
+                total = value if total is None else total + value
+            assert total is not None
             loss = total / k
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
         else:
             optimizer.step()
-        test.tell(loss.item())
+        test.tell(distributed.mean_over_ranks(loss.item()) if ddp else loss.item())
         if step.ends_hold and eval_data is not None and not test.finished:
-            test.tell_eval(evaluate(model, loss_fn, eval_data, settings.eval_batch_size)[0])
+            if ddp:
+                measured = distributed.evaluate_over_ranks(
+                    module, loss_fn, eval_data, settings.eval_batch_size
+                )
+            else:
+                measured = evaluate(model, loss_fn, eval_data, settings.eval_batch_size)
+            test.tell_eval(measured[0])
         if on_step is not None:
             on_step(step)
     return test.record()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from lrkit.data.tensors import TensorData
 from lrkit.finder.runner import OnStep, RunnerSettings
@@ -31,6 +32,8 @@ def stacking_problem(
     example: torch.Tensor | None,
 ) -> str | None:
     """Why this range test cannot run on the vectorized engine, or None when it can."""
+    if isinstance(model, DistributedDataParallel):
+        return "a distributed (DDP) model runs on the plain loop"
     if not isinstance(data, TensorData) or example is None:
         return "the vectorized engine needs tensor data (TensorData or (x, y)), not a DataLoader"
     if settings.amp:

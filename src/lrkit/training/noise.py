@@ -167,10 +167,41 @@ def two_batch_estimate(
         small_sq = math.fsum(sum(float(g.pow(2).sum()) for g in gs) for gs in grads) / k
         mean = [torch.stack(parts).mean(0) for parts in zip(*grads, strict=True)]
         big_sq = sum(float(g.pow(2).sum()) for g in mean)
-        norms.append((big * big_sq - small * small_sq) / (big - small))
-        traces.append((small_sq - big_sq) / (1.0 / small - 1.0 / big))
+        norm, trace = two_batch_pair(small_sq, big_sq, small, big)
+        norms.append(norm)
+        traces.append(trace)
         examples += big
     return _estimate(traces, norms, examples, "two-batch")
+
+
+def two_batch_pair(small_sq: float, big_sq: float, small: int, big: int) -> tuple[float, float]:
+    """(|G|^2, tr(Sigma)), both unbiased, from the mean squared norm ``small_sq`` of
+    gradients over ``small`` examples and the squared norm ``big_sq`` of one over ``big``."""
+    norm = (big * big_sq - small * small_sq) / (big - small)
+    trace = (small_sq - big_sq) / (1.0 / small - 1.0 / big)
+    return norm, trace
+
+
+def two_batch_from_norms(
+    small_sq: Sequence[float],
+    big_sq: Sequence[float],
+    small: Sequence[int],
+    factor: int,
+    estimator: str = "two-batch",
+) -> NoiseEstimate:
+    """The two-batch estimate from squared norms measured elsewhere, one group a step: step
+    i's ``small_sq[i]`` is the mean squared norm of ``factor`` gradients over ``small[i]``
+    examples each, ``big_sq[i]`` the squared norm of their mean. A data-parallel job measures
+    both for free (``training.distributed.NoiseHook``: the ranks' own gradients and the
+    all-reduced one, ``factor`` the world size). No steps give nan."""
+    if not small_sq:
+        return NoiseEstimate(math.nan, math.nan, math.nan, math.nan, 0, estimator)
+    traces, norms = [], []
+    for s_sq, b_sq, b in zip(small_sq, big_sq, small, strict=True):
+        norm, trace = two_batch_pair(s_sq, b_sq, b, factor * b)
+        norms.append(norm)
+        traces.append(trace)
+    return _estimate(traces, norms, factor * sum(small), estimator)
 
 
 def choose_estimator(model: nn.Module, requested: str, chunk: int = 64) -> str:
@@ -203,9 +234,8 @@ class NoiseMeter:
         self.estimator = estimator
         self.batch_size, self.groups, self.big_factor = batch_size, groups, big_factor
         self.examples = groups * batch_size
-        self.smoothing = smoothing
+        self.smoother = NoiseSmoother(smoothing)
         self.generator = torch.Generator().manual_seed(seed)
-        self._trace = self._norm = 0.0
 
     def measure(self, model: nn.Module, loss_fn: LossFn) -> tuple[NoiseEstimate, float]:
         """(this measurement, the smoothed B_simple so far)."""
@@ -230,14 +260,32 @@ class NoiseMeter:
                     )
         finally:
             model.train(was_training)
-        beta = self.smoothing
-        self._trace = beta * self._trace + (1 - beta) * found.trace_sigma
-        self._norm = beta * self._norm + (1 - beta) * found.grad_norm_sq
-        # The moving averages' start-up bias is the same factor in both; the ratio drops it.
-        smoothed = self._trace / self._norm if self._norm > 0 else math.inf
-        return found, smoothed
+        return found, self.smoother.add(found)
 
     def _batch(self, size: int) -> Batch:
         index = torch.randint(len(self.x), (size,), generator=self.generator)
         index = index.to(self.x.device)
         return self.x[index], self.y[index]
+
+
+class NoiseSmoother:
+    """Exponential moving averages of tr(Sigma) and |G|^2 over measurements, kept apart as
+    the paper advises; their ratio is the smoothed B_simple."""
+
+    def __init__(self, smoothing: float = 0.5) -> None:
+        self.smoothing = smoothing
+        self._trace = self._norm = 0.0
+        self._count = 0
+
+    def add(self, found: NoiseEstimate) -> float:
+        """Take in a measurement (an empty one, of no examples, is skipped); the smoothed
+        B_simple so far (nan before any)."""
+        if found.examples > 0:
+            beta = self.smoothing
+            self._trace = beta * self._trace + (1 - beta) * found.trace_sigma
+            self._norm = beta * self._norm + (1 - beta) * found.grad_norm_sq
+            self._count += 1
+        if self._count == 0:
+            return math.nan
+        # The moving averages' start-up bias is the same factor in both; the ratio drops it.
+        return self._trace / self._norm if self._norm > 0 else math.inf
