@@ -148,6 +148,16 @@ class NoiseSettings:
     """The two-batch estimator's B_big / B_small."""
     seed: int = 0
 
+    def plan(self) -> TrialPlan:
+        """The training: a check (and a measurement) every ``measure_every`` epochs."""
+        return TrialPlan(
+            lr=self.lr,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            eval_every=self.measure_every,
+            seed=self.seed,
+        )
+
     def check(self) -> NoiseSettings:
         check.positive_float("lr", self.lr)
         check.positive_int("batch_size", self.batch_size)
@@ -206,13 +216,7 @@ def track_noise_scale(
         if on_point is not None:
             on_point(points[-1])
 
-    plan = TrialPlan(
-        lr=settings.lr,
-        batch_size=settings.batch_size,
-        epochs=settings.epochs,
-        eval_every=settings.measure_every,
-        seed=settings.seed,
-    )
+    plan = settings.plan()
     outcome = train_trial(model, optimizer, loss_fn, train, val, None, plan, on_check)
     return NoiseRun(
         model=model_name or type(model).__name__,
@@ -278,13 +282,7 @@ def _track_data_parallel(
         if on_point is not None:
             on_point(points[-1])
 
-    plan = TrialPlan(
-        lr=settings.lr,
-        batch_size=settings.batch_size,
-        epochs=settings.epochs,
-        eval_every=settings.measure_every,
-        seed=settings.seed,
-    )
+    plan = settings.plan()
     try:
         outcome = train_data_parallel(
             model,
