@@ -1,0 +1,141 @@
+"""The report's sections for a sweep read from the store: its settings, the curves, the
+heatmap, the best learning rate per batch size with its noise, and the scaling rules."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lrkit.report.page import Figure, Section, Table
+from lrkit.scaling import FORMULAS, compare_rules
+from lrkit.sweep.analysis import BestLr, best_lr_by_batch_size, fit_best
+from lrkit.sweep.store import StoredTrial, SweepRow
+
+
+def svg_of(draw: Callable[[Path], None]) -> bytes:
+    """What ``draw(path)`` writes to an SVG file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "figure.svg"
+        draw(path)
+        return path.read_bytes()
+
+
+def settings_section(row: SweepRow, trials: Sequence[StoredTrial]) -> Section:
+    definition = row.definition
+    shown = [
+        [name.replace("_", " "), "-" if value is None else str(value)]
+        for name, value in definition.items()
+    ]
+    sizes = sorted({t.batch_size for t in trials})
+    lrs = sorted({t.lr for t in trials})
+    repeats = max((t.repeat for t in trials), default=0) + 1
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(row.counts.items()))
+    seconds = math.fsum(t.seconds for t in trials if t.seconds is not None)
+    return Section(
+        f"Sweep '{row.name}': settings",
+        [
+            f"{len(trials)} trials ({counts}): learning rates {', '.join(f'{lr:g}' for lr in lrs)} "
+            f"x batch sizes {', '.join(map(str, sizes))} x {repeats} repeat(s); created "
+            f"{row.created_at}; {seconds:.0f} s of training in all.",
+        ],
+        tables=[Table(["setting", "value"], shown, "How every trial trained.")],
+    )
+
+
+def curves_section(trials: Sequence[StoredTrial]) -> Section:
+    from lrkit.plots.sweep import plot_accuracy_vs_iteration, plot_heatmap
+
+    return Section(
+        "Validation accuracy",
+        figures=[
+            Figure(
+                svg_of(lambda p: plot_accuracy_vs_iteration(trials, p)),
+                "image/svg+xml",
+                "Validation accuracy against iteration, a panel per batch size and a line per "
+                "learning rate (bands: the spread over repeats). Read which lr climbs fastest "
+                "and which ends highest at each batch size.",
+                "accuracy against iteration",
+            ),
+            Figure(
+                svg_of(lambda p: plot_heatmap(trials, p)),
+                "image/svg+xml",
+                "Final validation accuracy for every batch size x learning rate. The best cell "
+                "of each row moving right as the batch grows is the scaling the rules describe.",
+                "heatmap of batch size x learning rate",
+            ),
+        ],
+    )
+
+
+def best_section(trials: Sequence[StoredTrial], val_size: int | None) -> Section:
+    best = best_lr_by_batch_size(trials, "final", val_size)
+    rows = []
+    for size, winner in best.items():
+        runner = winner.runner_up
+        noise = "-" if winner.within_noise is None else ("yes" if winner.within_noise else "no")
+        rows.append(
+            [
+                str(size),
+                f"{winner.lr:g}",
+                f"{winner.mean:.4f} ± {winner.std:.4f}",
+                "-" if runner is None else f"{runner.lr:g} ({runner.mean:.4f})",
+                noise,
+            ]
+        )
+    section = Section(
+        "Best learning rate by batch size",
+        tables=[
+            Table(
+                ["batch size", "best lr", "final val accuracy", "runner-up", "within noise"],
+                rows,
+                "Mean ± spread over repeats. 'Within noise': the runner-up is within twice the "
+                "combined standard error, so the data cannot tell the two apart.",
+            )
+        ],
+    )
+    _add_rules(section, best)
+    return section
+
+
+def _add_rules(section: Section, best: dict[int, BestLr]) -> None:
+    fit = fit_best(best)
+    if fit is None:
+        section.paragraphs.append(
+            "No scaling fit: it needs two batch sizes or more, each tried at two learning "
+            "rates or more."
+        )
+        return
+    section.paragraphs.append(f"Fit: {fit.describe()}.")
+    from lrkit.plots.sweep import plot_fit
+
+    section.figures.append(
+        Figure(
+            svg_of(lambda p: plot_fit(best, fit, p)),
+            "image/svg+xml",
+            "The best lr against the batch size on log axes, with the fitted power law and "
+            "the linear and square-root rules through the smallest batch: the rule whose line "
+            "passes through the points is the one to use for this model.",
+            "fit of the best learning rate against batch size",
+        )
+    )
+    measured = {b: w.lr for b, w in best.items() if len(w.scores) >= 2}
+    if len(measured) < 2:
+        return
+    comparison = compare_rules(measured)
+    rules = list(comparison.predictions)
+    rows = [
+        [str(b), f"{lr:g}", *(f"{comparison.predictions[r][b]:.3g}" for r in rules)]
+        for b, lr in comparison.measured.items()
+    ]
+    rows.append(["rms log2 error", "-", *(f"{comparison.errors[r]:.2f}" for r in rules)])
+    section.tables.append(
+        Table(
+            ["batch size", "measured", *rules],
+            rows,
+            f"Each rule from the best lr at batch {comparison.reference}: "
+            + "; ".join(f"{r}: {FORMULAS[r]}" for r in rules)
+            + f" ({comparison.notes['noise']}). An error of 1.0 is a factor of 2.",
+        )
+    )
