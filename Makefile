@@ -10,6 +10,8 @@ LRKIT := $(VENV)/bin/lrkit
 # The CPU build of torch. A bare `torch` requirement with no torch installed makes pip
 # fetch a multi-GB CUDA build, so the CPU wheel goes in first and then satisfies torch>=2.4.
 TORCH_SPEC ?= torch==2.13.0
+# The report's browser test drives Debian's chromium (Playwright uses it, no download).
+CHROMIUM_INSTALL ?= (apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1))
 
 BENCH_VENV ?= .venv-bench
 SHARED_MNIST := $(wildcard ../shared/data/mnist)
@@ -20,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	command -v chromium >/dev/null 2>&1 || $(CHROMIUM_INSTALL) || echo "chromium not installed: the browser test of the report will skip"
 	touch $@
 
 demo: $(VENV)/.installed

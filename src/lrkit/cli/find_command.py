@@ -23,6 +23,7 @@ from lrkit.cli.options import (
 )
 from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
+from lrkit.cli.report_command import ReportOption
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.programs import (
     DEFAULT_SEGMENTS,
@@ -127,6 +128,7 @@ def find(
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the result as JSON.")
     ] = None,
+    report_file: ReportOption = None,
 ) -> None:
     # Check every option before any work.
     check.positive_int("batch_size", batch_size)
@@ -208,10 +210,12 @@ def find(
         main = distributed.is_main()
         result = run_test(target, main)
         if main:
-            _report(result, json_file, figure)
+            _report(result, json_file, figure, report_file)
 
 
-def _report(result: RangeTestResult, json_file: Path | None, figure: Path | None) -> None:
+def _report(
+    result: RangeTestResult, json_file: Path | None, figure: Path | None, report_file: Path | None
+) -> None:
     if result.engine_reason is not None:
         _note(f"plain loop: {result.engine_reason}")
     print(summary(result))
@@ -222,6 +226,12 @@ def _report(result: RangeTestResult, json_file: Path | None, figure: Path | None
 
         plot_range_test(result, figure)
         print(f"wrote {figure}", file=sys.stderr)
+    if report_file is not None:
+        from lrkit.report.build import build_report, write_report
+
+        sections = build_report(range_tests=[(result, "this run")])
+        write_report(report_file, sections, f"Range test of {result.model} on {result.data}.")
+        print(f"wrote {report_file}", file=sys.stderr)
 
 
 def build_program(

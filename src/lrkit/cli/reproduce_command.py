@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,6 +19,7 @@ from lrkit.cli.options import (
     parse_fraction,
 )
 from lrkit.cli.output import text_table, write_json
+from lrkit.cli.report_command import ReportOption
 from lrkit.cli.sweep_command import execute, make_definition, report, summary_json
 from lrkit.errors import InvalidParameterError
 from lrkit.sweep.spec import pairs_grid
@@ -75,7 +77,9 @@ def reproduce(
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the summary as JSON.")
     ] = None,
+    report_file: ReportOption = None,
 ) -> None:
+    started = time.perf_counter()
     epochs = epochs if epochs is not None else (2.0 if quick else 30.0)
     check.positive_float("epochs", epochs)
     check.choice("device", device, ("auto", "cpu", "cuda"))
@@ -176,6 +180,18 @@ def reproduce(
             {"claim": v.claim.text, "verdict": v.verdict, "best_lr": v.best_lr} for v in verdicts
         ]
         write_json(json_file, document)
+    if report_file is not None:
+        from lrkit.report.build import build_report, write_report
+
+        sections = build_report(
+            store_path, "textbook", val_size, wall_seconds=time.perf_counter() - started
+        )
+        lead = (
+            f"lrkit reproduce: the textbook's grids, {epochs:g} epochs, {work.data_name}. "
+            "The chapter's claims: " + "; ".join(v.sentence() for v in verdicts) + "."
+        )
+        write_report(report_file, sections, lead)
+        print(f"wrote {report_file}", file=sys.stderr)
 
 
 def _bs_schedule(

@@ -25,6 +25,7 @@ from lrkit.cli.options import (
 )
 from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
+from lrkit.cli.report_command import ReportOption
 from lrkit.errors import LrkitValueError
 from lrkit.sweep.spec import SWEEP_ENGINES, SweepDefinition, TrialKey, parse_grid, product_grid
 from lrkit.training.optimizers import OPTIMIZERS
@@ -247,6 +248,7 @@ def sweep(
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the summary as JSON.")
     ] = None,
+    report_file: ReportOption = None,
 ) -> None:
     lrs = parse_grid("--lr", lr, float)
     sizes = parse_grid("--batch-size", batch_size, int)
@@ -303,6 +305,12 @@ def sweep(
             json_file,
             summary_json(trials, best, best_lr_by_batch_size(trials, other, val_size), fit),
         )
+    if report_file is not None:
+        from lrkit.report.build import build_report, write_report
+
+        sections = build_report(store, name, val_size)
+        write_report(report_file, sections, f"Sweep {name!r} in {store}.")
+        print(f"wrote {report_file}", file=sys.stderr)
     if plot_dir is not None:
         from lrkit.plots.sweep import write_sweep_figures
 

@@ -1,5 +1,5 @@
-"""Build the report page from a sweep store (and, later sections, range-test and noise
-results), with the machine and versions it was made on."""
+"""Build the report from a sweep store, range-test results and noise-scale runs, with the
+machine and versions it was made on; as HTML (one self-contained file) or Markdown."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
-from lrkit.report.page import Section, Table, render
+from lrkit.finder.result import RangeTestResult
+from lrkit.noise_tracking import NoiseRun
+from lrkit.report.page import Section, Table, markdown, render
+from lrkit.report.result_sections import noise_section, range_test_section
 from lrkit.report.sweep_section import best_section, curves_section, settings_section
+
+FORMATS = ("html", "md")
 
 
 def machine_section(wall_seconds: float | None = None) -> Section:
@@ -29,35 +34,48 @@ def machine_section(wall_seconds: float | None = None) -> Section:
     return Section("Machine and versions", tables=[Table(["", ""], rows)])
 
 
-def sweep_report(store_path: Path, name: str | None = None, val_size: int | None = None) -> str:
-    """The page for the sweeps of a store (all of them, or ``name``)."""
+def sweep_sections(store_path: Path, name: str | None, val_size: int | None) -> list[Section]:
+    """Settings, curves and best learning rates of each sweep in the store (or ``name``)."""
+    from lrkit.errors import LrkitValueError
     from lrkit.sweep.store import Store
 
     sections: list[Section] = []
     with Store.open(store_path, create=False) as store:
         rows = [r for r in store.sweeps() if name is None or r.name == name]
+        if name is not None and not rows:
+            raise LrkitValueError(f"--name {name!r}: no such sweep in {store_path}")
         for row in rows:
             trials = store.trials(row.name)
-            if not trials:
-                continue
-            sections += [
-                settings_section(row, trials),
-                curves_section(trials),
-                best_section(trials, val_size),
-            ]
-    sections.append(machine_section())
-    names = ", ".join(r.name for r in rows) or "none"
-    return render(
-        "lrkit report",
-        f"Sweeps in {store_path.name}: {names}. Every figure says below it what to read from it.",
-        sections,
-    )
+            if trials:
+                sections += [
+                    settings_section(row, trials),
+                    curves_section(trials),
+                    best_section(trials, val_size),
+                ]
+    return sections
 
 
-def write_report(path: Path, page: str) -> Path:
+def build_report(
+    store_path: Path | None = None,
+    name: str | None = None,
+    val_size: int | None = None,
+    range_tests: Sequence[tuple[RangeTestResult, str]] = (),
+    noise_runs: Sequence[tuple[NoiseRun, str]] = (),
+    wall_seconds: float | None = None,
+) -> list[Section]:
+    sections: list[Section] = []
+    if store_path is not None:
+        sections += sweep_sections(store_path, name, val_size)
+    sections += [range_test_section(result, source) for result, source in range_tests]
+    sections += [noise_section(run, source) for run, source in noise_runs]
+    sections.append(machine_section(wall_seconds))
+    return sections
+
+
+def write_report(path: Path, sections: Sequence[Section], lead: str, fmt: str = "html") -> Path:
+    """``path`` holds the page (html) or its text and tables (md)."""
+    title = "lrkit report"
+    text = render(title, lead, sections) if fmt == "html" else markdown(title, lead, sections)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
-
-
-__all__: Sequence[str] = ("machine_section", "sweep_report", "write_report")

@@ -73,13 +73,32 @@ def render(title: str, lead: str, sections: Sequence[Section]) -> str:
     return "\n".join(parts)
 
 
+def markdown(title: str, lead: str, sections: Sequence[Section]) -> str:
+    """The page's text and tables in Markdown, for pasting into notes (figures as their
+    captions: the HTML report has them)."""
+    parts = [f"# {title}", "", lead, ""]
+    for section in sections:
+        parts += [f"## {section.title}", ""]
+        for paragraph in section.paragraphs:
+            parts += [paragraph, ""]
+        for table in section.tables:
+            parts += [markdown_table(table), ""]
+            if table.caption:
+                parts += [table.caption, ""]
+        for figure in section.figures:
+            parts += [f"*Figure ({figure.alt}): {figure.caption}*", ""]
+    return "\n".join(parts)
+
+
 def markdown_table(table: Table) -> str:
     """The table in Markdown, for pasting into notes."""
     lines = [
         "| " + " | ".join(table.header) + " |",
         "|" + "|".join("---" for _ in table.header) + "|",
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    lines += [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table.rows
+    ]
     return "\n".join(lines)
 
 

@@ -25,7 +25,10 @@ def svg_of(draw: Callable[[Path], None]) -> bytes:
 def settings_section(row: SweepRow, trials: Sequence[StoredTrial]) -> Section:
     definition = row.definition
     shown = [
-        [name.replace("_", " "), "-" if value is None else str(value)]
+        [
+            name.replace("_", " "),
+            "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value),
+        ]
         for name, value in definition.items()
     ]
     sizes = sorted({t.batch_size for t in trials})

@@ -1,0 +1,93 @@
+"""The report's sections for a range test and a noise-scale run, from their JSON."""
+
+from __future__ import annotations
+
+import math
+
+from lrkit.finder.result import RangeTestResult
+from lrkit.noise_tracking import NoiseRun
+from lrkit.report.page import Figure, Section, Table
+from lrkit.report.sweep_section import svg_of
+
+WHICH_RULE = (
+    "Which to use: the turning point (the default) is half the lr where the loss stops "
+    "falling, the textbook's reading of the curve; valley and steepest sit in the steep part "
+    "(fastai's choices, more aggressive); minimum is a tenth of the lowest point, the "
+    "cautious one. Where they disagree, train at the turning point first."
+)
+
+
+def range_test_section(result: RangeTestResult, source: str) -> Section:
+    from lrkit.plots.rangetest import plot_range_test
+
+    rows = [
+        [name, "-" if lr is None else f"{lr:.3g}", "suggested" if name == result.method else ""]
+        for name, lr in result.suggestions.items()
+    ]
+    lead = (
+        f"{result.model} on {result.data}, batch size {result.batch_size}, "
+        f"{len(result.rounds)} round(s), {result.engine} engine, {result.seconds:.1f} s."
+    )
+    if result.suggested_lr is not None:
+        lead += f" Suggested learning rate: {result.suggested_lr:.3g} ({result.method})."
+    if result.suggested_lr_by_repeat:
+        each = ", ".join("-" if v is None else f"{v:.3g}" for v in result.suggested_lr_by_repeat)
+        lead += f" Each repeat alone: {each}."
+    return Section(
+        f"Range test ({source})",
+        [lead, WHICH_RULE],
+        tables=[Table(["rule", "lr", ""], rows, "Every suggestion rule on this curve.")],
+        figures=[
+            Figure(
+                svg_of(lambda p: plot_range_test(result, p)),
+                "image/svg+xml",
+                "Loss against log10(lr), a panel per round; the vertical lines are the "
+                "suggestions (solid: the one chosen) and where the loss diverged. Read where "
+                "the loss stops falling: the lr to train with sits below it.",
+                "range test",
+            )
+        ],
+    )
+
+
+def noise_section(run: NoiseRun, source: str) -> Section:
+    from lrkit.plots.noise import plot_noise_scale
+
+    def shown(value: float, stderr: float) -> str:
+        if not math.isfinite(value):
+            return "-"
+        return f"{value:.3g} ± {stderr:.2g}" if math.isfinite(stderr) else f"{value:.3g}"
+
+    rows = [
+        [
+            f"{p.epoch:.2f}",
+            shown(p.b_simple, p.b_simple_stderr),
+            shown(p.b_simple_smoothed, math.nan),
+        ]
+        for p in run.points
+    ]
+    critical = run.critical_batch_size
+    reading = (
+        f"Critical batch size ~ {critical:.3g} at the end of training: batches up to about "
+        "that size still cut the number of steps almost in proportion; past it they buy little."
+        if math.isfinite(critical)
+        else "The critical batch size was not measured."
+    )
+    return Section(
+        f"Gradient noise scale ({source})",
+        [
+            f"{run.model}, batch size {run.batch_size}, lr {run.lr:g}, {run.estimator} "
+            f"estimator. {reading}"
+        ],
+        tables=[Table(["epoch", "B_simple", "smoothed"], rows)],
+        figures=[
+            Figure(
+                svg_of(lambda p: plot_noise_scale(run, p)),
+                "image/svg+xml",
+                "B_simple = tr(Sigma) / |G|^2 over training (log scale), with its standard "
+                "error and the smoothed curve; the dashed line is the training batch size. "
+                "It grows as the loss falls: the batch size worth using grows with it.",
+                "gradient noise scale over training",
+            )
+        ],
+    )
