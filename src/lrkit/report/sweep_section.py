@@ -48,19 +48,17 @@ def settings_section(row: SweepRow, trials: Sequence[StoredTrial]) -> Section:
 
 
 def curves_section(trials: Sequence[StoredTrial]) -> Section:
-    from lrkit.plots.sweep import plot_accuracy_vs_iteration, plot_heatmap
+    from lrkit.plots.sweep import plot_heatmap
 
+    # A figure per batch size, so that each stays legible at a phone's width.
+    by_size: dict[int, list[StoredTrial]] = {}
+    for trial in trials:
+        by_size.setdefault(trial.batch_size, []).append(trial)
+    curves = [_curve_figure(size, group) for size, group in sorted(by_size.items())]
     return Section(
         "Validation accuracy",
         figures=[
-            Figure(
-                svg_of(lambda p: plot_accuracy_vs_iteration(trials, p)),
-                "image/svg+xml",
-                "Validation accuracy against iteration, a panel per batch size and a line per "
-                "learning rate (bands: the spread over repeats). Read which lr climbs fastest "
-                "and which ends highest at each batch size.",
-                "accuracy against iteration",
-            ),
+            *curves,
             Figure(
                 svg_of(lambda p: plot_heatmap(trials, p)),
                 "image/svg+xml",
@@ -69,6 +67,21 @@ def curves_section(trials: Sequence[StoredTrial]) -> Section:
                 "heatmap of batch size x learning rate",
             ),
         ],
+    )
+
+
+def _curve_figure(size: int, group: Sequence[StoredTrial]) -> Figure:
+    from lrkit.plots.sweep import plot_accuracy_vs_iteration
+
+    def draw(path: Path) -> None:
+        plot_accuracy_vs_iteration(group, path, title=f"batch size {size}")
+
+    return Figure(
+        svg_of(draw),
+        "image/svg+xml",
+        f"Batch size {size}: validation accuracy against iteration, a line per learning rate "
+        "(bands: the spread over repeats). Read which lr climbs fastest and which ends highest.",
+        f"accuracy against iteration at batch size {size}",
     )
 
 
