@@ -74,7 +74,7 @@ def _curve_figure(size: int, group: Sequence[StoredTrial]) -> Figure:
     from lrkit.plots.sweep import plot_accuracy_vs_iteration
 
     def draw(path: Path) -> None:
-        plot_accuracy_vs_iteration(group, path, title=f"batch size {size}")
+        plot_accuracy_vs_iteration(group, path)
 
     return Figure(
         svg_of(draw),
