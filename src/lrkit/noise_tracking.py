@@ -31,7 +31,14 @@ from lrkit.data.tensors import TensorData
 from lrkit.errors import InvalidParameterError
 from lrkit.training import distributed
 from lrkit.training.evaluate import LossFn
-from lrkit.training.loop import CurvePoint, OnCheck, TrialOutcome, TrialPlan, train_trial
+from lrkit.training.loop import (
+    CurvePoint,
+    OnCheck,
+    TrialOutcome,
+    TrialPlan,
+    first_non_finite,
+    train_trial,
+)
 from lrkit.training.noise import (
     ESTIMATORS,
     NoiseEstimate,
@@ -364,10 +371,9 @@ def train_data_parallel(
             last = progress >= plan.epochs - 1e-9
             if progress >= next_check - 1e-9 or last:
                 recent = distributed.mean_tensor_over_ranks(torch.stack(losses).double())
-                bad = torch.nonzero(~torch.isfinite(recent))
-                if bad.numel():
+                diverged_at = first_non_finite(recent, iteration)
+                if diverged_at is not None:
                     status = "diverged"
-                    diverged_at = iteration - len(losses) + int(bad[0, 0]) + 1
                     break
                 val_loss, val_accuracy = distributed.evaluate_over_ranks(module, loss_fn, val)
                 points.append(

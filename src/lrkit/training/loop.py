@@ -66,6 +66,13 @@ class TrialPlan:
     """batch size(epoch); None keeps ``batch_size``."""
 
 
+def first_non_finite(recent: torch.Tensor, iteration: int) -> int | None:
+    """The iteration of the first non-finite loss among ``recent``, the losses of the
+    iterations up to ``iteration`` since the last check; None when all are finite."""
+    bad = torch.nonzero(~torch.isfinite(recent))
+    return iteration - len(recent) + int(bad[0, 0]) + 1 if bad.numel() else None
+
+
 def train_trial(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -109,10 +116,9 @@ def train_trial(
             last = progress >= plan.epochs - 1e-9
             if progress >= next_check - 1e-9 or last:
                 recent = torch.stack(losses).float()
-                bad = torch.nonzero(~torch.isfinite(recent))
-                if bad.numel():
+                diverged_at = first_non_finite(recent, iteration)
+                if diverged_at is not None:
                     status = "diverged"
-                    diverged_at = iteration - len(losses) + int(bad[0, 0]) + 1
                     break
                 points.append(
                     CurvePoint(
