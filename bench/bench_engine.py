@@ -48,11 +48,11 @@ from torch import nn
 
 from lrkit.cli.sweep_command import make_definition
 from lrkit.data.tensors import TensorData
+from lrkit.experiments.textbook import all_pairs
 from lrkit.models import build_model
+from lrkit.sweep.definition import TrialKey, pairs_grid
 from lrkit.sweep.runner import EngineChoice, SweepEvents, SweepPlan, run_sweep
-from lrkit.sweep.spec import TrialKey, pairs_grid
 from lrkit.sweep.store import Store
-from lrkit.sweep.textbook import all_pairs
 from lrkit.training.loop import TrialOutcome, TrialPlan, train_trial
 from lrkit.training.vectorized.loop import StackedRun, StackedTrial
 from lrkit.workload import Workload, load_workload

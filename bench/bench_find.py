@@ -28,10 +28,10 @@ from torch import nn
 
 from lrkit.data.mnist import load_mnist, resolve_data_dir
 from lrkit.data.tensors import BatchStream, TensorData
-from lrkit.finder.find import find_lr
-from lrkit.finder.runner import RunnerSettings
 from lrkit.models import build_model
-from lrkit.programs import exponential_range
+from lrkit.rangetest.find import find_lr
+from lrkit.rangetest.programs import exponential_range
+from lrkit.rangetest.rounds import RunnerSettings
 from machine import machine
 
 START_LR, END_LR = 1e-4, 0.5  # the textbook network does not diverge in this range

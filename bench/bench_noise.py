@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from lrkit.noise_tracking import NoiseSettings, track_noise_scale
+from lrkit.noise.tracking import NoiseSettings, track_noise_scale
 from lrkit.training.loop import TrialPlan, train_trial
 from lrkit.training.optimizers import make_optimizer
 from lrkit.workload import Workload, load_workload

@@ -20,8 +20,8 @@ from pathlib import Path
 import ray
 import torch
 
+from lrkit.sweep.definition import SweepDefinition, product_grid
 from lrkit.sweep.runner import SweepPlan, run_sweep
-from lrkit.sweep.spec import SweepDefinition, product_grid
 from lrkit.sweep.store import Store
 from lrkit.workload import Workload, load_workload
 from machine import machine

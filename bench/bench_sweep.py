@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from lrkit.sweep.definition import SweepDefinition, TrialKey
 from lrkit.sweep.runner import SweepPlan, run_sweep
-from lrkit.sweep.spec import SweepDefinition, TrialKey
 from lrkit.sweep.store import Store
 from lrkit.workload import load_workload
 from machine import machine

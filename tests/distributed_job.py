@@ -76,9 +76,9 @@ def find_inputs(name: str) -> tuple[TensorData | TensorDataset, TensorData | Non
 def main(out: Path) -> None:
     import torch.distributed as dist
 
-    from lrkit.finder.find import RoundsSettings, find_lr
-    from lrkit.finder.runner import RunnerSettings
-    from lrkit.noise_tracking import NoiseSettings, track_noise_scale
+    from lrkit.noise.tracking import NoiseSettings, track_noise_scale
+    from lrkit.rangetest.find import RoundsSettings, find_lr
+    from lrkit.rangetest.rounds import RunnerSettings
     from lrkit.training import distributed
 
     # A bug that sent the ranks different ways would hang a collective: fail after a minute.

@@ -12,7 +12,7 @@ import pytest
 
 from cli_run import run
 from lrkit.errors import LrkitValueError
-from lrkit.sweep.bs_demo import milestones_for, plan_demo, whole_epochs
+from lrkit.experiments.batch_size_demo import milestones_for, plan_demo, whole_epochs
 
 
 @pytest.fixture

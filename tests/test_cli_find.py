@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli_run import run
-from lrkit.programs import TEXTBOOK_FIRST_ROUND
+from lrkit.rangetest.programs import TEXTBOOK_FIRST_ROUND
 
 USER_MODULE = textwrap.dedent(
     """

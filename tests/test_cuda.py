@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from lrkit.data.mnist import bundled_sample_dir, load_mnist
-from lrkit.finder.find import find_lr
-from lrkit.finder.runner import RunnerSettings
 from lrkit.models import build_model
-from lrkit.programs import exponential_range
+from lrkit.rangetest.find import find_lr
+from lrkit.rangetest.programs import exponential_range
+from lrkit.rangetest.rounds import RunnerSettings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -111,7 +111,7 @@ def test_find_repeats_on_cuda_use_the_vectorized_engine() -> None:
 
 
 def test_noise_scale_on_cuda_equals_the_cpu_measurement() -> None:
-    from lrkit.training.noise import per_example_estimate, two_batch_estimate
+    from lrkit.noise.estimators import per_example_estimate, two_batch_estimate
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4000, 12, generator=g)

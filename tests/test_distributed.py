@@ -23,15 +23,15 @@ from torch import nn
 
 import distributed_job as job
 from cli_run import run
-from lrkit.finder.find import RoundsSettings, find_lr
-from lrkit.finder.runner import RunnerSettings
-from lrkit.training.evaluate import evaluate
-from lrkit.training.noise import (
+from lrkit.noise.estimators import (
     NoiseEstimate,
     NoiseSmoother,
     ratio_with_jackknife,
     two_batch_estimate,
 )
+from lrkit.rangetest.find import RoundsSettings, find_lr
+from lrkit.rangetest.rounds import RunnerSettings
+from lrkit.training.evaluate import evaluate
 
 TESTS = Path(__file__).resolve().parent
 

@@ -13,10 +13,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from lrkit.data.mnist import bundled_sample_dir, load_mnist
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
-from lrkit.finder.find import find_lr
-from lrkit.finder.runner import RunnerSettings
 from lrkit.models import build_model
-from lrkit.programs import exponential_range
+from lrkit.rangetest.find import find_lr
+from lrkit.rangetest.programs import exponential_range
+from lrkit.rangetest.rounds import RunnerSettings
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +156,8 @@ def test_amp_without_cuda_is_refused(sample: tuple[TensorData, TensorData]) -> N
 
 def test_a_numpy_training_step_can_drive_the_test_through_ask_tell() -> None:
     """The documented ask/tell use: logistic regression in plain numpy."""
-    from lrkit.rangetest import RangeTest
-    from lrkit.suggestions import turning_point
+    from lrkit.rangetest.core import RangeTest
+    from lrkit.rangetest.suggestions import turning_point
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(512, 5))

@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from cli_run import run
 from lrkit.data.mnist import bundled_sample_dir, load_mnist
 from lrkit.data.tensors import TensorData
-from lrkit.finder.find import _read_round, find_lr
-from lrkit.finder.result import RangeTestResult
 from lrkit.models import build_model
-from lrkit.rangetest import Hold, RoundRecord
+from lrkit.rangetest.core import Hold, RoundRecord
+from lrkit.rangetest.find import _read_round, find_lr
+from lrkit.rangetest.result import RangeTestResult
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_the_mean_curve_is_inf_where_any_repeat_diverged() -> None:
 def test_what_cannot_be_stacked_runs_on_the_plain_loop_with_the_reason(
     sample: tuple[TensorData, TensorData], case: str, reason: str
 ) -> None:
-    from lrkit.finder.runner import RunnerSettings
+    from lrkit.rangetest.rounds import RunnerSettings
 
     train, _ = sample
     train = train.head(320)

@@ -13,15 +13,15 @@ from torch import nn
 
 from cli_run import run
 from lrkit.data.tensors import TensorData
-from lrkit.noise_tracking import NoiseSettings, track_noise_scale
-from lrkit.training.loop import TrialPlan, train_trial
-from lrkit.training.noise import (
+from lrkit.noise.estimators import (
     NoiseMeter,
     choose_estimator,
     per_example_estimate,
     ratio_with_jackknife,
     two_batch_estimate,
 )
+from lrkit.noise.tracking import NoiseSettings, track_noise_scale
+from lrkit.training.loop import TrialPlan, train_trial
 
 
 def regression(d: int, sigma: float, offset: float, n: int = 200_000, seed: int = 1):  # type: ignore[no-untyped-def]

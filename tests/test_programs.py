@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lrkit.errors import LrkitValueError
-from lrkit.programs import (
+from lrkit.rangetest.programs import (
     DEFAULT_SEGMENTS,
     TEXTBOOK_FIRST_ROUND,
     exponential_range,

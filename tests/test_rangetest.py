@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lrkit.errors import LrkitValueError
-from lrkit.programs import exponential_range, parse_segments, segments_program
-from lrkit.rangetest import RangeTest
-from lrkit.suggestions import find_turning_point
+from lrkit.rangetest.core import RangeTest
+from lrkit.rangetest.programs import exponential_range, parse_segments, segments_program
+from lrkit.rangetest.suggestions import find_turning_point
 
 
 def test_constant_loss_is_smoothed_exactly_thanks_to_bias_correction() -> None:

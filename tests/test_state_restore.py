@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from lrkit.data.tensors import TensorData
-from lrkit.finder.find import find_lr
-from lrkit.programs import exponential_range
+from lrkit.rangetest.find import find_lr
+from lrkit.rangetest.programs import exponential_range
 
 
 def make_setup() -> tuple[nn.Module, torch.optim.Optimizer, TensorData]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lrkit.errors import LrkitValueError
-from lrkit.sweep.spec import SweepDefinition, TrialKey
+from lrkit.sweep.definition import SweepDefinition, TrialKey
 from lrkit.sweep.store import Store
 from lrkit.training.loop import CurvePoint, TrialOutcome
 

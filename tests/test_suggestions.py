@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lrkit.suggestions import (
+from lrkit.rangetest.suggestions import (
     SUGGESTIONS,
     decreasing_run_lengths,
     find_turning_point,

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lrkit.errors import LrkitValueError
+from lrkit.experiments.textbook import all_pairs, judge
 from lrkit.scaling import fit_power_law, scale_lr
 from lrkit.sweep.analysis import best_lr_by_batch_size, fit_best
-from lrkit.sweep.textbook import all_pairs, judge
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli_run import run
-from lrkit.sweep.spec import TrialKey
-from lrkit.sweep.stacked import MAX_STACK, make_stacks
+from lrkit.sweep.definition import TrialKey
+from lrkit.sweep.engines.stacked import MAX_STACK, make_stacks
 
 USER_MODULE = textwrap.dedent(
     """

@@ -1,7 +1,7 @@
 """lrkit: which learning rate and which batch size to train with, and why.
 
 ``import lrkit`` stays light: torch and matplotlib load only when a part that needs them is
-used. The range test is :func:`lrkit.find_lr` (ask/tell core in :mod:`lrkit.rangetest`); the
+used. The range test is :func:`lrkit.find_lr` (ask/tell core in :mod:`lrkit.rangetest.core`); the
 schedules (pure functions) are in :mod:`lrkit.schedules`, and their PyTorch adapter is
 :class:`lrkit.training.ScheduleLR`.
 """
@@ -15,7 +15,7 @@ from lrkit import schedules
 from lrkit.errors import InvalidParameterError, LrkitValueError
 
 if TYPE_CHECKING:
-    from lrkit.finder.find import find_lr
+    from lrkit.rangetest.find import find_lr
     from lrkit.training.lr_scheduler import ScheduleLR
 
 try:
@@ -40,7 +40,7 @@ def __getattr__(name: str) -> Any:
 
         return ScheduleLR
     if name == "find_lr":
-        from lrkit.finder.find import find_lr
+        from lrkit.rangetest.find import find_lr
 
         return find_lr
     raise AttributeError(f"module 'lrkit' has no attribute {name!r}")

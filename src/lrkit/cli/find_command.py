@@ -25,7 +25,7 @@ from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import InvalidParameterError, LrkitValueError
-from lrkit.programs import (
+from lrkit.rangetest.programs import (
     DEFAULT_SEGMENTS,
     LrProgram,
     exponential_range,
@@ -33,15 +33,15 @@ from lrkit.programs import (
     parse_segments,
     segments_program,
 )
-from lrkit.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS
+from lrkit.rangetest.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS
 from lrkit.training.optimizers import OPTIMIZERS, make_optimizer
 from lrkit.training.vectorized import ENGINES
 
 if TYPE_CHECKING:
     import torch
 
-    from lrkit.finder.result import RangeTestResult
-    from lrkit.rangetest import Step
+    from lrkit.rangetest.core import Step
+    from lrkit.rangetest.result import RangeTestResult
 
 HELP = "\n\n".join(
     [
@@ -151,8 +151,8 @@ def find(
         check_plot_path(figure)
 
     from lrkit.data.tensors import TensorData
-    from lrkit.finder.find import RoundsSettings, find_lr
-    from lrkit.finder.runner import RunnerSettings
+    from lrkit.rangetest.find import RoundsSettings, find_lr
+    from lrkit.rangetest.rounds import RunnerSettings
     from lrkit.training import distributed
     from lrkit.training.device import resolve_device
     from lrkit.workload import load_workload

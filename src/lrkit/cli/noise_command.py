@@ -26,14 +26,13 @@ from lrkit.cli.options import (
 from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
 from lrkit.errors import LrkitValueError
+from lrkit.noise import ESTIMATORS
 from lrkit.training.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
     import torch
 
-    from lrkit.noise_tracking import NoiseRun
-
-ESTIMATORS = ("auto", "per-example", "two-batch")
+    from lrkit.noise.tracking import NoiseRun
 
 HELP = "\n\n".join(
     [
@@ -82,7 +81,7 @@ def noise(
         Path | None, typer.Option("--json", help="Write the measurements as JSON.")
     ] = None,
 ) -> None:
-    from lrkit.noise_tracking import NoiseSettings
+    from lrkit.noise.tracking import NoiseSettings
 
     settings = NoiseSettings(
         lr=lr,
@@ -102,7 +101,7 @@ def noise(
         check_plot_path(plot)
 
     from lrkit.data.tensors import TensorData
-    from lrkit.noise_tracking import track_noise_scale
+    from lrkit.noise.tracking import track_noise_scale
     from lrkit.training import distributed
     from lrkit.training.device import resolve_device
     from lrkit.training.optimizers import make_optimizer

@@ -22,8 +22,8 @@ from lrkit.cli.output import text_table, write_json
 from lrkit.cli.report_command import ReportOption
 from lrkit.cli.sweep_command import execute, make_definition, report, summary_json
 from lrkit.errors import InvalidParameterError
-from lrkit.sweep.spec import pairs_grid
-from lrkit.sweep.textbook import GRIDS, all_pairs, grid_trials, judge
+from lrkit.experiments.textbook import GRIDS, all_pairs, grid_trials, judge
+from lrkit.sweep.definition import pairs_grid
 from lrkit.training.vectorized import ENGINES
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def reproduce(
             raise InvalidParameterError(
                 "repeats", "1 with --bs-schedule (one trial an arm)", repeats
             )
-        from lrkit.sweep.bs_demo import whole_epochs
+        from lrkit.experiments.batch_size_demo import whole_epochs
 
         whole_epochs(epochs)
     from lrkit.workload import load_workload
@@ -209,11 +209,11 @@ def _bs_schedule(
     """``--bs-schedule``: the two arms as two named sweeps of one store, their table, summary
     and figure."""
     from lrkit.data.tensors import TensorData
-    from lrkit.sweep import bs_demo
-    from lrkit.sweep.spec import TrialKey
+    from lrkit.experiments import batch_size_demo
+    from lrkit.sweep.definition import TrialKey
 
     assert isinstance(work.train, TensorData)  # the MNIST files are read as tensors
-    plan = bs_demo.plan_demo(epochs, len(work.train))
+    plan = batch_size_demo.plan_demo(epochs, len(work.train))
     store_path = store or out / "bs-schedule.sqlite"
     results = []
     for arm in plan.arms:
@@ -241,7 +241,7 @@ def _bs_schedule(
             file=sys.stderr,
         )
         results.append(
-            bs_demo.arm_result(
+            batch_size_demo.arm_result(
                 arm,
                 plan.n_train,
                 trial.status,
@@ -253,14 +253,14 @@ def _bs_schedule(
             )
         )
     decay, increase = results
-    table = text_table(bs_demo.HEADER, bs_demo.table_rows(results))
+    table = text_table(batch_size_demo.HEADER, batch_size_demo.table_rows(results))
     steps = ", ".join(str(m) for m in plan.milestones)
     word = "epoch" if len(plan.milestones) == 1 else "epochs"
     heading = (
         f"decay the lr or increase the batch size: {plan.epochs} epochs of {work.data_name} "
         f"({plan.n_train} training examples), factor {plan.factor:g} at {word} {steps}"
     )
-    sentence = bs_demo.verdict(plan, decay, increase)
+    sentence = batch_size_demo.verdict(plan, decay, increase)
     print(heading)
     print(table)
     print(sentence)
@@ -288,4 +288,4 @@ def _bs_schedule(
     for path in (figure, summary):
         print(f"wrote {path}", file=sys.stderr)
     if json_file is not None:
-        write_json(json_file, bs_demo.to_json(plan, decay, increase))
+        write_json(json_file, batch_size_demo.to_json(plan, decay, increase))

@@ -27,7 +27,13 @@ from lrkit.cli.output import format_number, text_table, write_json
 from lrkit.cli.progress import progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import LrkitValueError
-from lrkit.sweep.spec import SWEEP_ENGINES, SweepDefinition, TrialKey, parse_grid, product_grid
+from lrkit.sweep.definition import (
+    SWEEP_ENGINES,
+    SweepDefinition,
+    TrialKey,
+    parse_grid,
+    product_grid,
+)
 from lrkit.training.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
@@ -259,7 +265,7 @@ def sweep(
     if workers is not None:
         check.positive_int("workers", workers)
     if engine == "ray":
-        from lrkit.sweep.ray_engine import require_ray
+        from lrkit.sweep.engines.ray import require_ray
 
         require_ray()
     elif address is not None:

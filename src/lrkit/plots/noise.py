@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from lrkit.noise_tracking import NoiseRun
+from lrkit.noise.tracking import NoiseRun
 from lrkit.plots.figure import pyplot, save
 
 

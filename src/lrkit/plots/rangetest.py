@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from lrkit.finder.result import RangeTestResult, RoundResult
 from lrkit.plots.figure import pyplot, save
+from lrkit.rangetest.result import RangeTestResult, RoundResult
 
 _COLOURS = {
     "turning_point": "#d62728",

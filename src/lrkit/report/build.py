@@ -8,8 +8,8 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
-from lrkit.finder.result import RangeTestResult
-from lrkit.noise_tracking import NoiseRun
+from lrkit.noise.tracking import NoiseRun
+from lrkit.rangetest.result import RangeTestResult
 from lrkit.report.page import Section, Table, markdown, render
 from lrkit.report.result_sections import noise_section, range_test_section
 from lrkit.report.sweep_section import best_section, curves_section, settings_section

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from lrkit.finder.result import RangeTestResult
-from lrkit.noise_tracking import NoiseRun
+from lrkit.noise.tracking import NoiseRun
+from lrkit.rangetest.result import RangeTestResult
 from lrkit.report.page import Figure, Section, Table
 from lrkit.report.sweep_section import svg_of
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from lrkit.errors import LrkitValueError
-from lrkit.finder.result import RangeTestResult, RoundResult
-from lrkit.noise_tracking import NoisePoint, NoiseRun
-from lrkit.rangetest import Hold, Point, RoundRecord
-from lrkit.suggestions import find_turning_point
+from lrkit.noise.tracking import NoisePoint, NoiseRun
+from lrkit.rangetest.core import Hold, Point, RoundRecord
+from lrkit.rangetest.result import RangeTestResult, RoundResult
+from lrkit.rangetest.suggestions import find_turning_point
 
 
 def read_json(path: Path, option: str, required: str) -> dict[str, Any]:

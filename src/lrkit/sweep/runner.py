@@ -19,7 +19,7 @@ from lrkit.schedules import registry
 from lrkit.schedules.base import Schedule
 from lrkit.schedules.batch_size import BatchSizeSchedule, batch_size_steps
 from lrkit.schedules.spec import parse_params, split_spec
-from lrkit.sweep.spec import SWEEP_ENGINES, SweepDefinition, TrialKey
+from lrkit.sweep.definition import SWEEP_ENGINES, SweepDefinition, TrialKey
 from lrkit.sweep.store import Store, StoredTrial
 from lrkit.training.loop import CurvePoint, TrialOutcome, TrialPlan, train_trial
 from lrkit.training.optimizers import make_optimizer
@@ -197,7 +197,7 @@ def run_sweep(
     train, val = check_plan(plan, work)
     check.choice("engine", engine, SWEEP_ENGINES)
     if engine == "ray":
-        from lrkit.sweep.ray_engine import require_ray
+        from lrkit.sweep.engines.ray import require_ray
 
         require_ray()
     choice = choose_engine("auto" if engine == "ray" else engine, plan, work, train, device)
@@ -207,7 +207,7 @@ def run_sweep(
     done = store.finished(sweep_id)
     todo = [key for key in plan.grid if key not in done]
     if choice.engine == "vectorized":
-        from lrkit.sweep.stacked import default_workers
+        from lrkit.sweep.engines.stacked import default_workers
 
         workers = check.positive_int("workers", workers) if workers else default_workers(device)
         choice = EngineChoice("vectorized", workers=workers)
@@ -290,8 +290,8 @@ def _run_sequential(pending: Pending) -> None:
 
 
 def _run_ray(pending: Pending, stacked: bool, tasks: int, address: str | None) -> None:
-    from lrkit.sweep.ray_engine import run_on_ray
-    from lrkit.sweep.stacked import make_stacks
+    from lrkit.sweep.engines.ray import run_on_ray
+    from lrkit.sweep.engines.stacked import make_stacks
 
     store, sweep_id, events, todo = pending.store, pending.sweep_id, pending.events, pending.todo
     definition = pending.plan.definition
@@ -330,7 +330,7 @@ def _bind_check(
 
 
 def _run_stacked(pending: Pending, workers: int) -> None:
-    from lrkit.sweep.stacked import Message, Stack, make_stacks, run_stacks
+    from lrkit.sweep.engines.stacked import Message, Stack, make_stacks, run_stacks
 
     store, sweep_id, events, data = pending.store, pending.sweep_id, pending.events, pending.data
     work, device, todo = pending.work, pending.device, pending.todo

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lrkit.errors import LrkitValueError
-from lrkit.sweep.spec import SweepDefinition, TrialKey
+from lrkit.sweep.definition import SweepDefinition, TrialKey
 from lrkit.training.loop import CurvePoint, TrialOutcome
 
 MAGIC = "lrkit results store"

@@ -14,9 +14,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from lrkit.data.tensors import TensorData
-from lrkit.finder.runner import OnStep, RunnerSettings
-from lrkit.programs import LrProgram
-from lrkit.rangetest import RangeTest, RoundRecord, Step
+from lrkit.rangetest.core import RangeTest, RoundRecord, Step
+from lrkit.rangetest.programs import LrProgram
+from lrkit.rangetest.rounds import OnStep, RunnerSettings
 from lrkit.training.evaluate import LossFn
 from lrkit.training.vectorized.loop import evaluate_stack
 from lrkit.training.vectorized.loss import StackedLoss

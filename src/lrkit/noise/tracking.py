@@ -29,6 +29,14 @@ from torch import nn
 from lrkit import validation as check
 from lrkit.data.tensors import TensorData
 from lrkit.errors import InvalidParameterError
+from lrkit.noise import ESTIMATORS
+from lrkit.noise.estimators import (
+    NoiseEstimate,
+    NoiseMeter,
+    NoiseSmoother,
+    choose_estimator,
+    two_batch_from_norms,
+)
 from lrkit.training import distributed
 from lrkit.training.evaluate import LossFn
 from lrkit.training.loop import (
@@ -38,14 +46,6 @@ from lrkit.training.loop import (
     TrialPlan,
     first_non_finite,
     train_trial,
-)
-from lrkit.training.noise import (
-    ESTIMATORS,
-    NoiseEstimate,
-    NoiseMeter,
-    NoiseSmoother,
-    choose_estimator,
-    two_batch_from_norms,
 )
 
 DATA_PARALLEL_ESTIMATOR = "two-batch-ddp"

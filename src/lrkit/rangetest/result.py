@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lrkit.rangetest import RoundRecord
-from lrkit.suggestions import TurningPoint
+from lrkit.rangetest.core import RoundRecord
+from lrkit.rangetest.suggestions import TurningPoint
 
 
 @dataclass(frozen=True)

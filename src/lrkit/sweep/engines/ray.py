@@ -20,7 +20,7 @@ import torch
 
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
-from lrkit.sweep.spec import SweepDefinition, TrialKey
+from lrkit.sweep.definition import SweepDefinition, TrialKey
 from lrkit.training.loop import TrialOutcome
 from lrkit.workload import Workload
 

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from lrkit.data.tensors import TensorData
-from lrkit.programs import LrProgram
-from lrkit.rangetest import RangeTest, RoundRecord, Step
+from lrkit.rangetest.core import RangeTest, RoundRecord, Step
+from lrkit.rangetest.programs import LrProgram
 from lrkit.training import distributed
 from lrkit.training.distributed import Shard
 from lrkit.training.evaluate import LossFn, evaluate

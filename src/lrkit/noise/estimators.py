@@ -31,7 +31,6 @@ from torch.func import functional_call, grad, vmap
 from lrkit.training.evaluate import LossFn
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-ESTIMATORS = ("auto", "per-example", "two-batch")
 PER_EXAMPLE_BUDGET = 256 * 2**20
 """Bytes of per-example gradients (chunk x parameters x 4) the auto choice allows."""
 

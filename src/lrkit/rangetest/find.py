@@ -26,12 +26,23 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from lrkit import validation as check
 from lrkit.data.tensors import BatchStream, TensorData
 from lrkit.errors import LrkitValueError
-from lrkit.finder.result import RangeTestResult, RoundResult
-from lrkit.finder.runner import OnStep, RunnerBatches, RunnerSettings, run_round
-from lrkit.finder.stacked import run_stacked_round, stacking_problem
-from lrkit.programs import DEFAULT_SEGMENTS, LrProgram, narrow, parse_segments, segments_program
-from lrkit.rangetest import RoundRecord, Step
-from lrkit.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS, find_turning_point, suggest_all
+from lrkit.rangetest.core import RoundRecord, Step
+from lrkit.rangetest.programs import (
+    DEFAULT_SEGMENTS,
+    LrProgram,
+    narrow,
+    parse_segments,
+    segments_program,
+)
+from lrkit.rangetest.result import RangeTestResult, RoundResult
+from lrkit.rangetest.rounds import OnStep, RunnerBatches, RunnerSettings, run_round
+from lrkit.rangetest.stacked_rounds import run_stacked_round, stacking_problem
+from lrkit.rangetest.suggestions import (
+    DEFAULT_SUGGESTION,
+    SUGGESTIONS,
+    find_turning_point,
+    suggest_all,
+)
 from lrkit.training import distributed
 from lrkit.training import state as training_state
 from lrkit.training.evaluate import LossFn
@@ -99,7 +110,7 @@ def find_lr(
         eval_data: a fixed set whose loss is measured at the end of every hold.
         curve: which loss the suggestions read: auto (eval if measured, else the hold mean
             when holds are longer than one iteration, else the smoothed loss), eval, mean, smoothed.
-        suggestion: the rule whose value is ``suggested_lr`` (see ``lrkit.suggestions``).
+        suggestion: the rule whose value is ``suggested_lr`` (see ``lrkit.rangetest.suggestions``).
         settings: smoothing, divergence factor, gradient accumulation, mixed precision.
         seed: seeds the data order (the same in every round).
         on_step: called after each iteration with (round index, step, iterations in the

@@ -2,7 +2,7 @@
 loss, and it decides when to stop (L. N. Smith, "Cyclical Learning Rates for Training Neural
 Networks", 2017, section 3.3).
 
-Any training step can drive it: the PyTorch runner (:mod:`lrkit.finder.runner`) is one
+Any training step can drive it: the PyTorch runner (:mod:`lrkit.rangetest.rounds`) is one
 caller; a JAX or numpy loop is another::
 
     test = RangeTest(exponential_range(1e-6, 1.0, 100))
@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from lrkit import validation as check
 from lrkit.errors import InvalidParameterError, LrkitValueError
-from lrkit.programs import LrProgram
+from lrkit.rangetest.programs import LrProgram
 
 
 class Step(NamedTuple):

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from lrkit.data.tensors import TensorData
-from lrkit.sweep.spec import TrialKey
+from lrkit.sweep.definition import TrialKey
 from lrkit.training.loop import CurvePoint, TrialOutcome
 from lrkit.training.vectorized.loop import StackedRun, StackedTrial
 from lrkit.workload import Workload
