@@ -43,11 +43,13 @@ class TrialOutcome:
     """What one training run produced."""
 
     status: str
-    """done, or diverged."""
+    """done, diverged (the loss stopped being finite), or failed (training raised)."""
     diverged_iteration: int | None
     points: tuple[CurvePoint, ...]
     test_accuracy: float | None
     seconds: float
+    error: str | None = None
+    """For a failed trial: what was raised, as ``TypeName: message``."""
 
 
 @dataclass(frozen=True)
