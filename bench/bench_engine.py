@@ -51,8 +51,9 @@ from lrkit.data.tensors import TensorData
 from lrkit.experiments.textbook import all_pairs
 from lrkit.models import build_model
 from lrkit.sweep.definition import TrialKey, pairs_grid
-from lrkit.sweep.runner import EngineChoice, SweepEvents, SweepPlan, run_sweep
+from lrkit.sweep.runner import EngineChoice, SweepEvents, run_sweep
 from lrkit.sweep.store import Store
+from lrkit.sweep.trials import SweepPlan
 from lrkit.training.loop import TrialOutcome, TrialPlan, train_trial
 from lrkit.training.vectorized.loop import StackedRun, StackedTrial
 from lrkit.workload import Workload, load_workload

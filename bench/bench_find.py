@@ -31,7 +31,7 @@ from lrkit.data.tensors import BatchStream, TensorData
 from lrkit.models import build_model
 from lrkit.rangetest.find import find_lr
 from lrkit.rangetest.programs import exponential_range
-from lrkit.rangetest.rounds import RunnerSettings
+from lrkit.rangetest.settings import RangeTestSettings
 from machine import machine
 
 START_LR, END_LR = 1e-4, 0.5  # the textbook network does not diverge in this range
@@ -59,13 +59,12 @@ def bare_loop(train: TensorData, batch_size: int, lrs: tuple[float, ...]) -> flo
 def lrkit_range_test(train: TensorData, batch_size: int, steps: int) -> float:
     model = build_model("mnist-mlp", 0)
     started = time.perf_counter()
-    result = find_lr(
-        model,
-        train,
+    settings = RangeTestSettings(
         batch_size=batch_size,
         program=exponential_range(START_LR, END_LR, steps),
-        settings=RunnerSettings(diverge_factor=1e9),
+        diverge_factor=1e9,
     )
+    result = find_lr(model, train, settings)
     elapsed = time.perf_counter() - started
     assert len(result.rounds[0].record.points) == steps
     return elapsed

@@ -21,8 +21,9 @@ import ray
 import torch
 
 from lrkit.sweep.definition import SweepDefinition, product_grid
-from lrkit.sweep.runner import SweepPlan, run_sweep
+from lrkit.sweep.runner import run_sweep
 from lrkit.sweep.store import Store
+from lrkit.sweep.trials import SweepPlan
 from lrkit.workload import Workload, load_workload
 from machine import machine
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from lrkit.sweep.definition import SweepDefinition, TrialKey
-from lrkit.sweep.runner import SweepPlan, run_sweep
+from lrkit.sweep.runner import run_sweep
 from lrkit.sweep.store import Store
+from lrkit.sweep.trials import SweepPlan
 from lrkit.workload import load_workload
 from machine import machine
 

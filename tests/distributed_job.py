@@ -77,8 +77,8 @@ def main(out: Path) -> None:
     import torch.distributed as dist
 
     from lrkit.noise.tracking import NoiseSettings, track_noise_scale
-    from lrkit.rangetest.find import RoundsSettings, find_lr
-    from lrkit.rangetest.rounds import RunnerSettings
+    from lrkit.rangetest.find import find_lr
+    from lrkit.rangetest.settings import RangeTestSettings
     from lrkit.training import distributed
 
     # A bug that sent the ranks different ways would hang a collective: fail after a minute.
@@ -95,17 +95,14 @@ def main(out: Path) -> None:
             optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
             before = [p.detach().clone() for p in net.parameters()]
             rng = torch.get_rng_state()
-            result = find_lr(
-                net,
-                data,
-                optimizer=optimizer,
+            settings = RangeTestSettings(
                 batch_size=PER_RANK_BATCH,
                 program=str(FIND["program"]),
-                rounds=RoundsSettings(rounds=int(FIND["rounds"])),
-                eval_data=val,
-                settings=RunnerSettings(accumulation_steps=accumulate),
+                rounds=int(FIND["rounds"]),
+                accumulation_steps=accumulate,
                 seed=int(FIND["seed"]),
             )
+            result = find_lr(net, data, settings, optimizer=optimizer, eval_data=val)
             restored = all(
                 torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True)
             ) and torch.equal(rng, torch.get_rng_state())

@@ -16,7 +16,7 @@ from lrkit.data.mnist import bundled_sample_dir, load_mnist
 from lrkit.models import build_model
 from lrkit.rangetest.find import find_lr
 from lrkit.rangetest.programs import exponential_range
-from lrkit.rangetest.rounds import RunnerSettings
+from lrkit.rangetest.settings import RangeTestSettings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -36,9 +36,8 @@ def test_find_on_cuda_restores_weights_optimizer_and_cuda_rng_bitwise() -> None:
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     momentum = [optimizer.state[p]["momentum_buffer"].clone() for p in model.parameters()]
     cuda_rng = torch.cuda.get_rng_state()
-    result = find_lr(
-        model, (x, y), optimizer=optimizer, program=exponential_range(1e-4, 10, 80), rounds=2
-    )
+    settings = RangeTestSettings(program=exponential_range(1e-4, 10, 80), rounds=2)
+    result = find_lr(model, (x, y), settings, optimizer=optimizer)
     assert result.device.startswith("cuda")
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
     assert all(
@@ -51,10 +50,8 @@ def test_find_on_cuda_restores_weights_optimizer_and_cuda_rng_bitwise() -> None:
 def test_mixed_precision_runs_with_a_gradient_scaler() -> None:
     model, optimizer, x, y = cuda_setup()
     program = exponential_range(1e-4, 1.0, 60)
-    amp = find_lr(
-        model, (x, y), optimizer=optimizer, program=program, settings=RunnerSettings(amp=True)
-    )
-    full = find_lr(model, (x, y), optimizer=optimizer, program=program)
+    amp = find_lr(model, (x, y), RangeTestSettings(program=program, amp=True), optimizer=optimizer)
+    full = find_lr(model, (x, y), RangeTestSettings(program=program), optimizer=optimizer)
     amp_losses = [p.loss for p in amp.rounds[0].record.points]
     full_losses = [p.loss for p in full.rounds[0].record.points]
     assert all(math.isfinite(v) for v in amp_losses)
@@ -104,7 +101,9 @@ def test_vectorized_engine_on_cuda_follows_the_plain_loop() -> None:
 def test_find_repeats_on_cuda_use_the_vectorized_engine() -> None:
     train = load_mnist(bundled_sample_dir()).train
     model = build_model("mnist-mlp", 0).cuda()
-    result = find_lr(model, (train.x.cuda(), train.y.cuda()), repeats=3, rounds=2)
+    result = find_lr(
+        model, (train.x.cuda(), train.y.cuda()), RangeTestSettings(repeats=3, rounds=2)
+    )
     assert result.engine == "vectorized" and result.device.startswith("cuda")
     assert len(result.suggested_lr_by_repeat) == 3
     assert result.suggested_lr is not None

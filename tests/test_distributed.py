@@ -29,8 +29,8 @@ from lrkit.noise.estimators import (
     ratio_with_jackknife,
     two_batch_estimate,
 )
-from lrkit.rangetest.find import RoundsSettings, find_lr
-from lrkit.rangetest.rounds import RunnerSettings
+from lrkit.rangetest.find import find_lr
+from lrkit.rangetest.settings import RangeTestSettings
 from lrkit.training.evaluate import evaluate
 
 TESTS = Path(__file__).resolve().parent
@@ -144,17 +144,20 @@ def test_distributed_range_test_equals_one_process_on_the_global_batches(
     got = job_result[name]
     data, val, accumulate = job.find_inputs(name)
     net = job.seeded_model(int(job.FIND["seed"]), torch.float64)
+    settings = RangeTestSettings(
+        batch_size=2 * job.PER_RANK_BATCH,
+        program=str(job.FIND["program"]),
+        rounds=int(job.FIND["rounds"]),
+        accumulation_steps=accumulate,
+        seed=int(job.FIND["seed"]),
+        engine="sequential",
+    )
     single = find_lr(
         net,
         data,
+        settings,
         optimizer=torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9),
-        batch_size=2 * job.PER_RANK_BATCH,
-        program=str(job.FIND["program"]),
-        rounds=RoundsSettings(rounds=int(job.FIND["rounds"])),
         eval_data=val,
-        settings=RunnerSettings(accumulation_steps=accumulate),
-        seed=int(job.FIND["seed"]),
-        engine="sequential",
     ).to_json()
     # the test diverged and stopped early (all ranks together, or the job would have hung)
     assert single["rounds"][0]["diverged_at"] is not None

@@ -16,7 +16,7 @@ from lrkit.errors import LrkitValueError
 from lrkit.models import build_model
 from lrkit.rangetest.find import find_lr
 from lrkit.rangetest.programs import exponential_range
-from lrkit.rangetest.rounds import RunnerSettings
+from lrkit.rangetest.settings import RangeTestSettings as Settings
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def sample() -> tuple[TensorData, TensorData]:
 
 def test_textbook_network_turns_and_narrows(sample: tuple[TensorData, TensorData]) -> None:
     train, val = sample
-    result = find_lr(build_model("mnist-mlp", 0), train, eval_data=val, rounds=2)
+    result = find_lr(build_model("mnist-mlp", 0), train, Settings(rounds=2), eval_data=val)
     first, second = result.rounds
     assert first.curve == "eval"
     assert first.record.diverged_at is not None
@@ -64,7 +64,9 @@ def test_segment_program_from_a_string_runs_every_hold(
     sample: tuple[TensorData, TensorData],
 ) -> None:
     train, _ = sample
-    result = find_lr(build_model("mnist-mlp", 0), train, program="0.01:0.05:0.01@3,0.1:0.2:0.1@2")
+    result = find_lr(
+        build_model("mnist-mlp", 0), train, Settings(program="0.01:0.05:0.01@3,0.1:0.2:0.1@2")
+    )
     record = result.rounds[0].record
     assert [p.lr for p in record.points] == [0.01] * 3 + [0.02] * 3 + [0.03] * 3 + [0.04] * 3 + [
         0.05
@@ -90,7 +92,7 @@ def test_param_group_ratios_are_kept(sample: tuple[TensorData, TensorData]) -> N
             {"params": [p for m in linears[1:] for p in m.parameters()], "lr": 0.01},
         ]
     )
-    find_lr(model, train, optimizer=optimizer, program=exponential_range(1e-3, 1e-1, 5))
+    find_lr(model, train, Settings(program=exponential_range(1e-3, 1e-1, 5)), optimizer=optimizer)
     assert [a for a, _ in seen] == pytest.approx(list(exponential_range(1e-3, 1e-1, 5).lrs))
     assert all(b == pytest.approx(a / 10) for a, b in seen)
     assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.01]
@@ -99,13 +101,11 @@ def test_param_group_ratios_are_kept(sample: tuple[TensorData, TensorData]) -> N
 def test_gradient_accumulation_matches_the_big_batch(sample: tuple[TensorData, TensorData]) -> None:
     train, _ = sample
     program = exponential_range(1e-3, 1.0, 25)
-    big = find_lr(build_model("mnist-mlp", 0), train, batch_size=16, program=program)
+    big = find_lr(build_model("mnist-mlp", 0), train, Settings(batch_size=16, program=program))
     accumulated = find_lr(
         build_model("mnist-mlp", 0),
         train,
-        batch_size=8,
-        program=program,
-        settings=RunnerSettings(accumulation_steps=2),
+        Settings(batch_size=8, program=program, accumulation_steps=2),
     )
     a = [p.loss for p in big.rounds[0].record.points]
     b = [p.loss for p in accumulated.rounds[0].record.points]
@@ -116,9 +116,11 @@ def test_dataset_and_dataloader_are_accepted(sample: tuple[TensorData, TensorDat
     train, _ = sample
     dataset = TensorDataset(train.x[:2000], train.y[:2000])
     program = exponential_range(1e-3, 1.0, 30)
-    from_dataset = find_lr(build_model("logistic", 0), dataset, batch_size=32, program=program)
+    from_dataset = find_lr(
+        build_model("logistic", 0), dataset, Settings(batch_size=32, program=program)
+    )
     loader = DataLoader(dataset, batch_size=32, shuffle=True, generator=torch.Generator())
-    from_loader = find_lr(build_model("logistic", 0), loader, program=program)
+    from_loader = find_lr(build_model("logistic", 0), loader, Settings(program=program))
     assert len(from_dataset.rounds[0].record.points) == 30
     assert from_loader.batch_size == 32
     assert all(math.isfinite(p.loss) for p in from_loader.rounds[0].record.points)
@@ -127,7 +129,12 @@ def test_dataset_and_dataloader_are_accepted(sample: tuple[TensorData, TensorDat
 def test_same_seed_same_result(sample: tuple[TensorData, TensorData]) -> None:
     train, val = sample
     runs = [
-        find_lr(build_model("mnist-mlp", 3), train, eval_data=val, seed=5, program="0.1:0.9:0.1@5")
+        find_lr(
+            build_model("mnist-mlp", 3),
+            train,
+            Settings(seed=5, program="0.1:0.9:0.1@5"),
+            eval_data=val,
+        )
         for _ in range(2)
     ]
     assert runs[0].rounds[0].record == runs[1].rounds[0].record
@@ -151,7 +158,7 @@ def test_model_that_fails_on_the_inputs(sample: tuple[TensorData, TensorData]) -
 def test_amp_without_cuda_is_refused(sample: tuple[TensorData, TensorData]) -> None:
     train, _ = sample
     with pytest.raises(LrkitValueError, match="needs a CUDA device"):
-        find_lr(build_model("logistic", 0), train, settings=RunnerSettings(amp=True))
+        find_lr(build_model("logistic", 0), train, Settings(amp=True))
 
 
 def test_a_numpy_training_step_can_drive_the_test_through_ask_tell() -> None:

@@ -16,8 +16,10 @@ from lrkit.data.mnist import bundled_sample_dir, load_mnist
 from lrkit.data.tensors import TensorData
 from lrkit.models import build_model
 from lrkit.rangetest.core import Hold, RoundRecord
-from lrkit.rangetest.find import _read_round, find_lr
+from lrkit.rangetest.find import find_lr
+from lrkit.rangetest.reading import read_round
 from lrkit.rangetest.result import RangeTestResult
+from lrkit.rangetest.settings import RangeTestSettings
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +76,9 @@ def test_vectorized_rounds_follow_the_plain_runner(
         found[engine] = find_lr(
             net,
             train,
+            RangeTestSettings(rounds=2, repeats=repeats, engine=engine, program=program),
             optimizer=opt,
             eval_data=val,
-            rounds=2,
-            repeats=repeats,
-            engine=engine,
-            program=program,
         )
     assert found["vectorized"].engine == "vectorized"
     assert found["sequential"].engine == "sequential"
@@ -90,7 +89,9 @@ def test_vectorized_rounds_follow_the_plain_runner(
 
 def test_repeats_read_different_batches(sample: tuple[TensorData, TensorData]) -> None:
     train, _ = sample
-    result = find_lr(build_model("mnist-mlp", 0), train, repeats=3, program="0.01:0.1:0.01@5")
+    result = find_lr(
+        build_model("mnist-mlp", 0), train, RangeTestSettings(repeats=3, program="0.01:0.1:0.01@5")
+    )
     first, second, third = result.rounds[0].records
     assert first.points[0].loss != second.points[0].loss != third.points[0].loss
     # the round reads the mean of the repeats' hold means
@@ -110,7 +111,7 @@ def record(means: list[float], diverged: bool) -> RoundRecord:
 def test_the_mean_curve_is_inf_where_any_repeat_diverged() -> None:
     early = record([2.0, 1.0, 9.0], diverged=True)
     late = record([2.2, 1.2, 0.8, 0.7, 5.0], diverged=True)
-    result = _read_round([early, late], "mean")
+    result = read_round([early, late], "mean")
     assert result.curve_lrs == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
     assert result.curve_losses[:2] == pytest.approx((2.1, 1.1))
     assert all(math.isinf(v) for v in result.curve_losses[2:])
@@ -129,14 +130,12 @@ def test_the_mean_curve_is_inf_where_any_repeat_diverged() -> None:
 def test_what_cannot_be_stacked_runs_on_the_plain_loop_with_the_reason(
     sample: tuple[TensorData, TensorData], case: str, reason: str
 ) -> None:
-    from lrkit.rangetest.rounds import RunnerSettings
-
     train, _ = sample
     train = train.head(320)
     net = build_model("mnist-mlp", 0)
     data: object = train
     optimizer = None
-    settings = None
+    accumulate = 1
     if case == "adam":
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
     elif case == "loader":
@@ -144,16 +143,11 @@ def test_what_cannot_be_stacked_runs_on_the_plain_loop_with_the_reason(
     elif case == "batchnorm":
         net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.Linear(32, 10))
     else:
-        settings = RunnerSettings(accumulation_steps=2)
-    result = find_lr(
-        net,
-        data,  # type: ignore[arg-type]
-        optimizer=optimizer,
-        settings=settings,
-        program="1e-3:1e-2:1e-3@2",
-        engine="vectorized",
-        repeats=2,
+        accumulate = 2
+    settings = RangeTestSettings(
+        program="1e-3:1e-2:1e-3@2", engine="vectorized", repeats=2, accumulation_steps=accumulate
     )
+    result = find_lr(net, data, settings, optimizer=optimizer)  # type: ignore[arg-type]
     assert result.engine == "sequential"
     assert result.engine_reason is not None and reason in result.engine_reason
     assert len(result.rounds[0].records) == 2

@@ -11,6 +11,7 @@ from torch import nn
 from lrkit.data.tensors import TensorData
 from lrkit.rangetest.find import find_lr
 from lrkit.rangetest.programs import exponential_range
+from lrkit.rangetest.settings import RangeTestSettings as Settings
 
 
 def make_setup() -> tuple[nn.Module, torch.optim.Optimizer, TensorData]:
@@ -79,10 +80,8 @@ def test_range_test_restores_everything_bitwise() -> None:
     result = find_lr(
         model,
         data,
+        Settings(batch_size=32, program=exponential_range(1e-5, 10.0, 60), rounds=2),
         optimizer=optimizer,
-        batch_size=32,
-        program=exponential_range(1e-5, 10.0, 60),
-        rounds=2,
     )
     assert len(result.rounds) >= 1
     assert_identical(before, snapshot(model, optimizer))
@@ -100,9 +99,8 @@ def test_training_after_the_test_is_the_same_as_without_it() -> None:
     find_lr(
         model_b,
         data,
+        Settings(batch_size=32, program=exponential_range(1e-4, 1.0, 30)),
         optimizer=optimizer_b,
-        batch_size=32,
-        program=exponential_range(1e-4, 1.0, 30),
     )
     train(model_b, optimizer_b, data, 20)
 
@@ -124,7 +122,7 @@ def test_state_is_restored_even_when_the_test_fails() -> None:
 
     exploding_loss.calls = 0  # type: ignore[attr-defined]
     try:
-        find_lr(model, data, optimizer=optimizer, loss_fn=exploding_loss, batch_size=32)
+        find_lr(model, data, Settings(batch_size=32), optimizer=optimizer, loss_fn=exploding_loss)
     except RuntimeError:
         pass
     else:
@@ -144,5 +142,6 @@ def test_a_users_dataloader_shuffles_as_if_the_test_never_ran() -> None:
 
     untouched, tested = loader(), loader()
     next(iter(untouched)), next(iter(tested))  # both have drawn one epoch's order
-    find_lr(model, tested, optimizer=optimizer, program=exponential_range(1e-4, 1.0, 20), rounds=2)
+    settings = Settings(program=exponential_range(1e-4, 1.0, 20), rounds=2)
+    find_lr(model, tested, settings, optimizer=optimizer)
     assert torch.equal(next(iter(untouched))[1], next(iter(tested))[1])

@@ -18,8 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli_run import run
-from lrkit.sweep.definition import TrialKey
-from lrkit.sweep.engines.stacked import MAX_STACK, make_stacks
+from lrkit.sweep.definition import SweepDefinition, TrialKey
+from lrkit.sweep.stacks import MAX_STACK, make_stacks
+from lrkit.sweep.trials import trial_jobs
 
 USER_MODULE = textwrap.dedent(
     """
@@ -166,15 +167,18 @@ def test_stacks_cover_the_grid_once_by_batch_size(
     keys: list[tuple[int, float, int]], workers: int
 ) -> None:
     trial_keys = [TrialKey(b, lr, r) for b, lr, r in keys]
-    stacks = make_stacks(trial_keys, workers, 1000, 2.0)
-    placed = [key for stack in stacks for key in stack.keys]
+    definition = SweepDefinition(
+        "mnist-mlp", "data", "cross-entropy", 2.0, 0.5, 0.1, "sgd", 0.0, 0.0, None, None, 0
+    )
+    stacks = make_stacks(trial_jobs(definition, trial_keys, 1000), workers, 1000)
+    placed = [job.key for stack in stacks for job in stack.jobs]
     assert sorted(placed) == sorted(trial_keys)
     for stack in stacks:
-        assert 1 <= len(stack.keys) <= MAX_STACK
-        assert {key.batch_size for key in stack.keys} == {stack.batch_size}
+        assert 1 <= len(stack.jobs) <= MAX_STACK
+        assert {job.key.batch_size for job in stack.jobs} == {stack.batch_size}
     # as many stacks as workers where the trials allow it
     assert len(stacks) >= min(workers, len(trial_keys))
-    costs = [stack.cost(1000, 2.0) for stack in stacks]
+    costs = [stack.cost(1000) for stack in stacks]
     assert costs == sorted(costs, reverse=True)  # largest first
 
 

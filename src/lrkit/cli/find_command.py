@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -33,6 +34,7 @@ from lrkit.rangetest.programs import (
     parse_segments,
     segments_program,
 )
+from lrkit.rangetest.settings import CURVES, RangeTestSettings
 from lrkit.rangetest.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS
 from lrkit.training.optimizers import OPTIMIZERS, make_optimizer
 from lrkit.training.vectorized import ENGINES
@@ -135,7 +137,7 @@ def find(
     check.positive_int("rounds", rounds)
     check.positive_int("points", points)
     check.nonnegative_int("eval_size", eval_size)
-    check.choice("curve", curve, ("auto", "eval", "mean", "smoothed"))
+    check.choice("curve", curve, CURVES)
     check.choice("suggest", suggest, tuple(SUGGESTIONS))
     check.choice("optimizer", optimizer, OPTIMIZERS)
     check.nonnegative_float("weight_decay", weight_decay)
@@ -151,14 +153,25 @@ def find(
         check_plot_path(figure)
 
     from lrkit.data.tensors import TensorData
-    from lrkit.rangetest.find import RoundsSettings, find_lr
-    from lrkit.rangetest.rounds import RunnerSettings
+    from lrkit.rangetest.find import find_lr
     from lrkit.training import distributed
     from lrkit.training.device import resolve_device
     from lrkit.workload import load_workload
 
-    settings = RunnerSettings(
-        smoothing, diverge_factor, check.positive_int("accumulate", accumulate), amp
+    settings = RangeTestSettings(
+        batch_size=batch_size,
+        program=program,
+        rounds=rounds,
+        points=points,
+        curve=curve,
+        suggestion=suggest,
+        seed=seed,
+        repeats=repeats,
+        engine=engine,
+        smoothing=smoothing,
+        diverge_factor=diverge_factor,
+        accumulation_steps=check.positive_int("accumulate", accumulate),
+        amp=amp,
     )
 
     def run_test(target: torch.device, main: bool) -> RangeTestResult:
@@ -185,24 +198,14 @@ def find(
             result = find_lr(
                 net,
                 train,
+                settings,
                 loss_fn=work.loss_fn,
                 optimizer=opt,
-                batch_size=batch_size,
-                program=program,
-                rounds=RoundsSettings(rounds=rounds, points=points),
                 eval_data=eval_data,
-                curve=curve,
-                suggestion=suggest,
-                settings=settings,
-                seed=seed,
                 on_step=on_step,
-                model_name=work.model_name,
-                data_name=work.data_name,
-                repeats=repeats,
-                engine=engine,
             )
             bar.finish(str(current["round"]))
-        return result
+        return dataclasses.replace(result, model=work.model_name, data=work.data_name)
 
     # Under torchrun this is one process of a data-parallel job (a DDP model, --batch-size
     # examples per rank); rank 0 alone prints and writes the files.

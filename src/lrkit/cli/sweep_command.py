@@ -102,13 +102,14 @@ def execute(
 
     Bars: trials finished, and epochs trained summed over the trials (stacks of trials train
     side by side in the vectorized engine)."""
-    from lrkit.sweep.runner import EngineChoice, SweepEvents, SweepPlan, check_plan, run_sweep
+    from lrkit.sweep.runner import EngineChoice, SweepEvents, run_sweep
     from lrkit.sweep.store import Store
+    from lrkit.sweep.trials import SweepPlan, check_plan
     from lrkit.training.device import resolve_device
 
     target = resolve_device(device)
     plan = SweepPlan(name, definition, grid)
-    check_plan(plan, work)
+    check_plan(plan, work, target)
     with progress() as bar, Store.open(store_path) as store:
         epochs_done: dict[TrialKey, float] = {}
         ran: list[TrialKey] = []

@@ -38,15 +38,9 @@ from lrkit.noise.estimators import (
     two_batch_from_norms,
 )
 from lrkit.training import distributed
+from lrkit.training.data_parallel import train_data_parallel
 from lrkit.training.evaluate import LossFn
-from lrkit.training.loop import (
-    CurvePoint,
-    OnCheck,
-    TrialOutcome,
-    TrialPlan,
-    first_non_finite,
-    train_trial,
-)
+from lrkit.training.loop import CurvePoint, TrialPlan, train_trial
 
 DATA_PARALLEL_ESTIMATOR = "two-batch-ddp"
 """The estimator of a data-parallel run: the ranks' gradients against the all-reduced one."""
@@ -316,75 +310,3 @@ def _track_data_parallel(
         seconds=time.perf_counter() - started,
         world_size=world,
     )
-
-
-def train_data_parallel(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: LossFn,
-    train: TensorData,
-    val: TensorData,
-    plan: TrialPlan,
-    on_check: OnCheck | None = None,
-    after_backward: Callable[[int | None], None] | None = None,
-    check_at_start: bool = True,
-) -> TrialOutcome:
-    """``training.loop.train_trial`` (constant lr and batch size, no test set) on a DDP model:
-    the global batches of ``plan.batch_size`` x world examples in ``train_trial``'s order
-    (what one process with that batch size reads), each rank training on its share; the
-    training and validation losses are the means over all ranks, so every rank sees the same
-    checks and stops together when the loss is not finite.
-
-    ``after_backward`` hears after each backward the rows of every rank's shard, or None when
-    the shards differ (the last, partial batch of an epoch may not divide evenly)."""
-    started = time.perf_counter()
-    module = distributed.unwrap(model)
-    part, parts = distributed.rank(), distributed.world_size()
-    batch_size = plan.batch_size * parts
-    generator = torch.Generator().manual_seed(plan.seed)
-    n = len(train)
-    device = train.x.device
-    points = [CurvePoint(0, 0.0, math.nan, *distributed.evaluate_over_ranks(module, loss_fn, val))]
-    if on_check is not None and check_at_start:
-        on_check(points[0], 0.0)
-    losses: list[torch.Tensor] = []
-    iteration, next_check, epoch = 0, plan.eval_every, 0
-    status, diverged_at = "done", None
-    model.train()
-    while epoch < plan.epochs and status == "done":
-        order = torch.randperm(n, generator=generator).to(device)
-        batches = range(0, n, batch_size)
-        for b, start in enumerate(batches):
-            index = order[start : start + batch_size]
-            x, y, weight = distributed.shard(train.x[index], train.y[index], part, parts)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            if weight != 1.0:
-                loss = loss * weight
-            loss.backward()  # type: ignore[no-untyped-call]
-            if after_backward is not None:
-                after_backward(int(x.shape[0]) if index.numel() % parts == 0 else None)
-            optimizer.step()
-            losses.append(loss.detach())
-            iteration += 1
-            progress = epoch + (b + 1) / len(batches)
-            last = progress >= plan.epochs - 1e-9
-            if progress >= next_check - 1e-9 or last:
-                recent = distributed.mean_tensor_over_ranks(torch.stack(losses).double())
-                diverged_at = first_non_finite(recent, iteration)
-                if diverged_at is not None:
-                    status = "diverged"
-                    break
-                val_loss, val_accuracy = distributed.evaluate_over_ranks(module, loss_fn, val)
-                points.append(
-                    CurvePoint(iteration, progress, float(recent.mean()), val_loss, val_accuracy)
-                )
-                if on_check is not None:
-                    on_check(points[-1], progress)
-                losses = []
-                while next_check <= progress + 1e-9:
-                    next_check += plan.eval_every
-            if last:
-                break
-        epoch += 1
-    return TrialOutcome(status, diverged_at, tuple(points), None, time.perf_counter() - started)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,6 +22,7 @@ from torch import nn
 from lrkit.data.tensors import TensorData
 from lrkit.rangetest.core import RangeTest, RoundRecord, Step
 from lrkit.rangetest.programs import LrProgram
+from lrkit.rangetest.settings import RangeTestSettings
 from lrkit.training import distributed
 from lrkit.training.distributed import Shard
 from lrkit.training.evaluate import LossFn, evaluate
@@ -33,24 +33,13 @@ RunnerBatches = Iterator[tuple[torch.Tensor, torch.Tensor] | Shard]
 OnStep = Callable[[Step], None]
 
 
-@dataclass(frozen=True)
-class RunnerSettings:
-    """How each iteration is run."""
-
-    smoothing: float = 0.98
-    diverge_factor: float = 4.0
-    accumulation_steps: int = 1
-    amp: bool = False
-    eval_batch_size: int = 1024
-
-
 def run_round(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn,
     batches: RunnerBatches,
     program: LrProgram,
-    settings: RunnerSettings,
+    settings: RangeTestSettings,
     eval_data: TensorData | None = None,
     on_step: OnStep | None = None,
 ) -> RoundRecord:

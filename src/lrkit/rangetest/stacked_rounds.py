@@ -16,7 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 from lrkit.data.tensors import TensorData
 from lrkit.rangetest.core import RangeTest, RoundRecord, Step
 from lrkit.rangetest.programs import LrProgram
-from lrkit.rangetest.rounds import OnStep, RunnerSettings
+from lrkit.rangetest.rounds import OnStep
+from lrkit.rangetest.settings import RangeTestSettings
 from lrkit.training.evaluate import LossFn
 from lrkit.training.vectorized.loop import evaluate_stack
 from lrkit.training.vectorized.loss import StackedLoss
@@ -28,7 +29,7 @@ def stacking_problem(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     data: object,
-    settings: RunnerSettings,
+    settings: RangeTestSettings,
     example: torch.Tensor | None,
 ) -> str | None:
     """Why this range test cannot run on the vectorized engine, or None when it can."""
@@ -66,19 +67,19 @@ def run_stacked_round(
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn,
     data: TensorData,
-    batch_size: int,
-    seeds: list[int],
     program: LrProgram,
-    settings: RunnerSettings,
+    settings: RangeTestSettings,
     eval_data: TensorData | None = None,
     on_step: OnStep | None = None,
 ) -> list[RoundRecord]:
-    """One round of ``program`` for each seed in ``seeds``; their records, in order.
+    """One round of ``program`` for each repeat (data orders ``settings.seed + r``); their
+    records, in order.
 
     ``on_step`` hears each iteration once (for all repeats). The model and optimizer are
     read, not changed."""
     group = optimizer.param_groups[0]
-    repeats = len(seeds)
+    repeats = settings.repeats
+    seeds = [settings.seed + r for r in range(repeats)]
     network = stack_models([model] * repeats, data.x[:2], repeats > 1)
     sgd = StackedSGD(
         network.params,
@@ -88,7 +89,7 @@ def run_stacked_round(
     )
     loss = StackedLoss(loss_fn)
     tests = [RangeTest(program, settings.smoothing, settings.diverge_factor) for _ in seeds]
-    batches = _LockstepBatches(data, batch_size, seeds)
+    batches = _LockstepBatches(data, settings.batch_size, seeds)
     alive = list(range(repeats))
     while (step := _ask_all(tests, alive)) is not None:
         sgd.neg_lr.fill_(-step.lr)

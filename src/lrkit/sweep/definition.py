@@ -17,7 +17,7 @@ from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.training.vectorized import ENGINES
 
 SWEEP_ENGINES = (*ENGINES, "ray")
-"""A sweep's engines: the local ones, and Ray (``sweep.ray_engine``)."""
+"""A sweep's engines: the local ones, and Ray (``sweep.engines.ray``)."""
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,20 @@
-"""The plain training loop of a sweep trial: SGD over in-memory batches, a check every
+"""The plain training loop of a trial: any optimizer over in-memory batches, a check every
 ``eval_every`` epochs (training loss since the last check, validation loss and accuracy),
-test accuracy at the end.
+test accuracy at the end. Its steps and checks come from ``training.clock``, which the
+vectorized engine and the data-parallel loop read too.
 
 A trial whose loss is not finite stops at the next check and is reported as diverged at the
 first iteration whose loss was not finite. Losses stay on the device between checks, so a
-GPU is not synchronised every step.
+GPU is not synchronised every step. A trial can start from a checkpoint and hand one back
+(``TrialPlan.start``, ``keep_checkpoint``): trained to E1 and then on to E2, it takes the
+steps of one trained to E2 at once.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +23,8 @@ from torch import nn
 from lrkit.data.tensors import TensorData
 from lrkit.schedules.base import Schedule
 from lrkit.schedules.batch_size import BatchSizeSchedule
+from lrkit.training.checkpoint import Checkpoint, load_checkpoint, take_checkpoint
+from lrkit.training.clock import Clock
 from lrkit.training.evaluate import LossFn, evaluate
 
 OnCheck = Callable[["CurvePoint", float], None]
@@ -50,6 +55,8 @@ class TrialOutcome:
     seconds: float
     error: str | None = None
     """For a failed trial: what was raised, as ``TypeName: message``."""
+    checkpoint: Checkpoint | None = None
+    """Where a finished trial stopped, when its plan asked to keep it (to train it further)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,23 @@ class TrialPlan:
     """lr(iteration); None trains at ``lr`` throughout."""
     batch_size_schedule: BatchSizeSchedule | None = None
     """batch size(epoch); None keeps ``batch_size``."""
+    start: Checkpoint | None = None
+    """Go on from this checkpoint (up to ``epochs`` in all) instead of from the model as it is."""
+    keep_checkpoint: bool = False
+    """Hand back a checkpoint at the end (``TrialOutcome.checkpoint``), to go on from later."""
+
+    def clock(self, n: int, seeds: Sequence[int], device: torch.device) -> Clock:
+        """The steps of this plan over ``n`` examples, in the orders of ``seeds``."""
+        return Clock(
+            n,
+            self.epochs,
+            self.eval_every,
+            self.batch_size,
+            seeds,
+            device,
+            self.batch_size_schedule,
+            self.start.position if self.start is not None else None,
+        )
 
 
 def first_non_finite(recent: torch.Tensor, iteration: int) -> int | None:
@@ -87,57 +111,48 @@ def train_trial(
 ) -> TrialOutcome:
     """Train ``model`` as ``plan`` says; return its curve and final status."""
     started = time.perf_counter()
-    generator = torch.Generator().manual_seed(plan.seed)
-    n = len(train)
-    device = train.x.device
-    points = [CurvePoint(0, 0.0, math.nan, *evaluate(model, loss_fn, val))]
-    if on_check is not None:
-        on_check(points[0], 0.0)
+    clock = plan.clock(len(train), [plan.seed], train.x.device)
+    if plan.start is not None:
+        load_checkpoint(plan.start, model, optimizer)
+        points = list(plan.start.points)
+    else:
+        points = [CurvePoint(0, 0.0, math.nan, *evaluate(model, loss_fn, val))]
+        if on_check is not None:
+            on_check(points[0], 0.0)
     losses: list[torch.Tensor] = []
-    iteration, next_check, epoch = 0, plan.eval_every, 0
     status, diverged_at = "done", None
     model.train()
-    while epoch < plan.epochs and status == "done":
-        batch_size = (
-            plan.batch_size_schedule(epoch) if plan.batch_size_schedule else plan.batch_size
-        )
-        order = torch.randperm(n, generator=generator).to(device)
-        batches = range(0, n, batch_size)
-        for b, start in enumerate(batches):
-            index = order[start : start + batch_size]
-            if plan.schedule is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = plan.schedule(iteration)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(train.x[index]), train.y[index])
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            losses.append(loss.detach())
-            iteration += 1
-            progress = epoch + (b + 1) / len(batches)
-            last = progress >= plan.epochs - 1e-9
-            if progress >= next_check - 1e-9 or last:
-                recent = torch.stack(losses).float()
-                diverged_at = first_non_finite(recent, iteration)
-                if diverged_at is not None:
-                    status = "diverged"
-                    break
-                points.append(
-                    CurvePoint(
-                        iteration, progress, float(recent.mean()), *evaluate(model, loss_fn, val)
-                    )
-                )
-                if on_check is not None:
-                    on_check(points[-1], progress)
-                losses = []
-                while next_check <= progress + 1e-9:
-                    next_check += plan.eval_every
-            if last:
+    for step in clock:
+        index = step.examples[0]
+        if plan.schedule is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = plan.schedule(step.iteration - 1)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(train.x[index]), train.y[index])
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        losses.append(loss.detach())
+        if step.check:
+            recent = torch.stack(losses).float()
+            diverged_at = first_non_finite(recent, step.iteration)
+            if diverged_at is not None:
+                status = "diverged"
                 break
-        epoch += 1
-    test_accuracy = None
-    if test is not None and status == "done":
-        test_accuracy = evaluate(model, loss_fn, test)[1]
+            losses = []
+            val_loss, val_accuracy = evaluate(model, loss_fn, val)
+            points.append(
+                CurvePoint(
+                    step.iteration, step.progress, float(recent.mean()), val_loss, val_accuracy
+                )
+            )
+            if on_check is not None:
+                on_check(points[-1], step.progress)
+    done = status == "done"
+    test_accuracy = evaluate(model, loss_fn, test)[1] if test is not None and done else None
+    seconds = time.perf_counter() - started + (plan.start.seconds if plan.start else 0.0)
+    checkpoint = None
+    if plan.keep_checkpoint and done:
+        checkpoint = take_checkpoint(model, optimizer, clock.position, tuple(points), seconds)
     return TrialOutcome(
-        status, diverged_at, tuple(points), test_accuracy, time.perf_counter() - started
+        status, diverged_at, tuple(points), test_accuracy, seconds, checkpoint=checkpoint
     )

@@ -1,35 +1,36 @@
-"""Sweeps on Ray: each stack of trials of one batch size (or each trial, where the model
-cannot be stacked) is a Ray task with its resource request, on a local Ray instance or a
-cluster (``--address``).
+"""The Ray engine: each stack of trials (``sweep.stacks``), or each trial where the model
+cannot be stacked, is a Ray task with its resource request, on a local Ray instance or a
+cluster (``address``).
 
-The driver stays the only writer of the store: a task returns its trials' outcomes, and the
-driver commits them one transaction per trial as tasks finish. A task whose worker process
-dies is run again by Ray (``max_retries``); since outcomes only come back when a task ends, a
-trial is never lost and never stored twice, and a resumed sweep runs exactly what is missing.
-Ray is an optional extra: ``pip install 'lrkit[ray]'``.
+The caller stays the only writer of results: a task returns its trials' outcomes and the
+driver hands them to ``on_done`` as tasks finish. A task whose worker process dies is run
+again by Ray (``MAX_RETRIES``); since outcomes only come back when a task ends, a trial is
+never lost and never reported twice. A task that still fails fails its trials (the contract's
+failed outcome). Ray is an optional extra: ``pip install 'lrkit[ray]'``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
-from lrkit.sweep.definition import SweepDefinition, TrialKey
+from lrkit.sweep.engines.contract import EngineEvents, TrainingSetup, TrialJob, failed_outcome
+from lrkit.sweep.stacks import make_stacks
+from lrkit.sweep.trials import run_job, run_stack
 from lrkit.training.loop import TrialOutcome
-from lrkit.workload import Workload
 
 INSTALL_HINT = "pip install 'lrkit[ray]'"
 MAX_RETRIES = 3
 """Runs of a task after its worker died (Ray's retries on system failures)."""
 
-Splits = tuple[TensorData, TensorData, TensorData | None]
-Finished = list[tuple[TrialKey, TrialOutcome]]
+Finished = list[tuple[Any, TrialOutcome]]
 
 
 def require_ray() -> Any:
@@ -44,76 +45,81 @@ def require_ray() -> Any:
     return ray
 
 
-def train_task(
-    definition: SweepDefinition,
-    work: Workload,
-    data: Splits,
-    keys: Sequence[TrialKey],
-    stacked: bool,
-    device_name: str,
-) -> Finished:
-    """What a Ray task runs: one stack with the vectorized engine, or one trial with the
-    plain loop; the outcomes, in the order of ``keys``."""
-    from lrkit.sweep.runner import build_stack, train_one
-
-    device = torch.device(device_name)
-    on_device = (
-        data[0].to(device),
-        data[1].to(device),
-        data[2].to(device) if data[2] is not None else None,
-    )
-    if not stacked:
-        return [(key, train_one(definition, work, on_device, device, key)) for key in keys]
-    from lrkit.training.vectorized.loop import StackedRun
-
-    models, trials = build_stack(definition, work, len(data[0]), device, keys)
-    return list(zip(keys, StackedRun(models, trials, work.loss_fn, *on_device).run(), strict=True))
+def train_task(jobs: Sequence[TrialJob], setup: TrainingSetup, stacked: bool) -> Finished:
+    """What a Ray task runs: one stack on the vectorized loop, or its jobs one at a time on
+    the plain loop, on the task's device; the outcomes, in the order they ended."""
+    on_device = setup.on(setup.device)
+    finished: Finished = []
+    if stacked:
+        run_stack(jobs, on_device, lambda key, outcome: finished.append((key, outcome)))
+    else:
+        finished = [(job.key, run_job(job, on_device)) for job in jobs]
+    return finished
 
 
-def run_on_ray(
-    definition: SweepDefinition,
-    work: Workload,
-    data: Splits,
-    device: torch.device,
-    groups: Sequence[Sequence[TrialKey]],
-    stacked: bool,
-    address: str | None,
-    on_start: Callable[[Sequence[TrialKey]], None],
-    on_done: Callable[[TrialKey, TrialOutcome], None],
-) -> None:
-    """Submit every group as a task and hand each outcome to ``on_done`` as tasks finish.
+class RayEngine:
+    """Stacks (``stacked``) or single trials as Ray tasks, at least ``tasks`` of them."""
 
-    Without ``address`` (and with no Ray already running in this process) a local instance
-    is started for the sweep and stopped after it."""
-    ray = require_ray()
-    started_here = not ray.is_initialized()
-    if started_here:
-        # Local workers import the user's modules (--model pkg:factory) as the driver does.
-        paths = [p for p in sys.path if p] + [os.getcwd()]
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}},
-        )
-    try:
+    name = "ray"
+
+    def __init__(self, address: str | None = None, tasks: int = 1, stacked: bool = True):
+        self.address, self.tasks, self.stacked = address, tasks, stacked
+
+    def run(self, jobs: Sequence[TrialJob], setup: TrainingSetup, events: EngineEvents) -> None:
+        """Submit every group as a task and report each outcome as tasks finish. Without an
+        address (and no Ray already running in this process) a local instance is started
+        for the run and stopped after it."""
+        if self.stacked:
+            groups = [s.jobs for s in make_stacks(jobs, self.tasks, len(setup.train))]
+        else:
+            groups = [(job,) for job in jobs]
+        ray = require_ray()
+        started_here = not ray.is_initialized()
+        if started_here:
+            # Local workers import the user's modules (--model pkg:factory) as the driver does.
+            paths = [p for p in sys.path if p] + [os.getcwd()]
+            ray.init(
+                address=self.address,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}},
+            )
+        try:
+            self._submit(ray, groups, setup, events)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _submit(
+        self,
+        ray: Any,
+        groups: Sequence[Sequence[TrialJob]],
+        setup: TrainingSetup,
+        events: EngineEvents,
+    ) -> None:
         task = ray.remote(train_task).options(
             num_cpus=1,
-            num_gpus=1 if device.type == "cuda" else 0,
+            num_gpus=1 if setup.device.type == "cuda" else 0,
             max_retries=MAX_RETRIES,
             retry_exceptions=False,
         )
-        shared = [ray.put(definition), ray.put(work), ray.put(data)]
+        # Tasks get the data on the CPU (Ray's object store) and move it to their device.
+        shared = ray.put(dataclasses.replace(setup.on(torch.device("cpu")), device=setup.device))
         running = {}
-        for keys in groups:
-            on_start(keys)
-            running[task.remote(*shared, list(keys), stacked, str(device))] = keys
+        submitted = {}
+        for group in groups:
+            if events.on_start is not None:
+                events.on_start(tuple(job.key for job in group))
+            ref = task.remote(list(group), shared, self.stacked)
+            running[ref], submitted[ref] = group, time.perf_counter()
         while running:
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:
-                running.pop(ref)
-                for key, outcome in ray.get(ref):
-                    on_done(key, outcome)
-    finally:
-        if started_here:
-            ray.shutdown()
+                group = running.pop(ref)
+                try:
+                    finished = ray.get(ref)
+                except Exception as exc:  # the task failed after its retries
+                    outcome = failed_outcome(exc, time.perf_counter() - submitted[ref])
+                    finished = [(job.key, outcome) for job in group]
+                for key, outcome in finished:
+                    events.on_done(key, outcome)

@@ -1,74 +1,39 @@
-"""The vectorized sweep engine: the grid's trials in stacks, one stack per batch size, run by
-one worker process per CPU core.
+"""The vectorized engine: the trials in stacks (``sweep.stacks``: one batch size, one shape),
+each stack trained in lockstep as one stacked network (``training.vectorized``), by one worker
+process per CPU core.
 
-A stack is every trial that shares a batch size (up to ``MAX_STACK``); its trials train in
-lockstep as one stacked network (``training.vectorized``). A small network's step on a CPU is
-mostly per-operation overhead, which a second thread does not shorten but a second process
-does, so on a CPU the stacks go to ``workers`` processes (forked, one thread each). The parent
-process stays the only writer of the store: each trial is committed when its stack reports it
-finished (a diverged trial as soon as it is found), so a crash loses no finished trial.
+A small network's step on a CPU is mostly per-operation overhead, which a second thread does
+not shorten but a second process does, so on a CPU the stacks go to ``workers`` processes
+(forked, one thread each). Every report comes back to the parent, which alone calls the
+caller's callbacks (so it stays the only writer of a store): each trial as its stack reports
+it finished, a diverged one as soon as it is found. A worker that dies raises
+``RuntimeError``; workers exit when their parent is killed.
+
+Only plain and momentum SGD stack (``STACKABLE_OPTIMIZERS``); the caller checks the model
+(``training.vectorized.network.check_stackable``) before choosing this engine.
 """
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
+import pickle
 import queue
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from lrkit.data.tensors import TensorData
-from lrkit.sweep.definition import TrialKey
-from lrkit.training.loop import CurvePoint, TrialOutcome
-from lrkit.training.vectorized.loop import StackedRun, StackedTrial
-from lrkit.workload import Workload
+from lrkit.sweep.engines.contract import EngineEvents, TrainingSetup, TrialJob
+from lrkit.sweep.stacks import Stack, make_stacks
+from lrkit.sweep.trials import run_stack
 
-MAX_STACK = 64
-"""Trials per stack at most (K = 64 at batch 128 takes well under 2 GiB for mnist-mlp)."""
+STACKABLE_OPTIMIZERS = ("sgd", "momentum")
 
-OVERHEAD_US, PER_EXAMPLE_US = 300.0, 4.4
-"""Rough cost of a step of a stack on one CPU thread (mnist-mlp): fixed plus per trial-example;
-only used to hand out the largest stacks first."""
-
-
-@dataclass(frozen=True)
-class Stack:
-    batch_size: int
-    keys: tuple[TrialKey, ...]
-
-    def cost(self, n_train: int, epochs: float) -> float:
-        steps = epochs * math.ceil(n_train / self.batch_size)
-        return steps * (OVERHEAD_US + PER_EXAMPLE_US * len(self.keys) * self.batch_size)
-
-
-def make_stacks(keys: list[TrialKey], workers: int, n_train: int, epochs: float) -> list[Stack]:
-    """Trials grouped by batch size (at most ``MAX_STACK`` a stack), split further while
-    there are fewer stacks than workers, largest first."""
-    by_size: dict[int, list[TrialKey]] = {}
-    for key in keys:
-        by_size.setdefault(key.batch_size, []).append(key)
-    stacks = [
-        Stack(size, tuple(group[i : i + MAX_STACK]))
-        for size, group in by_size.items()
-        for i in range(0, len(group), MAX_STACK)
-    ]
-    while len(stacks) < workers:
-        splittable = [s for s in stacks if len(s.keys) > 1]
-        if not splittable:
-            break
-        largest = max(splittable, key=lambda s: s.cost(n_train, epochs))
-        half = len(largest.keys) // 2
-        stacks.remove(largest)
-        stacks += [
-            Stack(largest.batch_size, largest.keys[:half]),
-            Stack(largest.batch_size, largest.keys[half:]),
-        ]
-    return sorted(stacks, key=lambda s: -s.cost(n_train, epochs))
+Message = tuple[Any, ...]
+"""("start", keys) | ("check", key, point, progress) | ("end", key, outcome) |
+("failed", text) | ("exit",)"""
 
 
 def default_workers(device: torch.device) -> int:
@@ -81,51 +46,56 @@ def default_workers(device: torch.device) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-StackTrials = Callable[[Stack], tuple[list[Any], list[StackedTrial]]]
-"""Builds a stack's models (on the device) and trial settings."""
+class StackedEngine:
+    """Stacks of trials, in this process (``workers == 1``) or in forked workers."""
 
-Message = tuple[Any, ...]
-"""("start", keys) | ("check", key, point, progress) | ("end", key, outcome) |
-("failed", text) | ("exit",)"""
+    name = "vectorized"
+
+    def __init__(self, workers: int = 1):
+        self.workers = workers
+
+    def run(self, jobs: Sequence[TrialJob], setup: TrainingSetup, events: EngineEvents) -> None:
+        for job in jobs:
+            if job.optimizer not in STACKABLE_OPTIMIZERS:
+                raise ValueError(f"the vectorized engine cannot train {job.optimizer}")
+        stacks = make_stacks(jobs, self.workers, len(setup.train))
+        workers = min(self.workers, len(stacks))
+        if workers <= 1:
+            for stack in stacks:
+                _train(stack, setup, lambda message: _deliver(message, events))
+            return
+        _run_in_workers(stacks, setup, workers, lambda message: _deliver(message, events))
 
 
-def run_stack(
-    stack: Stack,
-    build: StackTrials,
-    work: Workload,
-    data: tuple[TensorData, TensorData, TensorData | None],
-    send: Callable[[Message], None],
-) -> None:
+def _train(stack: Stack, setup: TrainingSetup, send: Callable[[Message], None]) -> None:
     """Train one stack, reporting through ``send``."""
-    models, trials = build(stack)
-    send(("start", stack.keys))
-    keys = stack.keys
-    run = StackedRun(models, trials, work.loss_fn, *data)
-
-    def on_check(index: int, point: CurvePoint, progress: float) -> None:
-        send(("check", keys[index], point, progress))
-
-    def on_end(index: int, outcome: TrialOutcome) -> None:
-        send(("end", keys[index], outcome))
-
-    run.run(on_check, on_end)
+    send(("start", tuple(job.key for job in stack.jobs)))
+    run_stack(
+        stack.jobs,
+        setup,
+        lambda key, outcome: send(("end", key, outcome)),
+        lambda key, point, progress: send(("check", key, point, progress)),
+    )
 
 
-def run_stacks(
+def _deliver(message: Message, events: EngineEvents) -> None:
+    kind = message[0]
+    if kind == "start" and events.on_start is not None:
+        events.on_start(message[1])
+    elif kind == "check" and events.on_check is not None:
+        events.on_check(message[1], message[2], message[3])
+    elif kind == "end":
+        events.on_done(message[1], message[2])
+
+
+def _run_in_workers(
     stacks: list[Stack],
-    build: StackTrials,
-    work: Workload,
-    data: tuple[TensorData, TensorData, TensorData | None],
+    setup: TrainingSetup,
     workers: int,
     receive: Callable[[Message], None],
 ) -> None:
-    """Run every stack, in this process (``workers == 1``) or in forked workers; every
-    message reaches ``receive`` in this process."""
-    workers = min(workers, len(stacks))
-    if workers <= 1:
-        for stack in stacks:
-            run_stack(stack, build, work, data, receive)
-        return
+    """Every stack, in ``workers`` forked processes taking the next stack as they finish one;
+    every message reaches ``receive`` in this process."""
     context = multiprocessing.get_context("fork")
     next_stack: Any = context.Value("i", 0)
     results: Any = context.Queue()
@@ -134,7 +104,7 @@ def run_stacks(
     processes = [
         context.Process(
             target=_worker,
-            args=(stacks, build, work, data, next_stack, results, parent, threads),
+            args=(stacks, setup, next_stack, results, parent, threads),
             daemon=True,
         )
         for _ in range(workers)
@@ -150,10 +120,11 @@ def run_stacks(
                 dead = [p for p in processes if p.exitcode not in (None, 0)]
                 if dead:
                     raise RuntimeError(
-                        f"a sweep worker died (exit code {dead[0].exitcode}); "
-                        "finished trials are in the store, run the sweep again to resume"
+                        f"a sweep worker died (exit code {dead[0].exitcode}); the trials "
+                        "reported so far are final, run the sweep again to resume"
                     ) from None
                 continue
+            message = pickle.loads(message)
             if message[0] == "exit":
                 running -= 1
             elif message[0] == "failed":
@@ -169,9 +140,7 @@ def run_stacks(
 
 def _worker(
     stacks: list[Stack],
-    build: StackTrials,
-    work: Workload,
-    data: tuple[TensorData, TensorData, TensorData | None],
+    setup: TrainingSetup,
     next_stack: Any,
     results: Any,
     parent: int,
@@ -185,7 +154,9 @@ def _worker(
     def send(message: Message) -> None:
         if os.getppid() != parent:  # the parent was killed: stop, its store holds the rest
             os._exit(1)
-        results.put(message)
+        # Pickled here by value: the queue would share tensors (a checkpoint's) through file
+        # descriptors that die with this process.
+        results.put(pickle.dumps(message))
 
     try:
         while True:
@@ -194,7 +165,9 @@ def _worker(
                 next_stack.value += 1
             if index >= len(stacks):
                 break
-            run_stack(stacks[index], build, work, data, send)
+            _train(stacks[index], setup, send)
+    except KeyboardInterrupt:
+        os._exit(130)  # Ctrl-C reached the whole process group: the parent reports it
     except BaseException:
-        results.put(("failed", traceback.format_exc()))
-    results.put(("exit",))
+        send(("failed", traceback.format_exc()))
+    send(("exit",))

@@ -60,9 +60,13 @@ class StackedLayer:
         """Set the parameters' ``grad``; return the gradient of the input when asked."""
         raise NotImplementedError
 
+    def named_params(self) -> tuple[tuple[str, StackedParameter], ...]:
+        """The parameters, named as in the original module's ``state_dict``."""
+        return ()
+
     def trial_state(self, k: int) -> dict[str, torch.Tensor]:
         """Trial ``k``'s parameters, named as in the original module's ``state_dict``."""
-        return {}
+        return {name: p.tensor.select(p.trial_axis, k) for name, p in self.named_params()}
 
     def keep(self, trials: torch.Tensor) -> None:
         """Keep only the trials at the sorted indices ``trials`` (drop diverged ones)."""
@@ -85,11 +89,9 @@ class WeightedLayer(StackedLayer):
     def trials(self) -> int:
         return int(self.weight.tensor.shape[0])
 
-    def trial_state(self, k: int) -> dict[str, torch.Tensor]:
-        state = {"weight": self.weight.tensor[k]}
-        if self.bias is not None:
-            state["bias"] = self.bias.tensor[k]
-        return state
+    def named_params(self) -> tuple[tuple[str, StackedParameter], ...]:
+        named = (("weight", self.weight),)
+        return named if self.bias is None else (*named, ("bias", self.bias))
 
 
 class Linear(WeightedLayer):

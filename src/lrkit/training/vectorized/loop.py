@@ -1,12 +1,13 @@
 """The vectorized training loop: K trials that share a batch size, in lockstep, as one
 stacked network.
 
-It follows ``training.loop.train_trial`` step for step (the same seeded data orders, the same
-checks, the same divergence rule), so each trial's curve is the one the plain loop would
-draw. Trials with the same seed see the same batches, and the first layer then multiplies
-one shared batch by all K weight matrices at once. A trial whose loss stops being finite is
-reported at the next check, as diverged at its first bad iteration, and dropped from the
-stack; the others go on.
+Its steps and checks come from ``training.clock``, as the plain loop's do (the same seeded
+data orders, the same checks, the same divergence rule), so each trial's curve is the one
+``training.loop.train_trial`` would draw, and a stack can start from its trials' checkpoints
+and hand them back, in PyTorch's formats (any engine can go on from them). Trials with the
+same seed see the same batches, and the first layer then multiplies one shared batch by all
+K weight matrices at once. A trial whose loss stops being finite is reported at the next
+check, as diverged at its first bad iteration, and dropped from the stack; the others go on.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 from torch import nn
 
 from lrkit.data.tensors import TensorData
+from lrkit.training.checkpoint import Checkpoint, on_cpu
+from lrkit.training.clock import Position
 from lrkit.training.evaluate import LossFn
 from lrkit.training.loop import CurvePoint, TrialOutcome, TrialPlan
 from lrkit.training.vectorized.loss import StackedLoss
@@ -41,28 +44,28 @@ class StackedTrial:
 
 
 def check_stack(trials: Sequence[StackedTrial]) -> None:
-    """Trials of one stack must share batch size, length, checks and batch-size schedule."""
-    first = trials[0].plan
-    for trial in trials[1:]:
-        p = trial.plan
-        if (p.batch_size, p.epochs, p.eval_every, p.batch_size_schedule) != (
-            first.batch_size,
-            first.epochs,
-            first.eval_every,
-            first.batch_size_schedule,
-        ):
-            raise ValueError(
-                "trials of one stack must share batch size, epochs, eval_every and "
-                "batch-size schedule"
-            )
+    """Trials of one stack must share batch size, length, checks, batch-size schedule and
+    where they start."""
+
+    def shape(p: TrialPlan) -> tuple[object, ...]:
+        start = p.start.position if p.start is not None else None
+        return (p.batch_size, p.epochs, p.eval_every, p.batch_size_schedule, start)
+
+    first = shape(trials[0].plan)
+    if any(shape(t.plan) != first for t in trials[1:]):
+        raise ValueError(
+            "trials of one stack must share batch size, epochs, eval_every, batch-size "
+            "schedule and starting position"
+        )
 
 
 class StackedRun:
     """Train ``models[k]`` as ``trials[k]`` says, all at once (``run``); ``network`` holds
     the trained weights afterwards (``network.trial_state_dict(k)``), the models themselves
-    are not changed. Raises ``NotStackableError`` before any training when the models
-    cannot be stacked. Each outcome's ``seconds`` is the trial's share of the stack's wall
-    time (the time so far over the number of trials)."""
+    are not changed (a trial that starts from a checkpoint takes its weights from there).
+    Raises ``NotStackableError`` before any training when the models cannot be stacked.
+    Each outcome's ``seconds`` is the trial's share of the stack's wall time (the time so
+    far over the number of trials)."""
 
     def __init__(
         self,
@@ -75,7 +78,7 @@ class StackedRun:
         eval_chunk: int = 4096,
     ):
         check_stack(trials)
-        self.trials = list(trials)
+        self.models, self.trials = list(models), list(trials)
         self.train, self.val, self.test = train, val, test
         seeds = [t.plan.seed for t in trials]
         self.seeds = list(dict.fromkeys(seeds))
@@ -94,6 +97,9 @@ class StackedRun:
         self.eval_chunk = eval_chunk
         self.alive = list(range(len(trials)))
         """Stack position -> index in ``trials`` of the trials still training."""
+        for k, trial in enumerate(self.trials):
+            if trial.plan.start is not None:
+                self._resume(k, trial.plan.start)
 
     def run(
         self, on_check: OnTrialCheck | None = None, on_end: OnTrialEnd | None = None
@@ -101,20 +107,22 @@ class StackedRun:
         started = time.perf_counter()
         plan = self.trials[0].plan
         train = self.train
-        n, device, k_all = len(train), train.x.device, len(self.trials)
-        generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+        k_all = len(self.trials)
+        clock = plan.clock(len(train), self.seeds, train.x.device)
         schedules = [t.plan.schedule for t in self.trials]
         scheduled = any(s is not None for s in schedules)
         outcomes: list[TrialOutcome | None] = [None] * k_all
-        points: list[list[CurvePoint]] = [[] for _ in range(k_all)]
+        starts = [t.plan.start for t in self.trials]
+        points = [list(s.points) if s is not None else [] for s in starts]
 
         def finish(index: int, status: str, at: int | None, test_accuracy: float | None) -> None:
+            start = starts[index]
+            seconds = (time.perf_counter() - started) / k_all + (start.seconds if start else 0.0)
+            checkpoint = None
+            if status == "done" and self.trials[index].plan.keep_checkpoint:
+                checkpoint = self._checkpoint(index, clock.position, points[index], seconds)
             outcome = TrialOutcome(
-                status,
-                at,
-                tuple(points[index]),
-                test_accuracy,
-                (time.perf_counter() - started) / k_all,
+                status, at, tuple(points[index]), test_accuracy, seconds, checkpoint=checkpoint
             )
             outcomes[index] = outcome
             if on_end is not None:
@@ -130,70 +138,88 @@ class StackedRun:
                 if on_check is not None:
                     on_check(index, point, progress)
 
-        record(0.0, 0, [math.nan] * k_all)
+        if plan.start is None:
+            record(0.0, 0, [math.nan] * k_all)
         losses: list[torch.Tensor] = []
-        iteration, next_check, epoch = 0, plan.eval_every, 0
-        while epoch < plan.epochs and self.alive:
-            batch_size = (
-                plan.batch_size_schedule(epoch) if plan.batch_size_schedule else plan.batch_size
-            )
-            orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
-            batches = range(0, n, batch_size)
-            ended = False
-            for b, start in enumerate(batches):
-                index = orders[:, start : start + batch_size]
-                if self.shared_batches:
-                    x, y = train.x[index[0]], train.y[index[0]]
-                    y = y.expand(len(self.alive), *y.shape)
-                else:
-                    index = index[self.order_of_trial]
-                    x, y = train.x[index], train.y[index]
-                if scheduled:
-                    self.sgd.set_lrs(
-                        [
-                            s(iteration)
-                            if (s := schedules[i]) is not None
-                            else self.trials[i].plan.lr
-                            for i in self.alive
-                        ]
-                    )
-                output = self.network.forward(x, True)
-                step_losses, grad = self.loss.value_and_grad(output, y)
-                self.network.backward(grad)
-                self.sgd.step()
-                losses.append(step_losses)
-                iteration += 1
-                progress = epoch + (b + 1) / len(batches)
-                last = progress >= plan.epochs - 1e-9
-                if progress >= next_check - 1e-9 or last:
-                    recent = torch.stack(losses).float()
-                    finite = torch.isfinite(recent)
-                    bad = (~finite.all(0)).tolist()
-                    if any(bad):
-                        first_bad = (~finite).int().argmax(0).tolist()
-                        for position, index_ in enumerate(self.alive):
-                            if bad[position]:
-                                at = iteration - len(losses) + first_bad[position] + 1
-                                finish(index_, "diverged", at, None)
-                        self._drop([p for p, is_bad in enumerate(bad) if is_bad])
-                        if not self.alive:
-                            ended = True
-                            break
-                        recent = recent[:, [p for p, is_bad in enumerate(bad) if not is_bad]]
-                    record(progress, iteration, recent.mean(0).tolist())
-                    losses = []
-                    while next_check <= progress + 1e-9:
-                        next_check += plan.eval_every
-                if last:
-                    ended = True
+        for step in clock:
+            if self.shared_batches:
+                x, y = train.x[step.examples[0]], train.y[step.examples[0]]
+                y = y.expand(len(self.alive), *y.shape)
+            else:
+                index = step.examples[self.order_of_trial]
+                x, y = train.x[index], train.y[index]
+            if scheduled:
+                self.sgd.set_lrs(
+                    [
+                        s(step.iteration - 1)
+                        if (s := schedules[i]) is not None
+                        else self.trials[i].plan.lr
+                        for i in self.alive
+                    ]
+                )
+            output = self.network.forward(x, True)
+            step_losses, grad = self.loss.value_and_grad(output, y)
+            self.network.backward(grad)
+            self.sgd.step()
+            losses.append(step_losses)
+            if not step.check:
+                continue
+            recent = torch.stack(losses).float()
+            losses = []
+            bad = (~torch.isfinite(recent).all(0)).tolist()
+            if any(bad):
+                first_bad = (~torch.isfinite(recent)).int().argmax(0).tolist()
+                for position, index_ in enumerate(self.alive):
+                    if bad[position]:
+                        at = step.iteration - len(recent) + first_bad[position] + 1
+                        finish(index_, "diverged", at, None)
+                self._drop([p for p, is_bad in enumerate(bad) if is_bad])
+                if not self.alive:
                     break
-            epoch += 1
-            if ended:
-                break
+                recent = recent[:, [p for p, is_bad in enumerate(bad) if not is_bad]]
+            record(step.progress, step.iteration, recent.mean(0).tolist())
         test_results = self.evaluate(self.test) if self.test is not None and self.alive else None
         for position, index_ in enumerate(self.alive):
             finish(index_, "done", None, test_results[position][1] if test_results else None)
         return [o for o in outcomes if o is not None]
+
+    def _resume(self, k: int, start: Checkpoint) -> None:
+        """Trial ``k`` goes on from ``start``: its weights and momentum buffers."""
+        self.network.load_trial_state_dict(k, start.model)
+        index_of = {name: i for i, (name, _) in enumerate(self.models[k].named_parameters())}
+        state = start.optimizer.get("state", {})
+        buffers = []
+        for name, p in self.network.named_params():
+            saved = state.get(index_of[name], {}).get("momentum_buffer")
+            like = p.tensor.select(p.trial_axis, k)
+            buffers.append(torch.zeros_like(like) if saved is None else saved)
+        self.sgd.load_momentum(k, buffers)
+
+    def _checkpoint(
+        self, index: int, position: Position, points: list[CurvePoint], seconds: float
+    ) -> Checkpoint:
+        """Trial ``index`` as a checkpoint in the formats of its model and of
+        ``torch.optim.SGD`` (so the plain loop can go on from it too)."""
+        at = self.alive.index(index)
+        trial, model = self.trials[index], self.models[index]
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=trial.plan.lr,
+            momentum=trial.momentum,
+            weight_decay=trial.weight_decay,
+        ).state_dict()
+        buffers = self.sgd.trial_momentum(at)
+        if buffers is not None:
+            by_name = dict(zip([n for n, _ in self.network.named_params()], buffers, strict=True))
+            names = [name for name, _ in model.named_parameters()]
+            optimizer["state"] = {i: {"momentum_buffer": by_name[n]} for i, n in enumerate(names)}
+        return Checkpoint(
+            on_cpu(self.network.trial_state_dict(at)),
+            on_cpu(optimizer),
+            position,
+            tuple(points),
+            seconds,
+        )
 
     def _drop(self, positions: list[int]) -> None:
         """Take the trials at stack ``positions`` out of the stack."""

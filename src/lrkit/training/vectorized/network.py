@@ -118,13 +118,24 @@ class StackedNetwork:
             layer.keep(trials)
         self.trials = len(trials)
 
+    def named_params(self) -> list[tuple[str, StackedParameter]]:
+        """The parameters in the order of ``params``, named as in the original model's
+        ``state_dict``."""
+        return [
+            (f"{name}.{key}" if name else key, p)
+            for name, layer in self.layers
+            for key, p in layer.named_params()
+        ]
+
     def trial_state_dict(self, k: int) -> dict[str, torch.Tensor]:
         """Trial ``k``'s parameters, keyed as the original model's ``state_dict``."""
-        state = {}
-        for name, layer in self.layers:
-            for key, value in layer.trial_state(k).items():
-                state[f"{name}.{key}" if name else key] = value.clone()
-        return state
+        return {name: p.tensor.select(p.trial_axis, k).clone() for name, p in self.named_params()}
+
+    def load_trial_state_dict(self, k: int, state: dict[str, torch.Tensor]) -> None:
+        """Set trial ``k``'s parameters from a ``state_dict`` of the original model."""
+        with torch.no_grad():
+            for name, p in self.named_params():
+                p.tensor.select(p.trial_axis, k).copy_(state[name])
 
 
 def leaf_modules(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:

@@ -59,6 +59,23 @@ class StackedSGD:
             p.tensor.addcmul_(d, self._neg_lr[i])
             p.grad = None
 
+    def trial_momentum(self, k: int) -> list[torch.Tensor] | None:
+        """Trial ``k``'s momentum buffers in the order of ``params`` (None without momentum)."""
+        if not self.uses_momentum or float(self.momentum[k]) == 0.0:
+            return None
+        return [
+            b.select(p.trial_axis, k).clone()
+            for b, p in zip(self.buffers, self.params, strict=True)
+        ]
+
+    def load_momentum(self, k: int, buffers: Sequence[torch.Tensor]) -> None:
+        """Set trial ``k``'s momentum buffers (in the order of ``params``)."""
+        if not self.uses_momentum:
+            return
+        with torch.no_grad():
+            for b, p, value in zip(self.buffers, self.params, buffers, strict=True):
+                b.select(p.trial_axis, k).copy_(value)
+
     def keep(self, trials: torch.Tensor) -> None:
         """Keep only the trials at ``trials`` (after the network has dropped the others)."""
         self.neg_lr = self.neg_lr.index_select(0, trials)

@@ -1,0 +1,109 @@
+"""Where the range test's batches come from: tensors (cut by index on the model's device, in
+``BatchStream``'s seeded order), a ``Dataset`` or a ``DataLoader`` (reseeded for every round
+and repeat); on a DDP model, this rank's shard of each global batch."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from lrkit import validation as check
+from lrkit.data.tensors import BatchStream, TensorData
+from lrkit.errors import LrkitValueError
+from lrkit.rangetest.rounds import RunnerBatches
+from lrkit.training import distributed
+
+DataLike = TensorData | tuple[torch.Tensor, torch.Tensor] | Dataset | DataLoader  # type: ignore[type-arg]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if first is None:
+        raise LrkitValueError("the model has no parameters to train")
+    return first.device
+
+
+def as_tensor_data(
+    data: TensorData | tuple[torch.Tensor, torch.Tensor], device: torch.device
+) -> TensorData:
+    if isinstance(data, TensorData):
+        return data.to(device)
+    if (
+        isinstance(data, tuple)
+        and len(data) == 2
+        and all(isinstance(t, torch.Tensor) for t in data)
+    ):
+        return TensorData(data[0], data[1]).to(device)
+    raise LrkitValueError(
+        f"expected TensorData or an (inputs, targets) pair of tensors, got {type(data).__name__}"
+    )
+
+
+def rank_local(loader: DataLoader) -> bool:  # type: ignore[type-arg]
+    """True when the loader's batches are already this rank's (a ``DistributedSampler``)."""
+    return isinstance(loader.sampler, DistributedSampler)
+
+
+def batch_source(
+    data: DataLike, batch_size: int, device: torch.device, world: int = 1
+) -> Callable[[int], RunnerBatches]:
+    """A factory of batch iterators in the order seeded by its argument (one per round and
+    repeat). With ``world`` > 1 (a DDP model) each yields this rank's shard of the global
+    batches, which hold ``batch_size`` x ``world`` examples."""
+    if isinstance(data, DataLoader):
+        loader = data
+        local = rank_local(loader)
+
+        def from_loader(seed: int) -> RunnerBatches:
+            generator = getattr(loader, "generator", None)
+            if isinstance(generator, torch.Generator):
+                generator.manual_seed(seed)
+            if isinstance(loader.sampler, DistributedSampler):
+                loader.sampler.set_epoch(seed)  # its order: its seed + this "epoch"
+            return _sharded(_to_device(_cycle(loader), device), world > 1 and not local)
+
+        return from_loader
+    if isinstance(data, Dataset) and not isinstance(data, TensorData):
+        loader_generator = torch.Generator()
+        loader = DataLoader(
+            data, batch_size=batch_size * world, shuffle=True, generator=loader_generator
+        )
+
+        def from_dataset(seed: int) -> RunnerBatches:
+            loader_generator.manual_seed(seed)
+            return _sharded(_to_device(_cycle(loader), device), world > 1)
+
+        return from_dataset
+    tensors = as_tensor_data(data, device)
+    check.positive_int("batch_size", batch_size)
+
+    def from_tensors(seed: int) -> RunnerBatches:
+        return _sharded(iter(BatchStream(tensors, batch_size * world, seed)), world > 1)
+
+    from_tensors(0)  # check the batch size against the data now
+    return from_tensors
+
+
+def _sharded(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], shard: bool) -> RunnerBatches:
+    return distributed.shard_batches(batches) if shard else batches
+
+
+def _cycle(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # type: ignore[type-arg]
+    while True:
+        empty = True
+        for x, y in loader:
+            empty = False
+            yield x, y
+        if empty:
+            raise LrkitValueError("the DataLoader yields no batches")
+
+
+def _to_device(
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for x, y in batches:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
