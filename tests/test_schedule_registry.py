@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from lrkit import schedules
-from lrkit.schedules.registry import describe, schedule_names
+from lrkit.schedules.base import Schedule
+from lrkit.schedules.registry import SCHEDULES, all_params, describe, schedule_names
 
 CAFFE = ("fixed", "step", "multistep", "exp", "inv", "poly", "sigmoid")
 MODERN = ("constant", "linear", "cosine", "cosine_restarts", "cyclic", "one_cycle")
@@ -49,3 +52,47 @@ def test_sample_and_json_shape() -> None:
     assert document["name"] == "step"
     assert document["params"] == {"a": 1}
     assert document["points"][1] == {"iteration": 50, "lr": curve.lrs[1]}
+
+
+def test_all_params_lists_each_name_once_with_every_schedule_that_takes_it() -> None:
+    params = all_params()
+    assert len({p.name for p in params}) == len(params)
+    gamma = next(p for p in params if p.name == "gamma")
+    assert gamma.kind == "float"
+    assert [name for name, _ in gamma.uses] == [
+        "step",
+        "multistep",
+        "exp",
+        "inv",
+        "sigmoid",
+        "cyclic",
+    ]
+    assert gamma.option == "--gamma"
+    mode = next(p for p in params if p.name == "mode")
+    assert mode.choices == ("triangular", "triangular2", "exp_range")
+    every = {(name, p.name) for name in schedule_names() for p in describe(name).params}
+    assert {(name, p.name) for shared in params for name, p in shared.uses} == every
+
+
+def stepped(base_lr: float, gamma: int) -> Schedule:
+    """A factory written for this test only, whose gamma is an integer.
+
+    lr(t) = base_lr * gamma
+
+    Args:
+        base_lr: the rate.
+        gamma: an integer, unlike every other gamma.
+    """
+    return lambda t: base_lr * gamma
+
+
+@pytest.fixture
+def with_stepped(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setitem(SCHEDULES, "stepped", stepped)
+    yield
+    describe.cache_clear()
+
+
+def test_one_name_with_two_kinds_is_refused(with_stepped: None) -> None:
+    with pytest.raises(TypeError, match="parameter gamma is float in step but int in stepped"):
+        all_params()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -37,6 +39,12 @@ WARMUP_KINDS = {
     "warmup_start_factor": ("float", ()),
 }
 
+# A schedule that ends (poly, linear, cosine, one_cycle) ends where the table does unless the
+# parameter is given.
+ENDS_AT_ITERS = "max_iter"
+PARAMETERS_PANEL = "Schedule parameters (each applies to the schedules it names)"
+Command = TypeVar("Command", bound=Callable[..., None])
+
 # Parameters for `--compare` with no names: Caffe's six policies over 300 iterations, starting
 # from the textbook's base_lr 0.1 and gamma 0.9 where a policy takes them.
 CAFFE_COMPARISON: tuple[tuple[str, dict[str, ParamValue]], ...] = (
@@ -59,6 +67,73 @@ class CurveRequest:
     warmup: dict[str, ParamValue]
 
 
+def with_registry_options(command: Command) -> Command:
+    """Give ``command``, which takes the schedules' parameters as ``**given``, one option for
+    each parameter of every registered schedule, so a new factory's parameter becomes an
+    option without an edit here.
+
+    typer reads a command's options from ``inspect.signature`` (which returns
+    ``__signature__`` when a function has one) and its types from ``get_type_hints`` (which
+    reads ``__annotations__``), so both are set; the signature makes every option keyword-only
+    because typer passes them all by name.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    own = [
+        p.replace(kind=keyword)
+        for p in signature.parameters.values()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    options = [
+        inspect.Parameter(shared.name, keyword, default=None, annotation=_annotation(shared))
+        for shared in registry.all_params()
+    ]
+    clash = {p.name for p in own} & {p.name for p in options}
+    if clash:
+        raise TypeError(f"schedule parameters {sorted(clash)} clash with the command's own")
+    parameters = own + options
+    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__annotations__["return"] = signature.return_annotation
+    return command
+
+
+def option_help(shared: registry.SharedParam) -> str:
+    """The help of one parameter's option: each schedule that takes it, with what the
+    parameter means there (from the factory's docstring) and its default."""
+    meanings: dict[str, list[str]] = {}
+    for name, param in shared.uses:
+        meaning = _plain(param.help).rstrip(".")
+        if param.default is not None and param.kind != "flag":
+            meaning += f", default {param.default}"
+        meanings.setdefault(meaning, []).append(name)
+    sentences = [f"{', '.join(names)}: {meaning}." for meaning, names in meanings.items()]
+    if shared.name == ENDS_AT_ITERS:
+        sentences.append("Default here: --iters.")
+    return " ".join(sentences)
+
+
+def _annotation(shared: registry.SharedParam) -> object:
+    """``Annotated[type | None, typer.Option(...)]`` for one parameter, by its kind; a list
+    arrives as text (parsed with the spec's rules), a choice as text (checked by the factory,
+    whose message names the choices)."""
+    value_type: object = {"float": float, "int": int, "flag": bool}.get(shared.kind, str)
+    metavar = "INT,INT,..." if shared.kind == "ints" else None
+    option = typer.Option(
+        shared.option,
+        help=option_help(shared),
+        metavar=metavar,
+        show_default=False,
+        rich_help_panel=PARAMETERS_PANEL,
+    )
+    return Annotated[value_type | None, option]  # type: ignore[operator]
+
+
+def _plain(text: str) -> str:
+    return text.replace("``", "")
+
+
+@with_registry_options
 def schedule(
     names: Annotated[
         list[str] | None,
@@ -70,47 +145,6 @@ def schedule(
     compare: Annotated[
         bool, typer.Option("--compare", help="Draw several schedules in one figure.")
     ] = False,
-    base_lr: Annotated[
-        float | None, typer.Option(help="Learning rate at iteration 0 (Caffe base_lr).")
-    ] = None,
-    gamma: Annotated[float | None, typer.Option(help="Decay factor (Caffe gamma).")] = None,
-    step_size: Annotated[
-        int | None, typer.Option(help="Iterations between steps (Caffe stepsize).")
-    ] = None,
-    milestones: Annotated[
-        str | None, typer.Option(help="Comma-separated iterations (Caffe stepvalue).")
-    ] = None,
-    power: Annotated[float | None, typer.Option(help="Exponent of inv and poly.")] = None,
-    max_iter: Annotated[
-        int | None, typer.Option(help="Last iteration of the schedule (default: --iters).")
-    ] = None,
-    min_lr: Annotated[float | None, typer.Option(help="Floor of cosine annealing.")] = None,
-    max_lr: Annotated[float | None, typer.Option(help="Peak of cyclic and one_cycle.")] = None,
-    factor: Annotated[float | None, typer.Option(help="Multiplier of constant.")] = None,
-    total_iters: Annotated[
-        int | None, typer.Option(help="Iterations constant applies its factor.")
-    ] = None,
-    start_factor: Annotated[float | None, typer.Option(help="Start factor of linear.")] = None,
-    end_factor: Annotated[float | None, typer.Option(help="End factor of linear.")] = None,
-    cycle_iters: Annotated[int | None, typer.Option(help="First cycle of cosine_restarts.")] = None,
-    t_mult: Annotated[int | None, typer.Option(help="Cycle growth of cosine_restarts.")] = None,
-    step_size_down: Annotated[
-        int | None, typer.Option(help="Falling half-cycle of cyclic.")
-    ] = None,
-    mode: Annotated[
-        str | None, typer.Option(help="cyclic: triangular, triangular2 or exp_range.")
-    ] = None,
-    pct_start: Annotated[float | None, typer.Option(help="Rising fraction of one_cycle.")] = None,
-    anneal: Annotated[str | None, typer.Option(help="one_cycle annealing: cos or linear.")] = None,
-    div_factor: Annotated[
-        float | None, typer.Option(help="one_cycle: initial lr = max_lr / div_factor.")
-    ] = None,
-    final_div_factor: Annotated[
-        float | None, typer.Option(help="one_cycle: final lr = initial / this.")
-    ] = None,
-    three_phase: Annotated[
-        bool | None, typer.Option("--three-phase", help="one_cycle: three phases.")
-    ] = None,
     warmup_iters: Annotated[
         int | None, typer.Option(help="Warm-up iterations in front of the schedule.")
     ] = None,
@@ -130,7 +164,10 @@ def schedule(
         Path | None, typer.Option("--json", help="Write the result as JSON.")
     ] = None,
     log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic learning-rate axis.")] = False,
+    **given: ParamValue,
 ) -> None:
+    """``given``: the schedule parameters' options (one a registry parameter, None when not
+    given), added to the signature by :func:`with_registry_options`."""
     if list_schedules:
         print(describe_all())
         return
@@ -141,34 +178,7 @@ def schedule(
         from lrkit.plots.figure import check_plot_path
 
         check_plot_path(plot)
-    shared: dict[str, ParamValue] = {
-        k: v
-        for k, v in {
-            "base_lr": base_lr,
-            "gamma": gamma,
-            "step_size": step_size,
-            "power": power,
-            "max_iter": max_iter,
-            "min_lr": min_lr,
-            "max_lr": max_lr,
-            "factor": factor,
-            "total_iters": total_iters,
-            "start_factor": start_factor,
-            "end_factor": end_factor,
-            "cycle_iters": cycle_iters,
-            "t_mult": t_mult,
-            "step_size_down": step_size_down,
-            "mode": mode,
-            "pct_start": pct_start,
-            "anneal": anneal,
-            "div_factor": div_factor,
-            "final_div_factor": final_div_factor,
-            "three_phase": three_phase,
-        }.items()
-        if v is not None
-    }
-    if milestones is not None:
-        shared["milestones"] = parse_value("milestones", "ints", milestones)
+    shared = _given_params(given)
     shared_warmup: dict[str, ParamValue] = {"warmup_mode": warmup_mode}
     if warmup_iters is not None:
         shared_warmup["warmup_iters"] = warmup_iters
@@ -218,6 +228,16 @@ def schedule(
         print(f"wrote {plot}", file=sys.stderr)
 
 
+def _given_params(given: dict[str, ParamValue]) -> dict[str, ParamValue]:
+    """The parameters given as options, typed: a list parameter arrives as text."""
+    kinds = {shared.name: shared.kind for shared in registry.all_params()}
+    return {
+        key: parse_value(key, "ints", str(value)) if kinds[key] == "ints" else value
+        for key, value in given.items()
+        if value is not None
+    }
+
+
 def _requests(names: list[str], compare: bool) -> list[CurveRequest]:
     if not names:
         if not compare:
@@ -250,8 +270,8 @@ def _merge(
         params = {**shared, **request.params}
     else:
         params = {k: v for k, v in shared.items() if info.param(k)} | request.params
-    if info.param("max_iter") and "max_iter" not in params:
-        params["max_iter"] = iters
+    if info.param(ENDS_AT_ITERS) and ENDS_AT_ITERS not in params:
+        params[ENDS_AT_ITERS] = iters
     return params
 
 
@@ -283,7 +303,3 @@ def describe_all() -> str:
         "(library: lrkit.schedules.warmup; joins: lrkit.schedules.join)."
     )
     return "\n\n".join(blocks)
-
-
-def _plain(text: str) -> str:
-    return text.replace("``", "")

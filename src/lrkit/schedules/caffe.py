@@ -42,7 +42,7 @@ def step(base_lr: float, gamma: float, step_size: int) -> Schedule:
     Args:
         base_lr: the learning rate at iteration 0.
         gamma: the factor applied at each step (0 < gamma < 1 decays).
-        step_size: iterations between two steps.
+        step_size: iterations between two steps (Caffe's stepsize).
     """
     base_lr = check.positive_float("base_lr", base_lr)
     gamma = check.positive_float("gamma", gamma)
@@ -64,7 +64,8 @@ def multistep(base_lr: float, gamma: float, milestones: Sequence[int]) -> Schedu
     Args:
         base_lr: the learning rate at iteration 0.
         gamma: the factor applied at each milestone.
-        milestones: strictly increasing iterations at which gamma is applied.
+        milestones: strictly increasing iterations at which gamma is applied (Caffe's
+            stepvalue).
     """
     base_lr = check.positive_float("base_lr", base_lr)
     gamma = check.positive_float("gamma", gamma)

@@ -69,6 +69,49 @@ class ScheduleInfo:
         return next((p for p in self.params if p.name == name), None)
 
 
+@dataclass(frozen=True)
+class SharedParam:
+    """One parameter name across the registry: its kind and every schedule that takes it.
+
+    A front end with one option a parameter (``lrkit schedule --gamma``) needs this view: the
+    option has one type, and its help has to make sense for each schedule it reaches.
+    """
+
+    name: str
+    kind: ParamKind
+    choices: tuple[str, ...]
+    uses: tuple[tuple[str, ParamInfo], ...]
+    """(schedule name, that schedule's parameter), in the registry's order."""
+
+    @property
+    def option(self) -> str:
+        return option_name(self.name)
+
+
+def all_params() -> tuple[SharedParam, ...]:
+    """Every parameter of every registered schedule, once a name, in order of first use.
+
+    Raises :class:`TypeError` when two factories give one name different kinds: one option
+    could not take both, so the factories must agree.
+    """
+    uses: dict[str, list[tuple[str, ParamInfo]]] = {}
+    for name in SCHEDULES:
+        for param in describe(name).params:
+            uses.setdefault(param.name, []).append((name, param))
+    return tuple(_shared(key, tuple(found)) for key, found in uses.items())
+
+
+def _shared(key: str, uses: tuple[tuple[str, ParamInfo], ...]) -> SharedParam:
+    first_name, first = uses[0]
+    for name, param in uses[1:]:
+        if param.kind != first.kind:
+            raise TypeError(
+                f"parameter {key} is {first.kind} in {first_name} but {param.kind} in {name}"
+            )
+    choices = tuple(dict.fromkeys(c for _, p in uses for c in p.choices))
+    return SharedParam(key, first.kind, choices, uses)
+
+
 def schedule_names() -> tuple[str, ...]:
     """The registered names, in the registry's order."""
     return tuple(SCHEDULES)

@@ -14,10 +14,9 @@ import torch
 
 from lrkit.data.tensors import TensorData
 from lrkit.errors import InvalidParameterError, LrkitValueError
-from lrkit.schedules import registry
 from lrkit.schedules.base import Schedule
-from lrkit.schedules.batch_size import BatchSizeSchedule, batch_size_steps
-from lrkit.schedules.spec import parse_params, split_spec
+from lrkit.schedules.batch_size import BatchSizeSchedule
+from lrkit.schedules.spec import Filled, batch_size_schedule_for_option, lr_schedule_for_option
 from lrkit.sweep.definition import SweepDefinition, TrialKey
 from lrkit.sweep.engines.contract import OnCheck, OnDone, TrainingSetup, TrialJob, failed_outcome
 from lrkit.training.fit_check import check_model_fits
@@ -40,21 +39,12 @@ def trial_schedule(spec: str | None, lr: float, total_iterations: int) -> Schedu
     (or ``max_lr`` for one_cycle), and ``max_iter`` defaults to the trial's length."""
     if spec is None:
         return None
-    name, pieces = split_spec(spec)
-    info = registry.describe(name)
-    params, _ = parse_params(spec, info, pieces)
-    for fixed in ("base_lr", "max_lr"):
-        if fixed in params:
-            raise LrkitValueError(
-                f"--schedule {spec!r}: {fixed} comes from the trial's --lr; leave it out",
-            )
-    if info.param("base_lr") is not None:
-        params["base_lr"] = lr
-    elif info.param("max_lr") is not None:
-        params["max_lr"] = lr
-    if info.param("max_iter") is not None and "max_iter" not in params:
-        params["max_iter"] = total_iterations
-    return registry.create(name, **params)
+    return lr_schedule_for_option(
+        "--schedule",
+        spec,
+        rate=Filled(lr, "the trial's --lr"),
+        defaults={"max_iter": total_iterations},
+    )
 
 
 def trial_batch_size_schedule(spec: str | None, batch_size: int) -> BatchSizeSchedule | None:
@@ -62,21 +52,9 @@ def trial_batch_size_schedule(spec: str | None, batch_size: int) -> BatchSizeSch
     milestone epoch, from the trial's batch size (Smith et al. 2018)."""
     if spec is None:
         return None
-    info = registry.describe_factory("batch_size_steps", batch_size_steps)
-    params, _ = parse_params(spec, info, split_spec("batch_size_steps:" + spec)[1])
-    if "base_batch_size" in params:
-        raise LrkitValueError("--batch-size-schedule: the base batch size comes from --batch-size")
-    missing = [
-        p.option[2:]
-        for p in info.params
-        if p.required and p.name not in params and p.name != "base_batch_size"
-    ]
-    if missing:
-        raise LrkitValueError(
-            f"--batch-size-schedule {spec!r} needs {', '.join(missing)} "
-            "(e.g. factor=2,milestones=10,20)"
-        )
-    return batch_size_steps(batch_size, **params)  # type: ignore[arg-type]
+    return batch_size_schedule_for_option(
+        "--batch-size-schedule", spec, base=Filled(batch_size, "--batch-size")
+    )
 
 
 def check_plan(
@@ -101,8 +79,8 @@ def check_plan(
                 key.batch_size,
             )
     first = plan.grid[0]
-    trial_schedule(plan.definition.schedule, first.lr, 1)
-    trial_batch_size_schedule(plan.definition.batch_size_schedule, first.batch_size)
+    for key in {k.batch_size: k for k in plan.grid}.values():  # one trial of each batch size
+        trial_plan(plan.definition, key, len(train))
     target = device or torch.device("cpu")
     model = work.make_model(plan.definition.seed).to(target)
     batch = train.head(first.batch_size).to(target)
