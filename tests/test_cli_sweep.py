@@ -172,6 +172,18 @@ def test_a_schedule_and_a_batch_size_schedule_run(
     assert code == 0, err
 
 
+@pytest.mark.parametrize("schedule", ["one_cycle", "cyclic:max_lr=1,step_size=20"])
+def test_schedules_that_need_the_trials_length_or_a_peak_run(
+    workdir: Path, capsys: pytest.CaptureFixture[str], schedule: str
+) -> None:
+    """one_cycle's rise must be at least one iteration of the trial's real length (not of a
+    stand-in length of 1), and cyclic takes its base_lr from --lr and its max_lr as given."""
+    args = ["sweep", "--lr", "0.1", "--batch-size", "16,64", "--epochs", "1", "--eval-every", "1"]
+    code, out, err = run([*args, "--store", "s.sqlite", *USER, "--schedule", schedule], capsys)
+    assert code == 0, err
+    assert "2 trials, 2 run now" in out
+
+
 def test_reproduce_quick(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(["reproduce", "--quick", "--epochs", "0.5", "--json", "r.json"], capsys)
     assert code == 0, err
