@@ -25,7 +25,7 @@ from typing import Any
 
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.schedules.batch_size import batch_size_steps, increase_batch_instead_of_decay
-from lrkit.training.loop import CurvePoint
+from lrkit.training.records import CurvePoint
 
 BASE_LR = 0.5
 """The textbook grid's best lr at batch 16 (0.9660 final validation accuracy, README), and

@@ -40,7 +40,8 @@ from lrkit.noise.estimators import (
 from lrkit.training import distributed
 from lrkit.training.data_parallel import train_data_parallel
 from lrkit.training.evaluate import LossFn
-from lrkit.training.loop import CurvePoint, TrialPlan, train_trial
+from lrkit.training.loop import train_trial
+from lrkit.training.records import CurvePoint, TrialPlan
 
 DATA_PARALLEL_ESTIMATOR = "two-batch-ddp"
 """The estimator of a data-parallel run: the ranks' gradients against the all-reduced one."""

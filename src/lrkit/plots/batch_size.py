@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from lrkit.plots.figure import pyplot, save
-from lrkit.training.loop import CurvePoint
+from lrkit.training.records import CurvePoint
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from lrkit.sweep.definition import SWEEP_ENGINES, TrialKey
 from lrkit.sweep.engines.contract import Engine, EngineEvents, TrainingSetup
 from lrkit.sweep.store import Store, StoredTrial
 from lrkit.sweep.trials import SweepPlan, check_plan, trial_jobs
-from lrkit.training.loop import CurvePoint, TrialOutcome
+from lrkit.training.records import CurvePoint, TrialOutcome
 from lrkit.training.vectorized import ENGINES
 from lrkit.workload import Workload
 

@@ -20,8 +20,9 @@ from lrkit.schedules.spec import Filled, batch_size_schedule_for_option, lr_sche
 from lrkit.sweep.definition import SweepDefinition, TrialKey
 from lrkit.sweep.engines.contract import OnCheck, OnDone, TrainingSetup, TrialJob, failed_outcome
 from lrkit.training.fit_check import check_model_fits
-from lrkit.training.loop import CurvePoint, TrialOutcome, TrialPlan, train_trial
+from lrkit.training.loop import train_trial
 from lrkit.training.optimizers import make_optimizer
+from lrkit.training.records import CurvePoint, TrialOutcome, TrialPlan
 from lrkit.workload import Workload
 
 

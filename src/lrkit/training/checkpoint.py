@@ -8,32 +8,13 @@ A checkpoint holds the model's weights and the optimizer's state in PyTorch's ow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from lrkit.training.clock import Position
-
-if TYPE_CHECKING:
-    from lrkit.training.loop import CurvePoint
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A trial between two steps: weights, optimizer state, position and curve so far."""
-
-    model: dict[str, torch.Tensor]
-    """The model's ``state_dict``, on the CPU."""
-    optimizer: dict[str, Any]
-    """The optimizer's ``state_dict`` (torch's format, e.g. SGD's ``momentum_buffer``), on the
-    CPU."""
-    position: Position
-    points: tuple[CurvePoint, ...]
-    """The checks so far, the initial one first."""
-    seconds: float
-    """Training time so far."""
+from lrkit.training.records import Checkpoint, CurvePoint
 
 
 def on_cpu(value: Any) -> Any:

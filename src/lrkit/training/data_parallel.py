@@ -20,7 +20,8 @@ from torch import nn
 from lrkit.data.tensors import TensorData
 from lrkit.training import distributed
 from lrkit.training.evaluate import LossFn
-from lrkit.training.loop import CurvePoint, OnCheck, TrialOutcome, TrialPlan, first_non_finite
+from lrkit.training.loop import OnCheck, first_non_finite
+from lrkit.training.records import CurvePoint, TrialOutcome, TrialPlan
 
 
 def train_data_parallel(

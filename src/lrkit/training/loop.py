@@ -14,82 +14,28 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from lrkit.data.tensors import TensorData
-from lrkit.schedules.base import Schedule
-from lrkit.schedules.batch_size import BatchSizeSchedule
-from lrkit.training.checkpoint import Checkpoint, load_checkpoint, take_checkpoint
-from lrkit.training.clock import Clock
+from lrkit.training.checkpoint import load_checkpoint, take_checkpoint
 from lrkit.training.evaluate import LossFn, evaluate
+from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome, TrialPlan
 
-OnCheck = Callable[["CurvePoint", float], None]
+__all__ = [
+    "Checkpoint",
+    "CurvePoint",
+    "OnCheck",
+    "TrialOutcome",
+    "TrialPlan",
+    "first_non_finite",
+    "train_trial",
+]
+
+OnCheck = Callable[[CurvePoint, float], None]
 """Called at every check with the point and the training progress in epochs."""
-
-
-@dataclass(frozen=True)
-class CurvePoint:
-    """One check: where training stood and how the model did."""
-
-    iteration: int
-    epoch: float
-    train_loss: float
-    """Mean training loss over the iterations since the previous check (nan at iteration 0)."""
-    val_loss: float
-    val_accuracy: float
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    """What one training run produced."""
-
-    status: str
-    """done, diverged (the loss stopped being finite), or failed (training raised)."""
-    diverged_iteration: int | None
-    points: tuple[CurvePoint, ...]
-    test_accuracy: float | None
-    seconds: float
-    error: str | None = None
-    """For a failed trial: what was raised, as ``TypeName: message``."""
-    checkpoint: Checkpoint | None = None
-    """Where a finished trial stopped, when its plan asked to keep it (to train it further)."""
-
-
-@dataclass(frozen=True)
-class TrialPlan:
-    """How to train: the learning rate (or a schedule of it), the batch size (or a schedule of
-    it), how long, and how often to check."""
-
-    lr: float
-    batch_size: int
-    epochs: float
-    eval_every: float
-    seed: int
-    schedule: Schedule | None = None
-    """lr(iteration); None trains at ``lr`` throughout."""
-    batch_size_schedule: BatchSizeSchedule | None = None
-    """batch size(epoch); None keeps ``batch_size``."""
-    start: Checkpoint | None = None
-    """Go on from this checkpoint (up to ``epochs`` in all) instead of from the model as it is."""
-    keep_checkpoint: bool = False
-    """Hand back a checkpoint at the end (``TrialOutcome.checkpoint``), to go on from later."""
-
-    def clock(self, n: int, seeds: Sequence[int], device: torch.device) -> Clock:
-        """The steps of this plan over ``n`` examples, in the orders of ``seeds``."""
-        return Clock(
-            n,
-            self.epochs,
-            self.eval_every,
-            self.batch_size,
-            seeds,
-            device,
-            self.batch_size_schedule,
-            self.start.position if self.start is not None else None,
-        )
 
 
 def first_non_finite(recent: torch.Tensor, iteration: int) -> int | None:

@@ -46,7 +46,7 @@ from torch import nn
 from lrkit.data.tensors import TensorData
 from lrkit.sweep.definition import TrialKey
 from lrkit.training.evaluate import LossFn
-from lrkit.training.loop import CurvePoint, TrialOutcome, TrialPlan
+from lrkit.training.records import CurvePoint, TrialOutcome, TrialPlan
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from lrkit.errors import LrkitValueError
 from lrkit.sweep.engines.contract import EngineEvents, TrainingSetup, TrialJob, failed_outcome
 from lrkit.sweep.stacks import make_stacks
 from lrkit.sweep.trials import run_job, run_stack
-from lrkit.training.loop import TrialOutcome
+from lrkit.training.records import TrialOutcome
 
 INSTALL_HINT = "pip install 'lrkit[ray]'"
 MAX_RETRIES = 3

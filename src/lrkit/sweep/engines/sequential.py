@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from lrkit.sweep.engines.contract import EngineEvents, TrainingSetup, TrialJob
 from lrkit.sweep.trials import run_job
-from lrkit.training.loop import CurvePoint
+from lrkit.training.records import CurvePoint
 
 
 class SequentialEngine:

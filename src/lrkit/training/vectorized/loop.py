@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from lrkit.data.tensors import TensorData
-from lrkit.training.checkpoint import Checkpoint, on_cpu
+from lrkit.training.checkpoint import on_cpu
 from lrkit.training.clock import Position
 from lrkit.training.evaluate import LossFn
-from lrkit.training.loop import CurvePoint, TrialOutcome, TrialPlan
+from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome, TrialPlan
 from lrkit.training.vectorized.loss import StackedLoss
 from lrkit.training.vectorized.network import StackedNetwork, stack_models
 from lrkit.training.vectorized.sgd import StackedSGD

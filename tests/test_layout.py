@@ -1,0 +1,194 @@
+"""The package's shape (docs/DESIGN.md): no import cycle, no import up a layer, the pure core
+and every package's ``__init__`` free of torch, the old module names still importable."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SOURCE / "lrkit"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SOURCE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+# Compatibility names of lrkit 0.1: they re-export a new home and are not part of the layers.
+COMPAT = {
+    "lrkit.programs": "lrkit.rangetest.programs",
+    "lrkit.suggestions": "lrkit.rangetest.suggestions",
+}
+
+
+def imports(name: str) -> Iterator[str]:
+    """The lrkit modules ``name`` imports, at the top or inside functions."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            targets = [f"{base}.{alias.name}" for alias in node.names]
+            targets = [t if t in MODULES else base for t in targets]
+        else:
+            continue
+        for target in targets:
+            if target in MODULES and target != name:
+                yield target
+
+
+GRAPH = {name: set(imports(name)) for name in MODULES if name not in COMPAT}
+
+LAYERS = [
+    # 0: errors and argument checks
+    ("lrkit.errors", "lrkit.validation", "lrkit.imports"),
+    # 1: the pure core (no torch), and the packages whose __init__ holds torch-free names
+    (
+        "lrkit.schedules",
+        "lrkit.scaling",
+        "lrkit.rangetest.core",
+        "lrkit.rangetest.programs",
+        "lrkit.rangetest.suggestions",
+        "lrkit.rangetest.result",
+        "lrkit.rangetest.reading",
+        "lrkit.rangetest.settings",
+        "lrkit.sweep.definition",
+        "lrkit.sweep.analysis",
+        "=lrkit.rangetest",
+        "=lrkit.noise",
+        "=lrkit.training",
+        "=lrkit.training.vectorized",
+    ),
+    # 2: training (torch): data, models, loops, the vectorized loop, the noise estimators
+    ("lrkit.data", "lrkit.models", "lrkit.training", "lrkit.workload", "lrkit.noise.estimators"),
+    # 3: the range test's driver and noise tracking
+    ("lrkit.rangetest", "lrkit.noise.tracking"),
+    # 4: sweeps and their engines
+    ("lrkit.sweep",),
+    # 5: the textbook's experiments
+    ("lrkit.experiments",),
+    # 6, 7, 8: the edges
+    ("lrkit.plots",),
+    ("lrkit.report",),
+    ("lrkit.cli", "lrkit.__main__"),
+]
+
+
+def layer(name: str) -> int:
+    """The layer of ``name``: an exact entry (``=name``, or a module named in full), else the
+    longest package entry that holds it."""
+    best, length = -1, -1
+    for index, names in enumerate(LAYERS):
+        for entry in names:
+            exact = entry.startswith("=")
+            entry = entry.lstrip("=")
+            if name == entry:
+                size = 10_000
+            elif not exact and name.startswith(entry + "."):
+                size = len(entry)
+            else:
+                continue
+            if size > length:
+                best, length = index, size
+    return best
+
+
+def test_every_module_has_a_layer() -> None:
+    assert [n for n in GRAPH if n != "lrkit" and layer(n) < 0] == []
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    upward = [
+        f"{name} (layer {layer(name)}) imports {target} (layer {layer(target)})"
+        for name, targets in GRAPH.items()
+        if name != "lrkit"
+        for target in targets
+        # a package's __init__ may hand out its own modules (lazily, for those with torch)
+        if layer(target) > layer(name) and not target.startswith(name + ".")
+    ]
+    assert upward == []
+
+
+def test_no_import_cycle() -> None:
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for target in sorted(GRAPH.get(name, ())):
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[name] = 2
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
+
+
+def test_engines_do_not_import_each_other_or_the_runner() -> None:
+    engines = [
+        n
+        for n in GRAPH
+        if n.startswith("lrkit.sweep.engines.") and n != "lrkit.sweep.engines.contract"
+    ]
+    assert set(engines) == {
+        "lrkit.sweep.engines.sequential",
+        "lrkit.sweep.engines.stacked",
+        "lrkit.sweep.engines.ray",
+    }
+    for engine in engines:
+        assert GRAPH[engine] & {*engines, "lrkit.sweep.runner"} == set(), engine
+
+
+TORCH_FREE = [
+    "lrkit",
+    "lrkit.errors",
+    "lrkit.validation",
+    "lrkit.schedules",
+    "lrkit.scaling",
+    "lrkit.rangetest",
+    "lrkit.rangetest.settings",
+    "lrkit.rangetest.reading",
+    "lrkit.rangetest.result",
+    "lrkit.noise",
+    "lrkit.training",
+    "lrkit.training.vectorized",
+    "lrkit.sweep.definition",
+    "lrkit.sweep.analysis",
+    "lrkit.experiments",
+    "lrkit.programs",
+    "lrkit.suggestions",
+]
+
+
+@pytest.mark.parametrize("name", TORCH_FREE)
+def test_the_pure_core_and_package_inits_import_no_torch(name: str) -> None:
+    code = f"import sys, {name}; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.split() == ["False", "False"], name
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(COMPAT.items()))
+def test_the_old_module_names_give_the_same_objects(old: str, new: str) -> None:
+    import importlib
+
+    before, after = importlib.import_module(old), importlib.import_module(new)
+    assert before.__all__
+    for name in before.__all__:
+        assert getattr(before, name) is getattr(after, name), name
