@@ -1,37 +1,52 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   creates .venv, installs torch's CPU build and lrkit, runs the main job
 #   make test   creates .venv, installs lrkit with its test tools, runs the test suite
-# `make lint` runs ruff and mypy; `.ci/run` runs `make test lint`; `make bench` the benchmarks.
+# `make test-fast` runs the tests that matter while editing (under a minute: no Ray, no
+# browser, no slow marks); `make lint` runs ruff and mypy; `.ci/run` runs `make test lint`;
+# `make bench` the benchmarks.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LRKIT := $(VENV)/bin/lrkit
+# pip without byte-compiling every file of torch at install time (Python compiles what is
+# imported, once, on first use): half the install time.
+PIP := $(PY) -m pip install --quiet --no-compile --disable-pip-version-check
 # The CPU build of torch. A bare `torch` requirement with no torch installed makes pip
 # fetch a multi-GB CUDA build, so the CPU wheel goes in first and then satisfies torch>=2.4.
 TORCH_SPEC ?= torch==2.13.0
 # The report's browser test drives Debian's chromium (Playwright uses it, no download).
 CHROMIUM_INSTALL ?= (apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1))
+FAST_TESTS ?= -m "not slow and not ray and not browser"
 
 BENCH_VENV ?= .venv-bench
 SHARED_MNIST := $(wildcard ../shared/data/mnist)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
-$(VENV)/.installed: pyproject.toml
+# What the main job needs: torch's CPU build and lrkit (no test tools).
+$(VENV)/.installed-run: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) "$(TORCH_SPEC)"
+	$(PIP) -e .
+	touch $@
+
+# The test tools on top: pytest, hypothesis, ruff, mypy, Ray, Playwright and chromium.
+$(VENV)/.installed-dev: $(VENV)/.installed-run
+	$(PIP) -e ".[dev]"
 	command -v chromium >/dev/null 2>&1 || $(CHROMIUM_INSTALL) || echo "chromium not installed: the browser test of the report will skip"
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed-run
 	$(LRKIT) find
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-dev
 	$(PY) -m pytest
 
-lint: $(VENV)/.installed
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -q $(FAST_TESTS)
+
+lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
