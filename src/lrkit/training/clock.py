@@ -77,11 +77,22 @@ class Clock:
         self.n, self.epochs, self.eval_every = n, epochs, eval_every
         self.batch_size, self.batch_size_schedule = batch_size, batch_size_schedule
         self.seeds, self.device = list(seeds), device
-        self.position = start or Position(next_check=eval_every)
-        if self.position.progress >= epochs - TOLERANCE and self.position.iteration > 0:
+        self._start = start or Position(next_check=eval_every)
+        self._at: tuple[int, int, int, int, float, float] | None = None
+        if self._start.progress >= epochs - TOLERANCE and self._start.iteration > 0:
             raise ValueError(
-                f"the run is already at epoch {self.position.progress:g}, not before {epochs:g}"
+                f"the run is already at epoch {self._start.progress:g}, not before {epochs:g}"
             )
+
+    @property
+    def position(self) -> Position:
+        """Where the run stands after the step last handed out (at the start before any)."""
+        if self._at is None:
+            return self._start
+        iteration, epoch, batches_read, batches, progress, next_check = self._at
+        if batches_read == batches:  # the epoch is done
+            return Position(iteration, epoch + 1, 0, progress, next_check)
+        return Position(iteration, epoch, batches_read, progress, next_check)
 
     def batch_size_at(self, epoch: int) -> int:
         """The batch size read in ``epoch``."""
@@ -89,7 +100,7 @@ class Clock:
         return schedule(epoch) if schedule is not None else self.batch_size
 
     def __iter__(self) -> Iterator[ClockStep]:
-        at = self.position
+        at = self._start
         generators = [torch.Generator().manual_seed(s) for s in self.seeds]
         for _ in range(at.epoch):  # the orders of the epochs already read
             for generator in generators:
@@ -108,14 +119,7 @@ class Clock:
                 check = last or progress >= next_check - TOLERANCE
                 while check and next_check <= progress + TOLERANCE:
                     next_check += self.eval_every
-                ends_epoch = b + 1 == len(starts)
-                self.position = Position(
-                    iteration,
-                    epoch + 1 if ends_epoch else epoch,
-                    0 if ends_epoch else b + 1,
-                    progress,
-                    next_check,
-                )
+                self._at = (iteration, epoch, b + 1, len(starts), progress, next_check)
                 yield ClockStep(
                     iteration, progress, orders[:, starts[b] : starts[b] + size], check, last
                 )
