@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from lrkit.errors import LrkitValueError
 from lrkit.experiments.textbook import all_pairs, judge
 from lrkit.scaling import fit_power_law, scale_lr
-from lrkit.sweep.analysis import best_lr_by_batch_size, fit_best
+from lrkit.sweep.analysis import best_lr_by_batch_size, fit_best, scored_trials
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,37 @@ def test_one_repeat_has_no_noise_verdict() -> None:
 def test_a_diverged_trial_scores_zero() -> None:
     data = [Fake(16, 1.0, "diverged", 0.99, 0.99), Fake(16, 0.1, "done", 0.5, 0.5)]
     assert best_lr_by_batch_size(data)[16].lr == 0.1
+
+
+def test_a_failed_trial_is_left_out_of_the_ranking_not_scored_zero() -> None:
+    failed = [Fake(16, 1.0, "failed", None, None), Fake(16, 0.1, "done", 0.5, 0.5)]
+    best = best_lr_by_batch_size(failed)[16]
+    assert best.lr == 0.1 and best.runner_up is None  # 1.0 is not a candidate at all
+    assert [s.lr for s in best.scores] == [0.1]
+    diverged = [Fake(16, 1.0, "diverged", None, None), Fake(16, 0.1, "done", 0.5, 0.5)]
+    runner_up = best_lr_by_batch_size(diverged)[16].runner_up
+    assert runner_up is not None and (runner_up.lr, runner_up.mean, runner_up.diverged) == (
+        1.0,
+        0,
+        1,
+    )
+
+
+def test_a_failed_repeat_does_not_pull_its_learning_rate_down() -> None:
+    data = [
+        Fake(16, 0.5, "done", 0.9, 0.9),
+        Fake(16, 0.5, "failed", None, None),
+        Fake(16, 0.1, "done", 0.8, 0.8),
+    ]
+    (top, second) = best_lr_by_batch_size(data)[16].scores
+    assert (top.lr, top.mean, top.n, top.diverged) == (0.5, 0.9, 1, 0)
+    assert second.lr == 0.1
+
+
+def test_a_batch_size_whose_every_trial_failed_has_no_best_lr() -> None:
+    data = [Fake(16, 0.1, "done", 0.8, 0.8), Fake(64, 0.1, "failed", None, None)]
+    assert set(best_lr_by_batch_size(data)) == {16}
+    assert scored_trials(data) == data[:1]
 
 
 def test_metric_best_ranks_by_best_accuracy() -> None:

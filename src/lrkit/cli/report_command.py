@@ -1,5 +1,6 @@
 """``lrkit report``: one self-contained HTML page (or Markdown) from a sweep store, range
-tests and noise-scale runs."""
+tests and noise-scale runs. Its inputs are only read: the store is never written, and a file
+that is not what its option says is refused naming the option, the file and what is wrong."""
 
 from __future__ import annotations
 
@@ -51,13 +52,11 @@ def report(
     if store is None and not find and not noise:
         raise LrkitValueError("nothing to report: give --store, --find or --noise")
     from lrkit.report.build import build_report, write_report
-    from lrkit.report.results import noise_from_json, range_test_from_json, read_json
+    from lrkit.report.results import load_noise_run, load_range_test
 
-    range_tests = [
-        (range_test_from_json(read_json(p, "--find", "rounds")), p.name) for p in find or []
-    ]
-    runs = [(noise_from_json(read_json(p, "--noise", "points")), p.name) for p in noise or []]
-    if store is not None and not store.is_file():
+    range_tests = [(load_range_test(p), p.name) for p in find or []]
+    runs = [(load_noise_run(p), p.name) for p in noise or []]
+    if store is not None and not store.exists():
         raise LrkitValueError(f"--store {store}: no such file")
     sections = build_report(store, name, None, range_tests, runs)
     sources = [

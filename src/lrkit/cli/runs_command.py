@@ -1,14 +1,18 @@
-"""``lrkit runs``: list a store's sweeps and trials; export them to CSV."""
+"""``lrkit runs``: list a store's sweeps and trials (failed ones with what they raised); export
+them to CSV. The store is only read, never written."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lrkit.cli.output import text_table
+
+if TYPE_CHECKING:
+    from lrkit.sweep.store import StoredTrial
 
 HELP = (
     "List the sweeps and trials in a results store; --csv exports the trials "
@@ -25,6 +29,7 @@ TRIAL_COLUMNS = [
     "best_val_accuracy",
     "test_accuracy",
     "seconds",
+    "error",
 ]
 
 
@@ -40,15 +45,17 @@ def runs(
 ) -> None:
     from lrkit.sweep.store import Store, summary_rows
 
-    with Store.open(store, create=False) as opened:
+    with Store.open(store, read_only=True) as opened:
+        if name is not None:
+            opened.check_sweep(name)
         sweeps = opened.sweeps()
         trials = opened.trials(name, with_points=points)
     rows: list[list[str | int | float]] = [
         [
             s.name,
             s.created_at,
-            s.definition["model"],
-            f"{s.definition['epochs']:g}",
+            _setting(s.definition, "model"),
+            _setting(s.definition, "epochs"),
             ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items())) or "no trials",
         ]
         for s in sweeps
@@ -72,6 +79,11 @@ def runs(
             summary_rows(trials),
         )
     )
+    failures = _failures(trials)
+    if failures:
+        print()
+        print("failed (training raised; running the sweep again retries them):")
+        print("\n".join(failures))
     if csv_file is not None:
         csv_file.parent.mkdir(parents=True, exist_ok=True)
         with csv_file.open("w", newline="", encoding="utf-8") as handle:
@@ -109,3 +121,23 @@ def runs(
                 writer.writerow(TRIAL_COLUMNS)
                 for t in trials:
                     writer.writerow([getattr(t, column) for column in TRIAL_COLUMNS])
+
+
+def _setting(definition: dict[str, Any], key: str) -> str:
+    """A sweep setting as listed: numbers as people write them, '-' where it is missing."""
+    value = definition.get(key)
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}"
+    return str(value)
+
+
+def _failures(trials: list[StoredTrial]) -> list[str]:
+    """A line per failed trial: which one, and what it raised (on one line)."""
+    return [
+        f"  {t.sweep}: batch {t.batch_size}, lr {t.lr:g}, repeat {t.repeat}: "
+        + " ".join((t.error or "no error recorded").split())
+        for t in trials
+        if t.status == "failed"
+    ]

@@ -135,10 +135,14 @@ def _noise_scale(value: float | None, path: Path | None) -> float | None:
 
 
 def _best(store: Path, name: str | None) -> dict[int, BestLr]:
+    """The best lr by batch size of sweep ``name`` (or of every trial) in the store, which is
+    only read; a name the store does not hold is refused, listing the ones it does."""
     from lrkit.sweep.analysis import best_lr_by_batch_size
     from lrkit.sweep.store import Store
 
-    with Store.open(store, create=False) as opened:
+    with Store.open(store, read_only=True) as opened:
+        if name is not None:
+            opened.check_sweep(name)
         trials = opened.trials(name, with_points=False)
     return best_lr_by_batch_size(trials)
 

@@ -1,7 +1,9 @@
 """The sweep's figures (the textbook's): validation accuracy against iteration, one line per
 lr and a panel per batch size; against epoch, one line per batch size at a fixed lr; a
 heatmap of batch size x lr; and the fit of the best lr against batch size. Repeats are drawn
-as their mean with a band from the lowest to the highest."""
+as their mean with a band from the lowest to the highest. Failed trials (training raised) are
+left out, as they are from the ranking: their curves stop where the error struck, not where
+the learning rate took them."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from lrkit.plots.figure import pyplot, save
 from lrkit.scaling import PowerLawFit
-from lrkit.sweep.analysis import BestLr, scores
+from lrkit.sweep.analysis import BestLr, scored_trials, scores
 from lrkit.sweep.store import StoredTrial
 
 
@@ -25,7 +27,7 @@ def _curves(
     """(batch size, lr) -> (x, mean, low, high) of validation accuracy over repeats, on the
     checks all repeats reached."""
     groups: dict[tuple[int, float], list[StoredTrial]] = defaultdict(list)
-    for trial in trials:
+    for trial in scored_trials(trials):
         groups[(trial.batch_size, trial.lr)].append(trial)
     result = {}
     for key, group in groups.items():
@@ -52,11 +54,25 @@ def _line(ax: Any, xs: Any, mean: Any, low: Any, high: Any, label: str) -> None:
         ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
 
 
+def _nothing_to_draw(path: Path, title: str) -> None:
+    """A figure that says so, where every trial failed: the file a caller asked for exists,
+    and tells what happened instead of showing empty axes."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 2.0))
+    ax.text(0.5, 0.5, "no trial to draw: every one failed", ha="center", va="center")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize="medium")
+    save(fig, path)
+
+
 def plot_accuracy_vs_iteration(trials: Sequence[StoredTrial], path: Path, title: str = "") -> None:
     """A panel per batch size, a line per lr: validation accuracy against iteration."""
-    plt = pyplot()
     curves = _curves(trials, "iteration")
     sizes = sorted({b for b, _ in curves})
+    if not sizes:
+        _nothing_to_draw(path, title or "validation accuracy against iteration")
+        return
+    plt = pyplot()
     columns = min(len(sizes), 3)
     rows = math.ceil(len(sizes) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False)
@@ -82,7 +98,7 @@ def plot_accuracy_vs_iteration(trials: Sequence[StoredTrial], path: Path, title:
 def shared_lr(trials: Sequence[StoredTrial]) -> float | None:
     """The lr tried at the most batch sizes (at least two), for the figure against epoch."""
     sizes: dict[float, set[int]] = defaultdict(set)
-    for trial in trials:
+    for trial in scored_trials(trials):
         sizes[trial.lr].add(trial.batch_size)
     best = max(sizes.items(), key=lambda item: (len(item[1]), -item[0]), default=None)
     return best[0] if best is not None and len(best[1]) > 1 else None
@@ -109,9 +125,12 @@ def plot_accuracy_vs_epoch(trials: Sequence[StoredTrial], lr: float, path: Path)
 
 def plot_heatmap(trials: Sequence[StoredTrial], path: Path, metric: str = "final") -> None:
     """Mean validation accuracy over batch size x lr (blank where not run)."""
-    plt = pyplot()
     table = scores(trials, metric)
     sizes = sorted(table)
+    if not sizes:
+        _nothing_to_draw(path, f"{metric} validation accuracy")
+        return
+    plt = pyplot()
     lrs = sorted({s.lr for ranked in table.values() for s in ranked})
     grid = np.full((len(sizes), len(lrs)), np.nan)
     for i, size in enumerate(sizes):

@@ -12,7 +12,7 @@ from lrkit.noise.tracking import NoiseRun
 from lrkit.rangetest.result import RangeTestResult
 from lrkit.report.page import Section, Table, markdown, render
 from lrkit.report.result_sections import noise_section, range_test_section
-from lrkit.report.sweep_section import best_section, curves_section, settings_section
+from lrkit.report.sweep_section import sweep_report
 
 FORMATS = ("html", "md")
 
@@ -35,23 +35,18 @@ def machine_section(wall_seconds: float | None = None) -> Section:
 
 
 def sweep_sections(store_path: Path, name: str | None, val_size: int | None) -> list[Section]:
-    """Settings, curves and best learning rates of each sweep in the store (or ``name``)."""
-    from lrkit.errors import LrkitValueError
+    """Settings, curves and best learning rates of each sweep in the store (or ``name``); the
+    store is only read."""
     from lrkit.sweep.store import Store
 
     sections: list[Section] = []
-    with Store.open(store_path, create=False) as store:
-        rows = [r for r in store.sweeps() if name is None or r.name == name]
-        if name is not None and not rows:
-            raise LrkitValueError(f"--name {name!r}: no such sweep in {store_path}")
-        for row in rows:
+    with Store.open(store_path, read_only=True) as store:
+        if name is not None:
+            store.check_sweep(name)
+        for row in [r for r in store.sweeps() if name is None or r.name == name]:
             trials = store.trials(row.name)
             if trials:
-                sections += [
-                    settings_section(row, trials),
-                    curves_section(trials),
-                    best_section(trials, val_size),
-                ]
+                sections += sweep_report(row, trials, val_size)
     return sections
 
 

@@ -1,10 +1,17 @@
 """A self-contained HTML page: sections of text, tables and figures, styles inline and every
-image embedded as a data URI, so the file opens anywhere with no network."""
+image embedded as a data URI, so the file opens anywhere with no network; or the same text and
+tables as Markdown.
+
+Text reaches the page from its inputs (a sweep's name, a model's, a file's), so every piece is
+escaped as it is written: HTML-escaped in the page, and in Markdown escaped so that it shows
+as written (a ``<script>`` tag as text, not as HTML that a Markdown viewer would pass through).
+"""
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -76,30 +83,52 @@ def render(title: str, lead: str, sections: Sequence[Section]) -> str:
 def markdown(title: str, lead: str, sections: Sequence[Section]) -> str:
     """The page's text and tables in Markdown, for pasting into notes (figures as their
     captions: the HTML report has them)."""
-    parts = [f"# {title}", "", lead, ""]
+    parts = [f"# {escape_markdown(title)}", "", _markdown_paragraph(lead), ""]
     for section in sections:
-        parts += [f"## {section.title}", ""]
+        parts += [f"## {escape_markdown(section.title)}", ""]
         for paragraph in section.paragraphs:
-            parts += [paragraph, ""]
+            parts += [_markdown_paragraph(paragraph), ""]
         for table in section.tables:
             parts += [markdown_table(table), ""]
             if table.caption:
-                parts += [table.caption, ""]
+                parts += [_markdown_paragraph(table.caption), ""]
         for figure in section.figures:
-            parts += [f"*Figure ({figure.alt}): {figure.caption}*", ""]
+            alt, caption = escape_markdown(figure.alt), escape_markdown(figure.caption)
+            parts += [f"*Figure ({alt}): {caption}*", ""]
     return "\n".join(parts)
 
 
 def markdown_table(table: Table) -> str:
     """The table in Markdown, for pasting into notes."""
     lines = [
-        "| " + " | ".join(table.header) + " |",
+        "| " + " | ".join(escape_markdown(h) for h in table.header) + " |",
         "|" + "|".join("---" for _ in table.header) + "|",
     ]
-    lines += [
-        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table.rows
-    ]
+    lines += ["| " + " | ".join(escape_markdown(c) for c in row) + " |" for row in table.rows]
     return "\n".join(lines)
+
+
+# Characters that start inline Markdown (code, emphasis, links, images, table cells,
+# strikethrough, a heading's closing hashes) anywhere in a line. An underscore inside a word
+# (turning_point) starts nothing in CommonMark, so it is left as it is, for legibility.
+_INLINE = re.compile(r"[\\`*\[\]|~#]|(?<![^\W_])_|_(?![^\W_])")
+# What starts a block when it begins a paragraph: a list item, a thematic break or a setext
+# underline (``-``, ``+``, ``=``), an ordered item (``1.`` or ``1)`` then a space).
+_BLOCK_START = re.compile(r"^(?:[-+=]|\d+[.)](?=\s|$))")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` as inline Markdown that renders as ``text`` itself: on one line, HTML tags and
+    entities shown as text (``&lt;``), and no emphasis, link, code or table cell that it did
+    not mean."""
+    line = html.escape(" ".join(text.split()), quote=False)
+    return _INLINE.sub(lambda m: "\\" + m.group(0), line)
+
+
+def _markdown_paragraph(text: str) -> str:
+    """``text`` as a Markdown paragraph: escaped inline, and not starting a list or a rule."""
+    line = escape_markdown(text)
+    return _BLOCK_START.sub(lambda m: m.group(0)[:-1] + "\\" + m.group(0)[-1], line)
 
 
 def _table(table: Table) -> str:

@@ -1,5 +1,7 @@
-"""The report's sections for a sweep read from the store: its settings, the curves, the
-heatmap, the best learning rate per batch size with its noise, and the scaling rules."""
+"""The report's sections for a sweep read from the store: its settings (and the trials that
+failed, with what they raised), the curves, the heatmap, the best learning rate per batch size
+with its noise, and the scaling rules. Failed trials are left out of the figures and the
+ranking (:func:`lrkit.sweep.analysis.scored_trials`)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from lrkit.report.page import Figure, Section, Table
 from lrkit.scaling import FORMULAS, compare_rules
-from lrkit.sweep.analysis import BestLr, best_lr_by_batch_size, fit_best
+from lrkit.sweep.analysis import BestLr, best_lr_by_batch_size, fit_best, scored_trials
 from lrkit.sweep.store import StoredTrial, SweepRow
 
 
@@ -20,6 +22,21 @@ def svg_of(draw: Callable[[Path], None]) -> bytes:
         path = Path(folder) / "figure.svg"
         draw(path)
         return path.read_bytes()
+
+
+def sweep_report(
+    row: SweepRow, trials: Sequence[StoredTrial], val_size: int | None
+) -> list[Section]:
+    """Every section of one sweep: its settings, then its curves and best learning rates
+    over the trials that did not fail (none when all did)."""
+    settings = settings_section(row, trials)
+    scored = scored_trials(trials)
+    if not scored:
+        settings.paragraphs.append(
+            "Every trial failed: there are no curves and no best learning rate to show."
+        )
+        return [settings]
+    return [settings, curves_section(scored), best_section(scored, val_size)]
 
 
 def settings_section(row: SweepRow, trials: Sequence[StoredTrial]) -> Section:
@@ -43,8 +60,24 @@ def settings_section(row: SweepRow, trials: Sequence[StoredTrial]) -> Section:
             f"x batch sizes {', '.join(map(str, sizes))} x {repeats} repeat(s); created "
             f"{row.created_at}; {seconds:.0f} s of training in all.",
         ],
-        tables=[Table(["setting", "value"], shown, "How every trial trained.")],
+        tables=[Table(["setting", "value"], shown, "How every trial trained."), *_failures(trials)],
     )
+
+
+def _failures(trials: Sequence[StoredTrial]) -> list[Table]:
+    """The failed trials and what each raised (no table when none failed)."""
+    rows = [
+        [str(t.batch_size), f"{t.lr:g}", str(t.repeat), t.error or "-"]
+        for t in trials
+        if t.status == "failed"
+    ]
+    if not rows:
+        return []
+    caption = (
+        "Failed trials: training raised. They are left out of the figures and the ranking; "
+        "running the sweep again retries them."
+    )
+    return [Table(["batch size", "lr", "repeat", "error"], rows, caption)]
 
 
 def curves_section(trials: Sequence[StoredTrial]) -> Section:

@@ -1,7 +1,10 @@
 """Reading a sweep: the best learning rate per batch size, with spread over repeats and a flag
 where the top two are within noise, and the fit of lr* against batch size (pure core).
 
-A diverged trial scores 0 (it failed); a learning rate is ranked by its mean over repeats.
+A diverged trial scores 0 (the learning rate was too high to train at); a failed trial
+(training raised: a bug or a crash, not the learning rate's doing) says nothing about its
+learning rate and is left out, as if it had not run. A learning rate is ranked by its mean over
+the repeats that count.
 "Within noise": two means differ by less than twice their combined standard error,
 sqrt(se1^2 + se2^2). A mean's standard error is s / sqrt(n) over n >= 2 repeats; with one
 repeat it is the binomial error of an accuracy measured on ``val_size`` examples,
@@ -16,7 +19,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from lrkit.scaling import PowerLawFit, fit_power_law
 
@@ -34,6 +37,14 @@ class TrialScore(Protocol):
     def final_val_accuracy(self) -> float | None: ...
     @property
     def best_val_accuracy(self) -> float | None: ...
+
+
+Scored = TypeVar("Scored", bound=TrialScore)
+
+
+def scored_trials(trials: Sequence[Scored]) -> list[Scored]:
+    """The trials that say something about their learning rate: all but the failed."""
+    return [t for t in trials if t.status != "failed"]
 
 
 @dataclass(frozen=True)
@@ -99,9 +110,9 @@ def _stderr(values: list[float], std: float, val_size: int | None) -> float | No
 def scores(
     trials: Sequence[TrialScore], metric: str = "final", val_size: int | None = None
 ) -> dict[int, tuple[LrScore, ...]]:
-    """Per batch size, every lr's score, best first."""
+    """Per batch size, every lr's score, best first (failed trials left out)."""
     groups: dict[int, dict[float, list[TrialScore]]] = defaultdict(lambda: defaultdict(list))
-    for trial in trials:
+    for trial in scored_trials(trials):
         groups[trial.batch_size][trial.lr].append(trial)
     result = {}
     for batch_size, by_lr in sorted(groups.items()):
@@ -109,7 +120,7 @@ def scores(
         for lr, group in by_lr.items():
             values = [_accuracy(t, metric) for t in group]
             std = statistics.stdev(values) if len(values) > 1 else 0.0
-            diverged = sum(t.status != "done" for t in group)
+            diverged = sum(t.status == "diverged" for t in group)
             stderr = _stderr(values, std, val_size)
             ranked.append(LrScore(lr, statistics.fmean(values), std, len(values), diverged, stderr))
         ranked.sort(key=lambda s: (-s.mean, s.lr))

@@ -1,10 +1,18 @@
 """The results store: one SQLite file (stdlib ``sqlite3``, WAL mode).
 
 Tables: ``meta`` (what this file is), ``sweeps`` (name and definition), ``trials`` (one row
-per (sweep, batch size, lr, repeat): status, seed, wall time, final metrics) and ``points``
-(the curve of each trial). A trial's row and all its points are committed in one transaction
-when it ends, so a crash or ``kill -9`` at any moment loses no finished trial and leaves the
-file consistent; a trial that was running is found in state ``running`` and run again.
+per (sweep, batch size, lr, repeat): status, seed, wall time, final metrics, and what was
+raised when training failed) and ``points`` (the curve of each trial). A trial's row and all
+its points are committed in one transaction when it ends, so a crash or ``kill -9`` at any
+moment loses no finished trial and leaves the file consistent; a trial that was running is
+found in state ``running`` and run again, and so is one that failed (its cause may have been
+fixed since).
+
+Opened to write (a sweep), a store is created if new and brought up to the current schema
+(:mod:`lrkit.sweep.store_schema`); creating it is race-free, so sweeps started at the same
+moment on one new file all succeed. Opened to read (listings, reports), it is never written,
+whatever its version. A file that is not a store, a newer lrkit's store or a damaged one is
+refused, untouched, with a message that names the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import datetime as dt
 import json
 import math
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,53 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from lrkit.errors import LrkitValueError
+from lrkit.sweep import store_schema as schema
 from lrkit.sweep.definition import SweepDefinition, TrialKey
+from lrkit.sweep.store_schema import SCHEMA_VERSION, damaged, store_error
 from lrkit.training.loop import CurvePoint, TrialOutcome
 
-MAGIC = "lrkit results store"
-SCHEMA_VERSION = 1
-
-SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE sweeps (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    definition TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE trials (
-    id INTEGER PRIMARY KEY,
-    sweep_id INTEGER NOT NULL REFERENCES sweeps(id),
-    batch_size INTEGER NOT NULL,
-    lr REAL NOT NULL,
-    repeat INTEGER NOT NULL,
-    seed INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'diverged')),
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    seconds REAL,
-    diverged_iteration INTEGER,
-    final_val_loss REAL,
-    final_val_accuracy REAL,
-    best_val_accuracy REAL,
-    test_accuracy REAL,
-    UNIQUE (sweep_id, batch_size, lr, repeat)
-);
-CREATE TABLE points (
-    trial_id INTEGER NOT NULL REFERENCES trials(id),
-    iteration INTEGER NOT NULL,
-    epoch REAL NOT NULL,
-    train_loss REAL,
-    val_loss REAL,
-    val_accuracy REAL,
-    PRIMARY KEY (trial_id, iteration)
-);
-"""
+TIMEOUT_SECONDS = 30.0
+"""How long an open or a write waits for another process's transaction to end."""
 
 
 @dataclass(frozen=True)
 class StoredTrial:
-    """A trial as stored: its key, status, metrics and curve."""
+    """A trial as stored: its key, status, metrics, curve and, if it failed, what was raised."""
 
     sweep: str
     batch_size: int
@@ -81,6 +55,8 @@ class StoredTrial:
     best_val_accuracy: float | None
     test_accuracy: float | None
     points: tuple[CurvePoint, ...]
+    error: str | None = None
+    """For a failed trial: what training raised, as ``TypeName: message``."""
 
     @property
     def key(self) -> TrialKey:
@@ -97,6 +73,7 @@ class StoredTrial:
             "test_accuracy": self.test_accuracy,
             "seconds": self.seconds,
             "diverged_iteration": self.diverged_iteration,
+            "error": self.error,
         }
 
 
@@ -113,6 +90,7 @@ _TRIAL_FIELDS = (
     "final_val_accuracy",
     "best_val_accuracy",
     "test_accuracy",
+    "error",
 )
 
 
@@ -133,37 +111,73 @@ def _finite(value: float) -> float | None:
 
 
 class Store:
-    """A results store; open with :meth:`open`, close with :meth:`close` (or ``with``)."""
+    """A results store; open with :meth:`open`, close with :meth:`close` (or ``with``).
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    One connection, used from one thread; several processes (or connections) may write the
+    same file at once: every write is its own immediate transaction."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path, version: int) -> None:
         self._db = connection
         self.path = path
+        self.version = version
+        """The schema version of the file (older than the current one only when read)."""
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> Store:
-        """Open (or create) an lrkit store. A file that is not one is refused, untouched."""
-        exists = path.exists()
-        if exists:
-            _check_is_store(path)
-        elif not create:
-            raise LrkitValueError(
-                f"store {path} does not exist", cli_message=f"--store {path} does not exist"
-            )
+    def open(cls, path: Path, *, create: bool = True, read_only: bool = False) -> Store:
+        """Open an lrkit store to write (created when missing, if ``create``; an older
+        version migrated) or, with ``read_only``, to read as it is, never written. A file that
+        is not a store, or not one this lrkit can use, is refused untouched."""
+        writing = not read_only
+        if path.is_dir():
+            hint = " (give a file name)" if writing else ""
+            raise store_error(path, f"is a folder, not an lrkit results store{hint}")
+        if not path.exists() and (read_only or not create):
+            raise store_error(path, "does not exist")
+        return cls._open_to_read(path) if read_only else cls._open_to_write(path)
+
+    @classmethod
+    def _open_to_read(cls, path: Path) -> Store:
+        db = _read_only_connection(path)
+        try:
+            version = schema.inspect(db, path, writing=False)
+            if version is None:
+                empty = path.stat().st_size == 0
+                what = "an empty file" if empty else "an SQLite database without lrkit's tables"
+                raise schema.not_a_store(path, what, writing=False)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, path, version)
+
+    @classmethod
+    def _open_to_write(cls, path: Path) -> Store:
+        if path.exists() and path.stat().st_size > 0:
+            # A first look that cannot write: a file that is not ours is never opened for writing.
+            look = _read_only_connection(path)
+            try:
+                schema.inspect(look, path, writing=True)
+            finally:
+                look.close()
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA foreign_keys=ON")
-        if not exists:
+        db = sqlite3.connect(path, timeout=TIMEOUT_SECONDS, isolation_level=None)
+        try:
+            db.execute("PRAGMA foreign_keys=OFF")  # a migration rebuilds referenced tables
+            # Under the write lock, look again: another process may have created the store
+            # since (an empty database, even a 0-byte file, is a new store).
             with _transaction(db):
-                for statement in filter(str.strip, SCHEMA.split(";")):
-                    db.execute(statement)
-                db.executemany(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    [("magic", MAGIC), ("schema_version", str(SCHEMA_VERSION))],
-                )
-        return cls(db, path)
+                version = schema.inspect(db, path, writing=True)
+                if version is None:
+                    schema.create(db)
+                else:
+                    schema.migrate(db, version)
+            _use_wal(db)
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, path, SCHEMA_VERSION)
 
     def close(self) -> None:
         self._db.close()
@@ -174,21 +188,48 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """SQLite's word that the contents are wrong (a missing table, a corrupt page), as
+        the store's one-line refusal; a failure of the moment (locked, disk full) stays one."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if schema.is_damage(exc):
+                raise damaged(self.path, str(exc)) from None
+            raise
+
+    def _definition(self, name: str, text: object) -> dict[str, Any]:
+        """A stored definition, read back; one that is not a JSON object is damage."""
+        not_json = damaged(self.path, f"sweep {name!r} has a definition that is not JSON")
+        if not isinstance(text, str):
+            raise not_json
+        try:
+            definition = json.loads(text)
+        except ValueError:
+            raise not_json from None
+        if not isinstance(definition, dict):
+            raise damaged(self.path, f"sweep {name!r} has a definition that is not a JSON object")
+        return definition
+
     # sweeps
     def sweep(self, name: str, definition: SweepDefinition) -> int:
         """The id of sweep ``name``, created with ``definition`` if new. An existing sweep
         with another definition is refused, naming every difference: results never mix."""
-        row = self._db.execute(
-            "SELECT id, definition FROM sweeps WHERE name = ?", (name,)
-        ).fetchone()
-        if row is None:
-            with _transaction(self._db):
+        # Looked up and created in one write transaction: two sweeps that start at the same
+        # moment on one store find the same sweep (one creates it, the other reads it).
+        with self._reading(), _transaction(self._db):
+            row = self._db.execute(
+                "SELECT id, definition FROM sweeps WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
                 cursor = self._db.execute(
                     "INSERT INTO sweeps (name, definition, created_at) VALUES (?, ?, ?)",
                     (name, json.dumps(definition.to_json(), sort_keys=True), _now()),
                 )
-            return int(cursor.lastrowid or 0)
-        differences = definition.differences(json.loads(row[1]))
+                return int(cursor.lastrowid or 0)
+            stored = self._definition(name, row[1])
+        differences = definition.differences(stored)
         if differences:
             raise LrkitValueError(
                 f"store {self.path} already holds sweep {name!r} with another definition ("
@@ -198,27 +239,41 @@ class Store:
         return int(row[0])
 
     def sweeps(self) -> list[SweepRow]:
-        rows = self._db.execute(
-            "SELECT id, name, definition, created_at FROM sweeps ORDER BY id"
-        ).fetchall()
-        result = []
-        for sweep_id, name, definition, created in rows:
-            counts = dict(
-                self._db.execute(
-                    "SELECT status, COUNT(*) FROM trials WHERE sweep_id = ? GROUP BY status",
-                    (sweep_id,),
-                ).fetchall()
-            )
-            result.append(SweepRow(name, json.loads(definition), created, counts))
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT id, name, definition, created_at FROM sweeps ORDER BY id"
+            ).fetchall()
+            result = []
+            for sweep_id, name, definition, created in rows:
+                counts = dict(
+                    self._db.execute(
+                        "SELECT status, COUNT(*) FROM trials WHERE sweep_id = ? GROUP BY status",
+                        (sweep_id,),
+                    ).fetchall()
+                )
+                result.append(SweepRow(name, self._definition(name, definition), created, counts))
         return result
+
+    def check_sweep(self, name: str) -> None:
+        """Refuse a sweep name the store does not hold, listing the ones it does."""
+        with self._reading():
+            names = [n for (n,) in self._db.execute("SELECT name FROM sweeps ORDER BY id")]
+        if name in names:
+            return
+        held = ", ".join(repr(n) for n in names) if names else "none"
+        message = f"{name!r}: store {self.path} has no sweep of that name (its sweeps: {held})"
+        raise LrkitValueError(f"sweep {message}", cli_message=f"--name {message}")
 
     # trials
     def finished(self, sweep_id: int) -> set[TrialKey]:
-        """Trials already done or diverged: they are not run again."""
-        rows = self._db.execute(
-            "SELECT batch_size, lr, repeat FROM trials WHERE sweep_id = ? AND status != 'running'",
-            (sweep_id,),
-        ).fetchall()
+        """Trials done or diverged: they are not run again. A failed trial is run again (the
+        cause may have been fixed), as is one found running (the run that had it stopped)."""
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT batch_size, lr, repeat FROM trials "
+                "WHERE sweep_id = ? AND status IN ('done', 'diverged')",
+                (sweep_id,),
+            ).fetchall()
         return {TrialKey(int(b), float(lr), int(r)) for b, lr, r in rows}
 
     def mark_running(self, sweep_id: int, key: TrialKey, seed: int) -> None:
@@ -228,15 +283,17 @@ class Store:
                 "INSERT INTO trials (sweep_id, batch_size, lr, repeat, seed, status, started_at) "
                 "VALUES (?, ?, ?, ?, ?, 'running', ?) "
                 "ON CONFLICT (sweep_id, batch_size, lr, repeat) DO UPDATE SET "
-                "status = 'running', seed = excluded.seed, started_at = excluded.started_at",
+                "status = 'running', seed = excluded.seed, started_at = excluded.started_at, "
+                "error = NULL",
                 (sweep_id, key.batch_size, key.lr, key.repeat, seed, _now()),
             )
 
     def save_trial(self, sweep_id: int, key: TrialKey, outcome: TrialOutcome) -> None:
-        """The trial's final row and all its points, in one transaction."""
+        """The trial's final row and all its points, in one transaction. A failed trial may
+        have no points (training raised before the first check)."""
         checks = outcome.points[1:] or outcome.points
         accuracies = [p.val_accuracy for p in checks if math.isfinite(p.val_accuracy)]
-        last = outcome.points[-1]
+        last = outcome.points[-1] if outcome.points else None
         with _transaction(self._db):
             (trial_id,) = self._db.execute(
                 "SELECT id FROM trials "
@@ -263,45 +320,51 @@ class Store:
             self._db.execute(
                 "UPDATE trials SET status = ?, finished_at = ?, seconds = ?, "
                 "diverged_iteration = ?, final_val_loss = ?, final_val_accuracy = ?, "
-                "best_val_accuracy = ?, test_accuracy = ? WHERE id = ?",
+                "best_val_accuracy = ?, test_accuracy = ?, error = ? WHERE id = ?",
                 (
                     outcome.status,
                     _now(),
                     outcome.seconds,
                     outcome.diverged_iteration,
-                    _finite(last.val_loss),
-                    _finite(last.val_accuracy),
+                    None if last is None else _finite(last.val_loss),
+                    None if last is None else _finite(last.val_accuracy),
                     max(accuracies) if accuracies else None,
                     outcome.test_accuracy,
+                    outcome.error,
                     trial_id,
                 ),
             )
 
     def trials(self, name: str | None = None, *, with_points: bool = True) -> list[StoredTrial]:
-        """Finished trials (of sweep ``name``, or all), ordered by sweep, batch size, lr, repeat."""
+        """Finished and failed trials (of sweep ``name``, or all), ordered by sweep, batch
+        size, lr, repeat."""
+        # A version-1 store, read as it is, has no error column: none of its trials failed.
+        error = "t.error" if self.version >= 2 else "NULL"
         query = (
             "SELECT t.id, s.name, t.batch_size, t.lr, t.repeat, t.seed, t.status, t.seconds, "
             "t.diverged_iteration, t.final_val_loss, t.final_val_accuracy, t.best_val_accuracy, "
-            "t.test_accuracy FROM trials t JOIN sweeps s ON s.id = t.sweep_id "
+            f"t.test_accuracy, {error} FROM trials t JOIN sweeps s ON s.id = t.sweep_id "
             "WHERE t.status != 'running'"
             + (" AND s.name = ?" if name is not None else "")
             + " ORDER BY s.id, t.batch_size, t.lr, t.repeat"
         )
-        rows = self._db.execute(query, (name,) if name is not None else ()).fetchall()
-        result = []
-        for trial_id, *fields in rows:
-            points = self._points(trial_id) if with_points else ()
-            result.append(
-                StoredTrial(**dict(zip(_TRIAL_FIELDS, fields, strict=True)), points=points)
-            )
+        with self._reading():
+            rows = self._db.execute(query, (name,) if name is not None else ()).fetchall()
+            result = []
+            for trial_id, *fields in rows:
+                points = self._points(trial_id) if with_points else ()
+                result.append(
+                    StoredTrial(**dict(zip(_TRIAL_FIELDS, fields, strict=True)), points=points)
+                )
         return result
 
     def count_running(self, name: str) -> int:
-        (count,) = self._db.execute(
-            "SELECT COUNT(*) FROM trials t JOIN sweeps s ON s.id = t.sweep_id "
-            "WHERE s.name = ? AND t.status = 'running'",
-            (name,),
-        ).fetchone()
+        with self._reading():
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM trials t JOIN sweeps s ON s.id = t.sweep_id "
+                "WHERE s.name = ? AND t.status = 'running'",
+                (name,),
+            ).fetchone()
         return int(count)
 
     def _points(self, trial_id: int) -> tuple[CurvePoint, ...]:
@@ -319,6 +382,14 @@ class Store:
         )
 
 
+def _read_only_connection(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write the file. It still sees what a running sweep has
+    committed (SQLite may create the -wal and -shm side files for that; the main file is
+    never written)."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=TIMEOUT_SECONDS, isolation_level=None)
+
+
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
@@ -330,29 +401,20 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _check_is_store(path: Path) -> None:
-    """Refuse, without writing anything, a file that is not an lrkit store."""
-    not_store = LrkitValueError(
-        f"{path} is not an lrkit results store",
-        cli_message=f"--store {path} is not an lrkit results store (give a new file name)",
-    )
-    if path.is_dir():
-        raise not_store
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode (a no-op once it is). Unlike a transaction, the switch
+    does not wait for other connections: while one is reading, SQLite answers "database is
+    locked" at once, which happens when several sweeps open a new store together. So it is
+    retried, for as long as a transaction would wait."""
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while True:
         try:
-            row = db.execute("SELECT value FROM meta WHERE key = 'magic'").fetchone()
-            version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        finally:
-            db.close()
-    except sqlite3.DatabaseError:
-        raise not_store from None
-    if row is None or row[0] != MAGIC:
-        raise not_store
-    if version is None or int(version[0]) > SCHEMA_VERSION:
-        raise LrkitValueError(
-            f"{path} was written by a newer lrkit (store schema {version and version[0]})"
-        )
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not schema.is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def summary_rows(trials: Sequence[StoredTrial]) -> list[list[str | int | float]]:
