@@ -229,3 +229,15 @@ def test_the_fit_says_which_rules_it_is_consistent_with() -> None:
         "the linear rule (k = 1) is outside it, the square-root rule (k = 0.5) is within it" in text
     )
     assert fit_power_law({16: 0.1, 64: 0.4}).consistent_with(1.0) is None
+
+
+def test_a_claim_whose_trial_failed_is_not_measured() -> None:
+    table = {(b, lr): [0.9] for b, lr in all_pairs()}
+    data = [t for t in trials(table) if (t.batch_size, t.lr) != (32, 0.5)]
+    data.append(Fake(32, 0.5, "failed", None, None))
+    found = {v.claim.batch_size: v for v in judge(data, val_size=2000)}
+    assert found[32].verdict == "not measured"
+    assert "not measured" in found[32].sentence()
+    assert found[128].verdict != "not measured"
+    only_failed = [Fake(16, lr, "failed", None, None) for lr in (0.1, 0.3, 0.5, 0.7)]
+    assert judge(only_failed)[2].verdict == "not measured"

@@ -52,12 +52,15 @@ class Verdict:
     claim: Claim
     verdict: str
     """supported (the claimed lr is best), within noise (it is not, but within noise of the
-    best), or not supported."""
-    best_lr: float
-    best_accuracy: float
-    claimed_accuracy: float
+    best), not supported, or not measured (the claimed trial, or every trial of its batch
+    size, failed: training raised)."""
+    best_lr: float | None
+    best_accuracy: float | None
+    claimed_accuracy: float | None
 
     def sentence(self) -> str:
+        if self.verdict == "not measured":
+            return f"{self.claim.text}: not measured (its trial failed; see lrkit runs)"
         return (
             f"{self.claim.text}: {self.verdict} (best lr {self.best_lr:g} at "
             f"{self.best_accuracy:.4f}; lr {self.claim.lr:g} at {self.claimed_accuracy:.4f} "
@@ -81,8 +84,11 @@ def judge(trials: Sequence[TrialScore], val_size: int | None = None) -> list[Ver
     grids = {g.slug: g for g in GRIDS}
     for claim in CLAIMS:
         best = best_lr_by_batch_size(grid_trials(trials, grids[claim.grid]), "final", val_size)
-        winner = best[claim.batch_size]
-        claimed = next(s for s in winner.scores if s.lr == claim.lr)
+        winner = best.get(claim.batch_size)
+        claimed = next((s for s in winner.scores if s.lr == claim.lr), None) if winner else None
+        if winner is None or claimed is None:
+            verdicts.append(Verdict(claim, "not measured", None, None, None))
+            continue
         if winner.lr == claim.lr:
             verdict = "supported"
         elif within_noise(winner.scores[0], claimed):
