@@ -243,7 +243,7 @@ def digest(path: Path) -> str:
         ),
         (
             ["--lr", "0.1", "--batch-size", "16", "--workers", "0"],
-            "--workers must be an integer > 0",
+            "--workers must be an integer in [1, ",
         ),
     ],
 )
