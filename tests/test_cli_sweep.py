@@ -212,14 +212,15 @@ def digest(path: Path) -> str:
         (["--lr", "0.1,0.1", "--batch-size", "16"], "--lr lists 0.1 more than once"),
         (["--lr", "0.1", "--batch-size", "16,0"], "--batch-size must be an integer > 0, got 0"),
         (["--lr", "0.1", "--batch-size", "16,16"], "--batch-size lists 16 more than once"),
-        (["--lr", "0.1", "--batch-size", "1.5"], "--batch-size: '1.5' is not an integer"),
+        (["--lr", "0.1", "--batch-size", "1.5"], "--batch-size must be an integer > 0, got '1.5'"),
         (
             ["--lr", "0.1", "--batch-size", "16", "--epochs", "0"],
             "--epochs must be a finite number > 0",
         ),
         (
             ["--lr", "0.1", "--batch-size", "16", "--eval-every", "0"],
-            "--eval-every must be a finite number > 0",
+            "--eval-every must be a number in [0.0003, 30] (at most the epochs, and at most "
+            "100000 checks a run), got 0.0",
         ),
         (
             ["--lr", "0.1", "--batch-size", "5000"],
@@ -254,7 +255,7 @@ def digest(path: Path) -> str:
         ),
         (
             ["--lr", "0.1", "--batch-size", "16", "--workers", "0"],
-            "--workers must be an integer > 0",
+            "--workers must be an integer in [1, ",
         ),
     ],
 )

@@ -165,4 +165,4 @@ def test_cli_repeats_and_engine(tmp_path: object, capsys: pytest.CaptureFixture[
     assert code == 2
     assert "--engine must be one of auto, sequential, vectorized, got 'fast'" in err
     code, out, err = run(["find", "--repeats", "0", "--no-plot"], capsys)
-    assert code == 2 and "--repeats must be an integer > 0" in err
+    assert code == 2 and "--repeats must be an integer in [1, 64]" in err

@@ -194,7 +194,7 @@ def test_cli_noise(
     assert len(document["points"]) == 3 and document["critical_batch_size"] > 0
     assert (tmp_path / "n.png").stat().st_size > 10_000
     for args, message in (
-        (["--batch-size", "1"], "--batch-size must be at least 2"),
+        (["--batch-size", "1"], "--batch-size must be an integer >= 2"),
         (["--estimator", "exact"], "--estimator must be one of auto, per-example, two-batch"),
         (["--epochs", "0"], "--epochs must be a finite number > 0"),
     ):

@@ -1,4 +1,4 @@
-"""Errors lrkit raises for bad arguments.
+"""Errors lrkit raises for bad arguments, and the interruption the CLI reports.
 
 Every bad argument raises a subclass of :class:`ValueError`. The CLI prints the same message
 on one line, with parameters spelled as its options (``step_size`` as ``--step-size``), and
@@ -36,14 +36,29 @@ class InvalidParameterError(LrkitValueError):
         self.param = param
         self.requirement = requirement
         self.value = value
-        shown = _show(value)
+        given = shown(value)
         super().__init__(
-            f"{param} must be {requirement}, got {shown}",
-            cli_message=f"{option_name(param)} must be {requirement}, got {shown}",
+            f"{param} must be {requirement}, got {given}",
+            cli_message=f"{option_name(param)} must be {requirement}, got {given}",
         )
 
 
-def _show(value: object) -> str:
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a command's work. The message says what was kept and how to resume;
+    the CLI prints it on one line and exits with status 130.
+
+    A :class:`KeyboardInterrupt`, not an :class:`Exception`: on its way out to the CLI no
+    ``except Exception`` swallows it, as none swallows Ctrl-C itself."""
+
+
+def quoted(text: str) -> str:
+    """A name or path as a person reads it, in quotes: ``'it's here'``, where ``repr`` would
+    write ``"it's here"`` or escape a backslash."""
+    return f"'{text}'"
+
+
+def shown(value: object) -> str:
+    """A given value in a message: strings quoted, lists in brackets, numbers as they are."""
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_show(v) for v in value) + "]"
-    return repr(value) if isinstance(value, str) else str(value)
+        return "[" + ",".join(shown(v) for v in value) + "]"
+    return quoted(value) if isinstance(value, str) else str(value)

@@ -2,15 +2,21 @@
 
 Exit 0 on success; 2 on bad input (one line on stderr naming the option and what is allowed,
 no traceback); 1 on a failure while running (one line; set ``LRKIT_DEBUG=1`` for the
-traceback).
+traceback); 130 on Ctrl-C (one line saying what was kept and how to resume).
+
+Help texts are printed as written: typer's rich markup is off, so ``pip install
+'lrkit[ray]'`` keeps its ``[ray]``.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import typer
 
@@ -32,6 +38,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -70,22 +77,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     verb = next((a for a in args if not a.startswith("-")), None)
     prog = f"lrkit {verb}" if verb else "lrkit"
     try:
-        result = command.main(args=args, prog_name="lrkit", standalone_mode=False)
+        # The context and the call that click's main() makes, without its handling of
+        # Ctrl-C (typer's turns it into a silent exit 130): Ctrl-C comes here, with what the
+        # verb says was kept.
+        with _sigint_in_this_process_only(), command.make_context("lrkit", args) as ctx:
+            result = command.invoke(ctx)
     except LrkitValueError as exc:
-        _error(prog, exc.cli_message())
+        _error(prog, _one_line(exc.cli_message()))
         return 2
-    except typer.Abort:
-        _error(prog, "aborted")
+    except KeyboardInterrupt as exc:
+        said = _one_line(str(exc))
+        print(f"{prog}: interrupted" + (f": {said}" if said else ""), file=sys.stderr)
         return 130
+    except typer.Exit as exc:  # --help, --version
+        return exc.exit_code
     except Exception as exc:
         if _is_click_error(exc):
             # typer raises click's exceptions (its own vendored copy in typer >= 0.29), so
             # they are recognised by click's interface rather than by class.
             if type(exc).__name__ == "NoArgsIsHelpError":
-                ctx = getattr(exc, "ctx", None)
-                text = ctx.get_help() if ctx is not None else str(exc)
-                if text:  # typer's rich help prints itself and returns ""
-                    print(text)
+                context = getattr(exc, "ctx", None)
+                print(context.get_help() if context is not None else str(exc))
                 return 0
             _error(prog, _one_line(exc.format_message()))  # type: ignore[attr-defined]
             return int(exc.exit_code)  # type: ignore[attr-defined]
@@ -95,6 +107,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(prog, f"failed: {type(exc).__name__}: {_one_line(str(exc))}")
         return 1
     return result if isinstance(result, int) else 0
+
+
+@contextmanager
+def _sigint_in_this_process_only() -> Iterator[None]:
+    """Ctrl-C on a terminal signals the whole process group: the vectorized sweep's forked
+    workers too. Only this process turns it into KeyboardInterrupt; a worker forked from it
+    inherits a handler that ignores it, and keeps working until this process stops it, so no
+    worker prints a traceback of its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    pid = os.getpid()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if os.getpid() == pid:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _is_click_error(exc: Exception) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,23 +21,27 @@ from lrkit.cli.options import (
     OptimizerOption,
     ValFractionOption,
     WeightDecayOption,
+    check_optimizer,
     parse_fraction,
 )
-from lrkit.cli.output import format_number, text_table, write_json
-from lrkit.cli.progress import progress
+from lrkit.cli.output import check_output_file, format_number, text_table, write_json, writing
+from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
-from lrkit.errors import InvalidParameterError, LrkitValueError
+from lrkit.errors import LrkitValueError, quoted
+from lrkit.rangetest.core import check_stopping
 from lrkit.rangetest.programs import (
     DEFAULT_SEGMENTS,
+    MAX_ITERATIONS,
     LrProgram,
+    check_rounds,
     exponential_range,
     linear_range,
     parse_segments,
     segments_program,
 )
-from lrkit.rangetest.settings import CURVES, RangeTestSettings
+from lrkit.rangetest.settings import CURVES, MAX_REPEATS, RangeTestSettings
 from lrkit.rangetest.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS
-from lrkit.training.optimizers import OPTIMIZERS, make_optimizer
+from lrkit.training.optimizers import make_optimizer
 from lrkit.training.vectorized import ENGINES
 
 if TYPE_CHECKING:
@@ -134,23 +139,25 @@ def find(
 ) -> None:
     # Check every option before any work.
     check.positive_int("batch_size", batch_size)
-    check.positive_int("rounds", rounds)
-    check.positive_int("points", points)
     check.nonnegative_int("eval_size", eval_size)
     check.choice("curve", curve, CURVES)
     check.choice("suggest", suggest, tuple(SUGGESTIONS))
-    check.choice("optimizer", optimizer, OPTIMIZERS)
-    check.nonnegative_float("weight_decay", weight_decay)
-    check.float_in("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True)
-    check.positive_int("repeats", repeats)
+    check_optimizer(optimizer, momentum, weight_decay)
+    check_stopping(smoothing, diverge_factor)
+    check.int_in("repeats", repeats, 1, MAX_REPEATS, "the vectorized engine's largest stack")
     check.choice("engine", engine, ENGINES)
+    check.seed("seed", seed)
     fraction = parse_fraction("val_fraction", val_fraction)
     program = build_program(segments, exp, linear, hold)
+    check_rounds(program, rounds, points)
     figure = None if no_plot else plot
     if figure is not None:
         from lrkit.plots.figure import check_plot_path
 
-        check_plot_path(figure)
+        check_output_file("--plot", check_plot_path(figure))
+    for option, path in (("--json", json_file), ("--report", report_file)):
+        if path is not None:
+            check_output_file(option, path)
 
     from lrkit.data.tensors import TensorData
     from lrkit.rangetest.find import find_lr
@@ -211,7 +218,8 @@ def find(
     # examples per rank); rank 0 alone prints and writes the files.
     with distributed.torchrun_group(resolve_device(device)) as target:
         main = distributed.is_main()
-        result = run_test(target, main)
+        with on_interrupt(lambda: "nothing written"):
+            result = run_test(target, main)
         if main:
             _report(result, json_file, figure, report_file)
 
@@ -223,17 +231,20 @@ def _report(
         _note(f"plain loop: {result.engine_reason}")
     print(summary(result))
     if json_file is not None:
-        write_json(json_file, result.to_json())
+        with writing("--json", json_file):
+            write_json(json_file, result.to_json())
     if figure is not None:
         from lrkit.plots.rangetest import plot_range_test
 
-        plot_range_test(result, figure)
+        with writing("--plot", figure):
+            plot_range_test(result, figure)
         print(f"wrote {figure}", file=sys.stderr)
     if report_file is not None:
         from lrkit.report.build import build_report, write_report
 
         sections = build_report(range_tests=[(result, "this run")])
-        write_report(report_file, sections, f"Range test of {result.model} on {result.data}.")
+        with writing("--report", report_file):
+            write_report(report_file, sections, f"Range test of {result.model} on {result.data}.")
         print(f"wrote {report_file}", file=sys.stderr)
 
 
@@ -258,13 +269,13 @@ def build_program(
                 raise ValueError
         except (ValueError, IndexError):
             raise LrkitValueError(
-                f"{option} must be START:END:STEPS (e.g. 1e-6:1:100), got {text!r}"
+                f"{option} must be START:END:STEPS (e.g. 1e-6:1:100), got {quoted(text)}"
             ) from None
         make = exponential_range if exp else linear_range
-        hold = check.positive_int("hold", hold)
+        hold = check.int_in("hold", hold, 1, MAX_ITERATIONS)
         try:
             return make(start, end, steps, hold)
-        except InvalidParameterError as exc:
+        except LrkitValueError as exc:
             raise LrkitValueError(f"{option} {text}: {exc}") from None
     return segments_program(parse_segments(segments if segments is not None else DEFAULT_SEGMENTS))
 
@@ -303,7 +314,13 @@ def summary(result: RangeTestResult) -> str:
     ]
     lines.append(text_table(["rule", "lr", ""], suggestion_rows))
     lines.append("")
-    if result.suggested_lr is None:
+    if not_finite_from_the_start(result):
+        lines.append(
+            "no suggestion: the loss was not finite from the first iteration, at the smallest "
+            f"lr ({format_number(result.rounds[0].record.points[0].lr)}); check the model, "
+            "the data and the loss"
+        )
+    elif result.suggested_lr is None:
         lines.append(
             f"no {result.method} suggestion: the loss never turned; widen the program's range "
             "or read another rule above"
@@ -318,6 +335,14 @@ def summary(result: RangeTestResult) -> str:
         )
         lines.append(f"each repeat alone: {each}")
     return "\n".join(lines)
+
+
+def not_finite_from_the_start(result: RangeTestResult) -> bool:
+    """Whether every run of the first round had a loss that was not finite at its very first
+    iteration: no learning rate is to blame then, something in the model, the data or the
+    loss is."""
+    records = result.rounds[0].records
+    return all(r.points and not math.isfinite(r.points[0].loss) for r in records)
 
 
 def _short(text: str, limit: int = 48) -> str:

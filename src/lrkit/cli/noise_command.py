@@ -21,18 +21,18 @@ from lrkit.cli.options import (
     OptimizerOption,
     ValFractionOption,
     WeightDecayOption,
+    check_optimizer,
     parse_fraction,
 )
-from lrkit.cli.output import format_number, text_table, write_json
-from lrkit.cli.progress import progress
+from lrkit.cli.output import check_output_file, format_number, text_table, write_json, writing
+from lrkit.cli.progress import on_interrupt, progress
 from lrkit.errors import LrkitValueError
 from lrkit.noise import ESTIMATORS
-from lrkit.training.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
     import torch
 
-    from lrkit.noise.tracking import NoiseRun
+    from lrkit.noise.tracking import NoisePoint, NoiseRun
 
 HELP = "\n\n".join(
     [
@@ -63,7 +63,13 @@ def noise(
     measure_every: Annotated[
         float, typer.Option(help="Epochs between measurements (one more at the start).")
     ] = 0.25,
-    examples: Annotated[int, typer.Option(help="Examples drawn for each measurement.")] = 2048,
+    examples: Annotated[
+        int | None,
+        typer.Option(
+            help="Examples drawn for each measurement, at most the training examples "
+            "(default 2048, or all of them where there are fewer)."
+        ),
+    ] = None,
     estimator: Annotated[
         str,
         typer.Option(
@@ -92,13 +98,15 @@ def noise(
         estimator=check.choice("estimator", estimator, ESTIMATORS),
         seed=seed,
     ).check()
-    check.choice("optimizer", optimizer, OPTIMIZERS)
+    check_optimizer(optimizer, momentum, weight_decay)
     check.choice("device", device, ("auto", "cpu", "cuda"))
     fraction = parse_fraction("val_fraction", val_fraction)
     if plot is not None:
         from lrkit.plots.figure import check_plot_path
 
-        check_plot_path(plot)
+        check_output_file("--plot", check_plot_path(plot))
+    if json_file is not None:
+        check_output_file("--json", json_file)
 
     from lrkit.data.tensors import TensorData
     from lrkit.noise.tracking import track_noise_scale
@@ -131,6 +139,7 @@ def noise(
                 f"--batch-size must be at most the number of training examples{per_rank} "
                 f"({len(work.train)}{f' / {world}' if world > 1 else ''}), got {batch_size}"
             )
+        settings.check(len(work.train))  # before the model: nothing is built for nothing
         net = distributed.wrap(work.make_model(seed).to(target), target)
         opt = make_optimizer(optimizer, net, lr, momentum, weight_decay)
         with progress(None if main else False) as bar:
@@ -151,7 +160,8 @@ def noise(
     # examples per rank); rank 0 alone prints and writes the files.
     with distributed.torchrun_group(resolve_device(device)) as target:
         main = distributed.is_main()
-        result = run_tracking(target, main)
+        with on_interrupt(lambda: "nothing written"):
+            result = run_tracking(target, main)
         if main:
             _report(result, json_file, plot)
 
@@ -159,11 +169,13 @@ def noise(
 def _report(result: NoiseRun, json_file: Path | None, plot: Path | None) -> None:
     print(summary(result))
     if json_file is not None:
-        write_json(json_file, result.to_json())
+        with writing("--json", json_file):
+            write_json(json_file, result.to_json())
     if plot is not None and result.points:
         from lrkit.plots.noise import plot_noise_scale
 
-        plot_noise_scale(result, plot)
+        with writing("--plot", plot):
+            plot_noise_scale(result, plot)
         print(f"wrote {plot}", file=sys.stderr)
 
 
@@ -182,6 +194,13 @@ def summary(result: NoiseRun) -> str:
     ]
     if not points:
         lines.append(f"no measurement: training {result.status} before the first check")
+        return "\n".join(lines)
+    if result.status == "diverged" and not any(_measured(p) for p in points):
+        lines.append(
+            f"training diverged at iteration {result.diverged_at}, so no noise scale was "
+            "measured: the gradients were not finite from the start, before any step; check "
+            "the model, the data and the loss"
+        )
         return "\n".join(lines)
     step = max(1, math.ceil(len(points) / 12))
     shown = [*points[:-1:step], points[-1]]
@@ -210,7 +229,12 @@ def summary(result: NoiseRun) -> str:
             _plus_minus(p.b_simple, p.b_simple_stderr) for p in (points[0], middle, points[-1])
         )
     )
-    if result.status != "done":
+    if result.status == "diverged":
+        lines.append(
+            f"training diverged at iteration {result.diverged_at}: the last measurements are "
+            "not meaningful"
+        )
+    elif result.status != "done":
         lines.append(f"training {result.status}: the last measurements are not meaningful")
     critical = result.critical_batch_size
     if math.isfinite(critical):
@@ -226,6 +250,11 @@ def summary(result: NoiseRun) -> str:
     else:
         lines.append("critical batch size: not measured (|G|^2 estimated at or below zero)")
     return "\n".join(lines)
+
+
+def _measured(point: NoisePoint) -> bool:
+    """Whether a measurement saw finite gradients (|G|^2 and tr(Sigma) are numbers)."""
+    return math.isfinite(point.grad_norm_sq) and math.isfinite(point.trace_sigma)
 
 
 def _number(value: float) -> str:

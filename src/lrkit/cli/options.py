@@ -1,4 +1,5 @@
-"""Options shared by several verbs: declared once here, and the parsing of their values."""
+"""Options shared by several verbs: declared once here, and the parsing and checks of their
+values (each requirement stated once, for every verb that takes the option)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Annotated
 import typer
 
 from lrkit import validation as check
-from lrkit.errors import LrkitValueError
+from lrkit.errors import InvalidParameterError
+from lrkit.training.optimizers import OPTIMIZERS
 
 ModelOption = Annotated[
     str, typer.Option(help="Built-in model (mnist-mlp, logistic, mnist-cnn) or module:factory.")
@@ -29,7 +31,9 @@ LossOption = Annotated[
 OptimizerOption = Annotated[
     str, typer.Option(help="sgd (plain, the textbook's), momentum, adam or adamw.")
 ]
-MomentumOption = Annotated[float, typer.Option(help="Momentum for --optimizer momentum.")]
+MomentumOption = Annotated[
+    float, typer.Option(help="Momentum for --optimizer momentum, in [0, 1).")
+]
 WeightDecayOption = Annotated[float, typer.Option(help="Weight decay.")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 EngineOption = Annotated[
@@ -51,10 +55,38 @@ ValFractionOption = Annotated[
 
 def parse_fraction(name: str, text: str) -> float:
     """``1/12`` or ``0.0833``, in (0, 1)."""
+    requirement = "a fraction in (0, 1) like 1/12 or 0.1"
     try:
         value = float(Fraction(text.strip()))
     except (ValueError, ZeroDivisionError):
-        raise LrkitValueError(
-            f"--{name.replace('_', '-')} must be a fraction like 1/12 or 0.1, got {text!r}"
-        ) from None
-    return check.float_in(name, value, 0.0, 1.0, low_open=True, high_open=True)
+        raise InvalidParameterError(name, requirement, text) from None
+    if not 0.0 < value < 1.0:
+        raise InvalidParameterError(name, requirement, text)
+    return value
+
+
+def check_optimizer(optimizer: str, momentum: float, weight_decay: float) -> None:
+    """--optimizer, --momentum and --weight-decay, as every verb that trains takes them:
+    momentum is checked whichever the optimizer (a bad value is a typo to point out even
+    where it would go unused)."""
+    check.choice("optimizer", optimizer, OPTIMIZERS)
+    check.float_in("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True)
+    check.nonnegative_float("weight_decay", weight_decay)
+
+
+def check_workers(workers: int | None, engine: str) -> int | None:
+    """--workers: processes forked for the vectorized engine, one per CPU core at most (more
+    only take turns on the cores); with ``engine`` ray, the least number of Ray tasks, at most
+    one a trial of the largest grid."""
+    if workers is None:
+        return None
+    if engine == "ray":
+        from lrkit.sweep.definition import MAX_TRIALS
+
+        return check.int_in("workers", workers, 1, MAX_TRIALS)
+    import torch
+
+    from lrkit.sweep.engines.stacked import default_workers
+
+    cores = default_workers(torch.device("cpu"))
+    return check.int_in("workers", workers, 1, cores, "one process a CPU core at most")

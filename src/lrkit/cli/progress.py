@@ -1,11 +1,14 @@
-"""Progress bars on a terminal (rich, on stderr); silence when stderr is not a terminal."""
+"""Long work as the person at the terminal sees it: progress bars (rich, on stderr; silence
+when stderr is not a terminal), and what Ctrl-C leaves."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from lrkit.errors import Interrupted
 
 
 class Progress:
@@ -58,3 +61,16 @@ def progress(enabled: bool | None = None) -> Iterator[Progress]:
     )
     with bar:
         yield Progress(bar)
+
+
+@contextmanager
+def on_interrupt(kept: Callable[[], str]) -> Iterator[None]:
+    """Ctrl-C inside becomes :class:`~lrkit.errors.Interrupted` saying ``kept()``: what the
+    work had kept and how to resume (asked only then, when it is known). The CLI prints it
+    on one line and exits 130."""
+    try:
+        yield
+    except Interrupted:
+        raise  # an inner block said it already
+    except KeyboardInterrupt:
+        raise Interrupted(kept()) from None

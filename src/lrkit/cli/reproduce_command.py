@@ -16,17 +16,29 @@ from lrkit.cli.options import (
     EngineOption,
     ValFractionOption,
     WorkersOption,
+    check_workers,
     parse_fraction,
 )
-from lrkit.cli.output import text_table, write_json
+from lrkit.cli.output import check_output_file, check_output_folder, text_table, write_json, writing
+from lrkit.cli.progress import on_interrupt
 from lrkit.cli.report_command import ReportOption
-from lrkit.cli.sweep_command import execute, make_definition, report, summary_json
+from lrkit.cli.sweep_command import (
+    execute,
+    make_definition,
+    report,
+    summary_json,
+    trials_kept,
+    trials_safe_in,
+)
 from lrkit.errors import InvalidParameterError
 from lrkit.experiments.textbook import GRIDS, all_pairs, grid_trials, judge
 from lrkit.sweep.definition import pairs_grid
 from lrkit.training.vectorized import ENGINES
 
 if TYPE_CHECKING:
+    from lrkit.scaling import PowerLawFit
+    from lrkit.sweep.analysis import BestLr
+    from lrkit.sweep.store import StoredTrial
     from lrkit.workload import Workload
 
 HELP = "\n\n".join(
@@ -43,6 +55,25 @@ HELP = "\n\n".join(
         "OUT/bs-schedule.sqlite).",
     ]
 )
+
+
+EVAL_EVERY = 0.5
+"""Epochs between checks: the textbook's, every half epoch."""
+
+
+def check_epochs(epochs: float) -> float:
+    """--epochs: long enough for a check, at most ``MAX_CHECKS`` checks a trial. Reproduce has
+    no --eval-every (it checks every half epoch, as the textbook does), so the bound is said
+    in its epochs."""
+    return check.float_in(
+        "epochs",
+        epochs,
+        EVAL_EVERY,
+        EVAL_EVERY * check.MAX_CHECKS,
+        low_open=False,
+        high_open=False,
+        why=f"reproduce checks every {EVAL_EVERY:g} epochs, at most {check.MAX_CHECKS} times",
+    )
 
 
 def reproduce(
@@ -81,11 +112,10 @@ def reproduce(
 ) -> None:
     started = time.perf_counter()
     epochs = epochs if epochs is not None else (2.0 if quick else 30.0)
-    check.positive_float("epochs", epochs)
     check.choice("device", device, ("auto", "cpu", "cuda"))
     check.choice("engine", engine, ENGINES)
-    if workers is not None:
-        check.positive_int("workers", workers)
+    check_workers(workers, engine)
+    check.seed("seed", seed)
     fraction = parse_fraction("val_fraction", val_fraction)
     if bs_schedule:
         if repeats != 1:
@@ -95,6 +125,13 @@ def reproduce(
         from lrkit.experiments.batch_size_demo import whole_epochs
 
         whole_epochs(epochs)
+    check_epochs(epochs)
+    check_output_folder("--out", out)
+    default_store = out / ("bs-schedule.sqlite" if bs_schedule else "reproduce.sqlite")
+    check_output_file("--store", store or default_store)
+    for option, path in (("--json", json_file), ("--report", report_file)):
+        if path is not None:
+            check_output_file(option, path)
     from lrkit.workload import load_workload
 
     work = load_workload(
@@ -109,17 +146,92 @@ def reproduce(
         _bs_schedule(work, epochs, fraction, seed, out, store, device, engine, workers, json_file)
         return
     definition = make_definition(
-        "mnist-mlp", work.data_name, None, epochs, 0.5, fraction, "sgd", 0.0, 0.0, None, None, seed
+        "mnist-mlp",
+        work.data_name,
+        None,
+        epochs,
+        EVAL_EVERY,
+        fraction,
+        "sgd",
+        0.0,
+        0.0,
+        None,
+        None,
+        seed,
     )
     grid = pairs_grid(all_pairs(), check.positive_int("repeats", repeats))
     store_path = store or out / "reproduce.sqlite"
-    trials, ran = execute(
-        "textbook", definition, grid, store_path, work, device, engine, workers, "reproduce"
-    )
-    print(f"{len(trials)} trials, {ran} run now, {len(trials) - ran} from {store_path}")
-    val_size = len(work.val) if work.val is not None else None
-    best, fit, text = report(trials, "final", val_size)
+    with on_interrupt(lambda: trials_kept(store_path, {"textbook": grid})):
+        trials, ran = execute(
+            "textbook", definition, grid, store_path, work, device, engine, workers, "reproduce"
+        )
+        print(f"{len(trials)} trials, {ran} run now, {len(trials) - ran} from {store_path}")
+        val_size = len(work.val) if work.val is not None else None
+        best, fit, text = report(trials, "final", val_size)
+        kept = trials_safe_in(store_path)
+        with writing("--out", out, kept):
+            figures = _grid_figures(trials, best, fit, out)
 
+        verdicts = judge(trials, val_size)
+        rows: list[list[str | int | float]] = [
+            [
+                t.batch_size,
+                t.lr,
+                t.status,
+                f"{t.final_val_accuracy or 0.0:.4f}",
+                f"{t.best_val_accuracy or 0.0:.4f}",
+                f"{t.test_accuracy or 0.0:.4f}",
+                f"{t.seconds or 0.0:.1f}",
+            ]
+            for t in trials
+            if t.repeat == 0
+        ]
+        table = text_table(
+            ["batch", "lr", "status", "final val acc", "best val acc", "test acc", "seconds"], rows
+        )
+        claims = "\n".join(f"- {v.sentence()}" for v in verdicts)
+        summary = (
+            f"# lrkit reproduce: {len(trials)} trials, {epochs:g} epochs, {work.data_name}\n\n"
+            f"```\n{table}\n```\n\n```\n{text}\n```\n\n## The chapter's claims\n\n{claims}\n"
+        )
+        with writing("--out", out, kept):
+            (out / "summary.md").write_text(summary, encoding="utf-8")
+        print(text)
+        print()
+        print("the chapter's claims:")
+        print(claims)
+        for path in [*figures, out / "summary.md"]:
+            print(f"wrote {path}", file=sys.stderr)
+        if json_file is not None:
+            from lrkit.sweep.analysis import best_lr_by_batch_size
+
+            by_best = best_lr_by_batch_size(trials, "best", val_size)
+            document = summary_json(trials, best, by_best, fit)
+            document["claims"] = [
+                {"claim": v.claim.text, "verdict": v.verdict, "best_lr": v.best_lr}
+                for v in verdicts
+            ]
+            with writing("--json", json_file, kept):
+                write_json(json_file, document)
+        if report_file is not None:
+            from lrkit.report.build import build_report, write_report
+
+            sections = build_report(
+                store_path, "textbook", val_size, wall_seconds=time.perf_counter() - started
+            )
+            lead = (
+                f"lrkit reproduce: the textbook's grids, {epochs:g} epochs, {work.data_name}. "
+                "The chapter's claims: " + "; ".join(v.sentence() for v in verdicts) + "."
+            )
+            with writing("--report", report_file, kept):
+                write_report(report_file, sections, lead)
+            print(f"wrote {report_file}", file=sys.stderr)
+
+
+def _grid_figures(
+    trials: list[StoredTrial], best: dict[int, BestLr], fit: PowerLawFit | None, out: Path
+) -> list[Path]:
+    """The chapter's figures, one a grid, the heatmap and (when there is one) the fit."""
     from lrkit.plots.sweep import (
         plot_accuracy_vs_epoch,
         plot_accuracy_vs_iteration,
@@ -142,56 +254,7 @@ def reproduce(
     if fit is not None:
         figures.append(out / "best-lr-fit.png")
         plot_fit(best, fit, figures[-1])
-
-    verdicts = judge(trials, val_size)
-    rows: list[list[str | int | float]] = [
-        [
-            t.batch_size,
-            t.lr,
-            t.status,
-            f"{t.final_val_accuracy or 0.0:.4f}",
-            f"{t.best_val_accuracy or 0.0:.4f}",
-            f"{t.test_accuracy or 0.0:.4f}",
-            f"{t.seconds or 0.0:.1f}",
-        ]
-        for t in trials
-        if t.repeat == 0
-    ]
-    table = text_table(
-        ["batch", "lr", "status", "final val acc", "best val acc", "test acc", "seconds"], rows
-    )
-    claims = "\n".join(f"- {v.sentence()}" for v in verdicts)
-    summary = (
-        f"# lrkit reproduce: {len(trials)} trials, {epochs:g} epochs, {work.data_name}\n\n"
-        f"```\n{table}\n```\n\n```\n{text}\n```\n\n## The chapter's claims\n\n{claims}\n"
-    )
-    (out / "summary.md").write_text(summary, encoding="utf-8")
-    print(text)
-    print()
-    print("the chapter's claims:")
-    print(claims)
-    for path in [*figures, out / "summary.md"]:
-        print(f"wrote {path}", file=sys.stderr)
-    if json_file is not None:
-        from lrkit.sweep.analysis import best_lr_by_batch_size
-
-        document = summary_json(trials, best, best_lr_by_batch_size(trials, "best", val_size), fit)
-        document["claims"] = [
-            {"claim": v.claim.text, "verdict": v.verdict, "best_lr": v.best_lr} for v in verdicts
-        ]
-        write_json(json_file, document)
-    if report_file is not None:
-        from lrkit.report.build import build_report, write_report
-
-        sections = build_report(
-            store_path, "textbook", val_size, wall_seconds=time.perf_counter() - started
-        )
-        lead = (
-            f"lrkit reproduce: the textbook's grids, {epochs:g} epochs, {work.data_name}. "
-            "The chapter's claims: " + "; ".join(v.sentence() for v in verdicts) + "."
-        )
-        write_report(report_file, sections, lead)
-        print(f"wrote {report_file}", file=sys.stderr)
+    return figures
 
 
 def _bs_schedule(
@@ -215,77 +278,88 @@ def _bs_schedule(
     assert isinstance(work.train, TensorData)  # the MNIST files are read as tensors
     plan = batch_size_demo.plan_demo(epochs, len(work.train))
     store_path = store or out / "bs-schedule.sqlite"
-    results = []
-    for arm in plan.arms:
-        definition = make_definition(
-            "mnist-mlp",
-            work.data_name,
-            None,
-            plan.epochs,
-            0.5,
-            fraction,
-            "sgd",
-            0.0,
-            0.0,
-            arm.schedule,
-            arm.batch_size_schedule,
-            seed,
-        )
-        grid = (TrialKey(arm.batch_size, arm.lr, 0),)
-        trials, ran = execute(
-            arm.sweep, definition, grid, store_path, work, device, engine, workers, "reproduce"
-        )
-        (trial,) = trials
-        print(
-            f"{arm.name}: {arm.describe()}: " + ("run now" if ran else f"from {store_path}"),
-            file=sys.stderr,
-        )
-        results.append(
-            batch_size_demo.arm_result(
-                arm,
-                plan.n_train,
-                trial.status,
-                trial.points,
-                trial.final_val_accuracy,
-                trial.best_val_accuracy,
-                trial.test_accuracy,
-                trial.seconds,
+    grids = {arm.sweep: (TrialKey(arm.batch_size, arm.lr, 0),) for arm in plan.arms}
+    with on_interrupt(lambda: trials_kept(store_path, grids)):
+        results = []
+        for arm in plan.arms:
+            definition = make_definition(
+                "mnist-mlp",
+                work.data_name,
+                None,
+                plan.epochs,
+                EVAL_EVERY,
+                fraction,
+                "sgd",
+                0.0,
+                0.0,
+                arm.schedule,
+                arm.batch_size_schedule,
+                seed,
             )
+            trials, ran = execute(
+                arm.sweep,
+                definition,
+                grids[arm.sweep],
+                store_path,
+                work,
+                device,
+                engine,
+                workers,
+                "reproduce",
+            )
+            (trial,) = trials
+            print(
+                f"{arm.name}: {arm.describe()}: " + ("run now" if ran else f"from {store_path}"),
+                file=sys.stderr,
+            )
+            results.append(
+                batch_size_demo.arm_result(
+                    arm,
+                    plan.n_train,
+                    trial.status,
+                    trial.points,
+                    trial.final_val_accuracy,
+                    trial.best_val_accuracy,
+                    trial.test_accuracy,
+                    trial.seconds,
+                )
+            )
+        decay, increase = results
+        table = text_table(batch_size_demo.HEADER, batch_size_demo.table_rows(results))
+        steps = ", ".join(str(m) for m in plan.milestones)
+        word = "epoch" if len(plan.milestones) == 1 else "epochs"
+        heading = (
+            f"decay the lr or increase the batch size: {plan.epochs} epochs of {work.data_name} "
+            f"({plan.n_train} training examples), factor {plan.factor:g} at {word} {steps}"
         )
-    decay, increase = results
-    table = text_table(batch_size_demo.HEADER, batch_size_demo.table_rows(results))
-    steps = ", ".join(str(m) for m in plan.milestones)
-    word = "epoch" if len(plan.milestones) == 1 else "epochs"
-    heading = (
-        f"decay the lr or increase the batch size: {plan.epochs} epochs of {work.data_name} "
-        f"({plan.n_train} training examples), factor {plan.factor:g} at {word} {steps}"
-    )
-    sentence = batch_size_demo.verdict(plan, decay, increase)
-    print(heading)
-    print(table)
-    print(sentence)
+        sentence = batch_size_demo.verdict(plan, decay, increase)
+        print(heading)
+        print(table)
+        print(sentence)
 
-    from lrkit.plots.batch_size import ArmCurve, plot_batch_size_schedule
+        from lrkit.plots.batch_size import ArmCurve, plot_batch_size_schedule
 
-    out.mkdir(parents=True, exist_ok=True)
-    figure = out / "bs-schedule.png"
-    plot_batch_size_schedule(
-        [ArmCurve(f"{r.arm.name}: {r.arm.describe()}", r.points) for r in results],
-        plan.milestones,
-        figure,
-        title=(
-            f"{plan.epochs} epochs of {work.data_name.split(' (/')[0]} ({plan.n_train} training "
-            f"examples): lr divided by {plan.factor:g}, or batch multiplied by {plan.factor:g}, "
-            f"at {word} {steps}"
-        ),
-    )
-    summary = out / "bs-schedule.md"
-    summary.write_text(
-        f"# lrkit reproduce --bs-schedule\n\n{heading}.\n\n```\n{table}\n```\n\n"
-        f"{sentence}.\n\n![decay the lr or increase the batch size](bs-schedule.png)\n",
-        encoding="utf-8",
-    )
-    for path in (figure, summary):
-        print(f"wrote {path}", file=sys.stderr)
-    if json_file is not None:
-        write_json(json_file, batch_size_demo.to_json(plan, decay, increase))
+        figure = out / "bs-schedule.png"
+        summary = out / "bs-schedule.md"
+        with writing("--out", out, trials_safe_in(store_path)):
+            out.mkdir(parents=True, exist_ok=True)
+            plot_batch_size_schedule(
+                [ArmCurve(f"{r.arm.name}: {r.arm.describe()}", r.points) for r in results],
+                plan.milestones,
+                figure,
+                title=(
+                    f"{plan.epochs} epochs of {work.data_name.split(' (/')[0]} ({plan.n_train} "
+                    f"training examples): lr divided by {plan.factor:g}, or batch multiplied by "
+                    f"{plan.factor:g}, at {word} {steps}"
+                ),
+            )
+            summary.write_text(
+                f"# lrkit reproduce --bs-schedule\n\n{heading}.\n\n```\n{table}\n```\n\n"
+                f"{sentence}.\n\n![decay the lr or increase the batch size](bs-schedule.png)\n",
+                encoding="utf-8",
+            )
+        for path in (figure, summary):
+            print(f"wrote {path}", file=sys.stderr)
+        if json_file is not None:
+            with writing("--json", json_file, trials_safe_in(store_path)):
+                write_json(json_file, batch_size_demo.to_json(plan, decay, increase))

@@ -4,6 +4,7 @@ report the best lr per batch size, the fit of lr* against batch size, and the fi
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,12 +22,21 @@ from lrkit.cli.options import (
     ValFractionOption,
     WeightDecayOption,
     WorkersOption,
+    check_optimizer,
+    check_workers,
     parse_fraction,
 )
-from lrkit.cli.output import format_number, text_table, write_json
-from lrkit.cli.progress import progress
+from lrkit.cli.output import (
+    check_output_file,
+    check_output_folder,
+    format_number,
+    text_table,
+    write_json,
+    writing,
+)
+from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
-from lrkit.errors import LrkitValueError
+from lrkit.errors import LrkitValueError, quoted
 from lrkit.sweep.definition import (
     SWEEP_ENGINES,
     SweepDefinition,
@@ -150,13 +160,20 @@ def execute(
 def report(
     trials: list[StoredTrial], metric: str, val_size: int | None
 ) -> tuple[dict[int, BestLr], PowerLawFit | None, str]:
-    """Best lr per batch size, the fit, and the text that says so."""
+    """Best lr per batch size, the fit, and the text that says so. A batch size where no
+    trial finished has no best lr (its "winner" would be an lr that diverged like the rest):
+    it is left out of the best lrs and the fit, and the table says what happened there."""
     from lrkit.sweep.analysis import best_lr_by_batch_size, fit_best
 
-    best = best_lr_by_batch_size(trials, metric, val_size)
+    unfinished = unfinished_sizes(trials)
+    every = best_lr_by_batch_size(trials, metric, val_size)
+    best = {b: w for b, w in every.items() if b not in unfinished}
     fit = fit_best(best)
     rows: list[list[str | int | float]] = []
-    for size, winner in best.items():
+    for size, winner in every.items():
+        if size in unfinished:
+            rows.append([size, "-", unfinished[size], "-", "-"])
+            continue
         runner = winner.runner_up
         noise = "-" if winner.within_noise is None else ("yes" if winner.within_noise else "no")
         rows.append(
@@ -174,11 +191,48 @@ def report(
         text_table(["batch size", "best lr", "accuracy", "runner-up", "within noise"], rows),
         "",
     ]
+    if trials and diverged_from_the_start(trials):
+        smallest = min(t.lr for t in trials)
+        lines.append(
+            "every trial diverged at its first check: the training loss was not finite from "
+            f"the start, at every learning rate (the smallest, {format_number(smallest)}, "
+            "too); check the model, the data and the loss"
+        )
+    else:
+        lines += [
+            f"batch size {size}: {said}, so it has no best lr"
+            + ("; try smaller learning rates" if said == EVERY_TRIAL_DIVERGED else "")
+            for size, said in unfinished.items()
+        ]
     if fit is None:
         lines.append("fit: needs two batch sizes or more with two learning rates or more each")
     else:
         lines.append(f"fit: {fit.describe()}")
     return best, fit, "\n".join(lines)
+
+
+EVERY_TRIAL_DIVERGED = "every trial diverged"
+
+
+def unfinished_sizes(trials: list[StoredTrial]) -> dict[int, str]:
+    """The batch sizes where no trial finished training, each with what happened there:
+    ``EVERY_TRIAL_DIVERGED``, or no trial finished (some failed)."""
+    groups: dict[int, list[StoredTrial]] = {}
+    for trial in trials:
+        groups.setdefault(trial.batch_size, []).append(trial)
+    return {
+        size: EVERY_TRIAL_DIVERGED
+        if all(t.status == "diverged" for t in group)
+        else "no trial finished"
+        for size, group in sorted(groups.items())
+        if all(t.status != "done" for t in group)
+    }
+
+
+def diverged_from_the_start(trials: list[StoredTrial]) -> bool:
+    """Whether every trial diverged before its first check had a point to record (its curve
+    holds the check before training only): then no learning rate is to blame."""
+    return all(t.status == "diverged" and len(t.points) <= 1 for t in trials)
 
 
 def summary_json(
@@ -187,14 +241,54 @@ def summary_json(
     best_by_best: dict[int, BestLr],
     fit: PowerLawFit | None,
 ) -> dict[str, Any]:
+    """The ``--json`` document. A batch size where no trial finished has a null best lr and
+    says whether every trial diverged there."""
+    unfinished = unfinished_sizes(trials)
+
+    def by_size(winners: dict[int, BestLr]) -> dict[str, Any]:
+        entries: dict[int, dict[str, Any]] = {
+            b: {"lr": None, "every_trial_diverged": said == EVERY_TRIAL_DIVERGED}
+            for b, said in unfinished.items()
+        }
+        entries.update(
+            {
+                b: {**w.to_json(), "every_trial_diverged": False}
+                for b, w in winners.items()
+                if b not in unfinished
+            }
+        )
+        return {str(b): entries[b] for b in sorted(entries)}
+
     return {
         "trials": [t.to_json() for t in trials],
-        "best_lr_by_batch_size": {str(b): w.to_json() for b, w in best.items()},
-        "best_lr_by_batch_size_best_accuracy": {
-            str(b): w.to_json() for b, w in best_by_best.items()
-        },
+        "best_lr_by_batch_size": by_size(best),
+        "best_lr_by_batch_size_best_accuracy": by_size(best_by_best),
+        "diverged_from_the_start": bool(trials) and diverged_from_the_start(trials),
         "fit": None if fit is None else fit.to_json(),
     }
+
+
+def trials_kept(store_path: Path, grids: Mapping[str, Sequence[TrialKey]]) -> str:
+    """What Ctrl-C leaves of sweeps (name -> grid) into ``store_path``: the trials finished
+    so far, committed one by one as they ended."""
+    from lrkit.sweep.store import Store
+
+    total = sum(len(grid) for grid in grids.values())
+    finished = 0
+    if store_path.is_file():
+        with Store.open(store_path, create=False) as store:
+            for name, grid in grids.items():
+                keys = set(grid)
+                finished += sum(t.key in keys for t in store.trials(name, with_points=False))
+    return (
+        f"{finished} of {total} trials finished and kept in {store_path}; run the same "
+        "command again to resume"
+    )
+
+
+def trials_safe_in(store_path: Path) -> str:
+    """What an output that fails at the end leaves: the trials, committed as they ended."""
+    return f"the trials are kept in {store_path}: run the same command again to write it"
 
 
 def sweep(
@@ -260,11 +354,20 @@ def sweep(
     lrs = parse_grid("--lr", lr, float)
     sizes = parse_grid("--batch-size", batch_size, int)
     grid = product_grid(lrs, sizes, check.positive_int("repeats", repeats))
+    check.positive_float("epochs", epochs)
+    check.epochs_between_checks("eval_every", eval_every, epochs)
+    check_optimizer(optimizer, momentum, weight_decay)
+    check.seed("seed", seed)
     check.choice("metric", metric, ("final", "best"))
     check.choice("device", device, ("auto", "cpu", "cuda"))
     check.choice("engine", engine, SWEEP_ENGINES)
-    if workers is not None:
-        check.positive_int("workers", workers)
+    check_workers(workers, engine)
+    check_output_file("--store", store)
+    for option, path in (("--json", json_file), ("--report", report_file)):
+        if path is not None:
+            check_output_file(option, path)
+    if plot_dir is not None:
+        check_output_folder("--plot-dir", plot_dir)
     if engine == "ray":
         from lrkit.sweep.engines.ray import require_ray
 
@@ -296,30 +399,37 @@ def sweep(
         batch_size_schedule,
         seed,
     )
-    trials, ran = execute(
-        name, definition, grid, store, work, device, engine, workers, address=address
-    )
-    val_size = len(work.val) if work.val is not None else None
-    best, fit, text = report(trials, metric, val_size)
-    other = "best" if metric == "final" else "final"
-    from lrkit.sweep.analysis import best_lr_by_batch_size
-
-    from_store = len(trials) - ran
-    print(f"sweep {name!r} in {store}: {len(trials)} trials, {ran} run now, {from_store} stored")
-    print(text)
-    if json_file is not None:
-        write_json(
-            json_file,
-            summary_json(trials, best, best_lr_by_batch_size(trials, other, val_size), fit),
+    with on_interrupt(lambda: trials_kept(store, {name: grid})):
+        trials, ran = execute(
+            name, definition, grid, store, work, device, engine, workers, address=address
         )
-    if report_file is not None:
-        from lrkit.report.build import build_report, write_report
+        val_size = len(work.val) if work.val is not None else None
+        best, fit, text = report(trials, metric, val_size)
+        other = "best" if metric == "final" else "final"
+        from lrkit.sweep.analysis import best_lr_by_batch_size
 
-        sections = build_report(store, name, val_size)
-        write_report(report_file, sections, f"Sweep {name!r} in {store}.")
-        print(f"wrote {report_file}", file=sys.stderr)
-    if plot_dir is not None:
-        from lrkit.plots.sweep import write_sweep_figures
+        from_store = len(trials) - ran
+        shown = f"sweep {quoted(name)} in {store}"
+        print(f"{shown}: {len(trials)} trials, {ran} run now, {from_store} stored")
+        print(text)
+        kept = trials_safe_in(store)
+        if json_file is not None:
+            document = summary_json(
+                trials, best, best_lr_by_batch_size(trials, other, val_size), fit
+            )
+            with writing("--json", json_file, kept):
+                write_json(json_file, document)
+        if report_file is not None:
+            from lrkit.report.build import build_report, write_report
 
-        for path in write_sweep_figures(trials, best, fit, plot_dir):
-            print(f"wrote {path}", file=sys.stderr)
+            sections = build_report(store, name, val_size)
+            with writing("--report", report_file, kept):
+                write_report(report_file, sections, f"Sweep {quoted(name)} in {store}.")
+            print(f"wrote {report_file}", file=sys.stderr)
+        if plot_dir is not None:
+            from lrkit.plots.sweep import write_sweep_figures
+
+            with writing("--plot-dir", plot_dir, kept):
+                written = write_sweep_figures(trials, best, fit, plot_dir)
+            for path in written:
+                print(f"wrote {path}", file=sys.stderr)

@@ -103,6 +103,8 @@ class NoiseRun:
     seconds: float
     world_size: int = 1
     """Processes of a data-parallel (DDP) run; ``batch_size`` is then the global batch."""
+    diverged_at: int | None = None
+    """The iteration whose loss was first not finite, when training diverged."""
 
     @property
     def critical_batch_size(self) -> float:
@@ -128,11 +130,16 @@ class NoiseRun:
             "critical_batch_size_stderr": _finite(self.critical_batch_size_stderr),
             "seconds": self.seconds,
             "world_size": self.world_size,
+            "diverged_at": self.diverged_at,
         }
 
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+DEFAULT_EXAMPLES = 2048
+"""Examples a measurement draws unless told otherwise."""
 
 
 @dataclass(frozen=True)
@@ -143,8 +150,9 @@ class NoiseSettings:
     batch_size: int = 16
     epochs: float = 5.0
     measure_every: float = 0.25
-    examples: int = 2048
-    """Examples per measurement."""
+    examples: int | None = None
+    """Examples per measurement, at most the training examples; None: ``DEFAULT_EXAMPLES``,
+    or all the training examples where there are fewer."""
     estimator: str = "auto"
     big_factor: int = 8
     """The two-batch estimator's B_big / B_small."""
@@ -160,18 +168,26 @@ class NoiseSettings:
             seed=self.seed,
         )
 
-    def check(self) -> NoiseSettings:
+    def check(self, n_train: int | None = None) -> NoiseSettings:
+        """Every setting, before anything is allocated; with ``n_train``, the training
+        examples, also the sizes that depend on them (a measurement draws its examples from
+        the training set, so it cannot use more than there are)."""
         check.positive_float("lr", self.lr)
-        check.positive_int("batch_size", self.batch_size)
+        check.int_at_least("batch_size", self.batch_size, 2, "the noise scale compares examples")
         check.positive_float("epochs", self.epochs)
-        check.positive_float("measure_every", self.measure_every)
+        check.epochs_between_checks("measure_every", self.measure_every, self.epochs)
         check.choice("estimator", self.estimator, ESTIMATORS)
-        if self.batch_size < 2:
-            raise InvalidParameterError(
-                "batch_size", "at least 2 (the noise scale compares examples)", self.batch_size
-            )
-        check.positive_int("examples", self.examples)
+        check.seed("seed", self.seed)
+        if self.examples is not None:
+            if n_train is None:
+                check.positive_int("examples", self.examples)
+            else:
+                check.int_in("examples", self.examples, 1, n_train, "the training examples")
         return self
+
+    def examples_for(self, n_train: int) -> int:
+        """Examples per measurement on a training set of ``n_train``."""
+        return min(DEFAULT_EXAMPLES, n_train) if self.examples is None else self.examples
 
 
 def track_noise_scale(
@@ -190,7 +206,7 @@ def track_noise_scale(
     On a DDP model (world > 1) ``settings.batch_size`` is the batch of each rank and the
     estimator (auto or two-batch) is the free one of the all-reduce, measured at every step;
     per-example measures at the checks as in one process."""
-    settings.check()
+    settings.check(len(train))
     if distributed.is_ddp(model):
         if distributed.world_size() > 1:
             return _track_data_parallel(
@@ -200,7 +216,7 @@ def track_noise_scale(
     started = time.perf_counter()
     estimator = choose_estimator(model, settings.estimator)
     per_group = settings.batch_size * (settings.big_factor if estimator == "two-batch" else 1)
-    groups = max(2, settings.examples // per_group)
+    groups = max(2, settings.examples_for(len(train)) // per_group)
     meter = NoiseMeter(
         train.x,
         train.y,
@@ -230,6 +246,7 @@ def track_noise_scale(
         points=tuple(points),
         status=outcome.status,
         seconds=time.perf_counter() - started,
+        diverged_at=outcome.diverged_iteration,
     )
 
 
@@ -264,7 +281,7 @@ def _track_data_parallel(
     if free:
         hook.attach(model)
     else:
-        groups = max(2, settings.examples // settings.batch_size)
+        groups = max(2, settings.examples_for(len(train)) // settings.batch_size)
         meter = NoiseMeter(
             train.x, train.y, estimator, settings.batch_size, groups, seed=settings.seed + 1
         )
@@ -309,5 +326,6 @@ def _track_data_parallel(
         points=tuple(points),
         status=outcome.status,
         seconds=time.perf_counter() - started,
+        diverged_at=outcome.diverged_iteration,
         world_size=world,
     )

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from lrkit import validation as check
-from lrkit.errors import InvalidParameterError, LrkitValueError
+from lrkit.errors import LrkitValueError
 from lrkit.rangetest.programs import LrProgram
 
 
@@ -75,6 +75,15 @@ class RoundRecord:
     """The program's focus: where a narrowed round's fine steps start."""
 
 
+def check_stopping(smoothing: float, diverge_factor: float) -> tuple[float, float]:
+    """The settings that decide when a test stops, as :class:`RangeTest` needs them:
+    ``smoothing`` in [0, 1) and ``diverge_factor`` > 1 (with 1 or less the test would stop at
+    the first loss that does not fall). One statement of the bounds, for callers that check
+    before any work (the CLI) and for the test itself."""
+    beta = check.float_in("smoothing", smoothing, 0.0, 1.0, low_open=False, high_open=True)
+    return beta, check.greater_than("diverge_factor", diverge_factor, 1.0)
+
+
 class RangeTest:
     """Ask/tell driver of one range-test pass over ``program``.
 
@@ -88,10 +97,7 @@ class RangeTest:
         self, program: LrProgram, smoothing: float = 0.98, diverge_factor: float = 4.0
     ) -> None:
         self.program = program
-        self.beta = check.float_in("smoothing", smoothing, 0.0, 1.0, low_open=False, high_open=True)
-        if diverge_factor <= 1:
-            raise InvalidParameterError("diverge_factor", "a finite number > 1", diverge_factor)
-        self.diverge_factor = check.positive_float("diverge_factor", diverge_factor)
+        self.beta, self.diverge_factor = check_stopping(smoothing, diverge_factor)
         self._steps = [Step._make(step) for step in program.iterations()]
         self._next = 0
         self._pending: Step | None = None

@@ -13,6 +13,10 @@ before the next. Three kinds:
 Segment points are computed in decimal arithmetic from the numbers as written (or as the
 shortest decimal of a float), so ``1e-4 + 2 * 1e-4`` is 0.0003 exactly, and an end point is
 neither dropped nor duplicated by floating-point accumulation.
+
+A program runs at most ``MAX_ITERATIONS`` iterations: every constructor counts them from its
+numbers (a segment's from start, stop and step, in decimal) before it generates a single lr,
+so a typo like ``0.1:0.5:1e-9@5`` is refused at once instead of filling the memory.
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, Overflow
 
 from lrkit import validation as check
-from lrkit.errors import InvalidParameterError, LrkitValueError
+from lrkit.errors import InvalidParameterError, LrkitValueError, quoted
+
+MAX_ITERATIONS = 1_000_000
+"""Iterations a program runs at most (the textbook's first round runs 470; lrkit's default
+640). A range test keeps a point per iteration, so this bounds its memory too."""
+
+MAX_ROUNDS = 10
+"""Rounds of a range test at most: each narrows the window about ``points / 4`` times, so ten
+already reach steps far below any difference training could tell."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +49,18 @@ class Segment:
     step: Decimal
     hold: int
 
+    @property
+    def count(self) -> int:
+        """How many learning rates: start, start + step, ... up to stop."""
+        return int((self.stop - self.start) / self.step) + 1
+
+    @property
+    def num_iterations(self) -> int:
+        return self.count * self.hold
+
     def lrs(self) -> tuple[float, ...]:
         """The segment's learning rates; ``stop`` is included when the steps land on it."""
-        count = int((self.stop - self.start) / self.step) + 1
-        return tuple(float(self.start + i * self.step) for i in range(count))
+        return tuple(float(self.start + i * self.step) for i in range(self.count))
 
     def __str__(self) -> str:
         return f"{_plain(self.start)}:{_plain(self.stop)}:{_plain(self.step)}@{self.hold}"
@@ -61,6 +81,7 @@ class LrProgram:
             raise LrkitValueError("the learning-rate program is empty")
         if len(self.lrs) != len(self.holds):
             raise LrkitValueError("a program needs one hold per learning rate")
+        check_iterations(self.num_iterations)
 
     @property
     def num_iterations(self) -> int:
@@ -73,6 +94,15 @@ class LrProgram:
             for k in range(hold):
                 yield t, lr, index, k == hold - 1
                 t += 1
+
+
+def check_iterations(iterations: int, what: str = "the program") -> int:
+    """``iterations`` of a program, at most ``MAX_ITERATIONS``."""
+    if iterations > MAX_ITERATIONS:
+        raise LrkitValueError(
+            f"{what} runs {iterations} iterations; a program runs at most {MAX_ITERATIONS}"
+        )
+    return iterations
 
 
 def exponential_range(start: float, end: float, num_steps: int, hold: int = 1) -> LrProgram:
@@ -96,6 +126,30 @@ def linear_range(start: float, end: float, num_steps: int, hold: int = 1) -> LrP
     return LrProgram(lrs, (hold,) * num_steps, f"linear {start:g}..{end:g} in {num_steps} steps")
 
 
+def check_rounds(first: LrProgram, rounds: int, points: int) -> None:
+    """Refuse, before the first round runs, rounds that could narrow past ``MAX_ITERATIONS``.
+
+    A narrowed round (:func:`narrow`) takes part of the round before it as its lead-in and
+    adds at most ``points + 1`` fine lrs, each held as long as one of that round's holds (a
+    hold of the first round); so round k runs at most
+    ``first + (k - 1) * (points + 1) * max(holds)`` iterations."""
+    rounds = check.int_in("rounds", rounds, 1, MAX_ROUNDS)
+    points = check.int_in("points", points, 1, MAX_ITERATIONS)
+    longest = max(first.holds)
+    bound = first.num_iterations + (rounds - 1) * (points + 1) * longest
+    if bound > MAX_ITERATIONS:
+        why = (
+            f"with {rounds} rounds the last could run {bound} iterations (the first round's "
+            f"{first.num_iterations}, then {points + 1} lrs held up to {longest} iterations "
+            f"a round); a program runs at most {MAX_ITERATIONS}"
+        )
+        raise LrkitValueError(
+            f"points {points}: {why}",
+            cli_message=f"--points {points}: {why}: lower --points or --rounds, or shorten "
+            "the program",
+        )
+
+
 def _check_range(
     start: float, end: float, num_steps: int, hold: int
 ) -> tuple[float, float, int, int]:
@@ -103,10 +157,10 @@ def _check_range(
     end = check.positive_float("end_lr", end)
     if end <= start:
         raise InvalidParameterError("end_lr", f"> start_lr ({start:g})", end)
-    num_steps = check.positive_int("num_steps", num_steps)
-    if num_steps < 2:
-        raise InvalidParameterError("num_steps", "an integer >= 2", num_steps)
-    return start, end, num_steps, check.positive_int("hold", hold)
+    num_steps = check.int_in("num_steps", num_steps, 2, MAX_ITERATIONS)
+    hold = check.int_in("hold", hold, 1, MAX_ITERATIONS)
+    check_iterations(num_steps * hold, f"num_steps x hold = {num_steps} x {hold}")
+    return start, end, num_steps, hold
 
 
 _SEGMENT = re.compile(r"^\s*([^:@\s]+)\s*:\s*([^:@\s]+)\s*:\s*([^:@\s]+)\s*@\s*([^:@\s]+)\s*$")
@@ -122,7 +176,9 @@ def parse_segment(text: str) -> Segment:
     try:
         hold = int(hold_text)
     except ValueError:
-        raise _segment_error(text, f"hold must be an integer > 0, got {hold_text!r}") from None
+        raise _segment_error(
+            text, f"hold must be an integer > 0, got {quoted(hold_text)}"
+        ) from None
     return segment(start, stop, step, hold, text=text)
 
 
@@ -149,7 +205,25 @@ def segment(
         raise _segment_error(shown, f"step must be > 0, got {_plain(d)}")
     if isinstance(hold, bool) or not isinstance(hold, int) or hold <= 0:
         raise _segment_error(shown, f"hold must be an integer > 0, got {hold}")
+    try:
+        steps = (e - s) / d  # counted before any lr is generated
+    except Overflow:
+        steps = Decimal("Infinity")
+    if hold > MAX_ITERATIONS or steps + 1 > MAX_ITERATIONS // hold:
+        raise _segment_error(
+            shown,
+            f"{_count(steps + 1)} held {hold} iterations each; a program runs at most "
+            f"{MAX_ITERATIONS} iterations",
+        )
     return Segment(s, e, d, hold)
+
+
+def _count(lrs: Decimal) -> str:
+    """A segment's number of lrs as a person reads it: exact up to 15 digits, then
+    ``4.0e+29``; past what decimal arithmetic can hold, said so."""
+    if not lrs.is_finite():
+        return "more lrs than can be counted"
+    return f"{int(lrs) if lrs < Decimal(10) ** 15 else format(lrs, '.1e')} lrs"
 
 
 def parse_segments(text: str) -> tuple[Segment, ...]:
@@ -167,6 +241,7 @@ def segments_program(segments: Sequence[Segment]) -> LrProgram:
     """The program that runs ``segments`` in order (the textbook's stepped test)."""
     if not segments:
         raise LrkitValueError("the segment program is empty")
+    check_iterations(sum(seg.num_iterations for seg in segments), "the segments together")
     lrs: list[float] = []
     holds: list[int] = []
     for seg in segments:
@@ -239,7 +314,7 @@ def _decimal(segment_text: str, value: str) -> Decimal:
     try:
         return Decimal(value)
     except InvalidOperation:
-        raise _segment_error(segment_text, f"{value!r} is not a number") from None
+        raise _segment_error(segment_text, f"{quoted(value)} is not a number") from None
 
 
 def _plain(value: Decimal) -> str:
@@ -249,6 +324,6 @@ def _plain(value: Decimal) -> str:
 
 def _segment_error(text: str, problem: str) -> LrkitValueError:
     return LrkitValueError(
-        f"bad segment {text.strip()!r}: {problem}",
-        cli_message=f"--segments: bad segment {text.strip()!r}: {problem}",
+        f"bad segment {quoted(text.strip())}: {problem}",
+        cli_message=f"--segments: bad segment {quoted(text.strip())}: {problem}",
     )

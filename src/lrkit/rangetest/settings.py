@@ -5,18 +5,25 @@ when it is made (so the CLI checks its options before torch loads)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from lrkit import validation as check
-from lrkit.errors import InvalidParameterError
-from lrkit.rangetest.programs import DEFAULT_SEGMENTS, LrProgram, parse_segments, segments_program
+from lrkit.rangetest.core import check_stopping
+from lrkit.rangetest.programs import (
+    DEFAULT_SEGMENTS,
+    LrProgram,
+    check_rounds,
+    parse_segments,
+    segments_program,
+)
 from lrkit.rangetest.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS
 from lrkit.training.vectorized import ENGINES
 
 CURVES = ("auto", "eval", "mean", "smoothed")
 """Which loss the suggestions read: auto (eval if measured, else the hold mean when holds are
 longer than one iteration, else the smoothed loss), eval, mean or smoothed."""
+MAX_REPEATS = 64
+"""Repeats of a range test at most: one stack of the vectorized engine (``sweep.stacks``)."""
 
 
 def default_program() -> LrProgram:
@@ -75,20 +82,20 @@ class RangeTestSettings:
 
     def __post_init__(self) -> None:
         check.positive_int("batch_size", self.batch_size)
-        check.positive_int("rounds", self.rounds)
-        check.positive_int("points", self.points)
         check.positive_int("span", self.span)
         check.choice("curve", self.curve, CURVES)
         check.choice("suggestion", self.suggestion, tuple(SUGGESTIONS))
-        check.positive_int("repeats", self.repeats)
+        check.int_in(
+            "repeats", self.repeats, 1, MAX_REPEATS, "the vectorized engine's largest stack"
+        )
         check.choice("engine", self.engine, ENGINES)
-        check.float_in("smoothing", self.smoothing, 0.0, 1.0, low_open=False, high_open=True)
-        factor = self.diverge_factor
-        if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 1):
-            raise InvalidParameterError("diverge_factor", "a finite number > 1", factor)
+        check.seed("seed", self.seed)
+        check_stopping(self.smoothing, self.diverge_factor)
         check.positive_int("accumulation_steps", self.accumulation_steps)
         check.positive_int("eval_batch_size", self.eval_batch_size)
         program = self.program
         if isinstance(program, str):
             program = segments_program(parse_segments(program))
-        object.__setattr__(self, "lr_program", program or default_program())
+        program = program or default_program()
+        check_rounds(program, self.rounds, self.points)
+        object.__setattr__(self, "lr_program", program)

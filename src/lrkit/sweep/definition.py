@@ -3,21 +3,29 @@
 The definition must match for a store's results to be comparable: resuming a sweep with a
 different definition is refused, naming what differs. The grid may grow between runs (new
 learning rates or batch sizes add trials); finished trials are never run again.
+
+Sizes are bounded before anything is allocated: a grid of at most ``MAX_TRIALS`` trials, a
+trial of at most ``validation.MAX_CHECKS`` checks.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from lrkit import validation as check
-from lrkit.errors import InvalidParameterError, LrkitValueError
+from lrkit.errors import LrkitValueError, shown
 from lrkit.training.vectorized import ENGINES
 
 SWEEP_ENGINES = (*ENGINES, "ray")
 """A sweep's engines: the local ones, and Ray (``sweep.engines.ray``)."""
+
+MAX_TRIALS = 100_000
+"""Trials a grid holds at most (the textbook's four grids hold 14): the grid, the store's
+rows and the report's tables grow with it."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +47,9 @@ class SweepDefinition:
 
     def __post_init__(self) -> None:
         check.positive_float("epochs", self.epochs)
-        check.positive_float("eval_every", self.eval_every)
-        if self.eval_every > self.epochs:
-            raise InvalidParameterError(
-                "eval_every", f"at most --epochs ({self.epochs:g})", self.eval_every
-            )
+        check.epochs_between_checks("eval_every", self.eval_every, self.epochs)
+        check.float_in("momentum", self.momentum, 0.0, 1.0, low_open=False, high_open=True)
+        check.seed("seed", self.seed)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +59,8 @@ class SweepDefinition:
         now = self.to_json()
         keys = sorted(set(now) | set(stored))
         return [
-            f"--{k.replace('_', '-')}: the store has {stored.get(k)!r}, this run {now.get(k)!r}"
+            f"--{k.replace('_', '-')}: the store has {shown(stored.get(k))}, "
+            f"this run {shown(now.get(k))}"
             for k in keys
             if stored.get(k) != now.get(k)
         ]
@@ -79,13 +86,11 @@ def parse_grid(option: str, text: str, kind: type) -> tuple[Any, ...]:
         try:
             value = kind(piece)
         except ValueError:
-            raise LrkitValueError(
-                f"{option}: {piece!r} is not {'an integer' if kind is int else 'a number'}"
-            ) from None
+            value = piece  # refused below, with the requirement a number out of range gets
         values.append(
             check.positive_int(name, value) if kind is int else check.positive_float(name, value)
         )
-    duplicates = sorted({v for v in values if values.count(v) > 1})
+    duplicates = sorted(v for v, n in Counter(values).items() if n > 1)
     if duplicates:
         raise LrkitValueError(
             f"{option} lists {', '.join(f'{d:g}' for d in duplicates)} more than once"
@@ -98,6 +103,10 @@ def product_grid(
 ) -> tuple[TrialKey, ...]:
     """Every (batch size, lr, repeat), batch sizes outermost (trials of a batch size together)."""
     check.positive_int("repeats", repeats)
+    check_grid_size(
+        len(lrs) * len(batch_sizes) * repeats,
+        f"{len(lrs)} --lr x {len(batch_sizes)} --batch-size x {repeats} --repeats",
+    )
     return tuple(
         TrialKey(b, lr, r) for r, b, lr in itertools.product(range(repeats), batch_sizes, lrs)
     )
@@ -107,4 +116,14 @@ def pairs_grid(pairs: Iterable[tuple[int, float]], repeats: int) -> tuple[TrialK
     """The trials of explicit (batch size, lr) pairs; a pair named twice runs once."""
     check.positive_int("repeats", repeats)
     unique = list(dict.fromkeys(pairs))
+    check_grid_size(len(unique) * repeats, f"{len(unique)} pairs x {repeats} --repeats")
     return tuple(TrialKey(b, lr, r) for r in range(repeats) for b, lr in unique)
+
+
+def check_grid_size(trials: int, product: str) -> None:
+    """A grid of ``trials`` (made of ``product``), at most ``MAX_TRIALS``; checked before the
+    grid is built."""
+    if trials > MAX_TRIALS:
+        raise LrkitValueError(
+            f"the grid has {trials} trials ({product}); a sweep runs at most {MAX_TRIALS}"
+        )
