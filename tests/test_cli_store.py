@@ -150,7 +150,8 @@ BAD_STORES: list[tuple[str, Callable[[Path], None], str, tuple[str, ...]]] = [
     ("truncated", truncated, "is damaged: database disk image is malformed", ()),
 ]
 WRITER_HINTS = {"text file": " (give a new file name)", "other database": " (give a new file name)"}
-WRITER_HINTS["folder"] = " (give a file name)"
+# A sweep checks --store as an output path before anything else (cli/output.py).
+WRITER_MESSAGES = {"folder": "is a folder; give a file name"}
 
 
 def bad_store_cases() -> list[object]:
@@ -161,6 +162,8 @@ def bad_store_cases() -> list[object]:
             if only and verb not in only:
                 continue
             expected = message + (WRITER_HINTS.get(case, "") if verb == "sweep" else "")
+            if verb == "sweep":
+                expected = WRITER_MESSAGES.get(case, expected)
             cases.append(pytest.param(make, args, 2, expected, id=f"{case}-{verb}"))
     return cases
 
