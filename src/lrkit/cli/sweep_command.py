@@ -214,6 +214,20 @@ def report(
 EVERY_TRIAL_DIVERGED = "every trial diverged"
 
 
+def failed_trials_line(trials: list[StoredTrial], store_path: Path) -> str | None:
+    """One line on the trials whose training raised (the sweep went on without them), or
+    None when none did."""
+    failed = [t for t in trials if t.status == "failed"]
+    if not failed:
+        return None
+    first = failed[0]
+    return (
+        f"{len(failed)} of {len(trials)} trials failed (first: batch {first.batch_size}, "
+        f"lr {format_number(first.lr)}: {first.error}); they are recorded as failed in "
+        f"{store_path} and run again when the same command runs again"
+    )
+
+
 def unfinished_sizes(trials: list[StoredTrial]) -> dict[int, str]:
     """The batch sizes where no trial finished training, each with what happened there:
     ``EVERY_TRIAL_DIVERGED``, or no trial finished (some failed)."""
@@ -350,7 +364,7 @@ def sweep(
         Path | None, typer.Option("--json", help="Write the summary as JSON.")
     ] = None,
     report_file: ReportOption = None,
-) -> None:
+) -> int:
     lrs = parse_grid("--lr", lr, float)
     sizes = parse_grid("--batch-size", batch_size, int)
     grid = product_grid(lrs, sizes, check.positive_int("repeats", repeats))
@@ -433,3 +447,8 @@ def sweep(
                 written = write_sweep_figures(trials, best, fit, plot_dir)
             for path in written:
                 print(f"wrote {path}", file=sys.stderr)
+    failures = failed_trials_line(trials, store)
+    if failures is not None:
+        print(f"lrkit sweep: error: {failures}", file=sys.stderr)
+        return 1
+    return 0
