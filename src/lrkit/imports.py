@@ -6,7 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from lrkit.errors import LrkitValueError
+from lrkit.errors import LrkitValueError, quoted
 
 
 def is_import_path(text: str) -> bool:
@@ -21,7 +21,7 @@ def load_object(path: str, option: str) -> object:
     module_name, sep, attribute = path.partition(":")
     if not (sep and module_name and attribute):
         raise LrkitValueError(
-            f"{option} {path!r} is not an import path of the form module:attribute"
+            f"{option} {quoted(path)} is not an import path of the form module:attribute"
         )
     cwd = str(Path.cwd())
     if cwd not in sys.path:
@@ -30,13 +30,15 @@ def load_object(path: str, option: str) -> object:
         target: object = importlib.import_module(module_name)
     except Exception as exc:  # any failure while importing user code is bad input
         raise LrkitValueError(
-            f"{option} {path!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc})"
+            f"{option} {quoted(path)}: cannot import {quoted(module_name)} "
+            f"({type(exc).__name__}: {exc})"
         ) from None
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
             raise LrkitValueError(
-                f"{option} {path!r}: {module_name!r} has no attribute {attribute!r}"
+                f"{option} {quoted(path)}: {quoted(module_name)} has no attribute "
+                f"{quoted(attribute)}"
             ) from None
     return target

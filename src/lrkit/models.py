@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
-from lrkit.errors import LrkitValueError
+from lrkit.errors import LrkitValueError, quoted
 
 
 def _xavier_zero(model: nn.Module) -> nn.Module:
@@ -73,8 +73,9 @@ def build_model(name: str, seed: int) -> nn.Module:
     factory = MODELS.get(name)
     if factory is None:
         raise LrkitValueError(
-            f"unknown model {name!r}; choose one of {', '.join(MODELS)} or give module:factory",
-            cli_message=f"--model {name!r} is not a built-in model ({', '.join(MODELS)}) "
+            f"unknown model {quoted(name)}; choose one of {', '.join(MODELS)} "
+            "or give module:factory",
+            cli_message=f"--model {quoted(name)} is not a built-in model ({', '.join(MODELS)}) "
             "nor an import path module:factory",
         )
     with torch.random.fork_rng(devices=[]):

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lrkit.data.mnist import load_mnist, resolve_data_dir
 from lrkit.data.tensors import TensorData
-from lrkit.errors import LrkitValueError
+from lrkit.errors import LrkitValueError, quoted
 from lrkit.imports import is_import_path, load_object
 from lrkit.models import MODELS, build_model
 from lrkit.training.evaluate import LossFn
@@ -48,7 +48,8 @@ def model_factory(spec: str) -> Callable[[int], nn.Module]:
     factory = load_object(spec, "--model")
     if not callable(factory):
         raise LrkitValueError(
-            f"--model {spec!r} is not callable: give a class or a function returning an nn.Module"
+            f"--model {quoted(spec)} is not callable: give a class or a function returning "
+            "an nn.Module"
         )
 
     def make(seed: int) -> nn.Module:
@@ -58,11 +59,11 @@ def model_factory(spec: str) -> Callable[[int], nn.Module]:
                 model = factory()
             except Exception as exc:
                 raise LrkitValueError(
-                    f"--model {spec!r} failed: {type(exc).__name__}: {exc}"
+                    f"--model {quoted(spec)} failed: {type(exc).__name__}: {exc}"
                 ) from None
         if not isinstance(model, nn.Module):
             raise LrkitValueError(
-                f"--model {spec!r} returned {type(model).__name__}, not an nn.Module"
+                f"--model {quoted(spec)} returned {type(model).__name__}, not an nn.Module"
             )
         return model
 
@@ -79,9 +80,11 @@ def loss_from(spec: str | None) -> LossFn:
         try:
             target = target()
         except Exception as exc:
-            raise LrkitValueError(f"--loss {spec!r} failed: {type(exc).__name__}: {exc}") from None
+            raise LrkitValueError(
+                f"--loss {quoted(spec)} failed: {type(exc).__name__}: {exc}"
+            ) from None
     if not callable(target):
-        raise LrkitValueError(f"--loss {spec!r} is not callable")
+        raise LrkitValueError(f"--loss {quoted(spec)} is not callable")
     return target
 
 
@@ -95,8 +98,8 @@ def _as_train_data(value: object, spec: str, part: str) -> TrainData:
     ):
         return TensorData(value[0], value[1])
     raise LrkitValueError(
-        f"--data {spec!r}: {part} must be TensorData, an (inputs, targets) pair of tensors, a "
-        f"Dataset or a DataLoader, got {type(value).__name__}"
+        f"--data {quoted(spec)}: {part} must be TensorData, an (inputs, targets) pair of "
+        f"tensors, a Dataset or a DataLoader, got {type(value).__name__}"
     )
 
 
@@ -104,7 +107,7 @@ def _as_tensors(value: object, spec: str, part: str) -> TensorData:
     data = _as_train_data(value, spec, part)
     if not isinstance(data, TensorData):
         raise LrkitValueError(
-            f"--data {spec!r}: {part} must be tensors (TensorData or an (x, y) pair)"
+            f"--data {quoted(spec)}: {part} must be tensors (TensorData or an (x, y) pair)"
         )
     return data
 
@@ -134,11 +137,13 @@ def load_workload(
                 produced = produced()
             except Exception as exc:
                 raise LrkitValueError(
-                    f"--data {data!r} failed: {type(exc).__name__}: {exc}"
+                    f"--data {quoted(data)} failed: {type(exc).__name__}: {exc}"
                 ) from None
         parts = produced if isinstance(produced, Mapping) else {"train": produced}
         if "train" not in parts:
-            raise LrkitValueError(f"--data {data!r}: the mapping it returned has no 'train' entry")
+            raise LrkitValueError(
+                f"--data {quoted(data)}: the mapping it returned has no 'train' entry"
+            )
         train = _as_train_data(parts["train"], data, "train")
         val = _as_tensors(parts["val"], data, "val") if parts.get("val") is not None else None
         test = _as_tensors(parts["test"], data, "test") if parts.get("test") is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lrkit.errors import LrkitValueError
+from lrkit.errors import LrkitValueError, quoted
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -14,8 +14,8 @@ def check_plot_path(path: Path) -> Path:
     """The ``--plot`` path, checked before any work: PNG, SVG or PDF by suffix."""
     if path.suffix.lower() not in FORMATS:
         raise LrkitValueError(
-            f"plot file must end in one of {', '.join(FORMATS)}, got {str(path)!r}",
-            cli_message=f"--plot must end in one of {', '.join(FORMATS)}, got {str(path)!r}",
+            f"plot file must end in one of {', '.join(FORMATS)}, got {quoted(str(path))}",
+            cli_message=f"--plot must end in one of {', '.join(FORMATS)}, got {quoted(str(path))}",
         )
     return path
 

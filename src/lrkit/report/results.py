@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lrkit.errors import LrkitValueError
+from lrkit.errors import LrkitValueError, quoted
 from lrkit.noise.tracking import NoisePoint, NoiseRun
 from lrkit.rangetest.core import Hold, Point, RoundRecord
 from lrkit.rangetest.result import RangeTestResult, RoundResult
@@ -28,7 +28,7 @@ class FieldError(Exception):
     """A field of a result file that is missing or of the wrong kind."""
 
     def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"field {field!r} {problem}")
+        super().__init__(f"field {quoted(field)} {problem}")
 
 
 _REQUIRED: Any = object()

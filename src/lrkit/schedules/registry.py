@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-from lrkit.errors import LrkitValueError, option_name
+from lrkit.errors import LrkitValueError, option_name, quoted
 from lrkit.schedules import annealing, caffe, cyclical
 from lrkit.schedules.base import Schedule
 
@@ -118,7 +118,9 @@ def schedule_names() -> tuple[str, ...]:
 
 
 def unknown_schedule_error(name: str) -> LrkitValueError:
-    return LrkitValueError(f"unknown schedule {name!r}; choose one of: {', '.join(SCHEDULES)}")
+    return LrkitValueError(
+        f"unknown schedule {quoted(name)}; choose one of: {', '.join(SCHEDULES)}"
+    )
 
 
 @cache

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from lrkit import validation as check
-from lrkit.errors import LrkitValueError, option_name
+from lrkit.errors import LrkitValueError, option_name, quoted
 from lrkit.schedules.base import Schedule
 from lrkit.schedules.batch_size import BatchSizeSchedule, batch_size_steps
 from lrkit.schedules.curve import ParamValue
@@ -38,7 +38,7 @@ class ScheduleTextError(LrkitValueError):
 
     def __init__(self, spec: str, detail: str) -> None:
         self.detail = detail
-        super().__init__(f"schedule spec {spec!r}: {detail}")
+        super().__init__(f"schedule spec {quoted(spec)}: {detail}")
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,12 @@ def split_pairs(text: str, spec: str | None = None) -> list[tuple[str, str]]:
         key = key.strip().replace("-", "_")
         if not sep:
             if not pieces:
-                raise ScheduleTextError(whole, f"expected key=value, got {token!r}")
+                raise ScheduleTextError(whole, f"expected key=value, got {quoted(token)}")
             pieces[-1] = (pieces[-1][0], pieces[-1][1] + "," + token)
         elif not key:
-            raise ScheduleTextError(whole, f"the key in {token!r} is blank (expected key=value)")
+            raise ScheduleTextError(
+                whole, f"the key in {quoted(token)} is blank (expected key=value)"
+            )
         elif any(key == seen for seen, _ in pieces):
             raise ScheduleTextError(whole, f"{key} is given more than once")
         else:
@@ -129,8 +131,8 @@ def parse_value(key: str, kind: str, text: str, choices: tuple[str, ...] = ()) -
             kind
         ]
         raise LrkitValueError(
-            f"{key} must be {wanted}, got {text!r}",
-            cli_message=f"{option_name(key)} must be {wanted}, got {text!r}",
+            f"{key} must be {wanted}, got {quoted(text)}",
+            cli_message=f"{option_name(key)} must be {wanted}, got {quoted(text)}",
         ) from None
 
 
@@ -197,6 +199,6 @@ def _naming(option: str, spec: str) -> Iterator[None]:
     try:
         yield
     except ScheduleTextError as exc:
-        raise LrkitValueError(f"{option} {spec!r}: {exc.detail}") from exc
+        raise LrkitValueError(f"{option} {quoted(spec)}: {exc.detail}") from exc
     except LrkitValueError as exc:
-        raise LrkitValueError(f"{option} {spec!r}: {exc}") from exc
+        raise LrkitValueError(f"{option} {quoted(spec)}: {exc}") from exc

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrkit.errors import LrkitValueError
+from lrkit.errors import LrkitValueError, quoted
 from lrkit.sweep import store_schema as schema
 from lrkit.sweep.definition import SweepDefinition, TrialKey
 from lrkit.sweep.store_schema import SCHEMA_VERSION, damaged, store_error
@@ -201,7 +201,7 @@ class Store:
 
     def _definition(self, name: str, text: object) -> dict[str, Any]:
         """A stored definition, read back; one that is not a JSON object is damage."""
-        not_json = damaged(self.path, f"sweep {name!r} has a definition that is not JSON")
+        not_json = damaged(self.path, f"sweep {quoted(name)} has a definition that is not JSON")
         if not isinstance(text, str):
             raise not_json
         try:
@@ -209,7 +209,9 @@ class Store:
         except ValueError:
             raise not_json from None
         if not isinstance(definition, dict):
-            raise damaged(self.path, f"sweep {name!r} has a definition that is not a JSON object")
+            raise damaged(
+                self.path, f"sweep {quoted(name)} has a definition that is not a JSON object"
+            )
         return definition
 
     # sweeps
@@ -232,7 +234,7 @@ class Store:
         differences = definition.differences(stored)
         if differences:
             raise LrkitValueError(
-                f"store {self.path} already holds sweep {name!r} with another definition ("
+                f"store {self.path} already holds sweep {quoted(name)} with another definition ("
                 + "; ".join(differences)
                 + "); give another --name or --store to start a new sweep"
             )
@@ -260,8 +262,10 @@ class Store:
             names = [n for (n,) in self._db.execute("SELECT name FROM sweeps ORDER BY id")]
         if name in names:
             return
-        held = ", ".join(repr(n) for n in names) if names else "none"
-        message = f"{name!r}: store {self.path} has no sweep of that name (its sweeps: {held})"
+        held = ", ".join(quoted(n) for n in names) if names else "none"
+        message = (
+            f"{quoted(name)}: store {self.path} has no sweep of that name (its sweeps: {held})"
+        )
         raise LrkitValueError(f"sweep {message}", cli_message=f"--name {message}")
 
     # trials

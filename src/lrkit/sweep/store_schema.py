@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from lrkit.errors import LrkitValueError
+from lrkit.errors import LrkitValueError, quoted
 
 MAGIC = "lrkit results store"
 SCHEMA_VERSION = 2
@@ -194,7 +194,7 @@ def _version(db: sqlite3.Connection, path: Path) -> int:
     try:
         version = int(row[0])
     except (TypeError, ValueError):
-        raise damaged(path, f"its schema version {row[0]!r} is not a number") from None
+        raise damaged(path, f"its schema version {quoted(row[0])} is not a number") from None
     if version > SCHEMA_VERSION:
         raise store_error(
             path,
