@@ -18,6 +18,8 @@ TORCH_SPEC ?= torch==2.13.0
 # The report's browser test drives Debian's chromium (Playwright uses it, no download).
 CHROMIUM_INSTALL ?= (apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1))
 FAST_TESTS ?= -m "not slow and not ray and not browser"
+# Property tests explore fewer examples while editing (the full suite runs 60 each).
+FAST_EXAMPLES ?= 10
 
 BENCH_VENV ?= .venv-bench
 SHARED_MNIST := $(wildcard ../shared/data/mnist)
@@ -44,7 +46,7 @@ test: $(VENV)/.installed-dev
 	$(PY) -m pytest
 
 test-fast: $(VENV)/.installed-dev
-	$(PY) -m pytest -q $(FAST_TESTS)
+	LRKIT_HYPOTHESIS_EXAMPLES=$(FAST_EXAMPLES) $(PY) -m pytest -q $(FAST_TESTS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests bench

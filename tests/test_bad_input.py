@@ -394,6 +394,7 @@ def check_interrupted(process: subprocess.Popen[bytes], store: Path) -> None:
         os.killpg(process.pid, 0)  # no worker outlived it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["vectorized", "sequential"])
 def test_ctrl_c_on_a_sweep_says_what_was_kept(tmp_path: Path, engine: str) -> None:
     """SIGINT to the whole process group, as a terminal sends it: the vectorized engine's
@@ -416,6 +417,7 @@ def children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc (Linux)")
 def test_ctrl_c_reaching_the_workers_first_leaves_them_working(tmp_path: Path) -> None:
     """A group's processes get the signal in no set order: a worker that takes it before
@@ -528,6 +530,7 @@ def test_a_plot_folder_blocked_meanwhile_exits_2_naming_it(
 
 
 @needs_dev_full
+@pytest.mark.slow
 def test_reproduce_whose_json_fails_keeps_its_trials_and_figures(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -196,6 +196,7 @@ def test_bad_input_exits_2_with_one_line(
     assert message in lines[0]
 
 
+@pytest.mark.slow
 def test_console_script_runs_and_stays_quiet_without_a_terminal(workdir: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "lrkit", "find", "--rounds", "1", "--no-plot"],

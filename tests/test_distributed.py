@@ -48,6 +48,7 @@ def _distributed_problem() -> str | None:
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.slow,
     pytest.mark.skipif(_distributed_problem() is not None, reason=str(_distributed_problem())),
 ]
 

@@ -52,7 +52,7 @@ WIDE = "1e-4:1e-3:1e-4@4,1e-3:1e-2:1e-3@4,0.01:0.1:0.01@4,0.1:1:0.1@4,1:10:1@4"
     [
         ("mnist-mlp", "sgd", 1, WIDE),
         ("mnist-mlp", "momentum", 3, WIDE),
-        ("mnist-cnn", "sgd", 1, WIDE),
+        pytest.param("mnist-cnn", "sgd", 1, WIDE, marks=pytest.mark.slow),
         # Per-repeat batches make the CNN's first convolution a grouped one, whose kernel
         # rounds differently from the plain one: equal to 1e-5 while training is stable,
         # so this case stays below the lrs where the loss turns chaotic.

@@ -74,6 +74,7 @@ def chromium_path() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_the_page_is_self_contained_with_a_caption_per_figure(reproduce_page: Path) -> None:
     page = reproduce_page.read_text(encoding="utf-8")
     links = re.findall(r'(?:src|href)="([^"]*)"', page)
@@ -85,6 +86,7 @@ def test_the_page_is_self_contained_with_a_caption_per_figure(reproduce_page: Pa
     assert html.escape("The chapter's claims") in page
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize(("width", "height", "name"), [(1280, 900, "laptop"), (390, 844, "phone")])
 def test_the_page_in_headless_chromium(
     reproduce_page: Path, width: int, height: int, name: str

@@ -393,6 +393,7 @@ for line in sys.stdin:
 """
 
 
+@pytest.mark.slow
 def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path: Path) -> None:
     # Each process imports lrkit once, then opens the path it is given the moment it reads
     # it: every process gets the same new path at the same time, round after round.

@@ -98,6 +98,7 @@ def curves(path: Path) -> dict[tuple[int, float, int], list[tuple[float, ...]]]:
     return found
 
 
+@pytest.mark.slow  # (test_engine_contract compares every engine's store in the fast suite)
 def test_vectorized_in_workers_and_sequential_give_the_same_trials(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -195,6 +196,7 @@ def children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc (Linux)")
 def test_workers_stop_when_the_sweep_is_killed(workdir: Path) -> None:
     command = [

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 USER_MODULE = textwrap.dedent(
     """
     import torch

@@ -18,6 +18,8 @@ import pytest
 
 from cli_run import run
 
+pytestmark = pytest.mark.ray
+
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'lrkit[ray]')")
 
 USER_MODULE = textwrap.dedent(
