@@ -706,3 +706,31 @@ def test_a_measurement_uses_at_most_the_training_examples_by_default() -> None:
     assert NoiseSettings().examples_for(469) == 469
     assert NoiseSettings().examples_for(60_000) == 2048
     assert NoiseSettings(examples=100).examples_for(469) == 100
+
+
+def stored_sweep(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    code, _, err = run([*SWEEP, "--epochs", "0.5", "--eval-every", "0.5", *USER], capsys)
+    assert code == 0, err
+    return workdir / "new.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("verb", "option"),
+    [(["runs", "--store", "new.sqlite"], "--csv"), (["report", "--store", "new.sqlite"], "--out")],
+)
+def test_runs_and_report_check_their_output_first_and_name_a_write_that_fails(
+    workdir: Path, capsys: pytest.CaptureFixture[str], verb: list[str], option: str
+) -> None:
+    store = stored_sweep(workdir, capsys)
+    before = store.read_bytes()
+    code, out, err = run([*verb, option, "file.txt/out.x"], capsys)
+    assert code == 2 and out == ""
+    assert the_line(err).startswith(f"lrkit {verb[0]}: error: {option} file.txt/out.x: ")
+    if DEV_FULL.exists():
+        code, _, err = run([*verb, option, str(DEV_FULL)], capsys)
+        assert code == 2
+        assert err.splitlines()[-1] == (
+            f"lrkit {verb[0]}: error: {option} {DEV_FULL}: could not write "
+            "(No space left on device)"
+        )
+    assert store.read_bytes() == before

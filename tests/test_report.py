@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli_run import run
+from lrkit.errors import LrkitValueError
 from lrkit.noise.tracking import NoisePoint, NoiseRun
 from lrkit.rangetest.core import Hold, Point, RoundRecord
 from lrkit.rangetest.result import RangeTestResult, RoundResult
@@ -489,3 +490,14 @@ def test_a_result_file_with_a_field_missing_or_wrong_is_refused_naming_it(
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err
     assert not (workdir / "r.html").exists()
+
+
+def test_a_noise_run_that_diverged_reads_back_with_where_it_diverged(workdir: Path) -> None:
+    from lrkit.report.results import load_noise_run
+
+    diverged = NoiseRun("m", "d", 64, 0.1, "two-batch", 128, (), "diverged", 1.0, diverged_at=12)
+    write_json_file(workdir / "n.json", diverged.to_json())
+    assert load_noise_run(workdir / "n.json") == diverged
+    write_json_file(workdir / "n.json", {**diverged.to_json(), "diverged_at": 0})
+    with pytest.raises(LrkitValueError, match=r"field 'diverged_at' is not an integer >= 1"):
+        load_noise_run(workdir / "n.json")

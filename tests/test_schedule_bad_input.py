@@ -51,6 +51,10 @@ SCHEDULE_VERB = [
         ["multistep:milestones=20,10,gamma=0.5", "--base-lr", "0.1"],
         "--milestones must be a non-empty, strictly increasing list",
     ),
+    (
+        ["fixed", "--base-lr", "0.1", "--iters", "1000000000", "--every", "1"],
+        "--iters 1000000000 with --every 1 prints 1000000000 rows; at most 100000",
+    ),
 ]
 
 SWEEP_SCHEDULE = [

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from lrkit import validation as check
+from lrkit.cli.output import check_output_file, writing
 from lrkit.errors import LrkitValueError
 
 FORMATS = ("html", "md")
@@ -51,6 +52,7 @@ def report(
     check.choice("format", fmt, FORMATS)
     if store is None and not find and not noise:
         raise LrkitValueError("nothing to report: give --store, --find or --noise")
+    check_output_file("--out", out)
     from lrkit.report.build import build_report, write_report
     from lrkit.report.results import load_noise_run, load_range_test
 
@@ -63,5 +65,6 @@ def report(
         s
         for s in ([store.name] if store else []) + [p.name for p in [*(find or []), *(noise or [])]]
     ]
-    path = write_report(out, sections, f"From {', '.join(sources)}.", fmt)
+    with writing("--out", out):
+        path = write_report(out, sections, f"From {', '.join(sources)}.", fmt)
     print(f"wrote {path}", file=sys.stderr)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lrkit.cli.output import text_table
+from lrkit.cli.output import check_output_file, text_table, writing
 
 if TYPE_CHECKING:
     from lrkit.sweep.store import StoredTrial
@@ -31,6 +31,17 @@ TRIAL_COLUMNS = [
     "seconds",
     "error",
 ]
+POINT_COLUMNS = [
+    "sweep",
+    "batch_size",
+    "lr",
+    "repeat",
+    "iteration",
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+]
 
 
 def runs(
@@ -45,6 +56,8 @@ def runs(
 ) -> None:
     from lrkit.sweep.store import Store, summary_rows
 
+    if csv_file is not None:
+        check_output_file("--csv", csv_file)
     with Store.open(store, read_only=True) as opened:
         if name is not None:
             opened.check_sweep(name)
@@ -85,42 +98,25 @@ def runs(
         print("failed (training raised; running the sweep again retries them):")
         print("\n".join(failures))
     if csv_file is not None:
-        csv_file.parent.mkdir(parents=True, exist_ok=True)
-        with csv_file.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            if points:
-                writer.writerow(
-                    [
-                        "sweep",
-                        "batch_size",
-                        "lr",
-                        "repeat",
-                        "iteration",
-                        "epoch",
-                        "train_loss",
-                        "val_loss",
-                        "val_accuracy",
-                    ]
-                )
-                for t in trials:
-                    for p in t.points:
-                        writer.writerow(
-                            [
-                                t.sweep,
-                                t.batch_size,
-                                t.lr,
-                                t.repeat,
-                                p.iteration,
-                                p.epoch,
-                                p.train_loss,
-                                p.val_loss,
-                                p.val_accuracy,
-                            ]
-                        )
-            else:
-                writer.writerow(TRIAL_COLUMNS)
-                for t in trials:
-                    writer.writerow([getattr(t, column) for column in TRIAL_COLUMNS])
+        with writing("--csv", csv_file):
+            _write_csv(csv_file, trials, points)
+
+
+def _write_csv(path: Path, trials: list[StoredTrial], points: bool) -> None:
+    """The trials (or every curve point) as CSV, one row each."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if points:
+            writer.writerow(POINT_COLUMNS)
+            for t in trials:
+                for p in t.points:
+                    where = [t.sweep, t.batch_size, t.lr, t.repeat, p.iteration, p.epoch]
+                    writer.writerow([*where, p.train_loss, p.val_loss, p.val_accuracy])
+        else:
+            writer.writerow(TRIAL_COLUMNS)
+            for t in trials:
+                writer.writerow([getattr(t, column) for column in TRIAL_COLUMNS])
 
 
 def _setting(definition: dict[str, Any], key: str) -> str:

@@ -33,6 +33,8 @@ HELP = "\n\n".join(
 )
 
 FORMATS = ("table", "csv", "json")
+MAX_ROWS = 100_000
+"""Rows printed at most (the figure samples at most ~4000 points a curve, whatever --iters)."""
 WARMUP_KINDS = {
     "warmup_iters": ("int", ()),
     "warmup_mode": ("choice", ("linear", "exp")),
@@ -174,6 +176,12 @@ def schedule(
     output_format = check.choice("format", output_format, FORMATS)
     iters = check.positive_int("iters", iters)
     every = check.positive_int("every", every) if every is not None else max(1, iters // 20)
+    rows = -(-iters // every)
+    if rows > MAX_ROWS:
+        raise LrkitValueError(
+            f"--iters {iters} with --every {every} prints {rows} rows; at most {MAX_ROWS}: "
+            "raise --every or lower --iters"
+        )
     if plot is not None:
         from lrkit.plots.figure import check_plot_path
 

@@ -141,6 +141,10 @@ class Fields:
     def optional_lr(self, key: str) -> float | None:
         return _optional_lr(*self.field(key, None))
 
+    def optional_integer(self, key: str, *, least: int | None = None) -> int | None:
+        value, path = self.field(key, None)
+        return None if value is None else _integer(value, path, least)
+
     def boolean(self, key: str, default: Any = _REQUIRED) -> bool:
         return _boolean(*self.field(key, default))
 
@@ -315,4 +319,5 @@ def noise_from_json(fields: Fields) -> NoiseRun:
         status=fields.text("status", "done"),
         seconds=fields.number("seconds", 0.0),
         world_size=fields.integer("world_size", 1, least=1),
+        diverged_at=fields.optional_integer("diverged_at", least=1),
     )
