@@ -176,10 +176,10 @@ def schedule(
     output_format = check.choice("format", output_format, FORMATS)
     iters = check.positive_int("iters", iters)
     every = check.positive_int("every", every) if every is not None else max(1, iters // 20)
-    rows = -(-iters // every)
-    if rows > MAX_ROWS:
+    printed = -(-iters // every)
+    if printed > MAX_ROWS:
         raise LrkitValueError(
-            f"--iters {iters} with --every {every} prints {rows} rows; at most {MAX_ROWS}: "
+            f"--iters {iters} with --every {every} prints {printed} rows; at most {MAX_ROWS}: "
             "raise --every or lower --iters"
         )
     if plot is not None:
