@@ -86,7 +86,7 @@ def check_workers(workers: int | None, engine: str) -> int | None:
         return check.int_in("workers", workers, 1, MAX_TRIALS)
     import torch
 
-    from lrkit.sweep.engines.stacked import default_workers
+    from lrkit.sweep.engines.processes import default_workers
 
     cores = default_workers(torch.device("cpu"))
     return check.int_in("workers", workers, 1, cores, "one process a CPU core at most")

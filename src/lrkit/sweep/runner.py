@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from lrkit import validation as check
-from lrkit.data.tensors import TensorData
 from lrkit.sweep.definition import SWEEP_ENGINES, TrialKey
 from lrkit.sweep.engines.contract import Engine, EngineEvents, TrainingSetup
 from lrkit.sweep.store import Store, StoredTrial
@@ -45,16 +45,16 @@ class EngineChoice:
 
 
 def choose_engine(
-    requested: str, plan: SweepPlan, work: Workload, train: TensorData, device: torch.device
+    requested: str, optimizer: str, model: nn.Module, example: torch.Tensor
 ) -> EngineChoice:
-    """auto and vectorized run stacks when the optimizer and the model allow; otherwise
-    (with the reason) one trial at a time."""
+    """auto and vectorized run stacks when the optimizer and ``model`` (one of the trials',
+    on its device; ``example`` a batch of inputs there) allow; otherwise (with the reason)
+    one trial at a time."""
     from lrkit.sweep.engines.stacked import STACKABLE_OPTIMIZERS
 
     check.choice("engine", requested, ENGINES)
     if requested == "sequential":
         return EngineChoice("sequential")
-    optimizer = plan.definition.optimizer
     if optimizer not in STACKABLE_OPTIMIZERS:
         return EngineChoice(
             "sequential",
@@ -63,7 +63,7 @@ def choose_engine(
     from lrkit.training.vectorized.network import NotStackableError, check_stackable
 
     try:
-        check_stackable(work.make_model(plan.definition.seed).to(device), train.x[:2].to(device))
+        check_stackable(model, example)
     except NotStackableError as exc:
         return EngineChoice("sequential", str(exc))
     return EngineChoice("vectorized")
@@ -81,7 +81,7 @@ def make_engine(choice: EngineChoice, address: str | None = None) -> Engine:
         return StackedEngine(choice.workers)
     from lrkit.sweep.engines.sequential import SequentialEngine
 
-    return SequentialEngine()
+    return SequentialEngine(choice.workers)
 
 
 def run_sweep(
@@ -108,9 +108,11 @@ def run_sweep(
         from lrkit.sweep.engines.ray import require_ray
 
         require_ray()
-    choice = choose_engine("auto" if engine == "ray" else engine, plan, work, train, device)
+    requested = "auto" if engine == "ray" else engine
+    model = work.make_model(plan.definition.seed).to(device)
+    choice = choose_engine(requested, plan.definition.optimizer, model, train.x[:2].to(device))
     if choice.engine == "vectorized":
-        from lrkit.sweep.engines.stacked import default_workers
+        from lrkit.sweep.engines.processes import default_workers
 
         workers = check.positive_int("workers", workers) if workers else default_workers(device)
         choice = EngineChoice("vectorized", workers=workers)

@@ -1,30 +1,31 @@
-"""The sequential engine: one trial at a time on the plain loop, in this process. It takes
-any model and optimizer."""
+"""The sequential engine: each trial on the plain loop, one at a time in this process, or
+with ``workers`` > 1, side by side in forked worker processes on a CPU
+(``engines.processes``). It takes any model and optimizer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import partial
 
 from lrkit.sweep.engines.contract import EngineEvents, TrainingSetup, TrialJob
+from lrkit.sweep.engines.processes import Send, run_units
 from lrkit.sweep.trials import run_job
-from lrkit.training.records import CurvePoint
 
 
 class SequentialEngine:
-    """Runs the jobs in order, each reported as it ends."""
+    """Runs the jobs in order (or over ``workers`` processes), each reported as it ends."""
 
     name = "sequential"
 
+    def __init__(self, workers: int = 1):
+        self.workers = workers
+
     def run(self, jobs: Sequence[TrialJob], setup: TrainingSetup, events: EngineEvents) -> None:
-        for job in jobs:
-            if events.on_start is not None:
-                events.on_start((job.key,))
-            events.on_done(job.key, run_job(job, setup, _bind(events, job)))
+        run_units([partial(_train, job) for job in jobs], setup, self.workers, events)
 
 
-def _bind(events: EngineEvents, job: TrialJob) -> Callable[[CurvePoint, float], None] | None:
-    """The plain loop's check callback, reporting for ``job``."""
-    report = events.on_check
-    if report is None:
-        return None
-    return lambda point, progress: report(job.key, point, progress)
+def _train(job: TrialJob, setup: TrainingSetup, send: Send) -> None:
+    """Train one job on the plain loop, reporting through ``send``."""
+    send(("start", (job.key,)))
+    outcome = run_job(job, setup, lambda point, progress: send(("check", job.key, point, progress)))
+    send(("end", job.key, outcome))

@@ -1,0 +1,136 @@
+"""Worker processes for the local engines: units of work (a stack, or one trial) run in
+``workers`` forked processes, one thread each, every report sent back to the parent, which
+alone hears them (and so stays the only writer of a store).
+
+A small network's step on a CPU is mostly per-operation overhead, which a second thread does
+not shorten but a second process does. Workers take the next unit as they finish one, so the
+largest units should come first. A worker that dies raises ``RuntimeError`` in the parent;
+workers exit when their parent is killed. This module is the engines' plumbing, not an engine.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import queue
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from lrkit.sweep.engines.contract import EngineEvents, TrainingSetup
+
+Message = tuple[Any, ...]
+"""("start", keys) | ("check", key, point, progress) | ("end", key, outcome) |
+("failed", text) | ("exit",)"""
+Send = Callable[[Message], None]
+Unit = Callable[[TrainingSetup, Send], None]
+"""Trains some trials of ``setup`` and reports them through ``send``."""
+
+
+def default_workers(device: torch.device) -> int:
+    """One process per usable CPU core; one process on a GPU or where fork is missing."""
+    if device.type != "cpu" or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def deliver(message: Message, events: EngineEvents) -> None:
+    """Hand one report to the caller's callbacks."""
+    kind = message[0]
+    if kind == "start" and events.on_start is not None:
+        events.on_start(message[1])
+    elif kind == "check" and events.on_check is not None:
+        events.on_check(message[1], message[2], message[3])
+    elif kind == "end":
+        events.on_done(message[1], message[2])
+
+
+def run_units(
+    units: Sequence[Unit], setup: TrainingSetup, workers: int, events: EngineEvents
+) -> None:
+    """Every unit, in this process (``workers`` 1, or one unit) or in forked workers."""
+    workers = min(workers, len(units))
+    if workers <= 1:
+        for unit in units:
+            unit(setup, lambda message: deliver(message, events))
+        return
+    context = multiprocessing.get_context("fork")
+    next_unit: Any = context.Value("i", 0)
+    results: Any = context.Queue()
+    threads = max(1, torch.get_num_threads() // workers)
+    parent = os.getpid()
+    processes = [
+        context.Process(
+            target=_worker,
+            args=(units, setup, next_unit, results, parent, threads),
+            daemon=True,
+        )
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    running = len(processes)
+    try:
+        while running:
+            try:
+                message = pickle.loads(results.get(timeout=1.0))
+            except queue.Empty:
+                dead = [p for p in processes if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(
+                        f"a worker process died (exit code {dead[0].exitcode}); the trials "
+                        "reported so far are final, run again to go on with the rest"
+                    ) from None
+                continue
+            if message[0] == "exit":
+                running -= 1
+            elif message[0] == "failed":
+                raise RuntimeError(f"a worker process failed:\n{message[1]}")
+            else:
+                deliver(message, events)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+
+
+def _worker(
+    units: Sequence[Unit],
+    setup: TrainingSetup,
+    next_unit: Any,
+    results: Any,
+    parent: int,
+    threads: int,
+) -> None:
+    # Set the thread count first: a forked child must not use the parent's OpenMP pool as it
+    # was, and for small steps processes, not threads, add throughput (one thread each when
+    # there is a worker per core).
+    torch.set_num_threads(threads)
+
+    def send(message: Message) -> None:
+        if os.getppid() != parent:  # the parent was killed: stop, its store holds the rest
+            os._exit(1)
+        # Pickled here by value: the queue would share tensors (a checkpoint's) through file
+        # descriptors that die with this process.
+        results.put(pickle.dumps(message))
+
+    try:
+        while True:
+            with next_unit.get_lock():
+                index = next_unit.value
+                next_unit.value += 1
+            if index >= len(units):
+                break
+            units[index](setup, send)
+    except KeyboardInterrupt:
+        os._exit(130)  # Ctrl-C reached the whole process group: the parent reports it
+    except BaseException:
+        send(("failed", traceback.format_exc()))
+    send(("exit",))
