@@ -1,9 +1,10 @@
-"""The report's sections for a range test and a noise-scale run, from their JSON."""
+"""The report's sections for a range test, a noise-scale run and an advice (a race)."""
 
 from __future__ import annotations
 
 import math
 
+from lrkit.advise.result import Advice, RacedCandidate
 from lrkit.noise.tracking import NoiseRun
 from lrkit.rangetest.result import RangeTestResult
 from lrkit.report.page import Figure, Section, Table
@@ -88,6 +89,70 @@ def noise_section(run: NoiseRun, source: str) -> Section:
                 "error and the smoothed curve; the dashed line is the training batch size. "
                 "It grows as the loss falls: the batch size worth using grows with it.",
                 "gradient noise scale over training",
+            )
+        ],
+    )
+
+
+def advice_section(advice: Advice, source: str) -> Section:
+    from lrkit.plots.advise import plot_advice
+
+    def stopped(c: RacedCandidate) -> bool:
+        return c.epochs_run < advice.epochs and math.isfinite(c.forecast)
+
+    def value(v: float, std: float) -> str:
+        if not math.isfinite(v):
+            return "-"
+        return f"{v:.4f} ± {std:.4f}" if math.isfinite(std) else f"{v:.4f}"
+
+    rows = [
+        [
+            f"{c.lr:.4g}",
+            ", ".join(c.sources),
+            f"{c.epochs_run:g}",
+            value(c.value, c.value_std) if c.status == "done" else c.status,
+            f"{c.forecast:.4f}"
+            if c.epochs_run < advice.epochs and math.isfinite(c.forecast)
+            else "-",
+            "advised" if c.lr == advice.lr else "",
+        ]
+        for c in advice.candidates
+    ]
+    noise = {True: "within noise of it", False: "clearly behind it", None: "of unknown noise"}
+    lead = (
+        f"{advice.model} on {advice.data}, batch size {advice.batch_size}, {advice.optimizer}, "
+        f"a budget of {advice.epochs:g} epochs, {advice.engine} engine; {advice.seconds:.1f} s "
+        f"in all ({advice.range_test_seconds:.1f} s of range test, "
+        f"{advice.trial_epochs / advice.epochs:.2g} budgets of training). Advised learning "
+        f"rate: {advice.lr:.4g}, validation {advice.metric} {advice.value:.4f}."
+    )
+    if advice.runner_up is not None:
+        lead += (
+            f" The runner-up, {advice.runner_up:.4g}, is {noise[advice.runner_up_within_noise]}."
+        )
+    return Section(
+        f"Advice ({source})",
+        [
+            lead,
+            "The candidates are the range test's suggestions and a ladder around the default "
+            "one; they raced by successive halving, each judged part-way by where its curve "
+            "was headed at the full budget (the forecast), and at the end by its value.",
+        ],
+        tables=[
+            Table(
+                ["lr", "from", "epochs", f"{advice.metric} (± noise)", "forecast", ""],
+                rows,
+                "Every candidate: how far it ran and how it did.",
+            )
+        ],
+        figures=[
+            Figure(
+                svg_of(lambda p: plot_advice(advice, p)),
+                "image/svg+xml",
+                "Left, the range test with the candidates marked; right, each candidate's "
+                "validation curve over the race (dotted: where an eliminated one was headed). "
+                "The advised rate is drawn bold.",
+                "advice",
             )
         ],
     )
