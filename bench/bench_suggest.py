@@ -46,6 +46,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import subprocess
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -182,6 +183,9 @@ class Task:
 def init_worker() -> None:
     import torch
 
+    # Ctrl-C is the main process's to handle: it lets the running tasks finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
 
@@ -235,20 +239,39 @@ def wanted_runs(plan: Plan, cache: ProblemCache) -> list[Task]:
 
 
 def run_plan(plan: Plan, caches: dict[str, ProblemCache], workers: int) -> None:
-    """Run every missing task; the caches are written as each result comes back."""
+    """Run every missing task; the caches are written as each result comes back.
+
+    Ctrl-C cancels the tasks not yet started and waits for the running ones, whose results
+    are kept (the workers ignore SIGINT, so a run is never cut short); a second Ctrl-C
+    leaves at once. Run again, the benchmark does what is left."""
     queued: set[Task] = set()
     pending: dict[Future[dict[str, Any]], Task] = {}
     finished = 0
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker)
 
-        def submit(tasks: list[Task]) -> None:
-            for task in tasks:
-                if task not in queued:
-                    queued.add(task)
-                    pending[pool.submit(run_task, task)] = task
+    def submit(tasks: list[Task]) -> None:
+        for task in tasks:
+            if task not in queued:
+                queued.add(task)
+                pending[pool.submit(run_task, task)] = task
 
+    def collect(future: Future[dict[str, Any]]) -> Task:
+        nonlocal finished
+        task = pending.pop(future)
+        result = future.result()
+        cache = caches[task.problem]
+        cache.add(task, result)
+        finished += 1
+        print(
+            f"[{finished}/{len(queued)} {time.perf_counter() - started:6.0f} s] "
+            f"{task.describe()}: {outcome_text(cache.problem, task, result)}",
+            flush=True,
+        )
+        return task
+
+    try:
         # Finders first: they are the longest tasks and their lrs add runs.
         for problem in plan.problems:
             submit(wanted_finders(plan, caches[problem.name]))
@@ -259,18 +282,27 @@ def run_plan(plan: Plan, caches: dict[str, ProblemCache], workers: int) -> None:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                task = pending.pop(future)
-                result = future.result()
-                cache = caches[task.problem]
-                cache.add(task, result)
-                finished += 1
-                print(
-                    f"[{finished}/{len(queued)} {time.perf_counter() - started:6.0f} s] "
-                    f"{task.describe()}: {outcome_text(cache.problem, task, result)}",
-                    flush=True,
-                )
+                task = collect(future)
                 if task.kind == "finder":
-                    submit(wanted_runs(plan, cache))
+                    submit(wanted_runs(plan, caches[task.problem]))
+    except KeyboardInterrupt:
+        for future in list(pending):
+            if future.cancel():
+                pending.pop(future)
+        print(
+            f"\ninterrupted: finishing the {len(pending)} running tasks, whose results are kept "
+            "(Ctrl-C again to leave now); run again to do the rest",
+            flush=True,
+        )
+        try:
+            for future in list(pending):
+                wait([future])
+                collect(future)
+        except KeyboardInterrupt:
+            os._exit(130)  # the workers finish their task and exit on their own
+        pool.shutdown()
+        raise SystemExit(130) from None
+    pool.shutdown()
 
 
 def outcome_text(problem: Problem, task: Task, result: dict[str, Any]) -> str:
