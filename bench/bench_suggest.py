@@ -485,22 +485,22 @@ def main() -> None:
     chosen = parse_names(parser, "--problems", args.problems, list(registry))
     if chosen is None:
         chosen = list(QUICK_PROBLEMS) if args.quick else list(registry)
-        if args.quick and mnist_dir is None:
-            chosen = [n for n in chosen if not registry[n].needs_mnist] + [QUICK_FALLBACK]
     if mnist_dir is None:
         skipped = [n for n in chosen if registry[n].needs_mnist]
         if skipped:
-            notes.append(
-                f"no MNIST folder found (--data-dir, $LRKIT_DATA_DIR or {DEFAULT_MNIST}): "
-                f"skipped {', '.join(skipped)}"
-            )
-        chosen = [n for n in chosen if not registry[n].needs_mnist]
+            where = args.data_dir or os.environ.get("LRKIT_DATA_DIR") or DEFAULT_MNIST
+            notes.append(f"no MNIST IDX files in {where}: skipped {', '.join(skipped)}")
+            chosen = [n for n in chosen if not registry[n].needs_mnist]
+            if args.quick and args.problems is None:
+                chosen.append(QUICK_FALLBACK)
     recipe_names = parse_names(parser, "--recipes", args.recipes, list(RECIPES)) or list(RECIPES)
     if "advise" in recipe_names and (why := advise_available()) is not None:
         notes.append(f"the advise recipe is left out: {why}")
         recipe_names.remove("advise")
     for note in notes:
         print(f"note: {note}")
+    if not chosen:
+        raise SystemExit("no problem left to run")
 
     if args.seeds is not None:
         try:
