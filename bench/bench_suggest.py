@@ -33,7 +33,7 @@ Runs are cached per problem in ``bench/results/suggest/<problem>.json``: a rerun
 after a crash) does only what is missing. The work runs in worker processes (one thread
 each), the main process being the only writer.
 
-Usage: python bench/bench_suggest.py [--quick] [--problems a,b] [--recipes r,s]
+Usage: python bench/bench_suggest.py [--quick] [--problems a,b] [--recipes r,s] [--redo r,s]
        [--seeds 0,1] [--data-dir DIR] [--out FILE] [--cache-dir DIR] [--workers 2]
        [--list]
 """
@@ -124,6 +124,14 @@ class ProblemCache:
             for name, found in stored.get("finders", {}).items():
                 if found.get("status") == "done":
                     self.finders[name] = found
+
+    def forget(self, recipe: Recipe) -> None:
+        """Drop what ``recipe`` cached of its own (its finder's result, or the runs of its
+        lr-free optimizer), so that it runs again; the grid's runs are kept."""
+        if recipe.finder is not None:
+            self.finders.pop(recipe.finder, None)
+        elif recipe.optimizer != PROBLEM_OPTIMIZER:
+            self.runs = {k: r for k, r in self.runs.items() if k[0] != recipe.optimizer}
 
     def add(self, task: Task, result: dict[str, Any]) -> None:
         if result.get("status") == "failed":
@@ -465,6 +473,11 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="the MNIST IDX folder")
     parser.add_argument("--out", type=Path, default=None, help="the summary JSON")
     parser.add_argument("--cache-dir", type=Path, default=None, help="one JSON per problem")
+    parser.add_argument(
+        "--redo",
+        help="comma-separated recipes whose cached finder results (or lr-free runs) are "
+        "dropped and run again, e.g. after lrkit's range test or advise changed",
+    )
     parser.add_argument("--seeds", help="comma-separated seeds (default 0,1; with --quick 0)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one thread each)")
     parser.add_argument("--list", action="store_true", help="list the problems and stop")
@@ -521,6 +534,9 @@ def main() -> None:
         mnist_dir=str(mnist_dir) if mnist_dir else None,
     )
     caches = {p.name: ProblemCache(cache_dir / f"{p.name}.json", p) for p in selected}
+    for name in parse_names(parser, "--redo", args.redo, list(RECIPES)) or []:
+        for cache in caches.values():
+            cache.forget(RECIPES[name])
     for cache in caches.values():
         if cache.stale:
             print(
