@@ -7,9 +7,12 @@ grid of fixed learning rates (1, 2, 5 x 10^k across the range where the model tr
 make the tuning set; three are held out (``held_out=True``): nothing may be tuned on them, and
 they are reported apart.
 
-MNIST slices: the tuning problems train on the first images of the training file and validate
-on its last 2,000 (images 22,000-23,999); the held-out problems train on images from 12,000
-on and validate on the official test set, so no held-out image is seen by a tuning problem.
+MNIST slices (of the 24,000-image training file and the 10,000-image test file): the tuning
+problems train on the first 4,000-8,000 training images and validate on images from 22,000 on
+(1,000 or 2,000); the held-out problems train on images from 12,000 on and validate on the
+first images of the official test set, so no held-out image is seen by a tuning problem.
+The textbook's network is ``lrkit.models.MODELS["mnist-mlp"]``, which built under
+``torch.manual_seed(seed)`` has the weights of ``build_model("mnist-mlp", seed)``.
 """
 
 from __future__ import annotations
