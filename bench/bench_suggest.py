@@ -16,11 +16,13 @@ Scores (the definitions; ``suggest_scores.py`` implements them):
 - best grid lr: the grid lr with the best mean score over the seeds (the lowest such lr on
   a tie); best = that mean.
 - regret of a recipe, from its mean score m over the same seeds: best - m (accuracy), or
-  m / best - 1 (loss, relative). Both are unitless and >= 0 when the recipe is worse (< 0
-  when it beats every grid lr).
+  log(m / best) (loss: a log ratio, so that a regression fitted almost exactly cannot
+  outweigh the other problems in a mean; 2x the best loss is 0.69). Both are unitless and
+  >= 0 when the recipe is worse (< 0 when it beats every grid lr).
 - within noise: regret <= max(2 x sd, floor), sd the seeds' sample standard deviation at
-  the best grid lr in regret's units (sd for accuracy, sd / best for loss), floor 0.003
-  accuracy or 0.02 relative loss; never for a recipe whose lr diverged on any seed.
+  the best grid lr in regret's units (sd for accuracy, log(1 + 2 sd / best) for loss), floor
+  0.003 accuracy or log(1.02) (2% above the best loss); never for a recipe whose lr
+  diverged on any seed.
 - a miss: a recipe that gave no lr (a rule that returned None: it scores the worst, 0 or
   inf) or whose lr diverged on a seed.
 - cost: the recipe's own wall time (its range test, its race) divided by the median wall
@@ -337,7 +339,7 @@ def fmt_value(value: float | None) -> str:
 
 
 def print_problem(problem: Problem, score: ProblemScore, plan: Plan) -> None:
-    role = "held out" if problem.held_out else "tuning"
+    role = problem.role
     print()
     print(
         f"== {problem.name} ({role}; {problem.kind}; {problem.optimizer}, batch "
@@ -488,7 +490,7 @@ def main() -> None:
     if args.list:
         for p in registry.values():
             grid = f"{p.grid[0]:g}..{p.grid[-1]:g} ({len(p.grid)})"
-            role = "held out" if p.held_out else "tuning"
+            role = p.role
             print(
                 f"{p.name:<22} {role:<8} {p.kind:<23} {p.optimizer:<8} b{p.batch_size:<4} "
                 f"{p.epochs:>4g} ep  {p.metric:<8} {grid:<18} {p.model}"
@@ -556,12 +558,18 @@ def main() -> None:
             continue
         scores[problem.name] = score
         print_problem(problem, score, plan)
-    tuning = [s for s in scores.values() if not s.held_out]
-    held_out = [s for s in scores.values() if s.held_out]
+    roles = {name: registry[name].role for name in scores}
+    tuning = [s for s in scores.values() if roles[s.problem] == "tuning"]
+    held_out = [s for s in scores.values() if roles[s.problem] == "held out"]
+    fresh = [s for s in scores.values() if roles[s.problem] == "fresh"]
     summary = {
         "tuning": print_summary("summary: tuning set", tuning, plan),
         "held_out": print_summary("summary: held-out set (not used for tuning)", held_out, plan),
     }
+    if fresh:
+        summary["fresh"] = print_summary(
+            "summary: fresh set (added after advise was fixed, run once)", fresh, plan
+        )
     at_edge = [s.problem for s in scores.values() if s.at_edge]
     if at_edge and not args.quick:
         print(f"\nwarning: the best grid lr is at an end of the grid for {', '.join(at_edge)}")

@@ -13,8 +13,8 @@ from suggest_problems import Problem
 from suggest_recipes import Recipe, recipe_lr
 from suggest_training import PROBLEM_OPTIMIZER, score_of
 
-NOISE_FLOOR = {"accuracy": 0.003, "loss": 0.02}
-"""The least regret that counts as noise: 0.003 accuracy, 2% of the best loss."""
+NOISE_FLOOR = {"accuracy": 0.003, "loss": math.log(1.02)}
+"""The least regret that counts as noise: 0.003 accuracy, 2% above the best loss."""
 
 RunKey = tuple[str, float, int]
 """(optimizer, lr, seed)."""
@@ -79,17 +79,21 @@ def sd_of(scores: Sequence[float]) -> float:
 
 
 def regret(metric: str, best: float, mean: float) -> float:
-    """best - mean (accuracy); mean / best - 1 (loss): >= 0 when worse than the best."""
+    """best - mean (accuracy); log(mean / best) (loss): >= 0 when worse than the best. The
+    loss's regret is a log ratio so that one problem with a tiny best loss (a regression
+    fitted almost exactly) cannot outweigh the rest in a mean: 2x the best loss is 0.69."""
     if metric == "accuracy":
         return best - mean
     if math.isinf(mean):
         return math.inf
-    return mean / best - 1.0
+    return math.log(mean / best)
 
 
 def noise_threshold(metric: str, best: GridPoint) -> float:
-    spread = 2 * best.sd if metric == "accuracy" else 2 * best.sd / best.mean
-    return max(spread, NOISE_FLOOR[metric])
+    """2 sd at the best grid lr, in regret's units, or the floor."""
+    if metric == "accuracy":
+        return max(2 * best.sd, NOISE_FLOOR[metric])
+    return max(math.log1p(2 * best.sd / best.mean), NOISE_FLOOR[metric])
 
 
 def score_problem(

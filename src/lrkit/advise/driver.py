@@ -4,10 +4,13 @@ through the engines.
     range test (``find_lr``) -> candidates (``advise.candidates``) -> race (``advise.race``,
     the plan of ``advise.plan``) -> the best learning rate, with the evidence.
 
-The range test is sized to the budget: the textbook's program in two rounds when it costs at
-most ``RANGE_TEST_SHARE`` of one run of the budget, else an exponential sweep from
-``EXP_START`` to ``EXP_END`` of as many iterations as that share allows (between
-``EXP_ITERATIONS``), read on its smoothed loss as fastai's finder reads it.
+The range test is an exponential sweep from ``EXP_START`` to ``EXP_END``, each lr held
+``HOLD`` iterations, the loss of ``EVAL_EXAMPLES`` validation examples measured after each
+hold (the curve the rules read): as many lrs as a quarter of one run's steps allows, between
+``EXP_LRS``. It stops where the loss diverges. Held and measured on held-out examples, its
+turn lies where the race's ladder expects it (``advise.candidates``); a sweep of one
+iteration a lr read on its smoothed loss (fastai's) put it up to 30 times too high on the
+benchmark's tuning problems, the smoothing's lag carrying the minimum past the turn.
 """
 
 from __future__ import annotations
@@ -43,13 +46,12 @@ from lrkit.training.optimizers import make_optimizer
 ModelLike = nn.Module | Callable[[int], nn.Module]
 
 RANGE_TEST_SHARE = 0.25
-"""The range test's iterations at most, as a share of one run's steps."""
-TEXTBOOK_ITERATIONS = 1200
-"""About what the textbook's program takes in two rounds (it stops where the loss diverges)."""
+"""The range test's iterations at most, as a share of one run's steps (unless that is fewer
+than ``EXP_LRS[0]`` lrs)."""
 EXP_START, EXP_END = 1e-6, 10.0
-EXP_ITERATIONS = (60, 600)
-EVAL_EXAMPLES = 1000
-"""Validation examples the textbook program's range test measures at every hold."""
+HOLD = 8
+EXP_LRS = (20, 120)
+EVAL_EXAMPLES = 256
 
 
 def advise(
@@ -94,20 +96,20 @@ def advise(
     test_started = time.perf_counter()
     found = _range_test(first, train, val, settings, loss_fn, steps)
     range_test_seconds = time.perf_counter() - test_started
-    candidates = candidate_lrs(found.suggestions, found.method, settings.candidates)
+    spent = sum(len(r.record.points) for r in found.rounds) / steps  # in runs of the budget
+    limit = affordable(settings.candidates, spent)
+    candidates, left_out = candidate_lrs(found.suggestions, found.method, limit)
 
     choice = _engine(settings, make_model, train, device)
-    finalists = 2 if choice.workers > 1 or choice.engine == "vectorized" else 1
-    plan = race_plan(settings.epochs, len(candidates), finalists)
+    plan = race_plan(settings.epochs, len(candidates))
     setup = TrainingSetup(make_model, loss_fn, train, val, None, device)
-    raced = race(
+    raced, ranking = race(
         candidates,
         plan,
         RaceSetup(
             setup,
             make_engine(choice, address),
             settings.batch_size,
-            settings.epochs,
             metric,
             settings.optimizer,
             settings.momentum,
@@ -116,7 +118,9 @@ def advise(
         ),
         on_check,
     )
-    best, runner_up = _top_two(raced, metric, settings.epochs)
+    by_lr = {c.lr: c for c in raced}
+    best = by_lr[ranking[0]]
+    runner_up = by_lr[ranking[1]] if len(ranking) > 1 else None
     return Advice(
         lr=best.lr,
         batch_size=settings.batch_size,
@@ -133,9 +137,28 @@ def advise(
         seconds=time.perf_counter() - started,
         range_test_seconds=range_test_seconds,
         trial_epochs=trial_epochs(plan, len(candidates)),
+        left_out=left_out,
         model=type(first).__name__,
         data=type(train).__name__,
     )
+
+
+COST_TARGET = 2.5
+"""Runs of the budget that the range test and the race take in all, at most, where that
+leaves room for ``MIN_CANDIDATES`` (the limit is 3: evaluations and set-up come on top)."""
+MIN_CANDIDATES = 3
+
+
+def affordable(most: int, spent: float) -> int:
+    """How many candidates the race can take after a range test of ``spent`` runs: the most
+    (at most ``most``) whose plan fits ``COST_TARGET``, and never fewer than
+    ``MIN_CANDIDATES``."""
+    fits = [
+        n
+        for n in range(MIN_CANDIDATES, most + 1)
+        if spent + trial_epochs(race_plan(1.0, n), n) <= COST_TARGET
+    ]
+    return max(fits, default=min(MIN_CANDIDATES, most))
 
 
 def resolve_metric(requested: str, model: nn.Module, train: TensorData) -> str:
@@ -215,17 +238,14 @@ def _tensors(data: TensorData | tuple[torch.Tensor, torch.Tensor], part: str) ->
 
 def range_test_settings(settings: AdviseSettings, steps_per_run: int) -> RangeTestSettings:
     """The range test for the budget (see the module's docstring)."""
-    share = RANGE_TEST_SHARE * steps_per_run
-    common = {"batch_size": settings.batch_size, "seed": settings.seed, "engine": "auto"}
-    if share >= TEXTBOOK_ITERATIONS:
-        return RangeTestSettings(rounds=2, **common)  # type: ignore[arg-type]
-    low, high = EXP_ITERATIONS
-    iterations = int(min(max(share, low), high))
+    low, high = EXP_LRS
+    lrs = int(min(max(RANGE_TEST_SHARE * steps_per_run / HOLD, low), high))
     return RangeTestSettings(
-        program=exponential_range(EXP_START, EXP_END, iterations),
+        batch_size=settings.batch_size,
+        program=exponential_range(EXP_START, EXP_END, lrs, HOLD),
         rounds=1,
-        curve="smoothed",
-        **common,  # type: ignore[arg-type]
+        curve="eval",
+        seed=settings.seed,
     )
 
 
@@ -241,8 +261,9 @@ def _range_test(
     optimizer = make_optimizer(
         settings.optimizer, model, test.lr_program.lrs[0], settings.momentum, settings.weight_decay
     )
-    eval_data = val.head(EVAL_EXAMPLES) if test.curve != "smoothed" else None
-    return find_lr(model, train, test, loss_fn=loss_fn, optimizer=optimizer, eval_data=eval_data)
+    return find_lr(
+        model, train, test, loss_fn=loss_fn, optimizer=optimizer, eval_data=val.head(EVAL_EXAMPLES)
+    )
 
 
 def _engine(
@@ -261,23 +282,8 @@ def _engine(
     return dataclasses.replace(choice, workers=workers)
 
 
-def _top_two(
-    raced: list[RacedCandidate], metric: str, epochs: float
-) -> tuple[RacedCandidate, RacedCandidate | None]:
-    """The best candidate: among those that trained the whole budget, by measured value
-    (else, if none did, by forecast); the runner-up: the one that lost the last comparison
-    (the furthest run of the others, by its value there or its forecast)."""
-
-    def key(c: RacedCandidate) -> tuple[float, float]:
-        return (-c.epochs_run, -c.forecast if metric == "accuracy" else c.forecast)
-
-    finished = [c for c in raced if c.status == "done" and c.epochs_run >= epochs * (1 - 1e-9)]
-    best = min(finished or raced, key=lambda c: key(c)[1])
-    others = sorted((c for c in raced if c is not best), key=key)
-    return best, (others[0] if others else None)
-
-
 def _within_noise(best: RacedCandidate, other: RacedCandidate | None) -> bool | None:
+    """Two values within twice their combined noise."""
     if other is None or not (math.isfinite(best.value_std) and math.isfinite(other.value_std)):
         return None
-    return abs(best.forecast - other.forecast) <= 2 * math.hypot(best.value_std, other.value_std)
+    return abs(best.value - other.value) <= 2 * math.hypot(best.value_std, other.value_std)

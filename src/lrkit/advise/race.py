@@ -1,21 +1,21 @@
 """The race: candidates trained through an engine (``sweep.engines``), rung after rung of the
-plan (``advise.plan``), each going on from its own checkpoint, the better forecasts going on.
+plan (``advise.plan``), each going on from its own checkpoint, the better ones going on.
 
 Every candidate starts from the same initial weights and reads the same batches (one seed for
-all), so they differ only in their learning rate. At a rung the survivors are ranked by where
-their curves are headed at the full budget (``advise.predict.forecast``); at the last, by
-their measured value. A candidate that diverged or failed ranks last.
+all), so they differ only in their learning rate. At each rung the survivors are ranked by
+their validation metric there; a candidate that diverged or failed ranks last.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lrkit.advise.candidates import Candidate
 from lrkit.advise.plan import Rung
-from lrkit.advise.predict import forecast
 from lrkit.advise.result import RacedCandidate
 from lrkit.sweep.definition import TrialKey
 from lrkit.sweep.engines.contract import Engine, EngineEvents, TrainingSetup, TrialJob
@@ -32,8 +32,6 @@ class RaceSetup:
     setup: TrainingSetup
     engine: Engine
     batch_size: int
-    epochs: float
-    """The budget: forecasts are for this epoch."""
     metric: str
     optimizer: str
     momentum: float
@@ -57,35 +55,42 @@ def binomial_error(accuracy: float, examples: int) -> float:
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / examples)
 
 
+def jitter(values: Sequence[float]) -> float:
+    """The noise of a curve from check to check: the standard deviation of the differences
+    between successive checks over sqrt 2 (the noise of each, where the trend between two
+    checks is small against it); nan with fewer than three checks."""
+    steps = [b - a for a, b in itertools.pairwise(values)]
+    if len(steps) < 2 or not all(math.isfinite(s) for s in steps):
+        return math.nan
+    return statistics.stdev(steps) / math.sqrt(2)
+
+
 def race(
     candidates: Sequence[Candidate],
     plan: Sequence[Rung],
     race_setup: RaceSetup,
     on_check: OnRaceCheck | None = None,
-) -> list[RacedCandidate]:
-    """Run ``plan`` over ``candidates``; every candidate as it ended, in increasing lr."""
+) -> tuple[list[RacedCandidate], list[float]]:
+    """Run ``plan`` over ``candidates``: every candidate as it ended (in increasing lr), and
+    the ranking of the last rung, best first."""
     rs = race_setup
     alive = [c.lr for c in candidates]
     sources = {c.lr: c.sources for c in candidates}
     last: dict[float, TrialOutcome] = {}
     checkpoints: dict[float, Checkpoint | None] = dict.fromkeys(alive)
-    forecasts: dict[float, float] = {}
     start = 0.0
-    for rung in plan:
-        outcomes = _run_rung(alive, rung, start, checkpoints, rs, on_check)
+    ranked = alive
+    for index, rung in enumerate(plan):
+        final = index == len(plan) - 1
+        outcomes = _run_rung(alive, rung, start, checkpoints, rs, on_check, keep=not final)
         last.update(outcomes)
-        if rung.keep == 0:
-            for lr in alive:
-                forecasts[lr] = _measured(outcomes[lr], rs.metric)
-            break
-        for lr in alive:
-            forecasts[lr] = _forecast(outcomes[lr], rs)
-        ranked = sorted(alive, key=lambda lr: _rank(forecasts[lr], rs.metric))
+        ranked = sorted(alive, key=lambda lr: _rank(_measured(outcomes[lr], rs.metric), rs))
         alive = ranked[: rung.keep]
         for lr in alive:
             checkpoints[lr] = outcomes[lr].checkpoint
         start = rung.epochs
-    return [_raced(lr, sources[lr], last[lr], forecasts[lr], rs) for lr in sorted(last)]
+    raced = [_raced(lr, sources[lr], last[lr], rs) for lr in sorted(last)]
+    return raced, ranked
 
 
 def _run_rung(
@@ -95,6 +100,7 @@ def _run_rung(
     checkpoints: dict[float, Checkpoint | None],
     rs: RaceSetup,
     on_check: OnRaceCheck | None,
+    keep: bool,
 ) -> dict[float, TrialOutcome]:
     jobs = [
         TrialJob(
@@ -106,7 +112,7 @@ def _run_rung(
                 eval_every=rung.eval_every(start),
                 seed=rs.seed,
                 start=checkpoints[lr],
-                keep_checkpoint=rung.keep > 0,
+                keep_checkpoint=keep,
             ),
             rs.optimizer,
             rs.momentum if rs.optimizer == "momentum" else 0.0,
@@ -127,52 +133,38 @@ def _run_rung(
     return outcomes
 
 
-def _values(outcome: TrialOutcome, metric: str) -> tuple[list[float], list[float]]:
-    points = outcome.points[1:]  # the check before training has no epoch to fit
-    return [p.epoch for p in points], [metric_of(p, metric) for p in points]
-
-
 def _measured(outcome: TrialOutcome, metric: str) -> float:
+    """The value a run reached (the worst where it diverged or failed)."""
     if outcome.status != "done" or len(outcome.points) < 2:
         return worst(metric)
     value = metric_of(outcome.points[-1], metric)
     return value if math.isfinite(value) else worst(metric)
 
 
-def _forecast(outcome: TrialOutcome, rs: RaceSetup) -> float:
-    if outcome.status != "done":
-        return worst(rs.metric)
-    epochs, values = _values(outcome, rs.metric)
-    found = forecast(epochs, values, rs.epochs, rs.metric).value
-    return found if math.isfinite(found) else worst(rs.metric)
-
-
-def _rank(value: float, metric: str) -> float:
+def _rank(value: float, rs: RaceSetup) -> float:
     """Sort key: best first."""
-    return -value if metric == "accuracy" else value
+    return -value if rs.metric == "accuracy" else value
 
 
 def _raced(
-    lr: float, sources: tuple[str, ...], outcome: TrialOutcome, ranked_by: float, rs: RaceSetup
+    lr: float, sources: tuple[str, ...], outcome: TrialOutcome, rs: RaceSetup
 ) -> RacedCandidate:
-    epochs, values = _values(outcome, rs.metric)
+    points = outcome.points[1:]  # the check before training is no result of the rate
+    values = [metric_of(p, rs.metric) for p in points]
     value = _measured(outcome, rs.metric)
-    spread = forecast(epochs, values, rs.epochs, rs.metric).spread
+    noise = jitter(values[-4:])
     if rs.metric == "accuracy":
-        noise = binomial_error(value, len(rs.setup.val))
-        std = math.hypot(noise, spread) if math.isfinite(spread) else noise
+        error = binomial_error(value, len(rs.setup.val))
+        std = math.hypot(error, noise) if math.isfinite(noise) else error
     else:
-        std = spread
-    if outcome.status != "done":
-        std = math.nan
+        std = noise
     return RacedCandidate(
         lr=lr,
         sources=sources,
         value=value,
-        value_std=std,
-        forecast=ranked_by,
+        value_std=std if outcome.status == "done" else math.nan,
         epochs_run=outcome.points[-1].epoch if outcome.points else 0.0,
         status=outcome.status,
-        curve=tuple(zip(epochs, values, strict=True)),
+        curve=tuple((p.epoch, v) for p, v in zip(points, values, strict=True)),
         error=outcome.error,
     )

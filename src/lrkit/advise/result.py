@@ -26,9 +26,6 @@ class RacedCandidate:
     value_std: float
     """Its noise: the binomial error of an accuracy on the validation set with the jitter of
     the curve around its trend (accuracy), or that jitter (loss); nan when unknown."""
-    forecast: float
-    """Where its curve was headed at the full budget when it stopped (its measured value if
-    it ran the whole budget): what it was ranked by."""
     epochs_run: float
     status: str
     """done, diverged or failed."""
@@ -42,7 +39,6 @@ class RacedCandidate:
             "sources": list(self.sources),
             "value": _finite(self.value),
             "value_std": _finite(self.value_std),
-            "forecast": _finite(self.forecast),
             "epochs_run": self.epochs_run,
             "status": self.status,
             "error": self.error,
@@ -61,11 +57,11 @@ class Advice:
     epochs: float
     optimizer: str
     value: float
-    """The chosen candidate's validation metric at the full budget."""
+    """The chosen candidate's validation metric where the race decided (half the budget)."""
     candidates: tuple[RacedCandidate, ...]
     """In increasing lr."""
     runner_up: float | None
-    """The lr that came second (by its measured value at the budget, or its forecast)."""
+    """The lr that came second in the last rung."""
     runner_up_within_noise: bool | None
     """Whether the runner-up is within noise of the chosen one: two values within twice their
     combined noise, sqrt(s1^2 + s2^2); None where a noise is unknown."""
@@ -76,6 +72,8 @@ class Advice:
     range_test_seconds: float
     trial_epochs: float
     """Epochs trained over every candidate (the race's compute; the budget is ``epochs``)."""
+    left_out: tuple[tuple[str, float], ...] = ()
+    """Rules whose suggestion was too far from the default's to race (rule, lr)."""
     model: str = ""
     data: str = ""
 
@@ -99,6 +97,7 @@ class Advice:
             "seconds": self.seconds,
             "range_test_seconds": self.range_test_seconds,
             "trial_epochs": self.trial_epochs,
+            "left_out": [{"rule": rule, "lr": lr} for rule, lr in self.left_out],
             "model": self.model,
             "data": self.data,
             "range_test": self.range_test.to_json(),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lrkit import validation as check
+from lrkit.advise.candidates import REACH
 from lrkit.advise.settings import DEFAULT_EPOCHS, MAX_CANDIDATES, AdviseSettings
 from lrkit.cli.options import (
     DataDirOption,
@@ -41,18 +42,17 @@ HELP = "\n\n".join(
     [
         "Race the range test's candidates on your budget and advise the learning rate that "
         "trains best in it.",
-        "A range test (as lrkit find) proposes candidates: every rule's suggestion and a "
-        "geometric ladder around the default rule's. They race by successive halving: all "
-        "train to 1/6 of --epochs, the better half to 1/2, the best two to the end, each "
-        "going on from its own checkpoint. Part-way, each is judged by where its validation "
-        "curve is headed at the full budget, so that a large rate that leads early and ends "
-        "worse does not win. Trials of one rung run side by side (stacked on the vectorized "
-        "engine for sgd and momentum, else one per process on a CPU core).",
+        "A range test (an exponential sweep, the loss of held-out examples measured at every "
+        "lr) proposes candidates: a ladder from half to four times the default rule's "
+        "suggestion, and the other rules' suggestions near it. They race by successive "
+        "halving: all train to 1/6 of --epochs, the better half goes on to 1/2, where the "
+        "best wins, each going on from its own checkpoint. Trials of one rung run side by "
+        "side (stacked on the vectorized engine for sgd and momentum, else one per process "
+        "on a CPU core).",
         "The metric: accuracy for integer class labels, else the validation loss (--metric).",
         "Example: lrkit advise --epochs 10 --batch-size 64 --optimizer adam --json advice.json",
     ]
 )
-
 
 def advise(
     model: ModelOption = "mnist-mlp",
@@ -141,7 +141,7 @@ def advise(
             "--data: advise needs tensor data (TensorData or (x, y)) with a validation part"
         )
     # The progress bar's total is the most the race can train (every candidate, every rung).
-    most = trial_epochs(race_plan(epochs, candidates, 2), candidates)
+    most = trial_epochs(race_plan(epochs, candidates), candidates)
     with progress() as bar, on_interrupt(lambda: "nothing written"):
         bar.start("race (trial-epochs)", most)
         trained: dict[float, float] = {}
@@ -195,18 +195,16 @@ def summary(advice: Advice) -> str:
     rows: list[list[str | int | float]] = []
     for c in advice.candidates:
         mark = "<- advised" if c.lr == advice.lr else ""
-        ran_all = c.epochs_run >= advice.epochs * (1 - 1e-9)
         rows.append(
             [
                 shown_lr(c.lr),
                 ", ".join(c.sources),
                 f"{c.epochs_run:g}",
                 _value(c.value, c.value_std) if c.status == "done" else c.status,
-                "-" if ran_all or not math.isfinite(c.forecast) else f"{c.forecast:.4f}",
                 mark,
             ]
         )
-    lines.append(text_table(["lr", "from", "epochs", f"{unit} (± noise)", "forecast", ""], rows))
+    lines.append(text_table(["lr", "from", "epochs", f"{unit} (± noise)", ""], rows))
     lines.append("")
     noise = {True: "within noise of it", False: "clearly behind", None: "of unknown noise"}
     runner = (
@@ -215,11 +213,15 @@ def summary(advice: Advice) -> str:
         else f"; the runner-up, {shown_lr(advice.runner_up)}, is "
         + noise[advice.runner_up_within_noise]
     )
+    decided = max(c.epochs_run for c in advice.candidates)
     lines.append(
         f"advised learning rate: {shown_lr(advice.lr)} for "
         f"{advice.epochs:g} epochs at batch size {advice.batch_size} "
-        f"(validation {unit} {advice.value:.4f}){runner}"
+        f"(validation {unit} {advice.value:.4f} after {decided:g} epochs){runner}"
     )
+    if advice.left_out:
+        far = ", ".join(f"{rule} {shown_lr(lr)}" for rule, lr in advice.left_out)
+        lines.append(f"not raced (more than {REACH:g}x from the default's suggestion): {far}")
     return "\n".join(lines)
 
 

@@ -1,10 +1,9 @@
 """The figure of ``lrkit advise``: the range test's curve with the candidates marked (left),
-and every candidate's validation curve over the race (right), eliminated ones ending where
-they stopped, the advised one drawn bold."""
+and every candidate's validation curve over the race (right), each ending where it was left
+behind, the advised one drawn bold."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -43,17 +42,9 @@ def plot_advice(advice: Advice, path: Path) -> None:
             markersize=2.5,
             label=label,
         )
-        if candidate.epochs_run < advice.epochs and math.isfinite(candidate.forecast):
-            right.plot(
-                [candidate.epochs_run, advice.epochs],
-                [values[-1] if values else candidate.forecast, candidate.forecast],
-                color=colour,
-                linestyle=":",
-                linewidth=0.9,
-            )
     right.set_xlabel("epoch")
     right.set_ylabel(f"validation {advice.metric}")
-    right.set_title("the race (dotted: where an eliminated curve was headed)", fontsize="medium")
+    right.set_title("the race: each candidate until it was left behind", fontsize="medium")
     right.legend(fontsize="x-small", loc="best")
     fig.suptitle(
         f"lrkit advise: {advice.model}, batch size {advice.batch_size}, {advice.optimizer}, "

@@ -97,23 +97,19 @@ def noise_section(run: NoiseRun, source: str) -> Section:
 def advice_section(advice: Advice, source: str) -> Section:
     from lrkit.plots.advise import plot_advice
 
-    def stopped(c: RacedCandidate) -> bool:
-        return c.epochs_run < advice.epochs and math.isfinite(c.forecast)
-
-    def value(v: float, std: float) -> str:
-        if not math.isfinite(v):
-            return "-"
-        return f"{v:.4f} ± {std:.4f}" if math.isfinite(std) else f"{v:.4f}"
+    def value(c: RacedCandidate) -> str:
+        if c.status != "done" or not math.isfinite(c.value):
+            return c.status
+        if not math.isfinite(c.value_std):
+            return f"{c.value:.4f}"
+        return f"{c.value:.4f} ± {c.value_std:.4f}"
 
     rows = [
         [
             f"{c.lr:.4g}",
             ", ".join(c.sources),
             f"{c.epochs_run:g}",
-            value(c.value, c.value_std) if c.status == "done" else c.status,
-            f"{c.forecast:.4f}"
-            if c.epochs_run < advice.epochs and math.isfinite(c.forecast)
-            else "-",
+            value(c),
             "advised" if c.lr == advice.lr else "",
         ]
         for c in advice.candidates
@@ -124,25 +120,25 @@ def advice_section(advice: Advice, source: str) -> Section:
         f"a budget of {advice.epochs:g} epochs, {advice.engine} engine; {advice.seconds:.1f} s "
         f"in all ({advice.range_test_seconds:.1f} s of range test, "
         f"{advice.trial_epochs / advice.epochs:.2g} budgets of training). Advised learning "
-        f"rate: {advice.lr:.4g}, validation {advice.metric} {advice.value:.4f}."
+        f"rate: {advice.lr:.4g}, validation {advice.metric} {advice.value:.4f} at "
+        f"{max(c.epochs_run for c in advice.candidates):g} epochs."
     )
     if advice.runner_up is not None:
-        lead += (
-            f" The runner-up, {advice.runner_up:.4g}, is {noise[advice.runner_up_within_noise]}."
-        )
+        said = noise[advice.runner_up_within_noise]
+        lead += f" The runner-up, {advice.runner_up:.4g}, is {said}."
     return Section(
         f"Advice ({source})",
         [
             lead,
-            "The candidates are the range test's suggestions and a ladder around the default "
-            "one; they raced by successive halving, each judged part-way by where its curve "
-            "was headed at the full budget (the forecast), and at the end by its value.",
+            "The candidates are a ladder around the range test's default suggestion and the "
+            "other rules' suggestions near it; they raced by successive halving, the better "
+            "half at a sixth of the budget going on to half the budget, where the best won.",
         ],
         tables=[
             Table(
-                ["lr", "from", "epochs", f"{advice.metric} (± noise)", "forecast", ""],
+                ["lr", "from", "epochs", f"{advice.metric} (± noise)", ""],
                 rows,
-                "Every candidate: how far it ran and how it did.",
+                "Every candidate: how far it ran and how it did there.",
             )
         ],
         figures=[
@@ -150,8 +146,8 @@ def advice_section(advice: Advice, source: str) -> Section:
                 svg_of(lambda p: plot_advice(advice, p)),
                 "image/svg+xml",
                 "Left, the range test with the candidates marked; right, each candidate's "
-                "validation curve over the race (dotted: where an eliminated one was headed). "
-                "The advised rate is drawn bold.",
+                "validation curve over the race, ending where it was left behind. The advised "
+                "rate is drawn bold.",
                 "advice",
             )
         ],
