@@ -97,6 +97,7 @@ def problem_fields(problem: Problem) -> dict[str, Any]:
     return {
         "name": problem.name,
         "held_out": problem.held_out,
+        "role": problem.role,
         "grid": list(problem.grid),
         "eval_every": problem.eval_every,
         **problem.signature(),
@@ -561,15 +562,17 @@ def main() -> None:
     roles = {name: registry[name].role for name in scores}
     tuning = [s for s in scores.values() if roles[s.problem] == "tuning"]
     held_out = [s for s in scores.values() if roles[s.problem] == "held out"]
-    fresh = [s for s in scores.values() if roles[s.problem] == "fresh"]
     summary = {
         "tuning": print_summary("summary: tuning set", tuning, plan),
         "held_out": print_summary("summary: held-out set (not used for tuning)", held_out, plan),
     }
-    if fresh:
-        summary["fresh"] = print_summary(
-            "summary: fresh set (added after advise was fixed, run once)", fresh, plan
-        )
+    for number, title in (
+        (1, "first fresh set (added after advise's race was fixed; led to its edge rule)"),
+        (2, "second fresh set (added after the edge rule was fixed, run once)"),
+    ):
+        fresh = [s for s in scores.values() if roles[s.problem] == f"fresh {number}"]
+        if fresh:
+            summary[f"fresh_{number}"] = print_summary(f"summary: {title}", fresh, plan)
     at_edge = [s.problem for s in scores.values() if s.at_edge]
     if at_edge and not args.quick:
         print(f"\nwarning: the best grid lr is at an end of the grid for {', '.join(at_edge)}")

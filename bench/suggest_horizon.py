@@ -16,8 +16,17 @@ The variants:
   1/2, where the best wins (2 budgets); each cut ranking by: measured (the value there),
   together (the forecast at the full budget, one power-law exponent for all,
   ``suggest_forecast.forecast_together``), or, at 1/6, both (the union of the top 3 by each);
+- halving with the edge rule (advise's race, ``lrkit.advise.race``): after the first cut,
+  while the leader is the smallest candidate the next grid lr below joins, while it is the
+  largest (or every candidate is within noise of it) the next above does, up to four; as
+  variants, a flat rung that goes down when the leader is at the bottom, or ends only (no
+  flat trigger);
 - the full race: every candidate to the full budget, the best there wins (6 budgets; what a
   grid of these six at this seed would say: the ceiling of any race).
+
+Windows are placed so that the full budget's best lr is inside ("inside") or one to three grid
+steps past either end ("outside": where the range test's ladder missed). Ties in accuracy are
+broken by the validation loss, as in the race.
 
 The grid checks every 1/24 of the budget (a race checks 4 times a rung). The variant advise
 runs was chosen on the tuning set; the held-out set is reported apart.
@@ -28,7 +37,6 @@ Usage: python bench/suggest_horizon.py [--cache-dir bench/results/suggest] [--ou
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import statistics
@@ -44,21 +52,25 @@ HERE = Path(__file__).resolve().parent
 CANDIDATES = 6
 KEEP_FIRST = 3
 FLOOR = {"accuracy": 0.003, "loss": math.log(1.02)}
-ADVISE = ("halving", "measured", "measured")
-"""The variant lrkit advise runs."""
 
-Curve = tuple[list[float], list[float]]
+Curve = tuple[list[float], list[float], list[float]]
+"""Epochs, the metric and the validation loss at each check."""
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A race: ``kind`` short, halving or full; for halving, how each cut ranks."""
+    """A race: ``kind`` short, halving or full; for halving, how each cut ranks, whether the
+    pick breaks ties towards the smaller lr, and whether the first rung adds candidates
+    beyond an end of the window while the leader is there (advise's edge rule)."""
 
     kind: str
     first: str = "measured"
     second: str = "measured"
     prefer_smaller: bool = False
-    """At the pick, the smallest lr within noise of the best (2 x their combined noise)."""
+    edge: bool = False
+    flat: str = "up"
+    """With the edge rule, a rung within noise everywhere: extends upwards ("up", advise),
+    towards a leader at the bottom and else upwards ("leader"), or not at all ("none")."""
 
     @property
     def name(self) -> str:
@@ -67,20 +79,29 @@ class Variant:
         if self.kind == "full":
             return "full race: all to the budget, best wins"
         tie = ", ties to the smaller" if self.prefer_smaller else ""
-        return f"halving: 1/6 {self.first}, 1/2 {self.second}{tie}"
+        flats = {"up": "", "leader": ", a flat rung follows the leader", "none": ", ends only"}
+        edge = f", + edge rule{flats[self.flat]}" if self.edge else ""
+        return f"halving: 1/6 {self.first}, 1/2 {self.second}{tie}{edge}"
 
 
 VARIANTS = [
     Variant("short"),
-    *(
-        Variant("halving", first, second)
-        for first, second in itertools.product(
-            ("measured", "together", "both"), ("measured", "together")
-        )
-    ),
-    Variant("halving", "measured", "measured", prefer_smaller=True),
+    Variant("halving"),
+    Variant("halving", edge=True),
+    Variant("halving", edge=True, flat="leader"),
+    Variant("halving", edge=True, flat="none"),
+    Variant("halving", "together", "measured"),
+    Variant("halving", "measured", "together"),
+    Variant("halving", "both", "measured"),
+    Variant("halving", prefer_smaller=True),
     Variant("full"),
 ]
+ADVISE = Variant("halving", edge=True)
+"""The race lrkit advise runs."""
+EDGE_MAX = 4
+"""Candidates the edge rule may add (advise: ``driver.MAX_EXTENSIONS``)."""
+SHIFT = 3
+"""Windows are placed up to this many grid steps past the best lr, on either side."""
 
 
 def value_of(run: dict[str, Any], metric: str) -> list[float]:
@@ -105,9 +126,8 @@ def regret(metric: str, best: float, got: float) -> float:
 
 def cut(curve: Curve, until: float) -> Curve:
     """The checks up to ``until`` (the initial one, at epoch 0, left out)."""
-    epochs, values = curve
-    kept = [(e, v) for e, v in zip(epochs, values, strict=True) if 0 < e <= until * (1 + 1e-9)]
-    return [e for e, _ in kept], [v for _, v in kept]
+    kept = [p for p in zip(*curve, strict=True) if 0 < p[0] <= until * (1 + 1e-9)]
+    return [p[0] for p in kept], [p[1] for p in kept], [p[2] for p in kept]
 
 
 def measured(curve: Curve, metric: str) -> float:
@@ -116,10 +136,18 @@ def measured(curve: Curve, metric: str) -> float:
     return values[-1] if ok else worst(metric)
 
 
+def rank_of(value: float, curve: Curve, metric: str) -> tuple[float, float]:
+    """Sort key, best first, as the race ranks: the value, then (accuracy) the loss."""
+    if metric != "accuracy":
+        return value, 0.0
+    loss = curve[2][-1] if curve[2] and math.isfinite(curve[2][-1]) else math.inf
+    return -value, loss
+
+
 def scores(how: str, curves: Sequence[Curve], horizon: float, metric: str) -> list[float]:
     if how == "measured":
         return [measured(c, metric) for c in curves]
-    found = forecast_together(curves, horizon, metric)
+    found = forecast_together([(c[0], c[1]) for c in curves], horizon, metric)
     return [
         f.value
         if math.isfinite(f.value) and measured(c, metric) != worst(metric)
@@ -138,29 +166,69 @@ def top(
     keep: int,
 ) -> list[int]:
     parts = [cut(curves[i], until) for i in alive]
-    key = key_of(metric)
     if how == "both":
         kept: list[int] = []
         for each in ("measured", "together"):
             got = scores(each, parts, horizon, metric)
-            order = sorted(range(len(alive)), key=lambda k: key(got[k]))
+            order = sorted(range(len(alive)), key=lambda k: rank_of(got[k], parts[k], metric))
             kept += [alive[k] for k in order[:keep] if alive[k] not in kept]
         return kept
     got = scores(how, parts, horizon, metric)
-    order = sorted(range(len(alive)), key=lambda k: key(got[k]))
+    order = sorted(range(len(alive)), key=lambda k: rank_of(got[k], parts[k], metric))
     return [alive[k] for k in order[:keep]]
 
 
+def noise_of(curve: Curve, metric: str) -> float:
+    """A cut curve's noise as the race measures it (``lrkit.advise.race``)."""
+    value = measured(curve, metric)
+    std = jitter(curve[1][-4:])
+    if metric != "accuracy":
+        return std
+    error = binomial_error(value, VAL_SIZE[0])
+    return math.hypot(error, std) if math.isfinite(std) else error
+
+
+def within(a: Curve, b: Curve, metric: str) -> bool:
+    spread = math.hypot(noise_of(a, metric), noise_of(b, metric))
+    gap = abs(measured(a, metric) - measured(b, metric))
+    return math.isfinite(spread) and gap <= 2 * spread
+
+
+def extend(
+    window: list[int], curves: Sequence[Curve], until: float, metric: str, use_flat: str = "up"
+) -> list[int]:
+    """advise's edge rule on the grid: add the next grid lr beyond an end while the leader is
+    there (or every candidate is within noise of it: then upwards)."""
+    alive = list(window)
+    for _ in range(EDGE_MAX):
+        parts = {i: cut(curves[i], until) for i in alive}
+        leader = min(alive, key=lambda i: rank_of(measured(parts[i], metric), parts[i], metric))
+        low, high = min(alive), max(alive)
+        flat = use_flat != "none" and all(within(parts[leader], parts[i], metric) for i in alive)
+        down = leader == low and (not flat or use_flat == "leader")
+        top_ok = measured(parts[high], metric) != worst(metric)
+        if (leader == high or flat) and not down and top_ok and high + 1 < len(curves):
+            alive.append(high + 1)
+        elif down and low > 0:
+            alive.append(low - 1)
+        else:
+            break
+    return alive
+
+
 def replay(
-    variant: Variant, curves: Sequence[Curve], epochs: float, metric: str
+    variant: Variant, window: list[int], curves: Sequence[Curve], epochs: float, metric: str
 ) -> tuple[int, float]:
-    """The index the race picks and the epochs it trains (in budgets)."""
-    alive = list(range(len(curves)))
-    key = key_of(metric)
+    """The grid index the race picks and the epochs it trains (in budgets)."""
     if variant.kind in ("short", "full"):
         until = epochs / 6 if variant.kind == "short" else epochs
-        final = [measured(cut(c, until), metric) for c in curves]
-        return min(alive, key=lambda i: key(final[i])), len(alive) * until / epochs
+        ends = {i: cut(curves[i], until) for i in window}
+        final = {i: rank_of(measured(ends[i], metric), ends[i], metric) for i in window}
+        return min(window, key=lambda i: final[i]), len(window) * until / epochs
+    if variant.edge:
+        alive = extend(window, curves, epochs / 6, metric, variant.flat)
+    else:
+        alive = list(window)
     spent = len(alive) / 6
     alive = top(variant.first, alive, curves, epochs / 6, epochs, metric, KEEP_FIRST)
     spent += len(alive) * (1 / 2 - 1 / 6)
@@ -168,23 +236,8 @@ def replay(
     if not variant.prefer_smaller:
         return ranked[0], spent
     parts = {i: cut(curves[i], epochs / 2) for i in ranked}
-
-    def noise(i: int) -> float:
-        value = measured(parts[i], metric)
-        std = jitter(parts[i][1][-4:])
-        if metric == "accuracy":
-            error = binomial_error(value, VAL_SIZE[0])
-            std = math.hypot(error, std) if math.isfinite(std) else error
-        return std
-
-    best = ranked[0]
-
-    def within(i: int) -> bool:
-        gap = abs(measured(parts[best], metric) - measured(parts[i], metric))
-        spread = math.hypot(noise(best), noise(i))
-        return math.isfinite(spread) and gap <= 2 * spread
-
-    return min((i for i in ranked if within(i)), default=best), spent
+    tied = [i for i in ranked if within(parts[ranked[0]], parts[i], metric)]
+    return min(tied, default=ranked[0]), spent
 
 
 VAL_SIZE = [1000]
@@ -201,20 +254,28 @@ def problem_rows(document: dict[str, Any], metric: str, epochs: float) -> list[d
         if any((lr, seed) not in runs or (lr, other) not in runs for lr in grid):
             continue
         curves = [
-            (runs[lr, seed]["curve"]["epoch"], value_of(runs[lr, seed], metric)) for lr in grid
+            (
+                runs[lr, seed]["curve"]["epoch"],
+                value_of(runs[lr, seed], metric),
+                value_of(runs[lr, seed], "loss"),
+            )
+            for lr in grid
         ]
         finals = [runs[lr, other]["score"] for lr in grid]
         finals = [worst(metric) if f is None or not math.isfinite(f) else f for f in finals]
         best = min(range(len(grid)), key=lambda i: key_of(metric)(finals[i]))
-        for start in range(max(0, best - CANDIDATES + 1), min(best, len(grid) - CANDIDATES) + 1):
+        first = max(0, best - CANDIDATES + 1 - SHIFT)
+        last = min(best + SHIFT, len(grid) - CANDIDATES)
+        for start in range(first, last + 1):
             window = list(range(start, start + CANDIDATES))
+            outside = max(start - best, best - (start + CANDIDATES - 1), 0)
             for variant in VARIANTS:
-                picked, spent = replay(variant, [curves[i] for i in window], epochs, metric)
-                got = regret(metric, finals[best], finals[window[picked]])
+                picked, spent = replay(variant, window, curves, epochs, metric)
+                got = regret(metric, finals[best], finals[picked])
                 rows.append(
                     {
                         "seed": seed,
-                        "offset": best - start,
+                        "outside": outside,
                         "variant": variant.name,
                         "regret": got,
                         "within": got <= FLOOR[metric],
@@ -235,7 +296,8 @@ def main() -> None:
     from suggest_problems import problems
 
     known = problems(args.data_dir)
-    table: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    advise = ADVISE.name
+    table: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     by_problem: dict[str, dict[str, float]] = {}
     for path in sorted(args.cache_dir.glob("*.json")):
         document = json.loads(path.read_text())
@@ -244,35 +306,39 @@ def main() -> None:
             continue
         VAL_SIZE[0] = len(problem.make_data()[1])
         rows = problem_rows(document, problem.metric, problem.epochs)
-        part = "held out" if problem.held_out else "tuning"
         for row in rows:
-            table.setdefault((part, row["variant"]), []).append(row)
-        advised = [r for r in rows if r["variant"] == Variant(*ADVISE).name]
+            where = "inside" if row["outside"] == 0 else "outside"
+            table.setdefault((problem.role, where, row["variant"]), []).append(row)
+        advised = [r for r in rows if r["variant"] == advise]
         if advised:
             by_problem[problem.name] = {
                 "within": statistics.fmean(r["within"] for r in advised),
                 "mean_regret": statistics.fmean(min(r["regret"], 1.0) for r in advised),
             }
-    print("the race replayed on the grid's curves (regret on the other seed, capped at 1)")
-    print(f"{'set':9} {'variant':48} {'n':>4} {'within':>7} {'mean regret':>12} {'budgets':>8}")
+    print("the race replayed on the grid's curves: the share of candidate windows (and seeds)")
+    print("whose pick is within noise on the other seed, its mean regret (capped at 1), and the")
+    print("budgets trained; 'inside': the best grid lr is among the six, 'outside': 1-3 steps off")
+    header = f"{'set':9} {'best':8} {'variant':52} {'n':>4} {'within':>7} {'regret':>8}"
+    print(f"{header} {'budgets':>8}")
     summary = []
-    for (part, name), rows in sorted(table.items()):
+    for (part, where, name), rows in sorted(table.items()):
         entry = {
             "set": part,
+            "best": where,
             "variant": name,
             "n": len(rows),
             "within": statistics.fmean(r["within"] for r in rows),
             "mean_regret": statistics.fmean(min(r["regret"], 1.0) for r in rows),
             "budgets": statistics.fmean(r["budgets"] for r in rows),
-            "advise": name == Variant(*ADVISE).name,
+            "advise": name == advise,
         }
         summary.append(entry)
         mark = " <- advise" if entry["advise"] else ""
         print(
-            f"{part:9} {name:48} {entry['n']:4d} {entry['within']:7.2f} "
-            f"{entry['mean_regret']:12.4f} {entry['budgets']:8.2f}{mark}"
+            f"{part:9} {where:8} {name:52} {entry['n']:4d} {entry['within']:7.2f} "
+            f"{entry['mean_regret']:8.4f} {entry['budgets']:8.2f}{mark}"
         )
-    print("\nadvise's variant by problem (share of windows and seeds within noise, mean regret):")
+    print("\nadvise's race by problem (share within noise, mean regret), windows inside and out:")
     for name, entry in by_problem.items():
         print(f"  {name:22} {entry['within']:5.2f} {entry['mean_regret']:8.4f}")
     args.out.write_text(json.dumps({"summary": summary, "by_problem": by_problem}, indent=1))

@@ -17,10 +17,21 @@ from torch import nn
 
 from cli_run import run
 from lrkit.advise import AdviseSettings, advise
-from lrkit.advise.candidates import MERGE_RATIO, REACH, candidate_lrs
+from lrkit.advise.candidates import MERGE_RATIO, REACH, Candidate, candidate_lrs
+from lrkit.advise.driver import (
+    COST_TARGET,
+    EXTENDED_TARGET,
+    MAX_EXTENSIONS,
+    MIN_CANDIDATES,
+    affordable,
+    edge_extensions,
+)
 from lrkit.advise.plan import race_plan, trial_epochs
+from lrkit.advise.race import EDGE_STEP, RaceSetup, race
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
+from lrkit.sweep.engines.contract import TrainingSetup
+from lrkit.sweep.runner import EngineChoice, make_engine
 
 # candidates
 
@@ -103,6 +114,26 @@ def test_every_plan_picks_one_at_half_the_budget_within_its_cost(n: int, epochs:
     assert trial_epochs(plan, n) <= n * epochs / 2 + 1e-9  # never more than all to half
 
 
+@given(
+    st.integers(2, 16),
+    st.floats(0.01, 1.5),
+    st.floats(0.5, 200.0),
+)
+def test_the_candidates_and_the_edge_rule_fit_their_cost_targets(
+    most: int, spent: float, epochs: float
+) -> None:
+    n = affordable(most, spent)
+    plan = race_plan(epochs, n)
+    race_cost = spent + trial_epochs(plan, n) / epochs
+    assert n == min(most, MIN_CANDIDATES) or race_cost <= COST_TARGET + 1e-9
+    extra = edge_extensions(plan, n, spent, epochs)
+    assert 0 <= extra <= MAX_EXTENSIONS
+    if extra:
+        assert race_cost + extra * plan[0].epochs / epochs <= EXTENDED_TARGET + 1e-9
+    if race_cost + plan[0].epochs / epochs <= EXTENDED_TARGET - 1e-6:
+        assert extra >= 1
+
+
 # the race, on a small problem
 
 
@@ -126,10 +157,13 @@ def settings(**changes: object) -> AdviseSettings:
 def test_the_race_trains_its_plan_and_advises_the_winner_of_the_last_rung() -> None:
     train, val = problem()
     found = advise(make_model, train, val, settings(engine="sequential"))
-    plan = race_plan(3.0, len(found.candidates))
-    assert found.trial_epochs == pytest.approx(trial_epochs(plan, len(found.candidates)))
+    added = sum(any(s.startswith("edge") for s in c.sources) for c in found.candidates)
+    planned = len(found.candidates) - added
+    plan = race_plan(3.0, planned)
+    assert found.trial_epochs == pytest.approx(trial_epochs(plan, planned) + added * 0.5)
     # Every candidate stopped at a rung's end, as many at each as the plan keeps, and the
-    # epochs they trained add up to the plan's cost (each goes on from its checkpoint).
+    # epochs they trained add up to the plan's cost (each goes on from its checkpoint; the
+    # edge rule's candidates join the first rung).
     assert all(c.status == "done" for c in found.candidates)
     ends = [c.epochs_run for c in found.candidates]
     alive = len(found.candidates)
@@ -143,6 +177,41 @@ def test_the_race_trains_its_plan_and_advises_the_winner_of_the_last_rung() -> N
     assert found.metric == "accuracy" and 0.5 < found.value <= 1.0
     assert found.runner_up in [c.lr for c in last] and found.runner_up != found.lr
     assert json.loads(json.dumps(found.to_json()))["candidates"][0]["batch_size"] == 32
+
+
+def race_of(optimizer: str, lrs: list[float], extensions: int) -> tuple[list[float], float]:
+    """The lrs a race over ``lrs`` ran (candidates and the ones it added) and its winner."""
+    train, val = problem()
+    setup = TrainingSetup(make_model, nn.CrossEntropyLoss(), train, val, None, torch.device("cpu"))
+    engine = make_engine(EngineChoice("sequential"), None)
+    rs = RaceSetup(setup, engine, 32, "accuracy", optimizer, 0.9, 0.0, 0)
+    candidates = [Candidate(lr, ("test",)) for lr in lrs]
+    raced, ranking = race(candidates, race_plan(3.0, len(lrs)), rs, None, extensions)
+    assert [c.lr for c in raced] == sorted(c.lr for c in raced)
+    return [c.lr for c in raced], ranking[0]
+
+
+def test_candidates_too_small_for_a_plateau_are_extended_upwards() -> None:
+    # SGD at 1e-5 leaves the majority-class plateau no sooner than at 4e-5: every candidate
+    # ties in accuracy, so the race adds larger ones (the loss breaks the tie towards them).
+    lrs = [1e-5, 2e-5, 4e-5]
+    ran, best = race_of("sgd", lrs, extensions=2)
+    assert ran == [*lrs, 4e-5 * EDGE_STEP, 4e-5 * EDGE_STEP**2]
+    assert best == ran[-1]
+    assert race_of("sgd", lrs, extensions=0)[0] == lrs
+
+
+def test_candidates_too_large_are_extended_downwards_until_the_leader_is_inside() -> None:
+    # SGD with momentum at lr 1 to 4 on this problem: the smallest leads, clearly, so smaller
+    # ones join, one at a time, until one inside the range leads; here after three of four.
+    ran, best = race_of("momentum", [1.0, 2.0, 4.0], extensions=4)
+    assert ran == [1.0 / EDGE_STEP**k for k in range(3, 0, -1)] + [1.0, 2.0, 4.0]
+    assert ran[0] < best < 1.0
+
+
+def test_candidates_around_the_best_are_not_extended() -> None:
+    ran, _ = race_of("sgd", [0.1, 0.4, 1.6], extensions=4)
+    assert ran == [0.1, 0.4, 1.6]
 
 
 def test_a_stacked_race_equals_the_sequential_one() -> None:

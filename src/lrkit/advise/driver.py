@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from lrkit.advise.candidates import candidate_lrs
-from lrkit.advise.plan import race_plan, trial_epochs
+from lrkit.advise.plan import Rung, race_plan, trial_epochs
 from lrkit.advise.race import OnRaceCheck, RaceSetup, race
 from lrkit.advise.result import Advice, RacedCandidate
 from lrkit.advise.settings import AdviseSettings
@@ -102,6 +102,7 @@ def advise(
 
     choice = _engine(settings, make_model, train, device)
     plan = race_plan(settings.epochs, len(candidates))
+    extensions = edge_extensions(plan, len(candidates), spent, settings.epochs)
     setup = TrainingSetup(make_model, loss_fn, train, val, None, device)
     raced, ranking = race(
         candidates,
@@ -117,6 +118,7 @@ def advise(
             settings.seed,
         ),
         on_check,
+        extensions,
     )
     by_lr = {c.lr: c for c in raced}
     best = by_lr[ranking[0]]
@@ -136,7 +138,8 @@ def advise(
         engine_reason=choice.reason,
         seconds=time.perf_counter() - started,
         range_test_seconds=range_test_seconds,
-        trial_epochs=trial_epochs(plan, len(candidates)),
+        trial_epochs=trial_epochs(plan, len(candidates))
+        + (len(raced) - len(candidates)) * plan[0].epochs,
         left_out=left_out,
         model=type(first).__name__,
         data=type(train).__name__,
@@ -147,6 +150,18 @@ COST_TARGET = 2.5
 """Runs of the budget that the range test and the race take in all, at most, where that
 leaves room for ``MIN_CANDIDATES`` (the limit is 3: evaluations and set-up come on top)."""
 MIN_CANDIDATES = 3
+
+
+EXTENDED_TARGET = 2.75
+"""Runs of the budget the race may reach with the candidates it adds beyond an end of the
+ladder (``advise.race``), at most ``MAX_EXTENSIONS`` of them."""
+MAX_EXTENSIONS = 4
+
+
+def edge_extensions(plan: tuple[Rung, ...], candidates: int, spent: float, epochs: float) -> int:
+    """How many candidates the race may add at its first rung within ``EXTENDED_TARGET``."""
+    left = EXTENDED_TARGET - spent - trial_epochs(plan, candidates) / epochs
+    return max(0, min(MAX_EXTENSIONS, math.floor(left / (plan[0].epochs / epochs) + 1e-9)))
 
 
 def affordable(most: int, spent: float) -> int:

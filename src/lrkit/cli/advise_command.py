@@ -54,6 +54,7 @@ HELP = "\n\n".join(
     ]
 )
 
+
 def advise(
     model: ModelOption = "mnist-mlp",
     data: DataOption = None,
