@@ -4,8 +4,9 @@ optimizers that claim to need no learning rate, against a grid of fixed learning
 
 The question each recipe answers: which fixed learning rate trains this model best in this
 budget? The ground truth is a grid of fixed learning rates (1, 2, 5 x 10^k), each trained
-for the problem's budget with seeds 0 and 1 (``suggest_problems.py``: nine tuning problems
-and three held out, reported apart; ``suggest_training.py``: the one training protocol;
+for the problem's budget with seeds 0 and 1 (``suggest_problems.py``: nine tuning problems;
+three held out, and two fresh sets of two and three added after advise was fixed, each
+reported apart; ``suggest_training.py``: the one training protocol;
 ``suggest_recipes.py``: the recipes). Each recipe's lr is trained with the same seeds
 (a grid run is reused when the lr equals a grid lr exactly).
 
@@ -28,7 +29,7 @@ Scores (the definitions; ``suggest_scores.py`` implements them):
 - cost: the recipe's own wall time (its range test, its race) divided by the median wall
   time of one grid run of the problem (runs that finished); 0 for the default, 1.0 for the
   learning-rate-free optimizers (their run is the training).
-- per recipe, over the tuning set and, apart, the held-out set: problems within noise
+- per recipe, over the tuning set and, apart, the held-out and fresh sets: problems within noise
   (k of n), misses, the median, mean and worst regret, and the median cost.
 
 Runs are cached per problem in ``bench/results/suggest/<problem>.json``: a rerun (or a run

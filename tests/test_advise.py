@@ -295,6 +295,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow  # the figure and the report: in make test, not test-fast
 def test_cli_advise_writes_the_advice_its_figure_and_report(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

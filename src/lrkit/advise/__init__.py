@@ -1,12 +1,13 @@
 """``lrkit advise``: which learning rate will train this model best in this budget, measured
-rather than read off a curve. A range test proposes candidates (every rule's suggestion and a
-geometric ladder around the default), a race on the user's budget decides between them
-(successive halving, Jamieson & Talwalkar 2016; Li et al. 2018), and each candidate is judged
-by the value its curve predicts at the full budget, not by where it stands part-way, so that
-the race does not favour the large learning rates that lead early and lose late.
+rather than read off a curve. A range test proposes candidates (a geometric ladder around the
+default rule's suggestion, and the other rules' suggestions near it); a race on the user's
+budget decides between them (successive halving, Jamieson & Talwalkar 2016; Li et al. 2018),
+judged on the validation metric where each candidate stands, at no fewer than a sixth and
+then half of the budget, and extended beyond an end of the candidates where the leader is
+there (``race``). How often its answer is right: ``bench/bench_suggest.py``.
 
-The torch-free parts (``settings``, ``candidates``, ``predict``, ``plan``, ``result``) import
-no torch; ``driver`` (``advise``) loads it on first use.
+The torch-free parts (``settings``, ``candidates``, ``plan``, ``result``) import no torch;
+``driver`` (``advise``) loads it on first use.
 """
 
 from __future__ import annotations

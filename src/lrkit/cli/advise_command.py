@@ -46,9 +46,10 @@ HELP = "\n\n".join(
         "lr) proposes candidates: a ladder from half to four times the default rule's "
         "suggestion, and the other rules' suggestions near it. They race by successive "
         "halving: all train to 1/6 of --epochs, the better half goes on to 1/2, where the "
-        "best wins, each going on from its own checkpoint. Trials of one rung run side by "
-        "side (stacked on the vectorized engine for sgd and momentum, else one per process "
-        "on a CPU core).",
+        "best wins, each going on from its own checkpoint. While the leader at 1/6 is the "
+        "largest candidate (or all are within noise), a larger one joins; while it is the "
+        "smallest, a smaller one does. Trials of one rung run side by side (stacked on the "
+        "vectorized engine for sgd and momentum, else one per process on a CPU core).",
         "The metric: accuracy for integer class labels, else the validation loss (--metric).",
         "Example: lrkit advise --epochs 10 --batch-size 64 --optimizer adam --json advice.json",
     ]
@@ -200,7 +201,7 @@ def summary(advice: Advice) -> str:
             [
                 shown_lr(c.lr),
                 ", ".join(c.sources),
-                f"{c.epochs_run:g}",
+                f"{c.epochs_run:.3g}",
                 _value(c.value, c.value_std) if c.status == "done" else c.status,
                 mark,
             ]
