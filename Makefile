@@ -53,8 +53,10 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
-# Benchmarks run in their own environment (lrkit plus bench/requirements.txt:
-# torch-lr-finder to compare against); results go to bench/results/ and BENCHMARKS.md.
+# Benchmarks run in their own environment (lrkit plus bench/requirements.txt: torch-lr-finder,
+# Prodigy, D-Adaptation and Schedule-Free to compare against, never lrkit's dependencies);
+# results go to bench/results/ and BENCHMARKS.md. bench_suggest.py caches its runs in
+# bench/results/suggest/ and, run again, does only what is missing.
 $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -c "import torch" 2>/dev/null || $(BENCH_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
@@ -66,6 +68,8 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/bench_sweep.py $(if $(SHARED_MNIST),--data-dir $(SHARED_MNIST))
 	$(BENCH_VENV)/bin/python bench/bench_engine.py $(if $(SHARED_MNIST),--data-dir $(SHARED_MNIST))
 	$(BENCH_VENV)/bin/python bench/bench_noise.py $(if $(SHARED_MNIST),--data-dir $(SHARED_MNIST))
+	$(BENCH_VENV)/bin/python bench/bench_suggest.py $(if $(SHARED_MNIST),--data-dir $(SHARED_MNIST))
+	$(BENCH_VENV)/bin/python bench/suggest_horizon.py $(if $(SHARED_MNIST),--data-dir $(SHARED_MNIST))
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -184,6 +184,7 @@ def test_schedules_that_need_the_trials_length_or_a_peak_run(
     assert "2 trials, 2 run now" in out
 
 
+@pytest.mark.slow  # the whole quick experiment: in make test, not test-fast
 def test_reproduce_quick(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(["reproduce", "--quick", "--epochs", "0.5", "--json", "r.json"], capsys)
     assert code == 0, err

@@ -67,17 +67,24 @@ LAYERS = [
         "lrkit.rangetest.settings",
         "lrkit.sweep.definition",
         "lrkit.sweep.analysis",
+        "lrkit.advise.settings",
+        "lrkit.advise.candidates",
+        "lrkit.advise.plan",
+        "lrkit.advise.result",
+        "=lrkit.advise",
         "=lrkit.rangetest",
         "=lrkit.noise",
         "=lrkit.training",
         "=lrkit.training.vectorized",
+        "lrkit.training.optimizers",
     ),
     # 2: training (torch): data, models, loops, the vectorized loop, the noise estimators
     ("lrkit.data", "lrkit.models", "lrkit.training", "lrkit.workload", "lrkit.noise.estimators"),
     # 3: the range test's driver and noise tracking
     ("lrkit.rangetest", "lrkit.noise.tracking"),
-    # 4: sweeps and their engines
+    # 4: sweeps and their engines; advise, which races through them
     ("lrkit.sweep",),
+    ("lrkit.advise",),
     # 5: the textbook's experiments
     ("lrkit.experiments",),
     # 6, 7, 8: the edges
@@ -166,9 +173,14 @@ TORCH_FREE = [
     "lrkit.noise",
     "lrkit.training",
     "lrkit.training.vectorized",
+    "lrkit.training.optimizers",
     "lrkit.sweep.definition",
     "lrkit.sweep.analysis",
     "lrkit.experiments",
+    "lrkit.advise",
+    "lrkit.advise.candidates",
+    "lrkit.advise.plan",
+    "lrkit.advise.result",
     "lrkit.programs",
     "lrkit.suggestions",
 ]

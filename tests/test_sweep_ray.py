@@ -5,6 +5,7 @@ engine exits 2 with the install hint."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -157,3 +158,22 @@ def test_without_ray_the_engine_exits_2_with_the_install_hint(
         capsys,
     )
     assert code == 2 and "--address belongs to --engine ray" in err
+
+
+def test_advise_races_on_ray_as_it_does_locally(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The race runs its rungs (and the edge rule's additions) as Ray tasks through the engine
+    # contract; each candidate goes on from its checkpoint there as it does in one process.
+    args = ["advise", *USER, "--epochs", "3", "--batch-size", "32", "--optimizer", "momentum"]
+    advice = {}
+    for engine in ("sequential", "ray"):
+        code, _, err = run([*args, "--engine", engine, "--json", f"{engine}.json"], capsys)
+        assert code == 0, err
+        advice[engine] = json.loads((workdir / f"{engine}.json").read_text())
+    local, remote = advice["sequential"], advice["ray"]
+    assert remote["lr"] == local["lr"]
+    assert [c["lr"] for c in remote["candidates"]] == [c["lr"] for c in local["candidates"]]
+    for a, b in zip(remote["candidates"], local["candidates"], strict=True):
+        assert a["epochs_run"] == b["epochs_run"]
+        assert a["value"] == pytest.approx(b["value"], abs=1e-6)

@@ -150,23 +150,34 @@ def test_same_trajectories_as_the_plain_loop_after_200_steps(
     weight_decay: float,
     distinct_seeds: bool,
 ) -> None:
-    train, val = data(200 * batch_size, 0), data(50, 1)
-    trials = [
-        StackedTrial(
-            TrialPlan(lrs[i], batch_size, 1.0, 0.5, i if distinct_seeds else 7),
-            momentum,
-            weight_decay,
-        )
-        for i in range(k)
-    ]
-    run, outcomes = stacked(name, trials, train, val)
-    for index, (model, outcome) in enumerate(sequential(name, trials, train, val)):
-        assert outcome.points[-1].iteration == 200
-        state = run.network.trial_state_dict(index)
-        assert state.keys() == model.state_dict().keys()
-        for key, value in model.state_dict().items():
-            assert_close_relative(state[key], value, 1e-5)
-        assert_same_curves(outcomes[index], outcome, len(val))
+    # The CNNs run in float64: in float32 the stacked convolution sums in another order, and
+    # over 200 steps a max-pool or ReLU near-tie can flip (one such case: cnn, lrs 0.18 and
+    # 0.125, batch 3, momentum 0.5, weight decay 1e-3), after which the trajectories part by
+    # about 1%; in float64 they agree (bitwise, on this machine). The MLPs stay in float32.
+    dtype = torch.float64 if name.startswith("cnn") else torch.float32
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        train, val = data(200 * batch_size, 0), data(50, 1)
+        trials = [
+            StackedTrial(
+                TrialPlan(lrs[i], batch_size, 1.0, 0.5, i if distinct_seeds else 7),
+                momentum,
+                weight_decay,
+            )
+            for i in range(k)
+        ]
+        run, outcomes = stacked(name, trials, train, val)
+        for index, (model, outcome) in enumerate(sequential(name, trials, train, val)):
+            assert outcome.points[-1].iteration == 200
+            state = run.network.trial_state_dict(index)
+            assert state.keys() == model.state_dict().keys()
+            for key, value in model.state_dict().items():
+                assert value.dtype == dtype
+                assert_close_relative(state[key], value, 1e-5)
+            assert_same_curves(outcomes[index], outcome, len(val))
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def test_a_trial_does_not_depend_on_the_others_in_its_stack() -> None:

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import typer
 
 from lrkit.cli import (
+    advise_command,
     find_command,
     noise_command,
     report_command,
@@ -61,6 +62,7 @@ def _root(
 
 
 app.command("find", help=find_command.HELP)(find_command.find)
+app.command("advise", help=advise_command.HELP)(advise_command.advise)
 app.command("schedule", help=schedule_command.HELP)(schedule_command.schedule)
 app.command("sweep", help=sweep_command.HELP)(sweep_command.sweep)
 app.command("runs", help=runs_command.HELP)(runs_command.runs)

@@ -8,10 +8,11 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
+from lrkit.advise.result import Advice
 from lrkit.noise.tracking import NoiseRun
 from lrkit.rangetest.result import RangeTestResult
 from lrkit.report.page import Section, Table, markdown, render
-from lrkit.report.result_sections import noise_section, range_test_section
+from lrkit.report.result_sections import advice_section, noise_section, range_test_section
 from lrkit.report.sweep_section import sweep_report
 
 FORMATS = ("html", "md")
@@ -57,8 +58,10 @@ def build_report(
     range_tests: Sequence[tuple[RangeTestResult, str]] = (),
     noise_runs: Sequence[tuple[NoiseRun, str]] = (),
     wall_seconds: float | None = None,
+    advice: Sequence[tuple[Advice, str]] = (),
 ) -> list[Section]:
     sections: list[Section] = []
+    sections += [advice_section(found, source) for found, source in advice]
     if store_path is not None:
         sections += sweep_sections(store_path, name, val_size)
     sections += [range_test_section(result, source) for result, source in range_tests]

@@ -1,9 +1,10 @@
-"""The report's sections for a range test and a noise-scale run, from their JSON."""
+"""The report's sections for a range test, a noise-scale run and an advice (a race)."""
 
 from __future__ import annotations
 
 import math
 
+from lrkit.advise.result import Advice, RacedCandidate
 from lrkit.noise.tracking import NoiseRun
 from lrkit.rangetest.result import RangeTestResult
 from lrkit.report.page import Figure, Section, Table
@@ -88,6 +89,66 @@ def noise_section(run: NoiseRun, source: str) -> Section:
                 "error and the smoothed curve; the dashed line is the training batch size. "
                 "It grows as the loss falls: the batch size worth using grows with it.",
                 "gradient noise scale over training",
+            )
+        ],
+    )
+
+
+def advice_section(advice: Advice, source: str) -> Section:
+    from lrkit.plots.advise import plot_advice
+
+    def value(c: RacedCandidate) -> str:
+        if c.status != "done" or not math.isfinite(c.value):
+            return c.status
+        if not math.isfinite(c.value_std):
+            return f"{c.value:.4f}"
+        return f"{c.value:.4f} ± {c.value_std:.4f}"
+
+    rows = [
+        [
+            f"{c.lr:.4g}",
+            ", ".join(c.sources),
+            f"{c.epochs_run:g}",
+            value(c),
+            "advised" if c.lr == advice.lr else "",
+        ]
+        for c in advice.candidates
+    ]
+    noise = {True: "within noise of it", False: "clearly behind it", None: "of unknown noise"}
+    lead = (
+        f"{advice.model} on {advice.data}, batch size {advice.batch_size}, {advice.optimizer}, "
+        f"a budget of {advice.epochs:g} epochs, {advice.engine} engine; {advice.seconds:.1f} s "
+        f"in all ({advice.range_test_seconds:.1f} s of range test, "
+        f"{advice.trial_epochs / advice.epochs:.2g} budgets of training). Advised learning "
+        f"rate: {advice.lr:.4g}, validation {advice.metric} {advice.value:.4f} at "
+        f"{max(c.epochs_run for c in advice.candidates):g} epochs."
+    )
+    if advice.runner_up is not None:
+        said = noise[advice.runner_up_within_noise]
+        lead += f" The runner-up, {advice.runner_up:.4g}, is {said}."
+    return Section(
+        f"Advice ({source})",
+        [
+            lead,
+            "The candidates are a ladder around the range test's default suggestion and the "
+            "other rules' suggestions near it; they raced by successive halving, the better "
+            "half at a sixth of the budget going on to half the budget, where the best won.",
+        ],
+        tables=[
+            Table(
+                ["lr", "from", "epochs", f"{advice.metric} (± noise)", ""],
+                rows,
+                "Every candidate: how far it ran and how it did there.",
+            )
+        ],
+        figures=[
+            Figure(
+                svg_of(lambda p: plot_advice(advice, p)),
+                "image/svg+xml",
+                "Left, the range test with the candidates marked; right, each candidate's "
+                "validation curve over the race, ending where it was left behind. The advised "
+                "rate is drawn bold.",
+                "advice",
             )
         ],
     )

@@ -1,0 +1,304 @@
+"""``advise`` (the driver): a range test, candidates from it, and a race on the budget
+through the engines.
+
+    range test (``find_lr``) -> candidates (``advise.candidates``) -> race (``advise.race``,
+    the plan of ``advise.plan``) -> the best learning rate, with the evidence.
+
+The range test is an exponential sweep from ``EXP_START`` to ``EXP_END``, each lr held
+``HOLD`` iterations, the loss of ``EVAL_EXAMPLES`` validation examples measured after each
+hold (the curve the rules read): as many lrs as a quarter of one run's steps allows, between
+``EXP_LRS``. It stops where the loss diverges. Held and measured on held-out examples, its
+turn lies where the race's ladder expects it (``advise.candidates``); a sweep of one
+iteration a lr read on its smoothed loss (fastai's) put it up to 30 times too high on the
+benchmark's tuning problems, the smoothing's lag carrying the minimum past the turn.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from lrkit.advise.candidates import candidate_lrs
+from lrkit.advise.plan import Rung, race_plan, trial_epochs
+from lrkit.advise.race import OnRaceCheck, RaceSetup, race
+from lrkit.advise.result import Advice, RacedCandidate
+from lrkit.advise.settings import AdviseSettings
+from lrkit.data.tensors import TensorData
+from lrkit.errors import InvalidParameterError, LrkitValueError
+from lrkit.rangetest.find import find_lr
+from lrkit.rangetest.programs import exponential_range
+from lrkit.rangetest.result import RangeTestResult
+from lrkit.rangetest.settings import RangeTestSettings
+from lrkit.sweep.engines.contract import TrainingSetup
+from lrkit.sweep.engines.processes import default_workers
+from lrkit.sweep.runner import EngineChoice, choose_engine, make_engine
+from lrkit.training.evaluate import LossFn
+from lrkit.training.fit_check import check_model_fits
+from lrkit.training.optimizers import make_optimizer
+
+ModelLike = nn.Module | Callable[[int], nn.Module]
+
+RANGE_TEST_SHARE = 0.25
+"""The range test's iterations at most, as a share of one run's steps (unless that is fewer
+than ``EXP_LRS[0]`` lrs)."""
+EXP_START, EXP_END = 1e-6, 10.0
+HOLD = 8
+EXP_LRS = (20, 120)
+EVAL_EXAMPLES = 256
+
+
+def advise(
+    model: ModelLike,
+    train: TensorData | tuple[torch.Tensor, torch.Tensor],
+    val: TensorData | tuple[torch.Tensor, torch.Tensor],
+    settings: AdviseSettings | None = None,
+    *,
+    loss_fn: LossFn | None = None,
+    on_check: OnRaceCheck | None = None,
+    address: str | None = None,
+) -> Advice:
+    """The learning rate that trains ``model`` best in ``settings.epochs`` epochs.
+
+    Args:
+        model: a model (each candidate trains a deep copy of it, from its initial weights)
+            or a factory ``seed -> model`` (called with ``settings.seed``); on its device.
+        train, val: tensors (``TensorData`` or ``(inputs, targets)``); the race is judged on
+            ``val``.
+        settings: the budget, batch size, optimizer, metric and race (``AdviseSettings``).
+        loss_fn: mean over the batch; default cross-entropy.
+        on_check: progress of the race: (candidate lr, the check, epochs it has trained).
+        address: the Ray cluster for ``engine="ray"`` (default: a local instance).
+    """
+    started = time.perf_counter()
+    settings = settings or AdviseSettings()
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    make_model = _factory(model)
+    first = make_model(settings.seed)
+    device = _device(first)
+    train, val = _tensors(train, "train").to(device), _tensors(val, "val").to(device)
+    if settings.batch_size > len(train):
+        raise InvalidParameterError(
+            "batch_size",
+            f"at most the number of training examples ({len(train)})",
+            settings.batch_size,
+        )
+    check_model_fits(first, loss_fn, train.x[: settings.batch_size], train.y[: settings.batch_size])
+    metric = resolve_metric(settings.metric, first, train)
+    steps = math.ceil(settings.epochs * math.ceil(len(train) / settings.batch_size))
+
+    test_started = time.perf_counter()
+    found = _range_test(first, train, val, settings, loss_fn, steps)
+    range_test_seconds = time.perf_counter() - test_started
+    spent = sum(len(r.record.points) for r in found.rounds) / steps  # in runs of the budget
+    limit = affordable(settings.candidates, spent)
+    candidates, left_out = candidate_lrs(found.suggestions, found.method, limit)
+
+    choice = _engine(settings, make_model, train, device)
+    plan = race_plan(settings.epochs, len(candidates))
+    extensions = edge_extensions(plan, len(candidates), spent, settings.epochs)
+    setup = TrainingSetup(make_model, loss_fn, train, val, None, device)
+    raced, ranking = race(
+        candidates,
+        plan,
+        RaceSetup(
+            setup,
+            make_engine(choice, address),
+            settings.batch_size,
+            metric,
+            settings.optimizer,
+            settings.momentum,
+            settings.weight_decay,
+            settings.seed,
+        ),
+        on_check,
+        extensions,
+    )
+    by_lr = {c.lr: c for c in raced}
+    best = by_lr[ranking[0]]
+    runner_up = by_lr[ranking[1]] if len(ranking) > 1 else None
+    return Advice(
+        lr=best.lr,
+        batch_size=settings.batch_size,
+        metric=metric,
+        epochs=settings.epochs,
+        optimizer=settings.optimizer,
+        value=best.value,
+        candidates=tuple(raced),
+        runner_up=runner_up.lr if runner_up is not None else None,
+        runner_up_within_noise=_within_noise(best, runner_up),
+        range_test=found,
+        engine=choice.engine,
+        engine_reason=choice.reason,
+        seconds=time.perf_counter() - started,
+        range_test_seconds=range_test_seconds,
+        trial_epochs=trial_epochs(plan, len(candidates))
+        + (len(raced) - len(candidates)) * plan[0].epochs,
+        left_out=left_out,
+        model=type(first).__name__,
+        data=type(train).__name__,
+    )
+
+
+COST_TARGET = 2.5
+"""Runs of the budget that the range test and the race take in all, at most, where that
+leaves room for ``MIN_CANDIDATES`` (the limit is 3: evaluations and set-up come on top)."""
+MIN_CANDIDATES = 3
+
+
+EXTENDED_TARGET = 2.75
+"""Runs of the budget the race may reach with the candidates it adds beyond an end of the
+ladder (``advise.race``), at most ``MAX_EXTENSIONS`` of them."""
+MAX_EXTENSIONS = 4
+
+
+def edge_extensions(plan: tuple[Rung, ...], candidates: int, spent: float, epochs: float) -> int:
+    """How many candidates the race may add at its first rung within ``EXTENDED_TARGET``."""
+    left = EXTENDED_TARGET - spent - trial_epochs(plan, candidates) / epochs
+    return max(0, min(MAX_EXTENSIONS, math.floor(left / (plan[0].epochs / epochs) + 1e-9)))
+
+
+def affordable(most: int, spent: float) -> int:
+    """How many candidates the race can take after a range test of ``spent`` runs: the most
+    (at most ``most``) whose plan fits ``COST_TARGET``, and never fewer than
+    ``MIN_CANDIDATES``."""
+    fits = [
+        n
+        for n in range(MIN_CANDIDATES, most + 1)
+        if spent + trial_epochs(race_plan(1.0, n), n) <= COST_TARGET
+    ]
+    return max(fits, default=min(MIN_CANDIDATES, most))
+
+
+def resolve_metric(requested: str, model: nn.Module, train: TensorData) -> str:
+    """accuracy for integer class labels and a (batch, classes) output, else the loss; a
+    metric asked for that the data cannot give is refused."""
+    labels = not train.y.is_floating_point() and train.y.dim() == 1
+    classifies = False
+    if labels:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            classifies = model(train.x[:2]).dim() == 2
+        model.train(was_training)
+    if requested == "accuracy" and not classifies:
+        kind = (
+            "float targets"
+            if train.y.is_floating_point()
+            else "outputs that are not (batch, classes)"
+        )
+        raise LrkitValueError(
+            f"metric accuracy needs integer class labels and a (batch, classes) output, got {kind}",
+            cli_message=f"--metric accuracy needs integer class labels and a (batch, classes) "
+            f"output, got {kind}: use --metric loss",
+        )
+    if requested == "auto":
+        return "accuracy" if classifies else "loss"
+    return requested
+
+
+def _factory(model: ModelLike) -> Callable[[int], nn.Module]:
+    """seed -> a fresh model: the factory itself, or deep copies of the model."""
+    if not isinstance(model, nn.Module):
+        if not callable(model):
+            raise LrkitValueError(
+                f"model must be an nn.Module or a factory seed -> nn.Module, got "
+                f"{type(model).__name__}"
+            )
+
+        def make(seed: int) -> nn.Module:
+            built = model(seed)
+            if not isinstance(built, nn.Module):
+                raise LrkitValueError(f"the model factory returned {type(built).__name__}")
+            return built
+
+        return make
+    try:
+        copy.deepcopy(model)
+    except Exception as exc:
+        raise LrkitValueError(
+            f"the model cannot be copied ({type(exc).__name__}: {exc}); every candidate "
+            "trains its own copy: give a factory seed -> model instead"
+        ) from None
+    return lambda seed: copy.deepcopy(model)
+
+
+def _device(model: nn.Module) -> torch.device:
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if first is None:
+        raise LrkitValueError("the model has no parameters to train")
+    return first.device
+
+
+def _tensors(data: TensorData | tuple[torch.Tensor, torch.Tensor], part: str) -> TensorData:
+    if isinstance(data, TensorData):
+        return data
+    if (
+        isinstance(data, tuple)
+        and len(data) == 2
+        and all(isinstance(t, torch.Tensor) for t in data)
+    ):
+        return TensorData(data[0], data[1])
+    raise LrkitValueError(
+        f"{part} must be TensorData or an (inputs, targets) pair of tensors, got "
+        f"{type(data).__name__}"
+    )
+
+
+def range_test_settings(settings: AdviseSettings, steps_per_run: int) -> RangeTestSettings:
+    """The range test for the budget (see the module's docstring)."""
+    low, high = EXP_LRS
+    lrs = int(min(max(RANGE_TEST_SHARE * steps_per_run / HOLD, low), high))
+    return RangeTestSettings(
+        batch_size=settings.batch_size,
+        program=exponential_range(EXP_START, EXP_END, lrs, HOLD),
+        rounds=1,
+        curve="eval",
+        seed=settings.seed,
+    )
+
+
+def _range_test(
+    model: nn.Module,
+    train: TensorData,
+    val: TensorData,
+    settings: AdviseSettings,
+    loss_fn: LossFn,
+    steps: int,
+) -> RangeTestResult:
+    test = range_test_settings(settings, steps)
+    optimizer = make_optimizer(
+        settings.optimizer, model, test.lr_program.lrs[0], settings.momentum, settings.weight_decay
+    )
+    return find_lr(
+        model, train, test, loss_fn=loss_fn, optimizer=optimizer, eval_data=val.head(EVAL_EXAMPLES)
+    )
+
+
+def _engine(
+    settings: AdviseSettings,
+    make_model: Callable[[int], nn.Module],
+    train: TensorData,
+    device: torch.device,
+) -> EngineChoice:
+    """The engine the race runs on, with its workers (one per core on a CPU by default)."""
+    requested = "auto" if settings.engine == "ray" else settings.engine
+    model = make_model(settings.seed).to(device)
+    choice = choose_engine(requested, settings.optimizer, model, train.x[:2])
+    workers = settings.workers or default_workers(device)
+    if settings.engine == "ray":
+        return EngineChoice("ray", choice.reason, workers)
+    return dataclasses.replace(choice, workers=workers)
+
+
+def _within_noise(best: RacedCandidate, other: RacedCandidate | None) -> bool | None:
+    """Two values within twice their combined noise."""
+    if other is None or not (math.isfinite(best.value_std) and math.isfinite(other.value_std)):
+        return None
+    return abs(best.value - other.value) <= 2 * math.hypot(best.value_std, other.value_std)

@@ -1,0 +1,104 @@
+"""What ``advise`` found (torch-free): frozen dataclasses that serialise to the CLI's JSON."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from lrkit.rangetest.result import RangeTestResult
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class RacedCandidate:
+    """One learning rate of the race: how far it ran and how it did."""
+
+    lr: float
+    sources: tuple[str, ...]
+    """Where it came from: rule names, or ``ladder xF`` (a factor of the default rule's lr)."""
+    value: float
+    """The validation metric at the last check it reached (0 accuracy or inf loss when it
+    diverged or failed)."""
+    value_std: float
+    """Its noise: the binomial error of an accuracy on the validation set with the jitter of
+    the curve around its trend (accuracy), or that jitter (loss); nan when unknown."""
+    epochs_run: float
+    status: str
+    """done, diverged or failed."""
+    curve: tuple[tuple[float, float], ...]
+    """(epoch, validation metric) at every check of the race."""
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "sources": list(self.sources),
+            "value": _finite(self.value),
+            "value_std": _finite(self.value_std),
+            "epochs_run": self.epochs_run,
+            "status": self.status,
+            "error": self.error,
+            "curve": [[e, _finite(v)] for e, v in self.curve],
+        }
+
+
+@dataclass(frozen=True)
+class Advice:
+    """The learning rate advised for the budget, with the race that chose it."""
+
+    lr: float
+    batch_size: int
+    metric: str
+    """accuracy (higher is better) or loss (lower is better)."""
+    epochs: float
+    optimizer: str
+    value: float
+    """The chosen candidate's validation metric where the race decided (half the budget)."""
+    candidates: tuple[RacedCandidate, ...]
+    """In increasing lr."""
+    runner_up: float | None
+    """The lr that came second in the last rung."""
+    runner_up_within_noise: bool | None
+    """Whether the runner-up is within noise of the chosen one: two values within twice their
+    combined noise, sqrt(s1^2 + s2^2); None where a noise is unknown."""
+    range_test: RangeTestResult
+    engine: str
+    engine_reason: str | None
+    seconds: float
+    range_test_seconds: float
+    trial_epochs: float
+    """Epochs trained over every candidate (the race's compute; the budget is ``epochs``)."""
+    left_out: tuple[tuple[str, float], ...] = ()
+    """Rules whose suggestion was too far from the default's to race (rule, lr)."""
+    model: str = ""
+    data: str = ""
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "accuracy"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "metric": self.metric,
+            "value": _finite(self.value),
+            "epochs": self.epochs,
+            "optimizer": self.optimizer,
+            "candidates": [{**c.to_json(), "batch_size": self.batch_size} for c in self.candidates],
+            "runner_up": self.runner_up,
+            "runner_up_within_noise": self.runner_up_within_noise,
+            "engine": self.engine,
+            "engine_reason": self.engine_reason,
+            "seconds": self.seconds,
+            "range_test_seconds": self.range_test_seconds,
+            "trial_epochs": self.trial_epochs,
+            "left_out": [{"rule": rule, "lr": lr} for rule, lr in self.left_out],
+            "model": self.model,
+            "data": self.data,
+            "range_test": self.range_test.to_json(),
+        }

@@ -1,0 +1,71 @@
+"""What ``advise`` races for: the budget, the batch size, the optimizer, the metric, and how
+the race runs. A frozen dataclass checked when it is made, torch-free, so the CLI checks its
+options before torch loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lrkit import validation as check
+from lrkit.sweep.definition import SWEEP_ENGINES
+from lrkit.training.optimizers import OPTIMIZERS
+
+METRICS = ("auto", "accuracy", "loss")
+"""auto: accuracy for integer class labels, else the validation loss."""
+
+DEFAULT_EPOCHS = 30.0
+"""The budget a sweep trains for by default (the textbook's)."""
+
+MAX_EPOCHS = 100_000.0
+"""The longest budget (a run's checks and checkpoints are counted in it)."""
+
+MAX_CANDIDATES = 16
+"""Candidates raced at most (each is a trial of the first rung)."""
+
+
+@dataclass(frozen=True)
+class AdviseSettings:
+    """The budget and how to race.
+
+    Args:
+        epochs: the training budget the advice is for: every candidate is judged by the
+            validation metric it would reach after this many epochs at a fixed lr.
+        batch_size: examples per step, fixed.
+        optimizer: sgd (plain), momentum, adam or adamw; momentum and weight_decay as the
+            sweep takes them.
+        metric: accuracy, loss or auto (accuracy for integer class labels and a (batch,
+            classes) output, else the validation loss, as for a regression or a sequence
+            model).
+        seed: the initial weights and the data order of every candidate (all candidates see
+            the same batches, so they are compared on equal terms), and the range test's.
+        candidates: how many learning rates race at most (the rules' suggestions and a
+            geometric ladder around the default rule's, deduplicated).
+        engine: auto (vectorized when the optimizer and model allow: plain or momentum SGD on
+            a stackable model), sequential, vectorized, or ray.
+        workers: processes the trials of a rung are spread over on a CPU (default: one per
+            core); with ray, the least number of tasks.
+    """
+
+    epochs: float = DEFAULT_EPOCHS
+    batch_size: int = 16
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    metric: str = "auto"
+    seed: int = 0
+    candidates: int = 6
+    engine: str = "auto"
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        check.float_in("epochs", self.epochs, 0.0, MAX_EPOCHS, low_open=True, high_open=False)
+        check.positive_int("batch_size", self.batch_size)
+        check.choice("optimizer", self.optimizer, OPTIMIZERS)
+        check.float_in("momentum", self.momentum, 0.0, 1.0, low_open=False, high_open=True)
+        check.nonnegative_float("weight_decay", self.weight_decay)
+        check.choice("metric", self.metric, METRICS)
+        check.seed("seed", self.seed)
+        check.int_in("candidates", self.candidates, 2, MAX_CANDIDATES)
+        check.choice("engine", self.engine, SWEEP_ENGINES)
+        if self.workers is not None:
+            check.positive_int("workers", self.workers)

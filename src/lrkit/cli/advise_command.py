@@ -1,0 +1,242 @@
+"""``lrkit advise``: the learning rate that trains best in the budget, raced, not read off a
+curve."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from lrkit import validation as check
+from lrkit.advise.candidates import REACH
+from lrkit.advise.settings import DEFAULT_EPOCHS, MAX_CANDIDATES, AdviseSettings
+from lrkit.cli.options import (
+    DataDirOption,
+    DataOption,
+    DeviceOption,
+    LossOption,
+    ModelOption,
+    MomentumOption,
+    OptimizerOption,
+    ValFractionOption,
+    WeightDecayOption,
+    WorkersOption,
+    check_optimizer,
+    check_workers,
+    parse_fraction,
+)
+from lrkit.cli.output import check_output_file, format_number, text_table, write_json, writing
+from lrkit.cli.progress import on_interrupt, progress
+from lrkit.cli.report_command import ReportOption
+from lrkit.errors import LrkitValueError
+from lrkit.sweep.definition import SWEEP_ENGINES
+
+if TYPE_CHECKING:
+    from lrkit.advise.result import Advice
+
+HELP = "\n\n".join(
+    [
+        "Race the range test's candidates on your budget and advise the learning rate that "
+        "trains best in it.",
+        "A range test (an exponential sweep, the loss of held-out examples measured at every "
+        "lr) proposes candidates: a ladder from half to four times the default rule's "
+        "suggestion, and the other rules' suggestions near it. They race by successive "
+        "halving: all train to 1/6 of --epochs, the better half goes on to 1/2, where the "
+        "best wins, each going on from its own checkpoint. While the leader at 1/6 is the "
+        "largest candidate (or all are within noise), a larger one joins; while it is the "
+        "smallest, a smaller one does. Trials of one rung run side by side (stacked on the "
+        "vectorized engine for sgd and momentum, else one per process on a CPU core).",
+        "The metric: accuracy for integer class labels, else the validation loss (--metric).",
+        "Example: lrkit advise --epochs 10 --batch-size 64 --optimizer adam --json advice.json",
+    ]
+)
+
+
+def advise(
+    model: ModelOption = "mnist-mlp",
+    data: DataOption = None,
+    data_dir: DataDirOption = None,
+    loss: LossOption = None,
+    epochs: Annotated[
+        float, typer.Option(help="The training budget the advice is for, in epochs.")
+    ] = DEFAULT_EPOCHS,
+    batch_size: Annotated[int, typer.Option(help="Examples per step (fixed).")] = 16,
+    metric: Annotated[
+        str, typer.Option(help="auto (accuracy for class labels, else loss), accuracy or loss.")
+    ] = "auto",
+    candidates: Annotated[
+        int, typer.Option(help=f"Learning rates raced at most (2 .. {MAX_CANDIDATES}).")
+    ] = 6,
+    val_fraction: ValFractionOption = "1/12",
+    optimizer: OptimizerOption = "sgd",
+    momentum: MomentumOption = 0.9,
+    weight_decay: WeightDecayOption = 0.0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the initial weights and the data order of every trial.")
+    ] = 0,
+    device: DeviceOption = "auto",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="auto (vectorized when the optimizer and model allow), sequential, "
+            "vectorized, or ray (the rungs' trials as Ray tasks; pip install 'lrkit[ray]')."
+        ),
+    ] = "auto",
+    workers: WorkersOption = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="With --engine ray: the Ray cluster (default: start a local instance)."),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Figure of the race and the range test (.png, .svg or .pdf)."),
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the advice as JSON.")
+    ] = None,
+    report_file: ReportOption = None,
+) -> None:
+    check_optimizer(optimizer, momentum, weight_decay)
+    check.choice("engine", engine, SWEEP_ENGINES)
+    settings = AdviseSettings(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        metric=metric,
+        seed=seed,
+        candidates=candidates,
+        engine=engine,
+        workers=check_workers(workers, engine),
+    )
+    check.choice("device", device, ("auto", "cpu", "cuda"))
+    if engine == "ray":
+        from lrkit.sweep.engines.ray import require_ray
+
+        require_ray()
+    elif address is not None:
+        raise LrkitValueError("--address belongs to --engine ray")
+    fraction = parse_fraction("val_fraction", val_fraction)
+    if plot is not None:
+        from lrkit.plots.figure import check_plot_path
+
+        check_output_file("--plot", check_plot_path(plot))
+    for option, path in (("--json", json_file), ("--report", report_file)):
+        if path is not None:
+            check_output_file(option, path)
+
+    from lrkit.advise.driver import advise as run_advise
+    from lrkit.advise.plan import race_plan, trial_epochs
+    from lrkit.data.tensors import TensorData
+    from lrkit.training.device import resolve_device
+    from lrkit.workload import load_workload
+
+    target = resolve_device(device)
+    work = load_workload(model, data, data_dir, loss, fraction, notify=_note)
+    if not isinstance(work.train, TensorData) or work.val is None:
+        raise LrkitValueError(
+            "--data: advise needs tensor data (TensorData or (x, y)) with a validation part"
+        )
+    # The progress bar's total is the most the race can train (every candidate, every rung).
+    most = trial_epochs(race_plan(epochs, candidates), candidates)
+    with progress() as bar, on_interrupt(lambda: "nothing written"):
+        bar.start("race (trial-epochs)", most)
+        trained: dict[float, float] = {}
+
+        def on_check(lr: float, point: object, done: float) -> None:
+            trained[lr] = done
+            bar.update(sum(trained.values()), f"lr {lr:.3g}")
+
+        advice = run_advise(
+            lambda s: work.make_model(s).to(target),
+            work.train,
+            work.val,
+            settings,
+            loss_fn=work.loss_fn,
+            on_check=on_check,
+            address=address,
+        )
+        bar.finish()
+    advice = dataclasses.replace(advice, model=work.model_name, data=work.data_name)
+    if advice.engine_reason is not None:
+        _note(f"one trial a process: {advice.engine_reason}")
+    print(summary(advice))
+    if json_file is not None:
+        with writing("--json", json_file):
+            write_json(json_file, advice.to_json())
+    if plot is not None:
+        from lrkit.plots.advise import plot_advice
+
+        with writing("--plot", plot):
+            plot_advice(advice, plot)
+        print(f"wrote {plot}", file=sys.stderr)
+    if report_file is not None:
+        from lrkit.report.build import build_report, write_report
+
+        sections = build_report(advice=[(advice, "this run")])
+        with writing("--report", report_file):
+            write_report(report_file, sections, f"Advice for {advice.model} on {advice.data}.")
+        print(f"wrote {report_file}", file=sys.stderr)
+
+
+def summary(advice: Advice) -> str:
+    """The table of the race and the sentence of advice."""
+    unit = "accuracy" if advice.metric == "accuracy" else "loss"
+    lines = [
+        f"advise: {advice.model} on {advice.data}, batch size {advice.batch_size}, "
+        f"{advice.optimizer}, {advice.epochs:g} epochs, {advice.engine} engine, "
+        f"{advice.seconds:.1f} s (range test {advice.range_test_seconds:.1f} s; "
+        f"{advice.trial_epochs / advice.epochs:.2g} budgets of training)",
+        "",
+    ]
+    rows: list[list[str | int | float]] = []
+    for c in advice.candidates:
+        mark = "<- advised" if c.lr == advice.lr else ""
+        rows.append(
+            [
+                shown_lr(c.lr),
+                ", ".join(c.sources),
+                f"{c.epochs_run:.3g}",
+                _value(c.value, c.value_std) if c.status == "done" else c.status,
+                mark,
+            ]
+        )
+    lines.append(text_table(["lr", "from", "epochs", f"{unit} (± noise)", ""], rows))
+    lines.append("")
+    noise = {True: "within noise of it", False: "clearly behind", None: "of unknown noise"}
+    runner = (
+        ""
+        if advice.runner_up is None
+        else f"; the runner-up, {shown_lr(advice.runner_up)}, is "
+        + noise[advice.runner_up_within_noise]
+    )
+    decided = max(c.epochs_run for c in advice.candidates)
+    lines.append(
+        f"advised learning rate: {shown_lr(advice.lr)} for "
+        f"{advice.epochs:g} epochs at batch size {advice.batch_size} "
+        f"(validation {unit} {advice.value:.4f} after {decided:g} epochs){runner}"
+    )
+    if advice.left_out:
+        far = ", ".join(f"{rule} {shown_lr(lr)}" for rule, lr in advice.left_out)
+        lines.append(f"not raced (more than {REACH:g}x from the default's suggestion): {far}")
+    return "\n".join(lines)
+
+
+def shown_lr(lr: float) -> str:
+    """A learning rate to four significant digits, as people write it."""
+    return format_number(float(f"{lr:.4g}"))
+
+
+def _value(value: float, std: float) -> str:
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:.4f} ± {std:.4f}" if math.isfinite(std) else f"{value:.4f}"
+
+
+def _note(message: str) -> None:
+    print(f"lrkit advise: {message}", file=sys.stderr)

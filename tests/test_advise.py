@@ -1,0 +1,363 @@
+"""`lrkit advise`: its candidates, its forecasts, its plan, the race through the engines (budget
+accounting, stacked equals sequential, deterministic), the CLI and its bad inputs."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from cli_run import run
+from lrkit.advise import AdviseSettings, advise
+from lrkit.advise.candidates import MERGE_RATIO, REACH, Candidate, candidate_lrs
+from lrkit.advise.driver import (
+    COST_TARGET,
+    EXTENDED_TARGET,
+    MAX_EXTENSIONS,
+    MIN_CANDIDATES,
+    affordable,
+    edge_extensions,
+)
+from lrkit.advise.plan import race_plan, trial_epochs
+from lrkit.advise.race import EDGE_STEP, RaceSetup, race
+from lrkit.data.tensors import TensorData
+from lrkit.errors import LrkitValueError
+from lrkit.sweep.engines.contract import TrainingSetup
+from lrkit.sweep.runner import EngineChoice, make_engine
+
+# candidates
+
+
+def test_the_ladder_surrounds_the_default_and_near_rules_join_it() -> None:
+    found, left_out = candidate_lrs(
+        {"turning_point": 0.4, "valley": 0.003, "steepest": 0.41, "minimum": 0.05}, limit=16
+    )
+    lrs = [c.lr for c in found]
+    assert lrs == sorted(lrs)
+    assert pytest.approx(lrs) == [0.05, 0.2, 0.4, 0.8, 1.6]
+    by_lr = {round(c.lr, 6): c.sources for c in found}
+    assert by_lr[0.4] == ("turning_point", "steepest")  # within MERGE_RATIO: one candidate
+    assert by_lr[1.6] == ("ladder x4",)
+    assert left_out == (("valley", 0.003),)  # more than REACH below the default
+
+
+def test_the_limit_keeps_the_centre_then_the_nearest_rungs_then_the_rules() -> None:
+    found, _ = candidate_lrs(
+        {"turning_point": 1.0, "valley": 0.2, "steepest": None, "minimum": 0.1}, limit=4
+    )
+    assert [c.sources[0] for c in found] == [
+        "ladder x0.5",
+        "turning_point",
+        "ladder x2",
+        "ladder x4",
+    ]
+
+
+def test_without_the_default_the_next_rule_is_the_centre() -> None:
+    found, _ = candidate_lrs({"turning_point": None, "valley": 0.1, "steepest": 0.5}, limit=16)
+    assert "valley" in [s for c in found for s in c.sources]
+    assert pytest.approx(sorted(c.lr for c in found)) == [0.05, 0.1, 0.2, 0.4]
+    with pytest.raises(LrkitValueError, match="suggests no learning rate"):
+        candidate_lrs({"turning_point": None, "valley": None})
+
+
+@given(
+    suggestions=st.dictionaries(
+        st.sampled_from(["turning_point", "valley", "steepest", "minimum"]),
+        st.one_of(st.none(), st.floats(1e-6, 10.0)),
+    ).filter(lambda d: any(v is not None for v in d.values())),
+    limit=st.integers(2, 16),
+)
+def test_candidates_are_apart_within_the_limit_and_reach_and_hold_the_centre(
+    suggestions: dict[str, float | None], limit: int
+) -> None:
+    found, left_out = candidate_lrs(suggestions, limit=limit)
+    lrs = [c.lr for c in found]
+    assert 1 <= len(found) <= limit
+    assert all(b / a >= MERGE_RATIO for a, b in itertools.pairwise(lrs))
+    centre = next(
+        suggestions[r]
+        for r in ("turning_point", "valley", "steepest", "minimum")
+        if suggestions.get(r) is not None
+    )
+    assert any(math.isclose(c.lr, centre) for c in found)
+    assert all(centre / REACH <= lr <= centre * REACH for lr in lrs)
+    assert all(max(lr, centre) / min(lr, centre) > REACH for _, lr in left_out)
+
+
+# plan
+
+
+def test_the_plan_halves_at_a_sixth_and_picks_at_half_and_costs_its_closed_form() -> None:
+    plan = race_plan(30.0, 6)
+    assert [(r.epochs, r.keep) for r in plan] == [(5.0, 3), (15.0, 1)]
+    assert trial_epochs(plan, 6) == pytest.approx(6 * 5 + 3 * 10)  # two budgets
+    assert trial_epochs(race_plan(30.0, 5), 5) == pytest.approx(5 * 5 + 3 * 10)
+    assert [(r.epochs, r.keep) for r in race_plan(12.0, 2)] == [(6.0, 1)]
+
+
+@given(st.integers(1, 16), st.floats(0.5, 100))
+def test_every_plan_picks_one_at_half_the_budget_within_its_cost(n: int, epochs: float) -> None:
+    plan = race_plan(epochs, n)
+    assert plan[-1].epochs == epochs / 2 and plan[-1].keep == 1
+    assert all(a.epochs < b.epochs and a.keep > b.keep for a, b in itertools.pairwise(plan))
+    closed = n * epochs / 2 if n <= 2 else n * epochs / 6 + math.ceil(n / 2) * epochs / 3
+    assert trial_epochs(plan, n) == pytest.approx(closed)
+    assert trial_epochs(plan, n) <= n * epochs / 2 + 1e-9  # never more than all to half
+
+
+@given(
+    st.integers(2, 16),
+    st.floats(0.01, 1.5),
+    st.floats(0.5, 200.0),
+)
+def test_the_candidates_and_the_edge_rule_fit_their_cost_targets(
+    most: int, spent: float, epochs: float
+) -> None:
+    n = affordable(most, spent)
+    plan = race_plan(epochs, n)
+    race_cost = spent + trial_epochs(plan, n) / epochs
+    assert n == min(most, MIN_CANDIDATES) or race_cost <= COST_TARGET + 1e-9
+    extra = edge_extensions(plan, n, spent, epochs)
+    assert 0 <= extra <= MAX_EXTENSIONS
+    if extra:
+        assert race_cost + extra * plan[0].epochs / epochs <= EXTENDED_TARGET + 1e-9
+    if race_cost + plan[0].epochs / epochs <= EXTENDED_TARGET - 1e-6:
+        assert extra >= 1
+
+
+# the race, on a small problem
+
+
+def problem() -> tuple[TensorData, TensorData]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(900, 8, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).long()
+    return TensorData(x[:700], y[:700]), TensorData(x[700:], y[700:])
+
+
+def make_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+
+
+def settings(**changes: object) -> AdviseSettings:
+    base = {"epochs": 3.0, "batch_size": 32, "workers": 1, "candidates": 6}
+    return AdviseSettings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_the_race_trains_its_plan_and_advises_the_winner_of_the_last_rung() -> None:
+    train, val = problem()
+    found = advise(make_model, train, val, settings(engine="sequential"))
+    added = sum(any(s.startswith("edge") for s in c.sources) for c in found.candidates)
+    planned = len(found.candidates) - added
+    plan = race_plan(3.0, planned)
+    assert found.trial_epochs == pytest.approx(trial_epochs(plan, planned) + added * 0.5)
+    # Every candidate stopped at a rung's end, as many at each as the plan keeps, and the
+    # epochs they trained add up to the plan's cost (each goes on from its checkpoint; the
+    # edge rule's candidates join the first rung).
+    assert all(c.status == "done" for c in found.candidates)
+    ends = [c.epochs_run for c in found.candidates]
+    alive = len(found.candidates)
+    for rung in plan:
+        assert sum(e >= rung.epochs - 1e-9 for e in ends) == alive
+        alive = rung.keep
+    assert sum(ends) == pytest.approx(found.trial_epochs)
+    last = [c for c in found.candidates if c.epochs_run == plan[-1].epochs]
+    chosen = next(c for c in found.candidates if c.lr == found.lr)
+    assert chosen in last and chosen.value == max(c.value for c in last)
+    assert found.metric == "accuracy" and 0.5 < found.value <= 1.0
+    assert found.runner_up in [c.lr for c in last] and found.runner_up != found.lr
+    assert json.loads(json.dumps(found.to_json()))["candidates"][0]["batch_size"] == 32
+
+
+def race_of(optimizer: str, lrs: list[float], extensions: int) -> tuple[list[float], float]:
+    """The lrs a race over ``lrs`` ran (candidates and the ones it added) and its winner."""
+    train, val = problem()
+    setup = TrainingSetup(make_model, nn.CrossEntropyLoss(), train, val, None, torch.device("cpu"))
+    engine = make_engine(EngineChoice("sequential"), None)
+    rs = RaceSetup(setup, engine, 32, "accuracy", optimizer, 0.9, 0.0, 0)
+    candidates = [Candidate(lr, ("test",)) for lr in lrs]
+    raced, ranking = race(candidates, race_plan(3.0, len(lrs)), rs, None, extensions)
+    assert [c.lr for c in raced] == sorted(c.lr for c in raced)
+    return [c.lr for c in raced], ranking[0]
+
+
+def test_candidates_too_small_for_a_plateau_are_extended_upwards() -> None:
+    # SGD at 1e-5 leaves the majority-class plateau no sooner than at 4e-5: every candidate
+    # ties in accuracy, so the race adds larger ones (the loss breaks the tie towards them).
+    lrs = [1e-5, 2e-5, 4e-5]
+    ran, best = race_of("sgd", lrs, extensions=2)
+    assert ran == [*lrs, 4e-5 * EDGE_STEP, 4e-5 * EDGE_STEP**2]
+    assert best == ran[-1]
+    assert race_of("sgd", lrs, extensions=0)[0] == lrs
+
+
+def test_candidates_too_large_are_extended_downwards_until_the_leader_is_inside() -> None:
+    # SGD with momentum at lr 1 to 4 on this problem: the smallest leads, clearly, so smaller
+    # ones join, one at a time, until one inside the range leads; here after three of four.
+    ran, best = race_of("momentum", [1.0, 2.0, 4.0], extensions=4)
+    assert ran == [1.0 / EDGE_STEP**k for k in range(3, 0, -1)] + [1.0, 2.0, 4.0]
+    assert ran[0] < best < 1.0
+
+
+def test_candidates_around_the_best_are_not_extended() -> None:
+    ran, _ = race_of("sgd", [0.1, 0.4, 1.6], extensions=4)
+    assert ran == [0.1, 0.4, 1.6]
+
+
+def test_a_stacked_race_equals_the_sequential_one() -> None:
+    train, val = problem()
+    seq = advise(make_model, train, val, settings(engine="sequential", optimizer="momentum"))
+    vec = advise(make_model, train, val, settings(engine="vectorized", optimizer="momentum"))
+    assert vec.engine == "vectorized" and seq.engine == "sequential"
+    assert vec.lr == seq.lr
+    assert [c.lr for c in vec.candidates] == [c.lr for c in seq.candidates]
+    for a, b in zip(vec.candidates, seq.candidates, strict=True):
+        assert a.epochs_run == b.epochs_run
+        assert a.value == pytest.approx(b.value, abs=1e-6)
+
+
+def test_the_same_seed_gives_the_same_advice_in_one_process_or_two() -> None:
+    train, val = problem()
+    runs = [
+        advise(make_model, train, val, settings(engine="sequential", optimizer="adam", workers=w))
+        for w in (1, 1, 2)
+    ]
+    assert len({r.lr for r in runs}) == 1
+    assert len({tuple(c.value for c in r.candidates) for r in runs}) == 1
+
+
+def test_a_regression_is_judged_by_its_loss_and_cannot_be_judged_by_accuracy() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(600, 1, generator=g) * 4 - 2
+    data = TensorData(x, torch.sin(2 * x))
+    train, val = data.split(1 / 6)
+
+    def tiny(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(1, 8), nn.Sigmoid(), nn.Linear(8, 1))
+
+    found = advise(tiny, train, val, settings(engine="sequential"), loss_fn=nn.MSELoss())
+    assert found.metric == "loss"
+    assert found.value == min(c.value for c in found.candidates if c.epochs_run == 1.5)
+    with pytest.raises(LrkitValueError, match="metric accuracy needs integer class labels"):
+        advise(tiny, train, val, settings(metric="accuracy"), loss_fn=nn.MSELoss())
+
+
+def test_a_model_that_cannot_be_copied_is_refused() -> None:
+    train, val = problem()
+
+    class Stubborn(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(8, 2)
+
+        def __deepcopy__(self, memo: object) -> Stubborn:
+            raise TypeError("no copies")
+
+    with pytest.raises(LrkitValueError, match=r"cannot be copied .*give a factory"):
+        advise(Stubborn(), train, val, settings())
+
+
+# the CLI
+
+USER_MODULE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    def make_model():
+        return nn.Sequential(nn.Linear(1, 8), nn.Sigmoid(), nn.Linear(8, 1))
+
+    def make_data():
+        g = torch.Generator().manual_seed(1)
+        x = torch.rand(600, 1, generator=g) * 4 - 2
+        return x, torch.sin(2 * x)
+    """
+)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("LRKIT_DATA_DIR", raising=False)
+    (tmp_path / "advisemodels.py").write_text(USER_MODULE)
+    return tmp_path
+
+
+@pytest.mark.slow  # the figure and the report: in make test, not test-fast
+def test_cli_advise_writes_the_advice_its_figure_and_report(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["advise", "--epochs", "1", "--batch-size", "32", "--workers", "1"]
+    out_files = ["--json", "a.json", "--plot", "a.png", "--report", "a.html"]
+    code, out, err = run([*args, *out_files], capsys)
+    assert code == 0, err
+    assert "advised learning rate:" in out and "<- advised" in out
+    document = json.loads((workdir / "a.json").read_text())
+    assert set(document) >= {"lr", "batch_size", "metric", "candidates", "seconds"}
+    assert document["batch_size"] == 32 and document["metric"] == "accuracy"
+    for candidate in document["candidates"]:
+        assert set(candidate) >= {"lr", "batch_size", "value", "value_std", "epochs_run"}
+    assert document["lr"] in [c["lr"] for c in document["candidates"]]
+    assert (workdir / "a.png").stat().st_size > 0
+    assert "Advice (this run)" in (workdir / "a.html").read_text()
+
+
+def test_cli_advise_on_a_users_regression_judges_the_loss(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = ["--model", "advisemodels:make_model", "--data", "advisemodels:make_data"]
+    args = ["advise", *user, "--loss", "torch.nn:MSELoss", "--epochs", "2", "--batch-size", "16"]
+    code, _, err = run([*args, "--optimizer", "adamw", "--json", "a.json"], capsys)
+    assert code == 0, err
+    assert json.loads((workdir / "a.json").read_text())["metric"] == "loss"
+    assert "one trial a process" in err  # adamw does not stack
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "--epochs must be a number in (0, 100000], got 0.0"),
+        (["--epochs", "-3"], "--epochs must be a number in (0, 100000]"),
+        (["--candidates", "1"], "--candidates must be an integer in [2, 16], got 1"),
+        (["--metric", "f1"], "--metric must be one of auto, accuracy, loss, got 'f1'"),
+        (["--optimizer", "lion"], "--optimizer must be one of sgd, momentum, adam, adamw"),
+        (["--batch-size", "100000"], "--batch-size must be at most the number of training"),
+        (["--engine", "fast"], "--engine must be one of auto, sequential, vectorized, ray"),
+        (["--json", "file.txt/a.json"], "--json file.txt/a.json: file.txt is a file"),
+        (
+            [
+                "--model",
+                "advisemodels:make_model",
+                "--data",
+                "advisemodels:make_data",
+                "--loss",
+                "torch.nn:MSELoss",
+                "--metric",
+                "accuracy",
+            ],
+            "--metric accuracy needs integer class labels and a (batch, classes) output, "
+            "got float targets: use --metric loss",
+        ),
+    ],
+)
+def test_cli_advise_bad_input_exits_2_in_one_line(
+    workdir: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    (workdir / "file.txt").write_text("in the way")
+    code, out, err = run(["advise", "--epochs", "1", *args], capsys)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and out == "", err
+    assert len(errors) == 1 and "Traceback" not in err
+    assert message in errors[0]
