@@ -5,8 +5,8 @@ optimizers that claim to need no learning rate, against a grid of fixed learning
 The question each recipe answers: which fixed learning rate trains this model best in this
 budget? The ground truth is a grid of fixed learning rates (1, 2, 5 x 10^k), each trained
 for the problem's budget with seeds 0 and 1 (``suggest_problems.py``: nine tuning problems;
-three held out, and two fresh sets of two and three added after advise was fixed, each
-reported apart; ``suggest_training.py``: the one training protocol;
+three held out, and four fresh sets of two, three, three and three added after advise was
+fixed, each reported apart; ``suggest_training.py``: the one training protocol;
 ``suggest_recipes.py``: the recipes). Each recipe's lr is trained with the same seeds
 (a grid run is reused when the lr equals a grid lr exactly).
 
@@ -570,10 +570,15 @@ def main() -> None:
     for number, title in (
         (1, "first fresh set (added after advise's race was fixed; led to its edge rule)"),
         (2, "second fresh set (added after the edge rule was fixed, run once)"),
+        (3, "third fresh set (chosen before the horizon work, run once before the correction)"),
+        (4, "fourth fresh set (chosen before the horizon correction was written, run once)"),
     ):
         fresh = [s for s in scores.values() if roles[s.problem] == f"fresh {number}"]
         if fresh:
             summary[f"fresh_{number}"] = print_summary(f"summary: {title}", fresh, plan)
+    others = [s for s in scores.values() if roles[s.problem] != "tuning"]
+    if others and len(others) < len(scores):
+        summary["not_tuning"] = print_summary("summary: every set but the tuning set", others, plan)
     at_edge = [s.problem for s in scores.values() if s.at_edge]
     if at_edge and not args.quick:
         print(f"\nwarning: the best grid lr is at an end of the grid for {', '.join(at_edge)}")

@@ -21,8 +21,18 @@ The variants:
   largest (or every candidate is within noise of it) the next above does, up to four; as
   variants, a flat rung that goes down when the leader is at the bottom, or ends only (no
   flat trigger);
+- halving with the edge rule, picking by the drift of the optimum: the vertex of a parabola
+  (log lr against the value) through each rung's best and its neighbours, the one at 1/2
+  moved on to the full budget as the power of the time that carried it from 1/6, the
+  nearest survivor to it wins;
+- halving with the edge rule and a last rung at the full budget: (1/6, keep 3), (1/2, keep
+  2), (1, the best) or (1/8, 3), (1/3, 2), (1, the best), about 3 budgets;
 - the full race: every candidate to the full budget, the best there wins (6 budgets; what a
   grid of these six at this seed would say: the ceiling of any race).
+
+Every variant is scored on the lr the race picks; the horizon correction that advise
+applies after the race for Adam and AdamW (``lrkit.advise.horizon``) is not replayed here
+(it moves the answer off the grid) but scored by ``bench_suggest.py``, which trains it.
 
 Windows are placed so that the full budget's best lr is inside ("inside") or one to three grid
 steps past either end ("outside": where the range test's ladder missed). Ties in accuracy are
@@ -71,6 +81,13 @@ class Variant:
     flat: str = "up"
     """With the edge rule, a rung within noise everywhere: extends upwards ("up", advise),
     towards a leader at the bottom and else upwards ("leader"), or not at all ("none")."""
+    rungs: tuple[tuple[float, int], ...] = ()
+    """A plan other than advise's (1/6, keep 3), (1/2, the best): each rung's share of the
+    budget and how many go on from it (the last: 1, the pick)."""
+    pick: str = "best"
+    """The last rung's answer: its best candidate ("best"), or the vertex of a parabola
+    through the best and its neighbours moved on to the full budget by the drift of the
+    rungs' vertices, as a power of the time ("drift")."""
 
     @property
     def name(self) -> str:
@@ -81,7 +98,11 @@ class Variant:
         tie = ", ties to the smaller" if self.prefer_smaller else ""
         flats = {"up": "", "leader": ", a flat rung follows the leader", "none": ", ends only"}
         edge = f", + edge rule{flats[self.flat]}" if self.edge else ""
-        return f"halving: 1/6 {self.first}, 1/2 {self.second}{tie}{edge}"
+        pick = "" if self.pick == "best" else f", pick {self.pick}"
+        if self.rungs:
+            plan = " ".join(f"{f:.3g}:{k}" for f, k in self.rungs)
+            return f"halving, rungs {plan}{tie}{', + edge rule' if self.edge else ''}"
+        return f"halving: 1/6 {self.first}, 1/2 {self.second}{tie}{edge}{pick}"
 
 
 VARIANTS = [
@@ -94,6 +115,9 @@ VARIANTS = [
     Variant("halving", "measured", "together"),
     Variant("halving", "both", "measured"),
     Variant("halving", prefer_smaller=True),
+    Variant("halving", edge=True, pick="drift"),
+    Variant("halving", edge=True, rungs=((1 / 6, 3), (1 / 2, 2), (1.0, 1))),
+    Variant("halving", edge=True, rungs=((1 / 8, 3), (1 / 3, 2), (1.0, 1))),
     Variant("full"),
 ]
 ADVISE = Variant("halving", edge=True)
@@ -216,8 +240,44 @@ def extend(
     return alive
 
 
+def vertex(lrs: Sequence[float], values: dict[int, float], metric: str) -> float:
+    """log lr of the optimum of a rung: the vertex of the parabola through the best
+    candidate and its two neighbours (log lr against the value, log value for a loss),
+    clamped to the neighbours; the best itself where it is at an end or a neighbour
+    diverged."""
+    order = sorted(values)
+    best = min(order, key=lambda i: key_of(metric)(values[i]))
+    k = order.index(best)
+    if k in (0, len(order) - 1):
+        return math.log(lrs[best])
+    trio = order[k - 1 : k + 2]
+    ys = [values[i] for i in trio]
+    if not all(math.isfinite(y) and y != worst(metric) for y in ys):
+        return math.log(lrs[best])
+    if metric == "loss":
+        ys = [math.log(max(y, 1e-300)) for y in ys]
+    xs = [math.log(lrs[i]) for i in trio]
+    (x0, x1, x2), (y0, y1, y2) = xs, ys
+    denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
+    a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
+    b = (x2 * x2 * (y0 - y1) + x1 * x1 * (y2 - y0) + x0 * x0 * (y1 - y2)) / denom
+    if a == 0:
+        return x1
+    x = -b / (2 * a)
+    return min(max(x, x0), x2)
+
+
+def nearest(lrs: Sequence[float], x: float, among: Sequence[int]) -> int:
+    return min(among, key=lambda i: abs(math.log(lrs[i]) - x))
+
+
 def replay(
-    variant: Variant, window: list[int], curves: Sequence[Curve], epochs: float, metric: str
+    variant: Variant,
+    window: list[int],
+    curves: Sequence[Curve],
+    epochs: float,
+    metric: str,
+    lrs: Sequence[float] = (),
 ) -> tuple[int, float]:
     """The grid index the race picks and the epochs it trains (in budgets)."""
     if variant.kind in ("short", "full"):
@@ -225,14 +285,29 @@ def replay(
         ends = {i: cut(curves[i], until) for i in window}
         final = {i: rank_of(measured(ends[i], metric), ends[i], metric) for i in window}
         return min(window, key=lambda i: final[i]), len(window) * until / epochs
+    first_cut = variant.rungs[0][0] if variant.rungs else 1 / 6
     if variant.edge:
-        alive = extend(window, curves, epochs / 6, metric, variant.flat)
+        alive = extend(window, curves, epochs * first_cut, metric, variant.flat)
     else:
         alive = list(window)
+    if variant.rungs:
+        spent, before = 0.0, 0.0
+        for share, keep in variant.rungs:
+            spent += len(alive) * (share - before)
+            alive = top("measured", alive, curves, epochs * share, epochs, metric, keep)
+            before = share
+        return alive[0], spent
     spent = len(alive) / 6
+    first_values = {i: measured(cut(curves[i], epochs / 6), metric) for i in alive}
     alive = top(variant.first, alive, curves, epochs / 6, epochs, metric, KEEP_FIRST)
     spent += len(alive) * (1 / 2 - 1 / 6)
     ranked = top(variant.second, alive, curves, epochs / 2, epochs, metric, len(alive))
+    if variant.pick != "best":
+        second_values = {i: measured(cut(curves[i], epochs / 2), metric) for i in ranked}
+        x2 = vertex(lrs, second_values, metric)
+        x2 += (x2 - vertex(lrs, first_values, metric)) * math.log(2) / math.log(3)
+        x2 = min(max(x2, math.log(lrs[min(ranked)])), math.log(lrs[max(ranked)]))
+        return nearest(lrs, x2, sorted(ranked)), spent
     if not variant.prefer_smaller:
         return ranked[0], spent
     parts = {i: cut(curves[i], epochs / 2) for i in ranked}
@@ -270,7 +345,7 @@ def problem_rows(document: dict[str, Any], metric: str, epochs: float) -> list[d
             window = list(range(start, start + CANDIDATES))
             outside = max(start - best, best - (start + CANDIDATES - 1), 0)
             for variant in VARIANTS:
-                picked, spent = replay(variant, window, curves, epochs, metric)
+                picked, spent = replay(variant, window, curves, epochs, metric, grid)
                 got = regret(metric, finals[best], finals[picked])
                 rows.append(
                     {

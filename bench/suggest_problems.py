@@ -78,12 +78,14 @@ class Problem:
     fresh: int = 0
     """Added after ``lrkit advise`` was fixed, and run once: 1 for the first such set (its
     misses led to advise's edge rule, so it has been seen since), 2 for the second (added
-    after the edge rule, run once, unchanged). Reported apart from the held-out set, which
-    was looked at while advise was being built."""
+    after the edge rule, run once, unchanged: what it showed led to the race's horizon
+    work), 3 for the third (chosen before that work began, run once), 4 for the fourth
+    (chosen before the race's horizon correction was built, run once after it). Each set is
+    reported apart from the held-out set, which was looked at while advise was being built."""
 
     @property
     def role(self) -> str:
-        """tuning, held out, fresh 1 or fresh 2."""
+        """tuning, held out, or fresh k."""
         return f"fresh {self.fresh}" if self.fresh else "held out" if self.held_out else "tuning"
 
     @property
@@ -265,6 +267,129 @@ def gaussian_classes() -> tuple[TensorData, TensorData]:
     return TensorData(*points(4000)), TensorData(*points(1000))
 
 
+WAVE_LENGTH = 64
+"""Samples per waveform."""
+
+
+def wave_classes() -> tuple[TensorData, TensorData]:
+    """Five waveforms (sine, square, triangle, sawtooth, a rising chirp), each with a random
+    frequency of 2 to 6 cycles per window, phase and amplitude 0.5 to 1.5, in Gaussian noise
+    of s.d. 0.6, one channel of 64 samples; class = waveform: 3,000 training and 1,000
+    validation windows."""
+    generator = torch.Generator().manual_seed(6464)
+
+    def windows(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        label = torch.randint(0, 5, (n,), generator=generator)
+        t = torch.linspace(0, 1, WAVE_LENGTH).unsqueeze(0)
+        cycles = 2 + 4 * torch.rand(n, 1, generator=generator)
+        phase = torch.rand(n, 1, generator=generator)
+        amplitude = 0.5 + torch.rand(n, 1, generator=generator)
+        u = cycles * t + phase
+        frac = u - torch.floor(u)
+        shapes = torch.stack(
+            [
+                torch.sin(2 * math.pi * u),
+                torch.sign(torch.sin(2 * math.pi * u)),
+                4 * torch.abs(frac - 0.5) - 1,
+                2 * frac - 1,
+                torch.sin(2 * math.pi * (phase + cycles * t * t)),
+            ]
+        )
+        wave = shapes[label, torch.arange(n)] * amplitude
+        wave = wave + 0.6 * torch.randn(n, WAVE_LENGTH, generator=generator)
+        return wave.unsqueeze(1), label
+
+    return TensorData(*windows(3000)), TensorData(*windows(1000))
+
+
+TOPIC_VOCAB, TOPIC_LENGTH, TOPICS = 400, 24, 6
+
+
+def topic_tokens() -> tuple[TensorData, TensorData]:
+    """Documents of 24 tokens over 400: each of 6 topics draws its tokens from a Zipf-like
+    distribution over its own random permutation of the vocabulary, mixed with 70% tokens
+    from a common background one, so that no single token decides; class = topic: 5,000
+    training and 1,000 validation documents."""
+    generator = torch.Generator().manual_seed(4040)
+    zipf = 1.0 / torch.arange(1, TOPIC_VOCAB + 1, dtype=torch.float64)
+    zipf = zipf / zipf.sum()
+    orders = [torch.randperm(TOPIC_VOCAB, generator=generator) for _ in range(TOPICS + 1)]
+    rows = [torch.empty(TOPIC_VOCAB, dtype=torch.float64) for _ in orders]
+    for row, order in zip(rows, orders, strict=True):
+        row[order] = zipf
+    background = rows[-1]
+
+    def documents(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        label = torch.randint(0, TOPICS, (n,), generator=generator)
+        probs = torch.stack([0.3 * rows[k] + 0.7 * background for k in range(TOPICS)])
+        tokens = torch.multinomial(
+            probs[label], TOPIC_LENGTH, replacement=True, generator=generator
+        )
+        return tokens, label
+
+    return TensorData(*documents(5000)), TensorData(*documents(1000))
+
+
+ADDING_LENGTH = 20
+
+
+def adding_problem() -> tuple[TensorData, TensorData]:
+    """Hochreiter & Schmidhuber's (1997) adding problem, short: 20 steps of two channels (a
+    value from U[0, 1], a marker that is 1 at two random steps, one in each half); the
+    target is the sum of the two marked values (predicting its mean, 1, gives MSE 1/6):
+    3,000 training and 1,000 validation sequences."""
+    generator = torch.Generator().manual_seed(1997)
+
+    def sequences(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        values = torch.rand(n, ADDING_LENGTH, generator=generator)
+        half = ADDING_LENGTH // 2
+        first = torch.randint(0, half, (n,), generator=generator)
+        second = torch.randint(half, ADDING_LENGTH, (n,), generator=generator)
+        marks = torch.zeros(n, ADDING_LENGTH)
+        rows = torch.arange(n)
+        marks[rows, first] = 1.0
+        marks[rows, second] = 1.0
+        target = (values * marks).sum(dim=1, keepdim=True)
+        return torch.stack([values, marks], dim=2), target
+
+    return TensorData(*sequences(3000)), TensorData(*sequences(1000))
+
+
+def franke_regression() -> tuple[TensorData, TensorData]:
+    """Franke's (1979) test function on [0, 1]^2 (four Gaussian bumps): 2,000 training points
+    with noise of s.d. 0.05, 1,000 exact validation points."""
+    generator = torch.Generator().manual_seed(1979)
+
+    def franke(x: torch.Tensor) -> torch.Tensor:
+        a, b = 9 * x[:, 0], 9 * x[:, 1]
+        y = (
+            0.75 * torch.exp(-((a - 2) ** 2) / 4 - ((b - 2) ** 2) / 4)
+            + 0.75 * torch.exp(-((a + 1) ** 2) / 49 - (b + 1) / 10)
+            + 0.5 * torch.exp(-((a - 7) ** 2) / 4 - ((b - 3) ** 2) / 4)
+            - 0.2 * torch.exp(-((a - 4) ** 2) - (b - 7) ** 2)
+        )
+        return y.unsqueeze(1)
+
+    x = torch.rand(2000, 2, generator=generator)
+    x_val = torch.rand(1000, 2, generator=generator)
+    y = franke(x) + 0.05 * torch.randn(2000, 1, generator=generator)
+    return TensorData(x, y), TensorData(x_val, franke(x_val))
+
+
+COPY_VOCAB, COPY_LENGTH, COPY_DELAY = 8, 20, 3
+
+
+def delayed_copies() -> tuple[TensorData, TensorData]:
+    """Recall with a delay: 20 tokens drawn uniformly from 8; the target at step t is the
+    token at step t - 3 (token 0 for the first three steps): 3,000 training and 500
+    validation sequences."""
+    generator = torch.Generator().manual_seed(303)
+    x = torch.randint(0, COPY_VOCAB, (3500, COPY_LENGTH), generator=generator)
+    y = torch.zeros_like(x)
+    y[:, COPY_DELAY:] = x[:, :-COPY_DELAY]
+    return TensorData(x[:3000], y[:3000]), TensorData(x[3000:], y[3000:])
+
+
 class ResidualMlp(nn.Module):
     """A linear embedding (width 64), two pre-norm residual blocks (LayerNorm, 64-128-64 with
     GELU), a final LayerNorm and a linear classifier."""
@@ -385,6 +510,61 @@ class GruLanguageModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.gru(self.embed(x))
         return self.head(out)  # (batch, length, vocab)
+
+
+def wave_cnn() -> nn.Module:
+    """conv1d 7 (16)-ReLU-pool 2, conv1d 5 (32)-ReLU, global average pool, 32-5."""
+    return nn.Sequential(
+        nn.Conv1d(1, 16, 7, padding=3),
+        nn.ReLU(),
+        nn.MaxPool1d(2),
+        nn.Conv1d(16, 32, 5, padding=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool1d(1),
+        nn.Flatten(),
+        nn.Linear(32, 5),
+    )
+
+
+class EmbeddingBagClassifier(nn.Module):
+    """Token embeddings (32) averaged over the document, then 32-64-ReLU-classes."""
+
+    def __init__(self, vocab: int, classes: int, d: int = 32) -> None:
+        super().__init__()
+        self.bag = nn.EmbeddingBag(vocab, d, mode="mean")
+        self.head = nn.Sequential(nn.Linear(d, 64), nn.ReLU(), nn.Linear(64, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bag(x))
+
+
+class LstmRegressor(nn.Module):
+    """One LSTM layer (32) over the sequence, a linear read-out of its last state."""
+
+    def __init__(self, inputs: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(inputs, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+def gelu_mlp(sizes: tuple[int, ...]) -> nn.Module:
+    """Linear-GELU for each hidden size, then a linear output."""
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(sizes[:-1]):
+        layers += [nn.Linear(a, b), nn.GELU()]
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+    return nn.Sequential(*layers)
+
+
+def dropout_mlp() -> nn.Module:
+    """784-256-10 with ReLU and dropout 0.2 on the hidden layer."""
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, 10)
+    )
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -690,6 +870,111 @@ def problems(mnist_dir: Path | None) -> dict[str, Problem]:
             held_out=True,
             fresh=2,
             data="20 overlapping warped Gaussian classes in 32 dimensions; 4,000 / 1,000",
+        ),
+        # --- fresh 3: chosen before advise's horizon work began, run once, unchanged ---
+        Problem(
+            name="wave-conv1d-momentum",
+            kind="sequence classification",
+            model="1-D CNN: conv7(16)-pool-conv5(32), global average pool, 32-5",
+            optimizer="momentum",
+            weight_decay=0.0,
+            batch_size=32,
+            epochs=6,
+            metric="accuracy",
+            grid=lr_grid(1e-4, 5),
+            make_model=wave_cnn,
+            make_data=wave_classes,
+            loss_fn=cross_entropy,
+            held_out=True,
+            fresh=3,
+            data="five noisy waveforms of random frequency and phase; 3,000 / 1,000",
+        ),
+        Problem(
+            name="topics-embbag-adamw",
+            kind="text classification",
+            model="mean of token embeddings (400 x 32), 32-64-6, ReLU",
+            optimizer="adamw",
+            weight_decay=0.01,
+            batch_size=64,
+            epochs=8,
+            metric="accuracy",
+            grid=lr_grid(1e-5, 1),
+            make_model=functools.partial(EmbeddingBagClassifier, TOPIC_VOCAB, TOPICS),
+            make_data=topic_tokens,
+            loss_fn=cross_entropy,
+            held_out=True,
+            fresh=3,
+            data="six Zipf topics over 400 tokens in a common background; 5,000 / 1,000",
+        ),
+        Problem(
+            name="adding-lstm-adam",
+            kind="sequence regression",
+            model="LSTM (2 -> 32) over 20 steps, linear read-out of the last state",
+            optimizer="adam",
+            weight_decay=0.0,
+            batch_size=32,
+            epochs=8,
+            metric="loss",
+            grid=lr_grid(1e-5, 1),
+            make_model=functools.partial(LstmRegressor, 2),
+            make_data=adding_problem,
+            loss_fn=mse,
+            held_out=True,
+            fresh=3,
+            data="the adding problem, 20 steps; 3,000 / 1,000 sequences",
+        ),
+        # --- fresh 4: chosen before advise's horizon correction was built, run once ---
+        Problem(
+            name="mnist-dropout-adamw",
+            kind="classification",
+            model="784-256-10, ReLU, dropout 0.2",
+            optimizer="adamw",
+            weight_decay=0.01,
+            batch_size=64,
+            epochs=4,
+            metric="accuracy",
+            grid=lr_grid(1e-5, 1),
+            make_model=dropout_mlp,
+            make_data=mnist((8000, 12000), ("test", 5000, 6000)),
+            loss_fn=cross_entropy,
+            held_out=True,
+            fresh=4,
+            needs_mnist=True,
+            data="MNIST training images 8,000-11,999; validation test images 5,000-5,999",
+        ),
+        Problem(
+            name="franke-mlp-adam",
+            kind="regression",
+            model="2-64-64-1, GELU",
+            optimizer="adam",
+            weight_decay=0.0,
+            batch_size=32,
+            epochs=30,
+            metric="loss",
+            grid=lr_grid(1e-5, 1),
+            make_model=functools.partial(gelu_mlp, (2, 64, 64, 1)),
+            make_data=franke_regression,
+            loss_fn=mse,
+            held_out=True,
+            fresh=4,
+            data="Franke's function on the unit square; 2,000 noisy / 1,000 exact points",
+        ),
+        Problem(
+            name="copy-gru-adamw",
+            kind="sequence to sequence",
+            model="embedding (16), GRU (48), linear read-out of each step's token",
+            optimizer="adamw",
+            weight_decay=0.01,
+            batch_size=32,
+            epochs=6,
+            metric="loss",
+            grid=lr_grid(1e-5, 1),
+            make_model=functools.partial(GruLanguageModel, COPY_VOCAB, 16, 48),
+            make_data=delayed_copies,
+            loss_fn=next_token_loss,
+            held_out=True,
+            fresh=4,
+            data="recall of the token three steps back, 20 tokens over 8; 3,000 / 500",
         ),
     ]
     return {p.name: p for p in listed}

@@ -26,6 +26,7 @@ from lrkit.advise.driver import (
     affordable,
     edge_extensions,
 )
+from lrkit.advise.horizon import ADAPTIVE, horizon_factor
 from lrkit.advise.plan import race_plan, trial_epochs
 from lrkit.advise.race import EDGE_STEP, RaceSetup, race
 from lrkit.data.tensors import TensorData
@@ -174,6 +175,7 @@ def test_the_race_trains_its_plan_and_advises_the_winner_of_the_last_rung() -> N
     last = [c for c in found.candidates if c.epochs_run == plan[-1].epochs]
     chosen = next(c for c in found.candidates if c.lr == found.lr)
     assert chosen in last and chosen.value == max(c.value for c in last)
+    assert found.winner == found.lr and found.horizon_factor == 1.0  # sgd: the winner itself
     assert found.metric == "accuracy" and 0.5 < found.value <= 1.0
     assert found.runner_up in [c.lr for c in last] and found.runner_up != found.lr
     assert json.loads(json.dumps(found.to_json()))["candidates"][0]["batch_size"] == 32
@@ -189,6 +191,57 @@ def race_of(optimizer: str, lrs: list[float], extensions: int) -> tuple[list[flo
     raced, ranking = race(candidates, race_plan(3.0, len(lrs)), rs, None, extensions)
     assert [c.lr for c in raced] == sorted(c.lr for c in raced)
     return [c.lr for c in raced], ranking[0]
+
+
+# the horizon: the winner at half the budget, scaled to the budget
+
+
+def test_the_horizon_factor_is_the_square_root_of_the_share_judged_for_adaptive_optimizers() -> (
+    None
+):
+    assert horizon_factor("adam", 1.5, 3.0) == pytest.approx(math.sqrt(0.5))
+    assert horizon_factor("adamw", 1.0, 9.0) == pytest.approx(1 / 3)
+    assert horizon_factor("sgd", 1.5, 3.0) == horizon_factor("momentum", 1.5, 3.0) == 1.0
+    assert horizon_factor("adam", 3.0, 3.0) == 1.0  # judged at the budget: nothing to scale
+    assert horizon_factor("adam", 0.0, 3.0) == 1.0
+
+
+@given(
+    st.sampled_from(["sgd", "momentum", "adam", "adamw"]),
+    st.floats(1e-3, 1e3),
+    st.floats(1e-3, 1e3),
+)
+def test_the_horizon_factor_minimises_the_constant_step_bound_at_the_budget(
+    optimizer: str, judged_at: float, budget: float
+) -> None:
+    # L(eta, t) = D^2 / (2 eta t) + eta G^2 / 2 is least at eta*(t) = D / (G sqrt t): the
+    # factor carries eta*(judged_at) to eta*(budget), for the adaptive optimizers only.
+    factor = horizon_factor(optimizer, judged_at, budget)
+    if optimizer not in ADAPTIVE or judged_at >= budget:
+        assert factor == 1.0
+        return
+    d, g = 3.0, 0.7
+
+    def best(t: float) -> float:
+        return d / (g * math.sqrt(t))
+
+    assert best(judged_at) * factor == pytest.approx(best(budget), rel=1e-9)
+    assert 0 < factor < 1
+
+
+def test_with_adam_the_advice_is_the_winner_scaled_to_the_budget() -> None:
+    train, val = problem()
+    found = advise(make_model, train, val, settings(engine="sequential", optimizer="adam"))
+    last = [
+        c for c in found.candidates if c.epochs_run == max(x.epochs_run for x in found.candidates)
+    ]
+    winner = next(c for c in found.candidates if c.lr == found.winner)
+    assert winner in last and winner.value == max(c.value for c in last)
+    assert max(c.epochs_run for c in found.candidates) == pytest.approx(1.5)
+    assert found.horizon_factor == pytest.approx(math.sqrt(1.5 / 3.0))
+    assert found.lr == pytest.approx(found.winner * math.sqrt(0.5))
+    document = found.to_json()
+    assert document["raced_lr"] == found.winner and document["lr"] == found.lr
 
 
 def test_candidates_too_small_for_a_plateau_are_extended_upwards() -> None:
@@ -319,9 +372,13 @@ def test_cli_advise_on_a_users_regression_judges_the_loss(
 ) -> None:
     user = ["--model", "advisemodels:make_model", "--data", "advisemodels:make_data"]
     args = ["advise", *user, "--loss", "torch.nn:MSELoss", "--epochs", "2", "--batch-size", "16"]
-    code, _, err = run([*args, "--optimizer", "adamw", "--json", "a.json"], capsys)
+    code, out, err = run([*args, "--optimizer", "adamw", "--json", "a.json"], capsys)
     assert code == 0, err
-    assert json.loads((workdir / "a.json").read_text())["metric"] == "loss"
+    document = json.loads((workdir / "a.json").read_text())
+    assert document["metric"] == "loss"
+    assert document["lr"] == pytest.approx(document["raced_lr"] * math.sqrt(0.5))
+    assert document["raced_lr"] in [c["lr"] for c in document["candidates"]]
+    assert "that is the race's winner" in out and "<- won" in out
     assert "one trial a process" in err  # adamw does not stack
 
 

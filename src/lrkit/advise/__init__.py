@@ -4,9 +4,11 @@ default rule's suggestion, and the other rules' suggestions near it); a race on 
 budget decides between them (successive halving, Jamieson & Talwalkar 2016; Li et al. 2018),
 judged on the validation metric where each candidate stands, at no fewer than a sixth and
 then half of the budget, and extended beyond an end of the candidates where the leader is
-there (``race``). How often its answer is right: ``bench/bench_suggest.py``.
+there (``race``); for Adam and AdamW the winner is scaled from half the budget to the whole
+(``horizon``). How often its answer is right: ``bench/bench_suggest.py``.
 
-The torch-free parts (``settings``, ``candidates``, ``plan``, ``result``) import no torch;
+The torch-free parts (``settings``, ``candidates``, ``plan``, ``horizon``, ``result``)
+import no torch;
 ``driver`` (``advise``) loads it on first use.
 """
 

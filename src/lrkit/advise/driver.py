@@ -2,7 +2,8 @@
 through the engines.
 
     range test (``find_lr``) -> candidates (``advise.candidates``) -> race (``advise.race``,
-    the plan of ``advise.plan``) -> the best learning rate, with the evidence.
+    the plan of ``advise.plan``) -> its winner, scaled to the budget (``advise.horizon``)
+    -> the advised learning rate, with the evidence.
 
 The range test is an exponential sweep from ``EXP_START`` to ``EXP_END``, each lr held
 ``HOLD`` iterations, the loss of ``EVAL_EXAMPLES`` validation examples measured after each
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from lrkit.advise.candidates import candidate_lrs
+from lrkit.advise.horizon import horizon_factor
 from lrkit.advise.plan import Rung, race_plan, trial_epochs
 from lrkit.advise.race import OnRaceCheck, RaceSetup, race
 from lrkit.advise.result import Advice, RacedCandidate
@@ -123,8 +125,9 @@ def advise(
     by_lr = {c.lr: c for c in raced}
     best = by_lr[ranking[0]]
     runner_up = by_lr[ranking[1]] if len(ranking) > 1 else None
+    factor = horizon_factor(settings.optimizer, plan[-1].epochs, settings.epochs)
     return Advice(
-        lr=best.lr,
+        lr=best.lr * factor,
         batch_size=settings.batch_size,
         metric=metric,
         epochs=settings.epochs,
@@ -143,6 +146,8 @@ def advise(
         left_out=left_out,
         model=type(first).__name__,
         data=type(train).__name__,
+        raced_lr=best.lr,
+        horizon_factor=factor,
     )
 
 

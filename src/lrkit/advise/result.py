@@ -51,13 +51,14 @@ class Advice:
     """The learning rate advised for the budget, with the race that chose it."""
 
     lr: float
+    """The lr advised for the budget: the race's winner times ``horizon_factor``."""
     batch_size: int
     metric: str
     """accuracy (higher is better) or loss (lower is better)."""
     epochs: float
     optimizer: str
     value: float
-    """The chosen candidate's validation metric where the race decided (half the budget)."""
+    """The winner's validation metric where the race decided (half the budget)."""
     candidates: tuple[RacedCandidate, ...]
     """In increasing lr."""
     runner_up: float | None
@@ -76,6 +77,16 @@ class Advice:
     """Rules whose suggestion was too far from the default's to race (rule, lr)."""
     model: str = ""
     data: str = ""
+    raced_lr: float | None = None
+    """The race's winner (None: ``lr`` itself)."""
+    horizon_factor: float = 1.0
+    """From the winner to the advised lr: sqrt(epochs judged / budget) for an adaptive
+    optimizer (``advise.horizon``), else 1."""
+
+    @property
+    def winner(self) -> float:
+        """The lr that won the race."""
+        return self.lr if self.raced_lr is None else self.raced_lr
 
     @property
     def higher_is_better(self) -> bool:
@@ -86,6 +97,8 @@ class Advice:
             "lr": self.lr,
             "batch_size": self.batch_size,
             "metric": self.metric,
+            "raced_lr": self.winner,
+            "horizon_factor": self.horizon_factor,
             "value": _finite(self.value),
             "epochs": self.epochs,
             "optimizer": self.optimizer,

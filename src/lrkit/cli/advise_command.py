@@ -49,7 +49,9 @@ HELP = "\n\n".join(
         "best wins, each going on from its own checkpoint. While the leader at 1/6 is the "
         "largest candidate (or all are within noise), a larger one joins; while it is the "
         "smallest, a smaller one does. Trials of one rung run side by side (stacked on the "
-        "vectorized engine for sgd and momentum, else one per process on a CPU core).",
+        "vectorized engine for sgd and momentum, else one per process on a CPU core). With "
+        "adam and adamw the advice is the winner scaled to the full budget, x sqrt(1/2): "
+        "their best constant lr falls as one over the square root of the training time.",
         "The metric: accuracy for integer class labels, else the validation loss (--metric).",
         "Example: lrkit advise --epochs 10 --batch-size 64 --optimizer adam --json advice.json",
     ]
@@ -196,7 +198,7 @@ def summary(advice: Advice) -> str:
     ]
     rows: list[list[str | int | float]] = []
     for c in advice.candidates:
-        mark = "<- advised" if c.lr == advice.lr else ""
+        mark = "" if c.lr != advice.winner else "<- advised" if c.lr == advice.lr else "<- won"
         rows.append(
             [
                 shown_lr(c.lr),
@@ -221,10 +223,21 @@ def summary(advice: Advice) -> str:
         f"{advice.epochs:g} epochs at batch size {advice.batch_size} "
         f"(validation {unit} {advice.value:.4f} after {decided:g} epochs){runner}"
     )
+    if advice.lr != advice.winner:
+        lines.append(horizon_sentence(advice, decided))
     if advice.left_out:
         far = ", ".join(f"{rule} {shown_lr(lr)}" for rule, lr in advice.left_out)
         lines.append(f"not raced (more than {REACH:g}x from the default's suggestion): {far}")
     return "\n".join(lines)
+
+
+def horizon_sentence(advice: Advice, decided: float) -> str:
+    """Why the advised lr is not the race's winner (``advise.horizon``)."""
+    return (
+        f"that is the race's winner, {shown_lr(advice.winner)}, x {advice.horizon_factor:.2g}: "
+        f"with {advice.optimizer} the best constant lr falls as one over the square root of "
+        f"the training time, and the race judged at {decided:g} of {advice.epochs:g} epochs"
+    )
 
 
 def shown_lr(lr: float) -> str:

@@ -1,6 +1,7 @@
 """The figure of ``lrkit advise``: the range test's curve with the candidates marked (left),
 and every candidate's validation curve over the race (right), each ending where it was left
-behind, the advised one drawn bold."""
+behind, the winner drawn bold; where the advised lr is the winner scaled to the budget
+(``advise.horizon``), a dashed line marks it on the left."""
 
 from __future__ import annotations
 
@@ -26,13 +27,13 @@ def plot_advice(advice: Advice, path: Path) -> None:
     left.set_title("range test: the candidates", fontsize="medium")
     colours = plt.get_cmap("viridis")(np.linspace(0.05, 0.9, len(advice.candidates)))
     for colour, candidate in zip(colours, advice.candidates, strict=True):
-        chosen = candidate.lr == advice.lr
+        chosen = candidate.lr == advice.winner
         left.axvline(candidate.lr, color=colour, linewidth=2.2 if chosen else 0.9, alpha=0.9)
         epochs = [e for e, _ in candidate.curve]
         values = [v for _, v in candidate.curve]
         label = f"lr {candidate.lr:.3g} ({', '.join(candidate.sources)})"
         if chosen:
-            label += ": advised"
+            label += ": advised" if advice.lr == advice.winner else ": the race's winner"
         right.plot(
             epochs,
             values,
@@ -42,6 +43,15 @@ def plot_advice(advice: Advice, path: Path) -> None:
             markersize=2.5,
             label=label,
         )
+    if advice.lr != advice.winner:
+        left.axvline(
+            advice.lr,
+            color="black",
+            linestyle="--",
+            linewidth=1.6,
+            label=f"advised {advice.lr:.3g} = winner x {advice.horizon_factor:.2g}",
+        )
+        left.legend(fontsize="x-small", loc="best")
     right.set_xlabel("epoch")
     right.set_ylabel(f"validation {advice.metric}")
     right.set_title("the race: each candidate until it was left behind", fontsize="medium")

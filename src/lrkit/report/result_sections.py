@@ -110,7 +110,7 @@ def advice_section(advice: Advice, source: str) -> Section:
             ", ".join(c.sources),
             f"{c.epochs_run:g}",
             value(c),
-            "advised" if c.lr == advice.lr else "",
+            "" if c.lr != advice.winner else "advised" if c.lr == advice.lr else "won",
         ]
         for c in advice.candidates
     ]
@@ -123,6 +123,12 @@ def advice_section(advice: Advice, source: str) -> Section:
         f"rate: {advice.lr:.4g}, validation {advice.metric} {advice.value:.4f} at "
         f"{max(c.epochs_run for c in advice.candidates):g} epochs."
     )
+    if advice.lr != advice.winner:
+        lead += (
+            f" That is the race's winner, {advice.winner:.4g}, times {advice.horizon_factor:.2g}:"
+            f" with {advice.optimizer} the best constant rate falls as one over the square root"
+            " of the training time, and the race judged at half the budget."
+        )
     if advice.runner_up is not None:
         said = noise[advice.runner_up_within_noise]
         lead += f" The runner-up, {advice.runner_up:.4g}, is {said}."
