@@ -175,7 +175,10 @@ def test_the_race_trains_its_plan_and_advises_the_winner_of_the_last_rung() -> N
     last = [c for c in found.candidates if c.epochs_run == plan[-1].epochs]
     chosen = next(c for c in found.candidates if c.lr == found.lr)
     assert chosen in last and chosen.value == max(c.value for c in last)
-    assert found.winner == found.lr and found.horizon_factor == 1.0  # sgd: the winner itself
+    assert found.raced_lr == found.lr and found.horizon_factor == 1.0  # sgd: the winner itself
+    assert found.horizon_note() is None and found.decided_at == plan[-1].epochs
+    assert [found.mark(c.lr) for c in found.candidates].count("advised") == 1
+    assert {found.mark(c.lr) for c in found.candidates} == {"advised", ""}
     assert found.metric == "accuracy" and 0.5 < found.value <= 1.0
     assert found.runner_up in [c.lr for c in last] and found.runner_up != found.lr
     assert json.loads(json.dumps(found.to_json()))["candidates"][0]["batch_size"] == 32
@@ -235,13 +238,17 @@ def test_with_adam_the_advice_is_the_winner_scaled_to_the_budget() -> None:
     last = [
         c for c in found.candidates if c.epochs_run == max(x.epochs_run for x in found.candidates)
     ]
-    winner = next(c for c in found.candidates if c.lr == found.winner)
+    winner = next(c for c in found.candidates if c.lr == found.raced_lr)
     assert winner in last and winner.value == max(c.value for c in last)
     assert max(c.epochs_run for c in found.candidates) == pytest.approx(1.5)
     assert found.horizon_factor == pytest.approx(math.sqrt(1.5 / 3.0))
-    assert found.lr == pytest.approx(found.winner * math.sqrt(0.5))
+    assert found.lr == pytest.approx(found.raced_lr * math.sqrt(0.5))
     document = found.to_json()
-    assert document["raced_lr"] == found.winner and document["lr"] == found.lr
+    assert document["raced_lr"] == found.raced_lr and document["lr"] == found.lr
+    assert found.mark(found.raced_lr) == "won" and found.mark(found.runner_up or 0.0) == ""
+    note = found.horizon_note()
+    assert note is not None and f"{found.raced_lr:.4g}, x 0.71" in note
+    assert "judged at 1.5 of 3 epochs" in note
 
 
 def test_candidates_too_small_for_a_plateau_are_extended_upwards() -> None:

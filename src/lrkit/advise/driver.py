@@ -128,6 +128,8 @@ def advise(
     factor = horizon_factor(settings.optimizer, plan[-1].epochs, settings.epochs)
     return Advice(
         lr=best.lr * factor,
+        raced_lr=best.lr,
+        horizon_factor=factor,
         batch_size=settings.batch_size,
         metric=metric,
         epochs=settings.epochs,
@@ -146,8 +148,6 @@ def advise(
         left_out=left_out,
         model=type(first).__name__,
         data=type(train).__name__,
-        raced_lr=best.lr,
-        horizon_factor=factor,
     )
 
 

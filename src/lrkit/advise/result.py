@@ -52,6 +52,11 @@ class Advice:
 
     lr: float
     """The lr advised for the budget: the race's winner times ``horizon_factor``."""
+    raced_lr: float
+    """The race's winner."""
+    horizon_factor: float
+    """From the winner to the advised lr: sqrt(epochs judged / budget) for an adaptive
+    optimizer (``advise.horizon``), else 1."""
     batch_size: int
     metric: str
     """accuracy (higher is better) or loss (lower is better)."""
@@ -77,16 +82,28 @@ class Advice:
     """Rules whose suggestion was too far from the default's to race (rule, lr)."""
     model: str = ""
     data: str = ""
-    raced_lr: float | None = None
-    """The race's winner (None: ``lr`` itself)."""
-    horizon_factor: float = 1.0
-    """From the winner to the advised lr: sqrt(epochs judged / budget) for an adaptive
-    optimizer (``advise.horizon``), else 1."""
 
     @property
-    def winner(self) -> float:
-        """The lr that won the race."""
-        return self.lr if self.raced_lr is None else self.raced_lr
+    def decided_at(self) -> float:
+        """The epochs at which the race decided: how far its winner ran."""
+        return max(c.epochs_run for c in self.candidates)
+
+    def mark(self, lr: float) -> str:
+        """How a candidate's row is marked: ``advised`` (the winner, advised as it is),
+        ``won`` (the winner, advised scaled), or blank."""
+        if lr != self.raced_lr:
+            return ""
+        return "advised" if lr == self.lr else "won"
+
+    def horizon_note(self) -> str | None:
+        """Why the advised lr is not the race's winner, or None where it is."""
+        if self.lr == self.raced_lr:
+            return None
+        return (
+            f"that is the race's winner, {self.raced_lr:.4g}, x {self.horizon_factor:.2g}: with "
+            f"{self.optimizer} the best constant lr falls as one over the square root of the "
+            f"training time, and the race judged at {self.decided_at:g} of {self.epochs:g} epochs"
+        )
 
     @property
     def higher_is_better(self) -> bool:
@@ -97,7 +114,7 @@ class Advice:
             "lr": self.lr,
             "batch_size": self.batch_size,
             "metric": self.metric,
-            "raced_lr": self.winner,
+            "raced_lr": self.raced_lr,
             "horizon_factor": self.horizon_factor,
             "value": _finite(self.value),
             "epochs": self.epochs,

@@ -198,14 +198,14 @@ def summary(advice: Advice) -> str:
     ]
     rows: list[list[str | int | float]] = []
     for c in advice.candidates:
-        mark = "" if c.lr != advice.winner else "<- advised" if c.lr == advice.lr else "<- won"
+        mark = advice.mark(c.lr)
         rows.append(
             [
                 shown_lr(c.lr),
                 ", ".join(c.sources),
                 f"{c.epochs_run:.3g}",
                 _value(c.value, c.value_std) if c.status == "done" else c.status,
-                mark,
+                f"<- {mark}" if mark else "",
             ]
         )
     lines.append(text_table(["lr", "from", "epochs", f"{unit} (± noise)", ""], rows))
@@ -217,27 +217,18 @@ def summary(advice: Advice) -> str:
         else f"; the runner-up, {shown_lr(advice.runner_up)}, is "
         + noise[advice.runner_up_within_noise]
     )
-    decided = max(c.epochs_run for c in advice.candidates)
     lines.append(
         f"advised learning rate: {shown_lr(advice.lr)} for "
         f"{advice.epochs:g} epochs at batch size {advice.batch_size} "
-        f"(validation {unit} {advice.value:.4f} after {decided:g} epochs){runner}"
+        f"(validation {unit} {advice.value:.4f} after {advice.decided_at:g} epochs){runner}"
     )
-    if advice.lr != advice.winner:
-        lines.append(horizon_sentence(advice, decided))
+    note = advice.horizon_note()
+    if note is not None:
+        lines.append(note)
     if advice.left_out:
         far = ", ".join(f"{rule} {shown_lr(lr)}" for rule, lr in advice.left_out)
         lines.append(f"not raced (more than {REACH:g}x from the default's suggestion): {far}")
     return "\n".join(lines)
-
-
-def horizon_sentence(advice: Advice, decided: float) -> str:
-    """Why the advised lr is not the race's winner (``advise.horizon``)."""
-    return (
-        f"that is the race's winner, {shown_lr(advice.winner)}, x {advice.horizon_factor:.2g}: "
-        f"with {advice.optimizer} the best constant lr falls as one over the square root of "
-        f"the training time, and the race judged at {decided:g} of {advice.epochs:g} epochs"
-    )
 
 
 def shown_lr(lr: float) -> str:

@@ -27,13 +27,13 @@ def plot_advice(advice: Advice, path: Path) -> None:
     left.set_title("range test: the candidates", fontsize="medium")
     colours = plt.get_cmap("viridis")(np.linspace(0.05, 0.9, len(advice.candidates)))
     for colour, candidate in zip(colours, advice.candidates, strict=True):
-        chosen = candidate.lr == advice.winner
+        chosen = candidate.lr == advice.raced_lr
         left.axvline(candidate.lr, color=colour, linewidth=2.2 if chosen else 0.9, alpha=0.9)
         epochs = [e for e, _ in candidate.curve]
         values = [v for _, v in candidate.curve]
         label = f"lr {candidate.lr:.3g} ({', '.join(candidate.sources)})"
         if chosen:
-            label += ": advised" if advice.lr == advice.winner else ": the race's winner"
+            label += ": advised" if advice.lr == advice.raced_lr else ": the race's winner"
         right.plot(
             epochs,
             values,
@@ -43,7 +43,7 @@ def plot_advice(advice: Advice, path: Path) -> None:
             markersize=2.5,
             label=label,
         )
-    if advice.lr != advice.winner:
+    if advice.lr != advice.raced_lr:
         left.axvline(
             advice.lr,
             color="black",

@@ -110,7 +110,7 @@ def advice_section(advice: Advice, source: str) -> Section:
             ", ".join(c.sources),
             f"{c.epochs_run:g}",
             value(c),
-            "" if c.lr != advice.winner else "advised" if c.lr == advice.lr else "won",
+            advice.mark(c.lr),
         ]
         for c in advice.candidates
     ]
@@ -121,14 +121,11 @@ def advice_section(advice: Advice, source: str) -> Section:
         f"in all ({advice.range_test_seconds:.1f} s of range test, "
         f"{advice.trial_epochs / advice.epochs:.2g} budgets of training). Advised learning "
         f"rate: {advice.lr:.4g}, validation {advice.metric} {advice.value:.4f} at "
-        f"{max(c.epochs_run for c in advice.candidates):g} epochs."
+        f"{advice.decided_at:g} epochs."
     )
-    if advice.lr != advice.winner:
-        lead += (
-            f" That is the race's winner, {advice.winner:.4g}, times {advice.horizon_factor:.2g}:"
-            f" with {advice.optimizer} the best constant rate falls as one over the square root"
-            " of the training time, and the race judged at half the budget."
-        )
+    note = advice.horizon_note()
+    if note is not None:
+        lead += f" {note[0].upper()}{note[1:]}."
     if advice.runner_up is not None:
         said = noise[advice.runner_up_within_noise]
         lead += f" The runner-up, {advice.runner_up:.4g}, is {said}."
