@@ -186,6 +186,27 @@ def test_the_race_trains_its_plan_and_advises_the_winner_of_the_last_rung() -> N
     assert json.loads(json.dumps(found.to_json()))["candidates"][0]["batch_size"] == 32
 
 
+def test_advice_on_a_dropout_model_is_the_same_whatever_the_global_rng_was() -> None:
+    # Dropout draws from the global RNG: advise forks it and seeds it from its settings, and
+    # every trial of the race seeds its own (``training.loop.trial_rng_seed``), so neither
+    # what ran before nor which worker ran a trial moves the advice.
+    train, val = problem()
+
+    def dropout_model(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 2))
+
+    found = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        torch.rand(state * 7)
+        before = torch.get_rng_state()
+        found.append(advise(dropout_model, train, val, settings(engine="sequential", epochs=2.0)))
+        assert torch.equal(torch.get_rng_state(), before)  # the caller's RNG is kept
+    first, second = (json.dumps(f.to_json()["candidates"]) for f in found)
+    assert first == second and found[0].lr == found[1].lr
+
+
 def race_of(optimizer: str, lrs: list[float], extensions: int) -> tuple[list[float], float]:
     """The lrs a race over ``lrs`` ran (candidates and the ones it added) and its winner."""
     train, val = problem()

@@ -79,8 +79,25 @@ def advise(
         on_check: progress of the race: (candidate lr, the check, epochs it has trained).
         address: the Ray cluster for ``engine="ray"`` (default: a local instance).
     """
-    started = time.perf_counter()
     settings = settings or AdviseSettings()
+    # The range test and the race draw (dropout masks) from a fork of the global RNG seeded by
+    # the settings: the advice is the same whatever ran before, and the caller's RNG is kept.
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(settings.seed)
+        return _advise(model, train, val, settings, loss_fn, on_check, address)
+
+
+def _advise(
+    model: ModelLike,
+    train: TensorData | tuple[torch.Tensor, torch.Tensor],
+    val: TensorData | tuple[torch.Tensor, torch.Tensor],
+    settings: AdviseSettings,
+    loss_fn: LossFn | None,
+    on_check: OnRaceCheck | None,
+    address: str | None,
+) -> Advice:
+    started = time.perf_counter()
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     make_model = model_factory(model)
     first = make_model(settings.seed)

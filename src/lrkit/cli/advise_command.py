@@ -53,8 +53,16 @@ HELP = "\n\n".join(
         "vectorized engine for sgd and momentum, else one per process on a CPU core). With "
         "adam and adamw the advice is the winner scaled to the full budget, x sqrt(1/2): "
         "their best constant lr falls as one over the square root of the training time.",
+        "Without --batch-size it chooses the batch size first: the largest that fits (probed "
+        "on CUDA, estimated from --memory on a CPU), the step time at each size from "
+        "--min-batch-size doubling, and the gradient noise scale early in training give "
+        "McCandlish et al.'s (2018) prediction for the budget: --target VALUE (reach it "
+        "soonest), --time SECONDS (the best metric in that much training) or --epochs (the "
+        "best from that many epochs). The learning rate is then raced at the predicted size "
+        "and at half and twice it, and the measured outcome decides.",
         "The metric: accuracy for integer class labels, else the validation loss (--metric).",
-        "Example: lrkit advise --epochs 10 --batch-size 64 --optimizer adam --json advice.json",
+        "Example: lrkit advise --epochs 10 --batch-size 64 --optimizer adam --json advice.json; "
+        "lrkit advise --metric accuracy --target 0.95 --epochs 10 --json advice.json",
     ]
 )
 
