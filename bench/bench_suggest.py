@@ -26,9 +26,12 @@ Scores (the definitions; ``suggest_scores.py`` implements them):
   diverged on any seed.
 - a miss: a recipe that gave no lr (a rule that returned None: it scores the worst, 0 or
   inf) or whose lr diverged on a seed.
-- cost: the recipe's own wall time (its range test, its race) divided by the median wall
-  time of one grid run of the problem (runs that finished); 0 for the default, 1.0 for the
-  learning-rate-free optimizers (their run is the training).
+- cost: the recipe's own wall time (its range test, its race) divided by the wall time of
+  one training run of the budget at the conventional default lr, timed right after it in the
+  same worker (side by side, so that a finder rerun on a faster or slower day is not set
+  against grid runs timed another day; the median grid run where a cached finder has no such
+  run); 0 for the default, 1.0 for the learning-rate-free optimizers (their run is the
+  training).
 - per recipe, over the tuning set and, apart, the held-out and fresh sets: problems within noise
   (k of n), misses, the median, mean and worst regret, and the median cost.
 

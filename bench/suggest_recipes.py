@@ -55,6 +55,7 @@ from suggest_training import (
     build_model,
     problem_optimizer,
     seeded_model_factory,
+    train_run,
 )
 
 RANGE_TEST_EVAL_EXAMPLES = 1000
@@ -304,8 +305,17 @@ FINDERS: dict[str, Finder] = {
 
 def run_finder(name: str, problem: Problem, train: TensorData, val: TensorData) -> dict[str, Any]:
     """A finder's result with its status; one that raises is recorded as failed (and run
-    again next time)."""
+    again next time). With it, ``reference_seconds``: one training run of the budget at the
+    conventional default lr, timed right after it in the same process, the unit of its cost
+    (a finder rerun another day is not measured against grid runs timed on a machine that
+    was faster or slower then)."""
     try:
-        return {"status": "done", **FINDERS[name](problem, train, val)}
+        found = {"status": "done", **FINDERS[name](problem, train, val)}
     except Exception as error:
         return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+    reference = train_run(
+        problem, train, val, PROBLEM_OPTIMIZER, DEFAULT_LR[problem.optimizer], ADVISE_SEED
+    )
+    if reference["status"] == "done":
+        found["reference_seconds"] = reference["seconds"]
+    return found

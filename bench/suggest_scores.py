@@ -160,7 +160,7 @@ def score_recipe(
         found = finders.get(recipe.finder)
         if found is None or found.get("status") != "done":
             return RecipeScore(recipe.name, None, (), worst, math.nan, False, True, 0.0, None, True)
-        cost = float(found["seconds"]) / run_seconds
+        cost = float(found["seconds"]) / float(found.get("reference_seconds", run_seconds))
     else:
         cost = 0.0 if recipe.optimizer == PROBLEM_OPTIMIZER else 1.0
     lr = recipe_lr(recipe, problem, finders)

@@ -18,6 +18,7 @@ from torch import nn
 from cli_run import run
 from lrkit.advise import AdviseSettings, advise
 from lrkit.advise.candidates import MERGE_RATIO, REACH, Candidate, candidate_lrs
+from lrkit.advise.confidence import as_good_as_winner, cautions
 from lrkit.advise.driver import (
     COST_TARGET,
     EXTENDED_TARGET,
@@ -29,6 +30,7 @@ from lrkit.advise.driver import (
 from lrkit.advise.horizon import ADAPTIVE, horizon_factor
 from lrkit.advise.plan import race_plan, trial_epochs
 from lrkit.advise.race import EDGE_STEP, RaceSetup, race
+from lrkit.advise.result import RacedCandidate
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.sweep.engines.contract import TrainingSetup
@@ -184,6 +186,27 @@ def test_the_race_trains_its_plan_and_advises_the_winner_of_the_last_rung() -> N
     assert json.loads(json.dumps(found.to_json()))["candidates"][0]["batch_size"] == 32
 
 
+def test_advice_on_a_dropout_model_is_the_same_whatever_the_global_rng_was() -> None:
+    # Dropout draws from the global RNG: advise forks it and seeds it from its settings, and
+    # every trial of the race seeds its own (``training.loop.trial_rng_seed``), so neither
+    # what ran before nor which worker ran a trial moves the advice.
+    train, val = problem()
+
+    def dropout_model(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 2))
+
+    found = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        torch.rand(state * 7)
+        before = torch.get_rng_state()
+        found.append(advise(dropout_model, train, val, settings(engine="sequential", epochs=2.0)))
+        assert torch.equal(torch.get_rng_state(), before)  # the caller's RNG is kept
+    first, second = (json.dumps(f.to_json()["candidates"]) for f in found)
+    assert first == second and found[0].lr == found[1].lr
+
+
 def race_of(optimizer: str, lrs: list[float], extensions: int) -> tuple[list[float], float]:
     """The lrs a race over ``lrs`` ran (candidates and the ones it added) and its winner."""
     train, val = problem()
@@ -232,6 +255,50 @@ def test_the_horizon_factor_minimises_the_constant_step_bound_at_the_budget(
     assert 0 < factor < 1
 
 
+# what the race could not tell apart
+
+
+def raced(
+    lr: float, curve: list[tuple[float, float]], std: float, status: str = "done"
+) -> RacedCandidate:
+    return RacedCandidate(
+        lr, ("test",), curve[-1][1], std, curve[-1][0], status, tuple(curve), None
+    )
+
+
+def test_as_good_compares_each_candidate_with_the_winner_where_it_was_left_behind() -> None:
+    winner = raced(0.1, [(1.0, 0.80), (3.0, 0.95)], 0.01)
+    # Left behind at epoch 1 at 0.79: within 2 x hypot(0.01, 0.01) = 0.028 of the winner's
+    # 0.80 there, though far below its 0.95 at the end.
+    early = raced(0.02, [(1.0, 0.79)], 0.01)
+    behind = raced(0.4, [(1.0, 0.70)], 0.01)  # 0.10 behind at epoch 1
+    close = raced(0.2, [(1.0, 0.81), (3.0, 0.94)], 0.01)
+    unknown = raced(0.01, [(1.0, 0.80)], math.nan)
+    diverged = raced(0.8, [(1.0, 0.80)], 0.01, "diverged")
+    pool = [unknown, early, winner, close, behind, diverged]
+    assert as_good_as_winner(pool, 0.1) == (0.02, 0.2)
+    assert as_good_as_winner([winner, behind], 0.1) == (0.1, 0.1)
+    assert cautions(pool, 0.1) == ()  # an inner winner, however wide its ties
+
+
+@given(st.floats(1e-4, 1.0), st.integers(2, 6), st.integers(0, 5))
+def test_a_winner_at_an_end_of_the_candidates_is_said_so(first: float, count: int, at: int) -> None:
+    lrs = [first * 2.0**k for k in range(count)]
+    winner = lrs[min(at, count - 1)]
+    # Every candidate clearly behind the winner, so only the end can be said.
+    pool = [raced(lr, [(1.0, 0.9 if lr == winner else 0.5)], 0.001) for lr in lrs]
+    said = cautions(pool, winner)
+    assert as_good_as_winner(pool, winner) == (winner, winner)
+    if winner == lrs[0]:
+        assert len(said) == 1 and "the smallest lr it raced" in said[0]
+    elif winner == lrs[-1]:
+        assert len(said) == 1 and "the largest lr it raced" in said[0]
+    else:
+        assert said == ()
+    tied = [raced(lr, [(1.0, 0.9)], 0.001) for lr in lrs]  # all within noise of each other
+    assert as_good_as_winner(tied, winner) == (lrs[0], lrs[-1])
+
+
 def test_with_adam_the_advice_is_the_winner_scaled_to_the_budget() -> None:
     train, val = problem()
     found = advise(make_model, train, val, settings(engine="sequential", optimizer="adam"))
@@ -249,6 +316,9 @@ def test_with_adam_the_advice_is_the_winner_scaled_to_the_budget() -> None:
     note = found.horizon_note()
     assert note is not None and f"{found.raced_lr:.4g}, x 0.71" in note
     assert "judged at 1.5 of 3 epochs" in note
+    low, high = found.as_good
+    assert low <= found.lr <= high and document["as_good"] == [low, high]
+    assert document["cautions"] == list(found.cautions)
 
 
 def test_candidates_too_small_for_a_plateau_are_extended_upwards() -> None:

@@ -132,3 +132,43 @@ def test_noise_scale_on_cuda_equals_the_cpu_measurement() -> None:
     gpu_two = two_batch_estimate(model, loss, [[on_gpu(b) for b in group] for group in groups])
     assert gpu.b_simple == pytest.approx(cpu.b_simple, rel=1e-4)
     assert gpu_two.b_simple == pytest.approx(cpu_two.b_simple, rel=1e-4)
+
+
+def test_the_ceiling_probe_on_cuda_finds_a_real_out_of_memory_and_restores_bitwise() -> None:
+    from lrkit.batchsize.ceiling import probe_ceiling
+    from lrkit.data.tensors import TensorData
+
+    # A wide MLP on 1 MiB inputs: each example keeps ~2 MiB of activations, so a cap of 4 GiB
+    # of the GPU's memory (held by a tensor allocated here) makes a few thousand fit.
+    free, _ = torch.cuda.mem_get_info()
+    hold = torch.empty(max(free - 4 * 2**30, 0), dtype=torch.uint8, device="cuda")
+    model = nn.Sequential(nn.Linear(2**18, 512), nn.ReLU(), nn.Linear(512, 10)).cuda()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(64, 2**18, device="cuda")
+    train = TensorData(x, torch.randint(0, 10, (64,), device="cuda"))
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    cuda_rng = torch.cuda.get_rng_state()
+    found = probe_ceiling(model, optimizer, nn.CrossEntropyLoss(), train, limit=2**16)
+    del hold
+    assert 64 <= found.batch_size < 2**16
+    assert any(not ok for _, ok in found.tried)  # it met a real out-of-memory
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert optimizer.state_dict()["state"] == {}  # no Adam state left behind
+    assert torch.equal(cuda_rng, torch.cuda.get_rng_state())
+
+
+def test_the_time_choice_on_cuda_measures_step_times_on_the_gpu() -> None:
+    from lrkit.batchsize.model import choose, predict
+    from lrkit.batchsize.throughput import measure_step_times
+    from lrkit.data.tensors import TensorData
+
+    train = load_mnist(bundled_sample_dir()).train
+    data = TensorData(train.x.cuda(), train.y.cuda())
+    model = build_model("mnist-cnn", 0).cuda()
+    sizes = [16, 64, 256, 1024]
+    times = measure_step_times(model, nn.CrossEntropyLoss(), data, sizes, "momentum", 0.01)
+    per_example = [t.seconds / t.batch_size for t in times]
+    # A GPU step costs about the same at small batches: per example it falls with the batch.
+    assert per_example[0] > 4 * per_example[-1]
+    predictions = predict({t.batch_size: t.seconds for t in times}, 200.0)
+    assert choose(predictions, "time") >= 64

@@ -71,8 +71,13 @@ LAYERS = [
         "lrkit.advise.candidates",
         "lrkit.advise.plan",
         "lrkit.advise.horizon",
+        "lrkit.advise.confidence",
         "lrkit.advise.result",
         "=lrkit.advise",
+        "lrkit.batchsize.model",
+        "lrkit.batchsize.settings",
+        "lrkit.batchsize.result",
+        "=lrkit.batchsize",
         "=lrkit.rangetest",
         "=lrkit.noise",
         "=lrkit.training",
@@ -86,6 +91,8 @@ LAYERS = [
     # 4: sweeps and their engines; advise, which races through them
     ("lrkit.sweep",),
     ("lrkit.advise",),
+    # the batch size, which races through advise
+    ("lrkit.batchsize",),
     # 5: the textbook's experiments
     ("lrkit.experiments",),
     # 6, 7, 8: the edges
@@ -182,7 +189,12 @@ TORCH_FREE = [
     "lrkit.advise.candidates",
     "lrkit.advise.plan",
     "lrkit.advise.horizon",
+    "lrkit.advise.confidence",
     "lrkit.advise.result",
+    "lrkit.batchsize",
+    "lrkit.batchsize.model",
+    "lrkit.batchsize.settings",
+    "lrkit.batchsize.result",
     "lrkit.programs",
     "lrkit.suggestions",
 ]

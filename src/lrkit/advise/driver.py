@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from lrkit.advise.candidates import candidate_lrs
+from lrkit.advise.confidence import as_good_as_winner, cautions
 from lrkit.advise.horizon import horizon_factor
 from lrkit.advise.plan import Rung, race_plan, trial_epochs
 from lrkit.advise.race import OnRaceCheck, RaceSetup, race
@@ -78,13 +79,30 @@ def advise(
         on_check: progress of the race: (candidate lr, the check, epochs it has trained).
         address: the Ray cluster for ``engine="ray"`` (default: a local instance).
     """
-    started = time.perf_counter()
     settings = settings or AdviseSettings()
+    # The range test and the race draw (dropout masks) from a fork of the global RNG seeded by
+    # the settings: the advice is the same whatever ran before, and the caller's RNG is kept.
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(settings.seed)
+        return _advise(model, train, val, settings, loss_fn, on_check, address)
+
+
+def _advise(
+    model: ModelLike,
+    train: TensorData | tuple[torch.Tensor, torch.Tensor],
+    val: TensorData | tuple[torch.Tensor, torch.Tensor],
+    settings: AdviseSettings,
+    loss_fn: LossFn | None,
+    on_check: OnRaceCheck | None,
+    address: str | None,
+) -> Advice:
+    started = time.perf_counter()
     loss_fn = loss_fn or nn.CrossEntropyLoss()
-    make_model = _factory(model)
+    make_model = model_factory(model)
     first = make_model(settings.seed)
-    device = _device(first)
-    train, val = _tensors(train, "train").to(device), _tensors(val, "val").to(device)
+    device = model_device(first)
+    train, val = tensor_data(train, "train").to(device), tensor_data(val, "val").to(device)
     if settings.batch_size > len(train):
         raise InvalidParameterError(
             "batch_size",
@@ -96,7 +114,7 @@ def advise(
     steps = math.ceil(settings.epochs * math.ceil(len(train) / settings.batch_size))
 
     test_started = time.perf_counter()
-    found = _range_test(first, train, val, settings, loss_fn, steps)
+    found = budget_range_test(first, train, val, settings, loss_fn, steps)
     range_test_seconds = time.perf_counter() - test_started
     spent = sum(len(r.record.points) for r in found.rounds) / steps  # in runs of the budget
     limit = affordable(settings.candidates, spent)
@@ -126,6 +144,7 @@ def advise(
     best = by_lr[ranking[0]]
     runner_up = by_lr[ranking[1]] if len(ranking) > 1 else None
     factor = horizon_factor(settings.optimizer, plan[-1].epochs, settings.epochs)
+    low, high = as_good_as_winner(raced, best.lr)
     return Advice(
         lr=best.lr * factor,
         raced_lr=best.lr,
@@ -145,6 +164,8 @@ def advise(
         range_test_seconds=range_test_seconds,
         trial_epochs=trial_epochs(plan, len(candidates))
         + (len(raced) - len(candidates)) * plan[0].epochs,
+        as_good=(low * factor, high * factor),
+        cautions=cautions(raced, best.lr),
         left_out=left_out,
         model=type(first).__name__,
         data=type(train).__name__,
@@ -208,7 +229,7 @@ def resolve_metric(requested: str, model: nn.Module, train: TensorData) -> str:
     return requested
 
 
-def _factory(model: ModelLike) -> Callable[[int], nn.Module]:
+def model_factory(model: ModelLike) -> Callable[[int], nn.Module]:
     """seed -> a fresh model: the factory itself, or deep copies of the model."""
     if not isinstance(model, nn.Module):
         if not callable(model):
@@ -234,14 +255,14 @@ def _factory(model: ModelLike) -> Callable[[int], nn.Module]:
     return lambda seed: copy.deepcopy(model)
 
 
-def _device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
     first = next(itertools.chain(model.parameters(), model.buffers()), None)
     if first is None:
         raise LrkitValueError("the model has no parameters to train")
     return first.device
 
 
-def _tensors(data: TensorData | tuple[torch.Tensor, torch.Tensor], part: str) -> TensorData:
+def tensor_data(data: TensorData | tuple[torch.Tensor, torch.Tensor], part: str) -> TensorData:
     if isinstance(data, TensorData):
         return data
     if (
@@ -269,7 +290,7 @@ def range_test_settings(settings: AdviseSettings, steps_per_run: int) -> RangeTe
     )
 
 
-def _range_test(
+def budget_range_test(
     model: nn.Module,
     train: TensorData,
     val: TensorData,

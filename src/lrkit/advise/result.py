@@ -78,6 +78,11 @@ class Advice:
     range_test_seconds: float
     trial_epochs: float
     """Epochs trained over every candidate (the race's compute; the budget is ``epochs``)."""
+    as_good: tuple[float, float]
+    """The smallest and largest lr the race could not tell from the winner, scaled as the
+    advice is (``advise.confidence``)."""
+    cautions: tuple[str, ...]
+    """What the race could not measure, in plain sentences (``advise.confidence``)."""
     left_out: tuple[tuple[str, float], ...] = ()
     """Rules whose suggestion was too far from the default's to race (rule, lr)."""
     model: str = ""
@@ -127,6 +132,8 @@ class Advice:
             "seconds": self.seconds,
             "range_test_seconds": self.range_test_seconds,
             "trial_epochs": self.trial_epochs,
+            "as_good": list(self.as_good),
+            "cautions": list(self.cautions),
             "left_out": [{"rule": rule, "lr": lr} for rule, lr in self.left_out],
             "model": self.model,
             "data": self.data,

@@ -4,7 +4,6 @@ curve."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,8 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lrkit import validation as check
-from lrkit.advise.candidates import REACH
 from lrkit.advise.settings import DEFAULT_EPOCHS, MAX_CANDIDATES, AdviseSettings
+from lrkit.batchsize.settings import MAX_BATCH_SIZE
+from lrkit.cli.advise_output import summary
 from lrkit.cli.options import (
     DataDirOption,
     DataOption,
@@ -27,16 +27,17 @@ from lrkit.cli.options import (
     WorkersOption,
     check_optimizer,
     check_workers,
+    parse_bytes,
     parse_fraction,
 )
-from lrkit.cli.output import check_output_file, format_number, text_table, write_json, writing
+from lrkit.cli.output import check_output_file, write_json, writing
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import LrkitValueError
 from lrkit.sweep.definition import SWEEP_ENGINES
 
 if TYPE_CHECKING:
-    from lrkit.advise.result import Advice
+    from lrkit.batchsize.settings import BatchSettings
 
 HELP = "\n\n".join(
     [
@@ -52,8 +53,16 @@ HELP = "\n\n".join(
         "vectorized engine for sgd and momentum, else one per process on a CPU core). With "
         "adam and adamw the advice is the winner scaled to the full budget, x sqrt(1/2): "
         "their best constant lr falls as one over the square root of the training time.",
+        "Without --batch-size it chooses the batch size first: the largest that fits (probed "
+        "on CUDA, estimated from --memory on a CPU), the step time at each size from "
+        "--min-batch-size doubling, and the gradient noise scale early in training give "
+        "McCandlish et al.'s (2018) prediction for the budget: --target VALUE (reach it "
+        "soonest), --time SECONDS (the best metric in that much training) or --epochs (the "
+        "best from that many epochs). The learning rate is then raced at the predicted size "
+        "and at half and twice it, and the measured outcome decides.",
         "The metric: accuracy for integer class labels, else the validation loss (--metric).",
-        "Example: lrkit advise --epochs 10 --batch-size 64 --optimizer adam --json advice.json",
+        "Example: lrkit advise --epochs 10 --batch-size 64 --optimizer adam --json advice.json; "
+        "lrkit advise --metric accuracy --target 0.95 --epochs 10 --json advice.json",
     ]
 )
 
@@ -66,7 +75,44 @@ def advise(
     epochs: Annotated[
         float, typer.Option(help="The training budget the advice is for, in epochs.")
     ] = DEFAULT_EPOCHS,
-    batch_size: Annotated[int, typer.Option(help="Examples per step (fixed).")] = 16,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Examples per step, fixed; leave it out and advise chooses it for the budget "
+            "(--epochs, --time or --target) from the step times, memory and noise scale."
+        ),
+    ] = None,
+    target: Annotated[
+        float | None,
+        typer.Option(
+            help="Choose the batch size that reaches this validation metric soonest (e.g. "
+            "--metric accuracy --target 0.95); --epochs is then the most a race trains."
+        ),
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option("--time", help="Choose the batch size that trains best in this many seconds."),
+    ] = None,
+    min_batch_size: Annotated[
+        int, typer.Option(help="The smallest batch size considered; the others double from it.")
+    ] = 8,
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(help="The largest batch size considered (default: the largest that fits)."),
+    ] = None,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Memory training may use on a CPU, e.g. 4GiB (default: half the available)."
+        ),
+    ] = None,
+    ceiling: Annotated[
+        str,
+        typer.Option(
+            help="How the largest batch that fits is found: auto (probe on CUDA, estimate "
+            "from memory elsewhere), probe or memory."
+        ),
+    ] = "auto",
     metric: Annotated[
         str, typer.Option(help="auto (accuracy for class labels, else loss), accuracy or loss.")
     ] = "auto",
@@ -104,9 +150,10 @@ def advise(
 ) -> None:
     check_optimizer(optimizer, momentum, weight_decay)
     check.choice("engine", engine, SWEEP_ENGINES)
+    check.int_in("min_batch_size", min_batch_size, 1, MAX_BATCH_SIZE)
     settings = AdviseSettings(
         epochs=epochs,
-        batch_size=batch_size,
+        batch_size=min_batch_size if batch_size is None else batch_size,
         optimizer=optimizer,
         momentum=momentum,
         weight_decay=weight_decay,
@@ -115,6 +162,9 @@ def advise(
         candidates=candidates,
         engine=engine,
         workers=check_workers(workers, engine),
+    )
+    batch = batch_settings(
+        settings, batch_size, target, time_budget, min_batch_size, max_batch_size, memory, ceiling
     )
     check.choice("device", device, ("auto", "cpu", "cuda"))
     if engine == "ray":
@@ -138,12 +188,17 @@ def advise(
     from lrkit.training.device import resolve_device
     from lrkit.workload import load_workload
 
-    target = resolve_device(device)
+    target_device = resolve_device(device)
     work = load_workload(model, data, data_dir, loss, fraction, notify=_note)
     if not isinstance(work.train, TensorData) or work.val is None:
         raise LrkitValueError(
             "--data: advise needs tensor data (TensorData or (x, y)) with a validation part"
         )
+    if batch is not None:
+        from lrkit.cli.advise_batch import run_batch_advice
+
+        run_batch_advice(work, target_device, batch, address, json_file, plot, report_file)
+        return
     # The progress bar's total is the most the race can train (every candidate, every rung).
     most = trial_epochs(race_plan(epochs, candidates), candidates)
     with progress() as bar, on_interrupt(lambda: "nothing written"):
@@ -155,7 +210,7 @@ def advise(
             bar.update(sum(trained.values()), f"lr {lr:.3g}")
 
         advice = run_advise(
-            lambda s: work.make_model(s).to(target),
+            lambda s: work.make_model(s).to(target_device),
             work.train,
             work.val,
             settings,
@@ -186,60 +241,40 @@ def advise(
         print(f"wrote {report_file}", file=sys.stderr)
 
 
-def summary(advice: Advice) -> str:
-    """The table of the race and the sentence of advice."""
-    unit = "accuracy" if advice.metric == "accuracy" else "loss"
-    lines = [
-        f"advise: {advice.model} on {advice.data}, batch size {advice.batch_size}, "
-        f"{advice.optimizer}, {advice.epochs:g} epochs, {advice.engine} engine, "
-        f"{advice.seconds:.1f} s (range test {advice.range_test_seconds:.1f} s; "
-        f"{advice.trial_epochs / advice.epochs:.2g} budgets of training)",
-        "",
-    ]
-    rows: list[list[str | int | float]] = []
-    for c in advice.candidates:
-        mark = advice.mark(c.lr)
-        rows.append(
-            [
-                shown_lr(c.lr),
-                ", ".join(c.sources),
-                f"{c.epochs_run:.3g}",
-                _value(c.value, c.value_std) if c.status == "done" else c.status,
-                f"<- {mark}" if mark else "",
-            ]
-        )
-    lines.append(text_table(["lr", "from", "epochs", f"{unit} (± noise)", ""], rows))
-    lines.append("")
-    noise = {True: "within noise of it", False: "clearly behind", None: "of unknown noise"}
-    runner = (
-        ""
-        if advice.runner_up is None
-        else f"; the runner-up, {shown_lr(advice.runner_up)}, is "
-        + noise[advice.runner_up_within_noise]
+def batch_settings(
+    race: AdviseSettings,
+    batch_size: int | None,
+    target: float | None,
+    time_budget: float | None,
+    min_batch_size: int,
+    max_batch_size: int | None,
+    memory: str | None,
+    ceiling: str,
+) -> BatchSettings | None:
+    """The batch-size part's settings, or None where --batch-size fixes the size."""
+    from lrkit.batchsize.settings import CEILING_METHODS, BatchSettings
+
+    check.choice("ceiling", ceiling, CEILING_METHODS)
+    if batch_size is not None:
+        for option, given in (("--target", target), ("--time", time_budget)):
+            if given is not None:
+                raise LrkitValueError(
+                    f"{option} is a budget for choosing the batch size: leave out --batch-size"
+                )
+        return None
+    if target is not None and time_budget is not None:
+        raise LrkitValueError("give one budget: --target or --time, not both")
+    mode = "target" if target is not None else "time" if time_budget is not None else "epochs"
+    return BatchSettings(
+        mode=mode,
+        target=target,
+        time=time_budget,
+        min_batch_size=min_batch_size,
+        max_batch_size=max_batch_size,
+        memory=None if memory is None else parse_bytes("memory", memory),
+        ceiling=ceiling,
+        race=race,
     )
-    lines.append(
-        f"advised learning rate: {shown_lr(advice.lr)} for "
-        f"{advice.epochs:g} epochs at batch size {advice.batch_size} "
-        f"(validation {unit} {advice.value:.4f} after {advice.decided_at:g} epochs){runner}"
-    )
-    note = advice.horizon_note()
-    if note is not None:
-        lines.append(note)
-    if advice.left_out:
-        far = ", ".join(f"{rule} {shown_lr(lr)}" for rule, lr in advice.left_out)
-        lines.append(f"not raced (more than {REACH:g}x from the default's suggestion): {far}")
-    return "\n".join(lines)
-
-
-def shown_lr(lr: float) -> str:
-    """A learning rate to four significant digits, as people write it."""
-    return format_number(float(f"{lr:.4g}"))
-
-
-def _value(value: float, std: float) -> str:
-    if not math.isfinite(value):
-        return "-"
-    return f"{value:.4f} ± {std:.4f}" if math.isfinite(std) else f"{value:.4f}"
 
 
 def _note(message: str) -> None:

@@ -90,3 +90,23 @@ def check_workers(workers: int | None, engine: str) -> int | None:
 
     cores = default_workers(torch.device("cpu"))
     return check.int_in("workers", workers, 1, cores, "one process a CPU core at most")
+
+
+BYTE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 2**10, "m": 10**6, "mb": 10**6}
+BYTE_UNITS |= {"mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12}
+BYTE_UNITS |= {"tib": 2**40}
+
+
+def parse_bytes(name: str, text: str) -> int:
+    """An amount of memory: ``4GiB``, ``512MiB``, ``2GB`` or bytes, > 0."""
+    requirement = "an amount of memory like 4GiB, 512MiB or 2000000000"
+    cleaned = text.strip().lower().replace(" ", "")
+    number = cleaned.rstrip("kmgtib")
+    unit = cleaned[len(number) :]
+    try:
+        value = float(number) * BYTE_UNITS[unit]
+    except (ValueError, KeyError):
+        raise InvalidParameterError(name, requirement, text) from None
+    if not 1 <= value < 2**63:
+        raise InvalidParameterError(name, requirement, text)
+    return int(value)

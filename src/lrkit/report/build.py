@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lrkit.advise.result import Advice
+from lrkit.batchsize.result import BatchAdvice
 from lrkit.noise.tracking import NoiseRun
 from lrkit.rangetest.result import RangeTestResult
+from lrkit.report.batch_section import batch_advice_section
 from lrkit.report.page import Section, Table, markdown, render
 from lrkit.report.result_sections import advice_section, noise_section, range_test_section
 from lrkit.report.sweep_section import sweep_report
@@ -59,8 +61,11 @@ def build_report(
     noise_runs: Sequence[tuple[NoiseRun, str]] = (),
     wall_seconds: float | None = None,
     advice: Sequence[tuple[Advice, str]] = (),
+    batch_advice: Sequence[tuple[BatchAdvice, str]] = (),
 ) -> list[Section]:
     sections: list[Section] = []
+    sections += [batch_advice_section(found, source) for found, source in batch_advice]
+    sections += [advice_section(found.chosen.advice, source) for found, source in batch_advice]
     sections += [advice_section(found, source) for found, source in advice]
     if store_path is not None:
         sections += sweep_sections(store_path, name, val_size)

@@ -129,6 +129,14 @@ def advice_section(advice: Advice, source: str) -> Section:
     if advice.runner_up is not None:
         said = noise[advice.runner_up_within_noise]
         lead += f" The runner-up, {advice.runner_up:.4g}, is {said}."
+    low, high = advice.as_good
+    if high > low:
+        lead += (
+            f" As good as far as the race could tell (within noise where they were compared):"
+            f" {low:.4g} to {high:.4g}."
+        )
+    for said in advice.cautions:
+        lead += f" Caution: {said}."
     return Section(
         f"Advice ({source})",
         [

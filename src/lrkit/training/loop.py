@@ -55,7 +55,34 @@ def train_trial(
     plan: TrialPlan,
     on_check: OnCheck | None = None,
 ) -> TrialOutcome:
-    """Train ``model`` as ``plan`` says; return its curve and final status."""
+    """Train ``model`` as ``plan`` says; return its curve and final status.
+
+    What the model draws from the global RNG as it trains (dropout masks) comes from a fork
+    seeded by the plan (``trial_rng_seed``), so that a trial is the same in any process and
+    after any history, and the caller's RNG is as it was."""
+    devices = [train.x.device] if train.x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(trial_rng_seed(plan))
+        return _train_trial(model, optimizer, loss_fn, train, val, test, plan, on_check)
+
+
+def trial_rng_seed(plan: TrialPlan) -> int:
+    """The global RNG's seed for a trial: its seed, and where it starts (a run resumed from a
+    checkpoint draws on from a seed of its own, not the first steps' masks again)."""
+    start = plan.start.position.iteration if plan.start is not None else 0
+    return (plan.seed * 1_000_003 + start) % 2**63
+
+
+def _train_trial(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    train: TensorData,
+    val: TensorData,
+    test: TensorData | None,
+    plan: TrialPlan,
+    on_check: OnCheck | None,
+) -> TrialOutcome:
     started = time.perf_counter()
     clock = plan.clock(len(train), [plan.seed], train.x.device)
     if plan.start is not None:

@@ -1,0 +1,56 @@
+"""How sure the race is (torch-free): what it could and could not tell apart, said plainly.
+
+The race ranks its candidates by their validation metric, but a ranking is only as good as
+the gaps between the values against their noise. Two statements follow from what it measured:
+
+- **As good as the winner**: the candidates whose value, where they were left behind (or at
+  the end), lies within twice the combined noise of the winner's value at that same epoch,
+  |v - v_w(e)| <= 2 sqrt(s^2 + s_w^2), the test the race itself uses (``advise.race``). Their
+  lrs span the range the race could not narrow: the choice within it is the race's best
+  guess, not a measured difference.
+- **At an end** (a caution): a winner that is the smallest or the largest lr raced (after
+  the race's own extensions, ``advise.race``) says only that the best lies there or beyond.
+
+Neither predicts that the advice is wrong for the whole budget. On the benchmark's 23
+problems (``bench/bench_suggest.py``) the range was 4x wide or wider on 19, hits and misses
+alike (so it is shown, not raised as a caution), and the winner lay at an end on 5, one of
+them a miss; the other five misses came with no caution. The misses come mostly from the
+race's short horizon, which no statement about its noise can see: these say how much the
+race measured, not whether its advice holds over the whole budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from lrkit.advise.result import RacedCandidate
+
+
+def as_good_as_winner(candidates: Sequence[RacedCandidate], winner: float) -> tuple[float, float]:
+    """The smallest and largest raced lr within noise of the ``winner``'s value at the epoch
+    each was last measured (the winner itself included; a candidate of unknown noise, or one
+    that diverged or failed, is not)."""
+    best = next(c for c in candidates if c.lr == winner)
+    tied = [winner]
+    for c in candidates:
+        if c.lr == winner or c.status != "done" or not best.curve:
+            continue
+        _, there = min(best.curve, key=lambda point: abs(point[0] - c.epochs_run))
+        spread = math.hypot(c.value_std, best.value_std)
+        if math.isfinite(spread) and abs(c.value - there) <= 2 * spread:
+            tied.append(c.lr)
+    return min(tied), max(tied)
+
+
+def cautions(candidates: Sequence[RacedCandidate], winner: float) -> tuple[str, ...]:
+    """Plain sentences on what the race could not measure: none where its winner lies
+    between other candidates."""
+    lrs = sorted(c.lr for c in candidates)
+    if len(lrs) < 2 or winner not in (lrs[0], lrs[-1]):
+        return ()
+    end, beyond = ("smallest", "smaller") if winner == lrs[0] else ("largest", "larger")
+    return (
+        f"the race's winner is the {end} lr it raced ({winner:.4g}): the best may lie "
+        f"there or at a {beyond} lr it did not try",
+    )

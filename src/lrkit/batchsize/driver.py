@@ -1,0 +1,375 @@
+"""``advise_batch_size``: the batch size (and then the learning rate) that makes the most of
+the user's budget on the user's machine.
+
+    ceiling (``batchsize.ceiling``) -> candidate sizes (``min_batch_size`` doubling, up to
+    the ceiling and an eighth of the training examples) -> their step times
+    (``batchsize.throughput``) -> the noise scale early in training (``lrkit.noise``) ->
+    the model's choice (``batchsize.model``) -> the learning-rate race (``lrkit.advise``) at
+    it and its neighbours B/2 and 2B -> the measured outcome decides.
+
+The noise scale is read at ``NOISE_BATCH`` (the nearest candidate) after ``NOISE_EPOCHS`` of
+training at half the range test's suggestion there (a rate safely below the race's
+candidates), the smoothed B_simple at the last of ``NOISE_CHECKS`` measurements with its
+jackknife error. B_noise grows as training goes on (McCandlish et al. 2018, section 4), so
+an early reading leans to smaller batches; the race at the neighbours is there to overrule
+the model where it is wrong.
+
+How the races are judged, by mode:
+
+- target: the epoch at which each race's winner first reached the target on its validation
+  curve, times the steps per epoch and the measured step time; the soonest wins. Where no
+  race reached it (within half of ``epochs``, where the races decide), the model's choice
+  stands and the advice says so.
+- time: each race's budget is the epochs that ``seconds`` of training allow at its measured
+  step time; the best value where the races decide (half the budget) wins; where a raced
+  size is within noise of it the model's choice is kept.
+- epochs: every race has the same epochs; the best value wins, and of those within noise of
+  it the largest batch (the same examples in less wall time).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from lrkit.advise.driver import (
+    ModelLike,
+    advise,
+    budget_range_test,
+    model_device,
+    model_factory,
+    resolve_metric,
+    tensor_data,
+)
+from lrkit.advise.race import OnRaceCheck
+from lrkit.advise.result import RacedCandidate
+from lrkit.batchsize.ceiling import find_ceiling
+from lrkit.batchsize.model import choose, neighbours, predict, steps_factor
+from lrkit.batchsize.result import BatchAdvice, NoiseMeasurement, RacedBatch
+from lrkit.batchsize.settings import BatchSettings
+from lrkit.batchsize.throughput import measure_step_times
+from lrkit.data.tensors import TensorData
+from lrkit.errors import InvalidParameterError, LrkitValueError
+from lrkit.noise.tracking import NoiseSettings, track_noise_scale
+from lrkit.training.evaluate import LossFn
+from lrkit.training.fit_check import check_model_fits
+from lrkit.training.optimizers import make_optimizer
+
+NOISE_BATCH = 32
+NOISE_EPOCHS = 0.5
+"""Training before the noise scale is read (at most a quarter of the budget's epochs)."""
+NOISE_CHECKS = 4
+NOISE_LR_SHARE = 0.5
+"""The noise run's lr as a share of the range test's suggestion."""
+MIN_STEPS_PER_EPOCH = 8
+"""A candidate batch size leaves at least this many steps in an epoch."""
+MIN_RACE_STEPS = 12
+"""Steps a race's budget must hold at least (its first rung takes a sixth)."""
+RACED = 3
+
+OnStage = Callable[[str], None]
+
+
+def candidate_sizes(smallest: int, n_train: int, cap: int | None) -> list[int]:
+    """``smallest`` doubling while within ``cap`` and an eighth of the training examples."""
+    most = n_train // MIN_STEPS_PER_EPOCH
+    if cap is not None:
+        most = min(most, cap)
+    sizes = []
+    size = smallest
+    while size <= most:
+        sizes.append(size)
+        size *= 2
+    return sizes
+
+
+def first_reached(
+    curve: tuple[tuple[float, float], ...], target: float, higher: bool
+) -> float | None:
+    """The epoch at which ``curve`` ((epoch, value) checks) first reaches ``target``, linear
+    between the check before and the check that reached it; None if it never does."""
+    previous: tuple[float, float] | None = None
+    for epoch, value in curve:
+        if math.isfinite(value) and (value >= target if higher else value <= target):
+            if previous is None or not math.isfinite(previous[1]) or previous[1] == value:
+                return epoch
+            share = (target - previous[1]) / (value - previous[1])
+            return previous[0] + min(max(share, 0.0), 1.0) * (epoch - previous[0])
+        previous = (epoch, value)
+    return None
+
+
+def advise_batch_size(
+    model: ModelLike,
+    train: TensorData | tuple[torch.Tensor, torch.Tensor],
+    val: TensorData | tuple[torch.Tensor, torch.Tensor],
+    settings: BatchSettings | None = None,
+    *,
+    loss_fn: LossFn | None = None,
+    on_stage: OnStage | None = None,
+    on_check: OnRaceCheck | None = None,
+    address: str | None = None,
+) -> BatchAdvice:
+    """The batch size and learning rate for ``settings``' budget (see the module's docstring).
+
+    Args:
+        model: a model (copied for every run) or a factory ``seed -> model``, on its device.
+        train, val: tensors (``TensorData`` or ``(inputs, targets)``); races are judged on
+            ``val``.
+        settings: the budget and the search (``BatchSettings``).
+        loss_fn: mean over the batch; default cross-entropy.
+        on_stage: called with a short description as each stage begins.
+        on_check: progress of every race: (candidate lr, the check, epochs it has trained).
+        address: the Ray cluster for ``engine="ray"``.
+    """
+    started = time.perf_counter()
+    settings = settings or BatchSettings()
+    race = settings.race
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    make_model = model_factory(model)
+    first = make_model(race.seed)
+    device = model_device(first)
+    train, val = tensor_data(train, "train").to(device), tensor_data(val, "val").to(device)
+    smallest = settings.min_batch_size
+    if smallest * MIN_STEPS_PER_EPOCH > len(train):
+        raise InvalidParameterError(
+            "min_batch_size",
+            f"at most an eighth of the training examples ({len(train) // MIN_STEPS_PER_EPOCH})",
+            smallest,
+        )
+    check_model_fits(first, loss_fn, train.x[:smallest], train.y[:smallest])
+    metric = resolve_metric(race.metric, first, train)
+    if settings.target is not None:
+        check_target(settings.target, metric)
+    stage = on_stage or (lambda _: None)
+
+    sizes = candidate_sizes(smallest, len(train), settings.max_batch_size)
+    stage("ceiling")
+    optimizer = make_optimizer(race.optimizer, first, 1e-3, race.momentum, race.weight_decay)
+    ceiling = find_ceiling(
+        first,
+        optimizer,
+        race.optimizer,
+        loss_fn,
+        train,
+        method=settings.ceiling,
+        memory=settings.memory,
+        start=smallest,
+        limit=sizes[-1],
+    )
+    fitting = [b for b in sizes if ceiling.fits(b)]
+    if not fitting:
+        raise LrkitValueError(
+            f"not even a batch of {smallest} examples fits ({ceiling.method}: the largest is "
+            f"{ceiling.batch_size}); give --min-batch-size lower, or --memory"
+        )
+
+    stage("noise scale")
+    noise = measure_noise(make_model, train, val, settings, loss_fn, fitting)
+    stage("step times")
+    steps = measure_step_times(
+        first,
+        loss_fn,
+        train,
+        fitting,
+        race.optimizer,
+        noise.lr,
+        momentum=race.momentum,
+        weight_decay=race.weight_decay,
+        seed=race.seed,
+    )
+    seconds_per_step = {s.batch_size: s.seconds for s in steps}
+    predictions = predict(
+        {b: seconds_per_step.get(b, math.nan) for b in sizes},
+        noise.b_noise,
+        {b: ceiling.fits(b) for b in sizes},
+    )
+    predicted = choose(predictions, settings.mode)
+
+    races: list[RacedBatch] = []
+    skipped: list[int] = []
+    for size in neighbours(predicted, predictions, RACED):
+        per_epoch = math.ceil(len(train) / size)
+        epochs = race.epochs
+        if settings.mode == "time" and settings.time is not None:
+            epochs = settings.time / (seconds_per_step[size] * per_epoch)
+            if epochs * per_epoch < MIN_RACE_STEPS:
+                skipped.append(size)
+                continue
+        stage(f"race at batch size {size}")
+        found = advise(
+            make_model,
+            train,
+            val,
+            settings.race_at(size, epochs),
+            loss_fn=loss_fn,
+            on_check=on_check,
+            address=address,
+        )
+        reached = reached_at = None
+        if settings.target is not None:
+            winner = _winner(found.candidates, found.raced_lr)
+            reached = first_reached(winner.curve, settings.target, metric == "accuracy")
+            if reached is not None:
+                reached_at = reached * per_epoch * seconds_per_step[size]
+        races.append(RacedBatch(size, epochs, per_epoch, found, reached, reached_at))
+    if not races:
+        shortest = MIN_RACE_STEPS * min(seconds_per_step[b] for b in skipped)
+        raise InvalidParameterError(
+            "time",
+            f"long enough for {MIN_RACE_STEPS} steps (at least {shortest:.3g} s)",
+            settings.time,
+        )
+
+    chosen, reason = _decide(settings, metric, predicted, races)
+    predicted_seconds: tuple[tuple[int, float], ...] = ()
+    best = next(r for r in races if r.batch_size == chosen)
+    if best.epochs_to_target is not None:
+        taken = best.epochs_to_target * math.ceil(len(train) / chosen)
+        s_min = taken / steps_factor(chosen, noise.b_noise)
+        predicted_seconds = tuple(
+            (p.batch_size, s_min * p.steps_factor * p.step_seconds) for p in predictions if p.fits
+        )
+    if skipped:
+        reason += (
+            f" (not raced: batch size {', '.join(map(str, skipped))}, too few steps in the time)"
+        )
+    return BatchAdvice(
+        batch_size=chosen,
+        lr=best.advice.lr,
+        metric=metric,
+        mode=settings.mode,
+        reason=reason,
+        predicted=predicted,
+        noise=noise,
+        ceiling=ceiling,
+        predictions=predictions,
+        races=tuple(races),
+        epochs=race.epochs,
+        target=settings.target,
+        time_budget=settings.time,
+        seconds=time.perf_counter() - started,
+        predicted_seconds=predicted_seconds,
+        model=type(first).__name__,
+        data=type(train).__name__,
+    )
+
+
+def check_target(target: float, metric: str) -> None:
+    """An accuracy to reach lies in (0, 1]."""
+    if metric == "accuracy" and not 0 < target <= 1:
+        raise InvalidParameterError("target", "an accuracy in (0, 1]", target)
+
+
+def measure_noise(
+    make_model: Callable[[int], nn.Module],
+    train: TensorData,
+    val: TensorData,
+    settings: BatchSettings,
+    loss_fn: LossFn,
+    fitting: list[int],
+) -> NoiseMeasurement:
+    """B_noise early in training at a safe lr (see the module's docstring)."""
+    race = settings.race
+    size = min(fitting, key=lambda b: (abs(math.log(b / NOISE_BATCH)), b))
+    size = max(size, 2)
+    per_run = math.ceil(race.epochs * math.ceil(len(train) / size))
+    found = budget_range_test(
+        make_model(race.seed), train, val, settings.race_at(size, race.epochs), loss_fn, per_run
+    )
+    suggested = found.suggested_lr
+    if suggested is None:
+        suggested = min((lr for lr in found.suggestions.values() if lr is not None), default=None)
+    if suggested is None:
+        raise LrkitValueError(
+            f"the range test at batch size {size} suggested no learning rate (the loss never "
+            "fell): the noise scale needs a rate that trains"
+        )
+    lr = suggested * NOISE_LR_SHARE
+    epochs = min(NOISE_EPOCHS, race.epochs / 4) if settings.mode != "time" else NOISE_EPOCHS
+    model = make_model(race.seed)
+    optimizer = make_optimizer(race.optimizer, model, lr, race.momentum, race.weight_decay)
+    run = track_noise_scale(
+        model,
+        optimizer,
+        loss_fn,
+        train,
+        val,
+        NoiseSettings(
+            lr=lr,
+            batch_size=size,
+            epochs=epochs,
+            measure_every=epochs / NOISE_CHECKS,
+            seed=race.seed,
+        ),
+    )
+    b_noise = run.critical_batch_size
+    if run.status != "done" or not b_noise > 0:
+        raise LrkitValueError(
+            f"the noise scale could not be measured at batch size {size}, lr {lr:.3g} "
+            f"(training {run.status}, B_simple {b_noise:.3g})"
+        )
+    if math.isinf(b_noise):  # |G|^2 not measurably positive: all noise, past every candidate
+        b_noise = float(4 * max(fitting))
+    return NoiseMeasurement(
+        b_noise, run.critical_batch_size_stderr, size, lr, epochs, run.estimator, run.seconds
+    )
+
+
+def _winner(candidates: tuple[RacedCandidate, ...], lr: float) -> RacedCandidate:
+    return next(c for c in candidates if c.lr == lr)
+
+
+def _within(a: RacedBatch, b: RacedBatch) -> bool:
+    spread = math.hypot(a.value_std, b.value_std)
+    return math.isfinite(spread) and abs(a.value - b.value) <= 2 * spread
+
+
+def _decide(
+    settings: BatchSettings, metric: str, predicted: int, races: list[RacedBatch]
+) -> tuple[int, str]:
+    """The batch size the races' outcomes choose, and why, in one sentence."""
+    unit = "accuracy" if metric == "accuracy" else "loss"
+    if settings.mode == "target":
+        reached = [r for r in races if r.seconds_to_target is not None]
+        if not reached:
+            half = max(r.advice.decided_at for r in races)
+            return predicted, (
+                f"no raced batch size reached validation {unit} {settings.target:g} within "
+                f"{half:g} epochs, so batch size {predicted} is the noise-scale model's "
+                f"choice, untested against the target: give more --epochs"
+            )
+        soonest = min(reached, key=lambda r: r.seconds_to_target or math.inf)
+        return soonest.batch_size, (
+            f"batch size {soonest.batch_size} reached validation {unit} {settings.target:g} "
+            f"soonest among those raced ({soonest.seconds_to_target:.3g} s of training, "
+            f"{soonest.epochs_to_target:.3g} epochs); the noise-scale model predicted "
+            f"{predicted}"
+        )
+    higher = metric == "accuracy"
+    best = max(races, key=lambda r: r.value if higher else -r.value)
+    tied = [r for r in races if r is best or _within(r, best)]
+    if settings.mode == "epochs":
+        pick = max(tied, key=lambda r: r.batch_size)
+        why = (
+            f"batch size {pick.batch_size} did best in {settings.race.epochs:g} epochs"
+            if pick is best
+            else f"batch size {pick.batch_size} was within noise of the best "
+            f"({best.batch_size}) in {settings.race.epochs:g} epochs, with the same examples in "
+            f"less time"
+        )
+        return pick.batch_size, f"{why}; the noise-scale model predicted {predicted}"
+    model_pick = next((r for r in tied if r.batch_size == predicted), None)
+    pick = model_pick or best
+    budget = f"{settings.time:g} s of training"
+    why = (
+        f"batch size {pick.batch_size} did best in {budget}"
+        if pick is best
+        else f"batch size {pick.batch_size}, the noise-scale model's choice, was within noise "
+        f"of the best ({best.batch_size}) in {budget}"
+    )
+    return pick.batch_size, why

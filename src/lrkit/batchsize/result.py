@@ -1,0 +1,179 @@
+"""What the batch-size advice found (torch-free): frozen dataclasses that serialise to the
+CLI's JSON."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from lrkit.advise.result import Advice
+from lrkit.batchsize.model import BatchPrediction
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """The largest batch size that fits, and how it was found (``batchsize.ceiling``)."""
+
+    batch_size: int
+    method: str
+    """probe or memory."""
+    limit: int
+    """The largest size considered (the cap given, or the training examples)."""
+    tried: tuple[tuple[int, bool], ...] = ()
+    """probe: every size tried, in order, and whether it fitted."""
+    memory_bytes: int | None = None
+    """memory: the bytes assumed available to training."""
+    fixed_bytes: int | None = None
+    """memory: parameters, gradients, optimizer state and what the graph keeps whatever the
+    batch."""
+    example_bytes: float | None = None
+    """memory: the estimated peak per example."""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def fits(self, batch_size: int) -> bool:
+        return batch_size <= self.batch_size
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "method": self.method,
+            "limit": self.limit,
+            "tried": [[size, ok] for size, ok in self.tried],
+            "memory_bytes": self.memory_bytes,
+            "fixed_bytes": self.fixed_bytes,
+            "example_bytes": self.example_bytes,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class NoiseMeasurement:
+    """The gradient noise scale early in training (``lrkit.noise``)."""
+
+    b_noise: float
+    """B_simple, smoothed, at the last measurement."""
+    stderr: float
+    """Its jackknife standard error."""
+    batch_size: int
+    lr: float
+    epochs: float
+    estimator: str
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "b_noise": _finite(self.b_noise),
+            "stderr": _finite(self.stderr),
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "epochs": self.epochs,
+            "estimator": self.estimator,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class RacedBatch:
+    """The learning-rate race at one batch size, and how its winner did by the budget."""
+
+    batch_size: int
+    epochs: float
+    """The race's budget at this size (mode time: the epochs the wall time allows)."""
+    steps_per_epoch: int
+    advice: Advice
+    epochs_to_target: float | None = None
+    """Mode target: the epoch at which the race's winner first reached the target (None: not
+    within the race)."""
+    seconds_to_target: float | None = None
+    """That, in training wall time at the measured step time."""
+
+    @property
+    def value(self) -> float:
+        return self.advice.value
+
+    @property
+    def value_std(self) -> float:
+        winner = next(c for c in self.advice.candidates if c.lr == self.advice.raced_lr)
+        return winner.value_std
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "lr": self.advice.lr,
+            "value": _finite(self.value),
+            "value_std": _finite(self.value_std),
+            "epochs_to_target": self.epochs_to_target,
+            "seconds_to_target": self.seconds_to_target,
+            "advice": self.advice.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class BatchAdvice:
+    """The batch size and learning rate advised for the budget, with the evidence."""
+
+    batch_size: int
+    lr: float
+    metric: str
+    mode: str
+    reason: str
+    """One sentence: why this batch size."""
+    predicted: int
+    """The model's choice before the race (``batchsize.model``)."""
+    noise: NoiseMeasurement
+    ceiling: Ceiling
+    predictions: tuple[BatchPrediction, ...]
+    races: tuple[RacedBatch, ...]
+    epochs: float
+    target: float | None
+    time_budget: float | None
+    seconds: float
+    predicted_seconds: tuple[tuple[int, float], ...] = ()
+    """Mode target: the predicted training time to the target at every candidate that fits,
+    calibrated on the chosen size's measured time (S_min from its steps)."""
+    model: str = ""
+    data: str = ""
+
+    def budget(self) -> str:
+        """The budget as the person gave it."""
+        if self.mode == "target":
+            return (
+                f"reach validation {self.metric} {self.target:g} soonest (at most "
+                f"{self.epochs:g} epochs)"
+            )
+        if self.mode == "time":
+            return f"the best validation {self.metric} in {self.time_budget:g} s of training"
+        return f"the best validation {self.metric} in {self.epochs:g} epochs"
+
+    @property
+    def chosen(self) -> RacedBatch:
+        return next(r for r in self.races if r.batch_size == self.batch_size)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "metric": self.metric,
+            "mode": self.mode,
+            "reason": self.reason,
+            "predicted_batch_size": self.predicted,
+            "epochs": self.epochs,
+            "target": self.target,
+            "time": self.time_budget,
+            "noise_scale": self.noise.to_json(),
+            "ceiling": self.ceiling.to_json(),
+            "batch_sizes": [p.to_json() for p in self.predictions],
+            "predicted_seconds_to_target": [[b, s] for b, s in self.predicted_seconds],
+            "races": [r.to_json() for r in self.races],
+            "candidates": self.chosen.advice.to_json()["candidates"],
+            "seconds": self.seconds,
+            "model": self.model,
+            "data": self.data,
+        }

@@ -1,0 +1,70 @@
+"""What the batch-size advice is for: the budget (a target, a wall time, or epochs), the
+sizes it may consider, and the learning-rate race it runs at each (torch-free, checked when
+made, so the CLI checks its options before torch loads)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from lrkit import validation as check
+from lrkit.advise.settings import AdviseSettings
+from lrkit.batchsize.model import MODES
+from lrkit.errors import InvalidParameterError
+
+CEILING_METHODS = ("auto", "probe", "memory")
+"""auto: probe on CUDA, the memory model elsewhere (``batchsize.ceiling``)."""
+MAX_BATCH_SIZE = 2**20
+"""The largest batch size considered at all."""
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """The budget and the search.
+
+    Args:
+        mode: target (reach ``target`` in the least wall time), time (the best metric in
+            ``time`` seconds of training), or epochs (the best metric after ``race.epochs``
+            epochs: the examples are fixed).
+        target: the validation metric to reach (mode target): an accuracy in (0, 1], or a
+            loss > 0.
+        time: seconds of training (mode time).
+        min_batch_size: the smallest candidate; the others double from it.
+        max_batch_size: the largest candidate at most (default: the ceiling, and no more
+            than an eighth of the training examples).
+        memory: bytes a CPU ceiling may assume (default: half the available memory).
+        ceiling: how the largest batch that fits is found: auto, probe or memory.
+        race: the learning-rate race run at each batch size raced (its batch size is
+            replaced; its epochs are the budget in mode epochs and the most a race trains in
+            mode target).
+    """
+
+    mode: str = "epochs"
+    target: float | None = None
+    time: float | None = None
+    min_batch_size: int = 8
+    max_batch_size: int | None = None
+    memory: int | None = None
+    ceiling: str = "auto"
+    race: AdviseSettings = field(default_factory=AdviseSettings)
+
+    def __post_init__(self) -> None:
+        check.choice("mode", self.mode, MODES)
+        if self.mode == "target" and self.target is None:
+            raise InvalidParameterError("target", "a validation metric to reach", None)
+        if self.mode == "time" and self.time is None:
+            raise InvalidParameterError("time", "seconds of training, > 0", None)
+        if self.target is not None:
+            check.positive_float("target", self.target)
+        if self.time is not None:
+            check.positive_float("time", self.time)
+        check.int_in("min_batch_size", self.min_batch_size, 1, MAX_BATCH_SIZE)
+        if self.max_batch_size is not None:
+            check.int_in("max_batch_size", self.max_batch_size, self.min_batch_size, MAX_BATCH_SIZE)
+        if self.memory is not None:
+            check.positive_int("memory", self.memory)
+        check.choice("ceiling", self.ceiling, CEILING_METHODS)
+
+    def race_at(self, batch_size: int, epochs: float) -> AdviseSettings:
+        """The race's settings at ``batch_size`` for ``epochs``."""
+        return dataclasses.replace(self.race, batch_size=batch_size, epochs=epochs)
