@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from cli_run import run
+from lrkit.advise.result import RacedCandidate
 from lrkit.advise.settings import AdviseSettings
 from lrkit.batchsize.ceiling import (
     estimate_ceiling,
@@ -30,6 +31,7 @@ from lrkit.batchsize.driver import (
     advise_batch_size,
     candidate_sizes,
     first_reached,
+    soonest,
 )
 from lrkit.batchsize.model import (
     choose,
@@ -134,6 +136,23 @@ def test_the_target_is_met_where_the_curve_crosses_it() -> None:
     assert first_reached(curve, 0.99, higher=True) is None
     losses = ((1.0, 0.5), (2.0, 0.3), (3.0, 0.2))
     assert first_reached(losses, 0.25, higher=False) == pytest.approx(2.5)
+
+
+def test_the_soonest_candidate_is_the_first_to_reach_the_target_wherever_it_stopped() -> None:
+    def raced(lr: float, curve: list[tuple[float, float]], status: str = "done") -> RacedCandidate:
+        return RacedCandidate(lr, ("test",), curve[-1][1], 0.01, curve[-1][0], status, tuple(curve))
+
+    winner = raced(0.1, [(1.0, 0.80), (2.0, 0.90), (3.0, 0.96)])  # best at the end
+    early = raced(0.4, [(0.5, 0.90), (1.0, 0.93)])  # left behind at epoch 1, there first
+    diverged = raced(0.8, [(0.5, 0.95)], "diverged")
+    assert soonest((winner, early, diverged), 0.92, higher=True) == (
+        0.4,
+        pytest.approx(0.5 + 0.5 * (0.02 / 0.03)),
+    )
+    assert soonest((winner,), 0.92, higher=True) == (0.1, pytest.approx(2.0 + 0.02 / 0.06))
+    assert soonest((winner, early), 0.99, higher=True) is None
+    tie = raced(0.2, [(0.5, 0.90), (1.0, 0.93)])
+    assert soonest((early, tie), 0.92, higher=True)[0] == 0.2  # type: ignore[index]
 
 
 # the ceiling
@@ -327,8 +346,12 @@ def test_target_mode_takes_the_race_that_reached_the_target_soonest() -> None:
     found = advise_batch_size(make_model, train, val, settings)
     reached = [r for r in found.races if r.seconds_to_target is not None]
     assert reached, [r.value for r in found.races]
-    soonest = min(reached, key=lambda r: r.seconds_to_target or math.inf)
-    assert found.batch_size == soonest.batch_size
+    first = min(reached, key=lambda r: r.seconds_to_target or math.inf)
+    assert found.batch_size == first.batch_size and found.lr == first.lr
+    # The lr advised is the candidate of that race that reached the target first.
+    epochs = {c.lr: first_reached(c.curve, 0.8, True) for c in first.advice.candidates}
+    reached_epochs = [e for e in epochs.values() if e is not None]
+    assert epochs[first.lr] == first.epochs_to_target == min(reached_epochs)
     step = {p.batch_size: p.step_seconds for p in found.predictions}
     for r in reached:
         assert r.seconds_to_target == pytest.approx(
@@ -336,7 +359,7 @@ def test_target_mode_takes_the_race_that_reached_the_target_soonest() -> None:
         )
     # The predicted times are calibrated on the chosen size's measured one.
     predicted = dict(found.predicted_seconds)
-    assert predicted[found.batch_size] == pytest.approx(soonest.seconds_to_target)
+    assert predicted[found.batch_size] == pytest.approx(first.seconds_to_target)
     # Unreachable: the model's choice stands, and the advice says so.
     never = BatchSettings(mode="target", target=1.0, max_batch_size=32, race=race(epochs=1.0))
     missed = advise_batch_size(make_model, train, val, never)

@@ -16,10 +16,13 @@ the model where it is wrong.
 
 How the races are judged, by mode:
 
-- target: the epoch at which each race's winner first reached the target on its validation
-  curve, times the steps per epoch and the measured step time; the soonest wins. Where no
-  race reached it (within half of ``epochs``, where the races decide), the model's choice
-  stands and the advice says so.
+- target: in each race, the candidate that first reached the target on its validation
+  curve (wherever the race left it: one left behind at a sixth of the budget may have been
+  there first), its epoch times the steps per epoch and the measured step time; the soonest
+  batch size wins, with that candidate's lr (as raced: the lr that reached the target is
+  measured at that horizon, so no horizon correction applies). The race's winner at half the
+  budget is the best value there, which is not the objective. Where no candidate reached it,
+  the model's choice stands with its race's advice, and the advice says so.
 - time: each race's budget is the epochs that ``seconds`` of training allow at its measured
   step time; the best value where the races decide (half the budget) wins; where a raced
   size is within noise of it the model's choice is kept.
@@ -210,13 +213,13 @@ def advise_batch_size(
             on_check=on_check,
             address=address,
         )
-        reached = reached_at = None
+        lr, reached, reached_at = found.lr, None, None
         if settings.target is not None:
-            winner = _winner(found.candidates, found.raced_lr)
-            reached = first_reached(winner.curve, settings.target, metric == "accuracy")
-            if reached is not None:
+            reaching = soonest(found.candidates, settings.target, metric == "accuracy")
+            if reaching is not None:
+                lr, reached = reaching
                 reached_at = reached * per_epoch * seconds_per_step[size]
-        races.append(RacedBatch(size, epochs, per_epoch, found, reached, reached_at))
+        races.append(RacedBatch(size, epochs, per_epoch, found, lr, reached, reached_at))
     if not races:
         shortest = MIN_RACE_STEPS * min(seconds_per_step[b] for b in skipped)
         raise InvalidParameterError(
@@ -240,7 +243,7 @@ def advise_batch_size(
         )
     return BatchAdvice(
         batch_size=chosen,
-        lr=best.advice.lr,
+        lr=best.lr,
         metric=metric,
         mode=settings.mode,
         reason=reason,
@@ -320,8 +323,20 @@ def measure_noise(
     )
 
 
-def _winner(candidates: tuple[RacedCandidate, ...], lr: float) -> RacedCandidate:
-    return next(c for c in candidates if c.lr == lr)
+def soonest(
+    candidates: tuple[RacedCandidate, ...], target: float, higher: bool
+) -> tuple[float, float] | None:
+    """The lr that reached ``target`` first on its curve, and the epoch it did (the smaller
+    lr on a tie); None where none did."""
+    reached = [
+        (epoch, c.lr)
+        for c in candidates
+        if c.status == "done" and (epoch := first_reached(c.curve, target, higher)) is not None
+    ]
+    if not reached:
+        return None
+    epoch, lr = min(reached)
+    return lr, epoch
 
 
 def _within(a: RacedBatch, b: RacedBatch) -> bool:
@@ -345,10 +360,10 @@ def _decide(
             )
         soonest = min(reached, key=lambda r: r.seconds_to_target or math.inf)
         return soonest.batch_size, (
-            f"batch size {soonest.batch_size} reached validation {unit} {settings.target:g} "
-            f"soonest among those raced ({soonest.seconds_to_target:.3g} s of training, "
-            f"{soonest.epochs_to_target:.3g} epochs); the noise-scale model predicted "
-            f"{predicted}"
+            f"batch size {soonest.batch_size} at lr {soonest.lr:.4g} reached validation "
+            f"{unit} {settings.target:g} soonest among those raced "
+            f"({soonest.seconds_to_target:.3g} s of training, {soonest.epochs_to_target:.3g} "
+            f"epochs); the noise-scale model predicted {predicted}"
         )
     higher = metric == "accuracy"
     best = max(races, key=lambda r: r.value if higher else -r.value)

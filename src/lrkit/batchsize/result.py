@@ -86,9 +86,12 @@ class RacedBatch:
     """The race's budget at this size (mode time: the epochs the wall time allows)."""
     steps_per_epoch: int
     advice: Advice
+    lr: float
+    """The lr advised at this size: the race's advice, or in mode target the candidate that
+    reached the target first."""
     epochs_to_target: float | None = None
-    """Mode target: the epoch at which the race's winner first reached the target (None: not
-    within the race)."""
+    """Mode target: the epoch at which that lr first reached the target (None: no candidate
+    did within the race)."""
     seconds_to_target: float | None = None
     """That, in training wall time at the measured step time."""
 
@@ -101,12 +104,18 @@ class RacedBatch:
         winner = next(c for c in self.advice.candidates if c.lr == self.advice.raced_lr)
         return winner.value_std
 
+    @property
+    def curve_lr(self) -> float:
+        """The raced lr whose curve stands for this size: the one that reached the target
+        first, else the race's winner."""
+        return self.lr if self.epochs_to_target is not None else self.advice.raced_lr
+
     def to_json(self) -> dict[str, Any]:
         return {
             "batch_size": self.batch_size,
             "epochs": self.epochs,
             "steps_per_epoch": self.steps_per_epoch,
-            "lr": self.advice.lr,
+            "lr": self.lr,
             "value": _finite(self.value),
             "value_std": _finite(self.value_std),
             "epochs_to_target": self.epochs_to_target,

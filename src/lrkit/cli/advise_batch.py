@@ -64,6 +64,11 @@ def run_batch_advice(
     print(batch_summary(found))
     print()
     print(summary(chosen))
+    if found.lr != chosen.lr:
+        print(
+            f"for the target, the lr that reached it first ({found.lr:.4g}) is advised, not the "
+            f"race's best value at {chosen.decided_at:g} epochs"
+        )
     if json_file is not None:
         with writing("--json", json_file):
             write_json(json_file, found.to_json())

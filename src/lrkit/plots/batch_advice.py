@@ -1,7 +1,8 @@
 """The figure of ``lrkit advise`` choosing the batch size: left, the model's predicted wall
 time to a given loss against batch size (McCandlish et al. 2018, ``batchsize.model``) with the
 measured step time, the raced sizes marked and, for a target, the measured times to it;
-right, the winner of each race's validation curve against training time."""
+right, each race's validation curve (its winner's, or for a target the lr that reached it
+first) against training time."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def plot_batch_advice(found: BatchAdvice, path: Path) -> None:
     step = {p.batch_size: p.step_seconds for p in found.predictions}
     for race in found.races:
         advice = race.advice
-        winner = next(c for c in advice.candidates if c.lr == advice.raced_lr)
+        winner = next(c for c in advice.candidates if c.lr == race.curve_lr)
         seconds = [e * race.steps_per_epoch * step[race.batch_size] for e, _ in winner.curve]
         right.plot(
             seconds,
@@ -83,7 +84,7 @@ def plot_batch_advice(found: BatchAdvice, path: Path) -> None:
             marker="o",
             markersize=2.5,
             linewidth=2.4 if race.batch_size == found.batch_size else 1.1,
-            label=f"batch {race.batch_size}, lr {advice.raced_lr:.3g}",
+            label=f"batch {race.batch_size}, lr {race.curve_lr:.3g}",
         )
     if found.target is not None:
         right.axhline(found.target, color="black", linestyle="--", linewidth=1.0, label="target")
