@@ -449,6 +449,7 @@ def test_cli_advise_target_writes_its_figure_and_report(
     assert (workdir / "b.png").stat().st_size > 0
     page = (workdir / "b.html").read_text()
     assert "Batch size (this run)" in page and "Advice (this run)" in page
+    assert "bsmodels:make_model on bsmodels:make_data, batch size" in page  # names, not types
     assert json.loads((workdir / "b.json").read_text())["mode"] == "target"
 
 

@@ -59,8 +59,13 @@ def run_batch_advice(
             on_check=on_check,
             address=address,
         )
-    found = dataclasses.replace(found, model=work.model_name, data=work.data_name)
-    chosen = dataclasses.replace(found.chosen.advice, model=work.model_name, data=work.data_name)
+    model, data = work.model_name, work.data_name
+    races = tuple(
+        dataclasses.replace(r, advice=dataclasses.replace(r.advice, model=model, data=data))
+        for r in found.races
+    )
+    found = dataclasses.replace(found, races=races, model=model, data=data)
+    chosen = found.chosen.advice
     print(batch_summary(found))
     print()
     print(summary(chosen))
