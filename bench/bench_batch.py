@@ -53,6 +53,8 @@ SEEDS = (0, 1)
 ADVISE_SEED = 100
 """Advise's seed: none of the grid's, so that its races are not the grid's own runs."""
 CHECKS_PER_EPOCH = 4
+ADAM_TARGET = 0.94
+"""Set from the grid of mnist-mlp-adam alone (see its problem)."""
 TIME_RATIO = 1.25
 NOISE_FLOOR = 0.003
 
@@ -82,6 +84,18 @@ PROBLEMS = {
         # the grid alone: the highest of 0.88 .. 0.92 that every batch size reaches.
         Problem(
             "mnist-logistic", "logistic", "sgd", (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2), 5.0, 0.9
+        ),
+        # Added after the results above, before advise ran on it, with nothing changed since:
+        # the textbook's network with Adam (an adaptive optimizer: the race's horizon
+        # correction applies). Its target set from its grid alone, as for logistic regression
+        # (the highest of 0.93 .. 0.97 every batch size reaches).
+        Problem(
+            "mnist-mlp-adam",
+            "mnist-mlp",
+            "adam",
+            (2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2),
+            5.0,
+            ADAM_TARGET,
         ),
     )
 }
