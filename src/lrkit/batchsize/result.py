@@ -154,8 +154,8 @@ class BatchAdvice:
         """The budget as the person gave it."""
         if self.mode == "target":
             return (
-                f"reach validation {self.metric} {self.target:g} soonest (at most "
-                f"{self.epochs:g} epochs)"
+                f"reach validation {self.metric} {self.target:g} soonest (races of "
+                f"{self.epochs:g} epochs, deciding at half)"
             )
         if self.mode == "time":
             return f"the best validation {self.metric} in {self.time_budget:g} s of training"

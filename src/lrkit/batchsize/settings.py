@@ -35,8 +35,8 @@ class BatchSettings:
         memory: bytes a CPU ceiling may assume (default: half the available memory).
         ceiling: how the largest batch that fits is found: auto, probe or memory.
         race: the learning-rate race run at each batch size raced (its batch size is
-            replaced; its epochs are the budget in mode epochs and the most a race trains in
-            mode target).
+            replaced; its epochs are the budget in modes epochs and target, where a race
+            decides at half of them).
     """
 
     mode: str = "epochs"

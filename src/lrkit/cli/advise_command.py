@@ -86,7 +86,8 @@ def advise(
         float | None,
         typer.Option(
             help="Choose the batch size that reaches this validation metric soonest (e.g. "
-            "--metric accuracy --target 0.95); --epochs is then the most a race trains."
+            "--metric accuracy --target 0.95); --epochs is the races' budget (they decide "
+            "at half of it)."
         ),
     ] = None,
     time_budget: Annotated[
