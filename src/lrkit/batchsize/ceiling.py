@@ -22,20 +22,19 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from lrkit.batchsize.result import Ceiling
+from lrkit.batchsize.settings import CEILING_METHODS
+from lrkit.batchsize.throughput import train_step
 from lrkit.data.tensors import TensorData
 from lrkit.training.evaluate import LossFn
 from lrkit.training.state import preserved, restore
 
 SAFE_SHARE = 0.5
 """The share of the available memory a CPU ceiling assumes training may use."""
-METHODS = ("auto", "probe", "memory")
-"""auto: probe on CUDA, memory elsewhere."""
 STATE_TENSORS = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 """Tensors of the parameters' size each optimizer keeps (momentum buffer; Adam's moments)."""
 
@@ -106,15 +105,6 @@ def _batch(train: TensorData, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return train.x[index], train.y[index]
 
 
-def _step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, x: Any, y: Any
-) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(model(x), y)
-    loss.backward()  # type: ignore[no-untyped-call]
-    optimizer.step()
-
-
 def probe_ceiling(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -132,7 +122,7 @@ def probe_ceiling(
     def fits(size: int) -> bool:
         try:
             x, y = _batch(train, size)
-            _step(model, optimizer, loss_fn, x, y)
+            train_step(model, optimizer, loss_fn, x, y)
             return True
         except Exception as error:
             if not is_out_of_memory(error):
@@ -229,8 +219,8 @@ def find_ceiling(
     limit: int | None = None,
 ) -> Ceiling:
     """The ceiling by ``method`` (auto: probe on CUDA, memory elsewhere)."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method not in CEILING_METHODS:
+        raise ValueError(f"method must be one of {', '.join(CEILING_METHODS)}, got {method!r}")
     if method == "probe" or (method == "auto" and train.x.device.type == "cuda"):
         return probe_ceiling(model, optimizer, loss_fn, train, start=start, limit=limit)
     return estimate_ceiling(model, loss_fn, train, optimizer_name, memory=memory, limit=limit)

@@ -232,7 +232,7 @@ def advise_batch_size(
     predicted_seconds: tuple[tuple[int, float], ...] = ()
     best = next(r for r in races if r.batch_size == chosen)
     if best.epochs_to_target is not None:
-        taken = best.epochs_to_target * math.ceil(len(train) / chosen)
+        taken = best.epochs_to_target * best.steps_per_epoch
         s_min = taken / steps_factor(chosen, noise.b_noise)
         predicted_seconds = tuple(
             (p.batch_size, s_min * p.steps_factor * p.step_seconds) for p in predictions if p.fits

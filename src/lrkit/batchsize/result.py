@@ -4,7 +4,7 @@ CLI's JSON."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lrkit.advise.result import Advice
@@ -33,7 +33,6 @@ class Ceiling:
     batch."""
     example_bytes: float | None = None
     """memory: the estimated peak per example."""
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     def fits(self, batch_size: int) -> bool:
         return batch_size <= self.batch_size
@@ -47,7 +46,6 @@ class Ceiling:
             "memory_bytes": self.memory_bytes,
             "fixed_bytes": self.fixed_bytes,
             "example_bytes": self.example_bytes,
-            "notes": list(self.notes),
         }
 
 
@@ -160,6 +158,20 @@ class BatchAdvice:
         if self.mode == "time":
             return f"the best validation {self.metric} in {self.time_budget:g} s of training"
         return f"the best validation {self.metric} in {self.epochs:g} epochs"
+
+    def outcome(self, batch_size: int) -> str:
+        """How the race at ``batch_size`` did (value ± noise; for a target, the time to it),
+        or blank where that size was not raced."""
+        race = next((r for r in self.races if r.batch_size == batch_size), None)
+        if race is None:
+            return ""
+        text = f"{race.value:.4f}"
+        if math.isfinite(race.value_std):
+            text += f" ± {race.value_std:.4f}"
+        if self.mode == "target":
+            reached = race.seconds_to_target
+            text += f", {reached:.3g} s" if reached is not None else ", not reached"
+        return text
 
     @property
     def chosen(self) -> RacedBatch:

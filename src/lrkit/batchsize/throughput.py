@@ -51,6 +51,20 @@ class StepTime:
         }
 
 
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> None:
+    """One step of the training loop on the batch ``(x, y)``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), y)
+    loss.backward()  # type: ignore[no-untyped-call]
+    optimizer.step()
+
+
 def measure_step_times(
     model: nn.Module,
     loss_fn: LossFn,
@@ -78,10 +92,7 @@ def measure_step_times(
         while taken < WARMUP + MIN_STEPS or (spent < MIN_SECONDS and taken < WARMUP + MAX_STEPS):
             index = torch.randint(len(train), (size,), generator=generator).to(train.x.device)
             started = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(trial(train.x[index]), train.y[index])
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
+            train_step(trial, opt, loss_fn, train.x[index], train.y[index])
             if cuda:
                 torch.cuda.synchronize(train.x.device)
             elapsed = time.perf_counter() - started

@@ -4,7 +4,6 @@ learning rate (``lrkit.batchsize``), printed, and written as JSON, a figure and 
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,23 +112,8 @@ def batch_summary(found: BatchAdvice) -> str:
         f"largest batch that fits: {ceiling.batch_size} ({how})",
         "",
     ]
-    raced = {r.batch_size: r for r in found.races}
     rows: list[list[str | int | float]] = []
     for p in found.predictions:
-        race = raced.get(p.batch_size)
-        outcome = ""
-        if race is not None:
-            outcome = (
-                f"{race.value:.4f} ± {race.value_std:.4f}"
-                if math.isfinite(race.value_std)
-                else f"{race.value:.4f}"
-            )
-            if found.mode == "target":
-                outcome += (
-                    f", {race.seconds_to_target:.3g} s"
-                    if race.seconds_to_target is not None
-                    else ", not reached"
-                )
         mark = "<- advised" if p.batch_size == found.batch_size else ""
         if p.batch_size == found.predicted:
             mark = (mark + " (predicted)").strip()
@@ -141,7 +125,7 @@ def batch_summary(found: BatchAdvice) -> str:
                 f"{p.steps_factor:.3g}",
                 f"{p.relative_time:.3g}" if p.fits else "does not fit",
                 f"{p.relative_progress:.3g}",
-                outcome,
+                found.outcome(p.batch_size),
                 mark,
             ]
         )

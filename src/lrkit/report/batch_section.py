@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from lrkit.batchsize.result import BatchAdvice
 from lrkit.report.page import Figure, Section, Table
 from lrkit.report.sweep_section import svg_of
@@ -12,18 +10,8 @@ from lrkit.report.sweep_section import svg_of
 def batch_advice_section(found: BatchAdvice, source: str) -> Section:
     from lrkit.plots.batch_advice import plot_batch_advice
 
-    raced = {r.batch_size: r for r in found.races}
     rows = []
     for p in found.predictions:
-        race = raced.get(p.batch_size)
-        outcome = ""
-        if race is not None:
-            outcome = f"{race.value:.4f}"
-            if math.isfinite(race.value_std):
-                outcome += f" ± {race.value_std:.4f}"
-            if found.mode == "target":
-                reached = race.seconds_to_target
-                outcome += f", {reached:.3g} s" if reached is not None else ", not reached"
         rows.append(
             [
                 str(p.batch_size),
@@ -31,7 +19,7 @@ def batch_advice_section(found: BatchAdvice, source: str) -> Section:
                 f"{p.steps_factor:.3g}",
                 f"{p.relative_time:.3g}" if p.fits else "does not fit",
                 f"{p.relative_progress:.3g}",
-                outcome,
+                found.outcome(p.batch_size),
                 "advised" if p.batch_size == found.batch_size else "",
             ]
         )
