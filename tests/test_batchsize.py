@@ -20,6 +20,7 @@ from torch import nn
 from cli_run import run
 from lrkit.advise.result import RacedCandidate
 from lrkit.advise.settings import AdviseSettings
+from lrkit.batchsize import driver
 from lrkit.batchsize.ceiling import (
     estimate_ceiling,
     find_ceiling,
@@ -27,11 +28,12 @@ from lrkit.batchsize.ceiling import (
     saved_bytes,
     search_ceiling,
 )
+from lrkit.batchsize.crossing import PROJECTION_REACH, first_reached, projected_crossing
 from lrkit.batchsize.driver import (
     advise_batch_size,
     candidate_sizes,
-    first_reached,
     soonest,
+    soonest_projected,
 )
 from lrkit.batchsize.model import (
     choose,
@@ -45,6 +47,7 @@ from lrkit.batchsize.settings import BatchSettings
 from lrkit.batchsize.throughput import measure_step_times
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
+from lrkit.noise.tracking import NoiseRun, track_noise_scale
 from lrkit.training.optimizers import make_optimizer
 
 # the model
@@ -136,6 +139,63 @@ def test_the_target_is_met_where_the_curve_crosses_it() -> None:
     assert first_reached(curve, 0.99, higher=True) is None
     losses = ((1.0, 0.5), (2.0, 0.3), (3.0, 0.2))
     assert first_reached(losses, 0.25, higher=False) == pytest.approx(2.5)
+
+
+@given(
+    a=st.floats(0.3, 0.8),
+    b=st.floats(0.01, 0.2),
+    last=st.floats(1.0, 10.0),
+    beyond=st.floats(1.05, 3.0),
+)
+def test_the_projection_of_a_log_linear_curve_is_its_closed_form_crossing(
+    a: float, b: float, last: float, beyond: float
+) -> None:
+    """On v(e) = a + b ln e checked up to ``last``, the target v(beyond x last) is projected
+    at beyond x last, within the reach (twice the curve's length) and the limit, else None;
+    the same curve as a loss (mirrored) is projected alike."""
+    epochs = [last * k / 8 for k in range(1, 9)]
+    curve = [(e, a + b * math.log(e)) for e in epochs]
+    target = a + b * math.log(beyond * last)
+    expected = beyond * last if beyond <= PROJECTION_REACH else None
+    got = projected_crossing(curve, target, higher=True, limit=100.0)
+    assert got == (None if expected is None else pytest.approx(expected, rel=1e-9))
+    losses = [(e, 1 - v) for e, v in curve]
+    mirrored = projected_crossing(losses, 1 - target, higher=False, limit=100.0)
+    assert mirrored == got or mirrored == pytest.approx(got, rel=1e-9)
+    # The user's budget bounds it too.
+    assert projected_crossing(curve, target, higher=True, limit=beyond * last * 0.99) is None
+
+
+def test_a_projection_needs_an_improving_trend_and_checks_to_fit() -> None:
+    flat = [(e, 0.9) for e in (1.0, 2.0, 3.0, 4.0)]
+    assert projected_crossing(flat, 0.95, higher=True, limit=10.0) is None
+    falling = [(e, 0.9 - 0.01 * e) for e in (1.0, 2.0, 3.0, 4.0)]
+    assert projected_crossing(falling, 0.95, higher=True, limit=10.0) is None
+    short = [(1.0, 0.5), (2.0, 0.7), (4.0, 0.9)]  # two checks in the later half
+    assert projected_crossing(short, 0.95, higher=True, limit=10.0) is None
+    # A trend already past the target (a noisy check below it): no earlier than the last.
+    noisy = [(2.0, 0.90), (3.0, 0.96), (4.0, 0.94)]
+    assert projected_crossing(noisy, 0.945, higher=True, limit=10.0) == 4.0
+
+
+def test_only_the_candidates_that_ran_to_the_end_are_projected() -> None:
+    def raced(lr: float, curve: list[tuple[float, float]]) -> RacedCandidate:
+        return RacedCandidate(lr, ("test",), curve[-1][1], 0.02, curve[-1][0], "done", tuple(curve))
+
+    def rising(e: float, rate: float) -> float:
+        return 0.7 + rate * math.log(e)
+
+    # Left behind at 1 epoch, steep: its trend would cross first, but it is not projected.
+    steep = raced(1.0, [(e, rising(e, 0.2)) for e in (0.25, 0.5, 0.75, 1.0)])
+    slow = raced(0.1, [(e, rising(e, 0.03)) for e in (0.5, 1.0, 1.5, 2.0)])
+    fast = raced(0.3, [(e, rising(e, 0.05)) for e in (0.5, 1.0, 1.5, 2.0)])
+    target = rising(3.0, 0.05)
+    lr, epoch = soonest_projected((steep, slow, fast), target, True, limit=4.0) or (0, 0)
+    assert lr == 0.3 and epoch == pytest.approx(3.0)
+    assert soonest_projected((steep, slow, fast), target, True, limit=2.9) is None
+    # Far from the target (0.020 short, more than 2 standard errors of 0.005): not projected.
+    sure = RacedCandidate(0.3, ("test",), fast.value, 0.005, 2.0, "done", fast.curve)
+    assert soonest_projected((steep, slow, sure), target, True, limit=4.0) is None
 
 
 def test_the_soonest_candidate_is_the_first_to_reach_the_target_wherever_it_stopped() -> None:
@@ -357,6 +417,14 @@ def test_target_mode_takes_the_race_that_reached_the_target_soonest() -> None:
         assert r.seconds_to_target == pytest.approx(
             (r.epochs_to_target or 0) * r.steps_per_epoch * step[r.batch_size]
         )
+        # A measured crossing outranks a projection: projections only where none was measured.
+        assert not r.projected or all(q.projected or q.epochs_to_target is None for q in reached)
+        # A projection lies past the race and within the budget; a measurement within it.
+        decided = r.advice.decided_at
+        if r.projected:
+            assert decided <= (r.epochs_to_target or 0) <= r.epochs
+        else:
+            assert (r.epochs_to_target or 0) <= decided
     # The predicted times are calibrated on the chosen size's measured one.
     predicted = dict(found.predicted_seconds)
     assert predicted[found.batch_size] == pytest.approx(first.seconds_to_target)
@@ -367,6 +435,47 @@ def test_target_mode_takes_the_race_that_reached_the_target_soonest() -> None:
         assert (
             missed.batch_size == missed.predicted and "no raced batch size reached" in missed.reason
         )
+
+
+def test_for_a_target_the_noise_scale_is_read_where_the_noise_run_reaches_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The B_noise of a target is the smoothed B_simple at the first check whose validation
+    accuracy reached it, over half the budget; at the run's end where none did; early
+    (NOISE_EPOCHS) without a target."""
+    runs: list[NoiseRun] = []
+
+    def recording(*args: object, **kwargs: object) -> NoiseRun:
+        run = track_noise_scale(*args, **kwargs)  # type: ignore[arg-type]
+        runs.append(run)
+        return run
+
+    monkeypatch.setattr(driver, "track_noise_scale", recording)
+    train, val = problem()
+    for target in (0.75, 1.0):
+        settings = BatchSettings(mode="target", target=target, race=race(epochs=4.0))
+        found = driver.measure_noise(
+            make_model, train, val, settings, nn.CrossEntropyLoss(), [8, 16, 32], "accuracy"
+        )
+        run = runs[-1]
+        assert run.points[-1].epoch == pytest.approx(2.0)  # half the budget
+        first = next((p for p in run.points if p.val_accuracy >= target), None)
+        read = first or run.points[-1]
+        assert found.reached_target is (first is not None)
+        assert found.b_noise == read.b_simple_smoothed and found.epochs == read.epoch
+        assert found.stderr == read.b_simple_stderr
+    assert runs[0].points[-1].val_accuracy >= 0.75 > runs[0].points[0].val_accuracy
+    assert found.reached_target is False and "short of the target" in found.where()
+    early = driver.measure_noise(
+        make_model,
+        train,
+        val,
+        BatchSettings(race=race(epochs=4.0)),
+        nn.CrossEntropyLoss(),
+        [8, 16, 32],
+        "accuracy",
+    )
+    assert early.reached_target is None and early.epochs == pytest.approx(driver.NOISE_EPOCHS)
 
 
 def test_time_mode_gives_each_race_the_epochs_its_step_time_allows() -> None:

@@ -51,17 +51,30 @@ class Ceiling:
 
 @dataclass(frozen=True)
 class NoiseMeasurement:
-    """The gradient noise scale early in training (``lrkit.noise``)."""
+    """The gradient noise scale where it was read (``lrkit.noise``; ``batchsize.driver``)."""
 
     b_noise: float
-    """B_simple, smoothed, at the last measurement."""
+    """B_simple, smoothed, at the measurement read."""
     stderr: float
     """Its jackknife standard error."""
     batch_size: int
     lr: float
     epochs: float
+    """The epochs trained when it was read."""
     estimator: str
     seconds: float
+    reached_target: bool | None = None
+    """Mode target: whether the noise run's validation curve had reached the target where
+    it was read (False: read at the run's end, short of it); None without a target."""
+
+    def where(self) -> str:
+        """Where it was read, in words."""
+        where = f"after {self.epochs:.3g} epochs"
+        if self.reached_target is True:
+            return where + ", where its validation reached the target"
+        if self.reached_target is False:
+            return where + ", its end, short of the target"
+        return where
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +85,7 @@ class NoiseMeasurement:
             "epochs": self.epochs,
             "estimator": self.estimator,
             "seconds": self.seconds,
+            "reached_target": self.reached_target,
         }
 
 
@@ -92,6 +106,9 @@ class RacedBatch:
     did within the race)."""
     seconds_to_target: float | None = None
     """That, in training wall time at the measured step time."""
+    projected: bool = False
+    """Mode target: no candidate reached the target within the race, and the epoch is where
+    the trend of that lr's curve reaches it (``batchsize.crossing``), not a measurement."""
 
     @property
     def value(self) -> float:
@@ -118,6 +135,7 @@ class RacedBatch:
             "value_std": _finite(self.value_std),
             "epochs_to_target": self.epochs_to_target,
             "seconds_to_target": self.seconds_to_target,
+            "projected": self.projected,
             "advice": self.advice.to_json(),
         }
 
@@ -170,7 +188,10 @@ class BatchAdvice:
             text += f" ± {race.value_std:.4f}"
         if self.mode == "target":
             reached = race.seconds_to_target
-            text += f", {reached:.3g} s" if reached is not None else ", not reached"
+            if reached is None:
+                text += ", not reached"
+            else:
+                text += f", {reached:.3g} s" + (" projected" if race.projected else "")
         return text
 
     @property

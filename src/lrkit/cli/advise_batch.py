@@ -108,7 +108,7 @@ def batch_summary(found: BatchAdvice) -> str:
         f"advise: {found.model} on {found.data}, {found.races[0].advice.optimizer}, for "
         f"{found.budget()}; {found.seconds:.1f} s",
         f"noise scale: B_noise = {noise.b_noise:.3g} ± {noise.stderr:.2g} ({noise.estimator}, "
-        f"at batch size {noise.batch_size}, lr {noise.lr:.3g}, after {noise.epochs:g} epochs)",
+        f"at batch size {noise.batch_size}, lr {noise.lr:.3g}, {noise.where()})",
         f"largest batch that fits: {ceiling.batch_size} ({how})",
         "",
     ]

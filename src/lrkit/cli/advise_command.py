@@ -55,7 +55,8 @@ HELP = "\n\n".join(
         "their best constant lr falls as one over the square root of the training time.",
         "Without --batch-size it chooses the batch size first: the largest that fits (probed "
         "on CUDA, estimated from --memory on a CPU), the step time at each size from "
-        "--min-batch-size doubling, and the gradient noise scale early in training give "
+        "--min-batch-size doubling, and the gradient noise scale (for a target, where a run "
+        "at a safe lr reaches it; else after half an epoch) give "
         "McCandlish et al.'s (2018) prediction for the budget: --target VALUE (reach it "
         "soonest), --time SECONDS (the best metric in that much training) or --epochs (the "
         "best from that many epochs). The learning rate is then raced at the predicted size "

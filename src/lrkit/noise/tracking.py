@@ -58,6 +58,8 @@ class NoisePoint:
     trace_sigma: float
     train_loss: float
     val_loss: float
+    val_accuracy: float = math.nan
+    """The validation accuracy at this check (nan where the model is not a classifier)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +72,7 @@ class NoisePoint:
             "trace_sigma": self.trace_sigma,
             "train_loss": _finite(self.train_loss),
             "val_loss": _finite(self.val_loss),
+            "val_accuracy": _finite(self.val_accuracy),
         }
 
 
@@ -85,6 +88,7 @@ def noise_point(point: CurvePoint, found: NoiseEstimate, smoothed: float) -> Noi
         found.trace_sigma,
         point.train_loss,
         point.val_loss,
+        point.val_accuracy,
     )
 
 

@@ -28,7 +28,7 @@ def batch_advice_section(found: BatchAdvice, source: str) -> Section:
         f"{found.model} on {found.data}, for {found.budget()}: batch size "
         f"{found.batch_size} at learning rate {found.lr:.4g}; {found.reason}. The noise scale "
         f"B_noise = {noise.b_noise:.3g} ± {noise.stderr:.2g} was measured at batch size "
-        f"{noise.batch_size} after {noise.epochs:g} epochs at lr {noise.lr:.3g}; the largest "
+        f"{noise.batch_size} at lr {noise.lr:.3g}, {noise.where()}; the largest "
         f"batch that fits is {found.ceiling.batch_size} ({found.ceiling.method}). "
         f"{found.seconds:.1f} s in all."
     )

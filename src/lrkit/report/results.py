@@ -303,6 +303,7 @@ def _noise_point(p: Fields) -> NoisePoint:
         p.number("trace_sigma", null=math.nan),
         p.number("train_loss", None, null=math.nan),
         p.number("val_loss", None, null=math.nan),
+        p.number("val_accuracy", math.nan, null=math.nan),
     )
 
 
