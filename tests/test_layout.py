@@ -78,6 +78,7 @@ LAYERS = [
         "lrkit.batchsize.settings",
         "lrkit.batchsize.result",
         "=lrkit.batchsize",
+        "lrkit.laws",
         "=lrkit.rangetest",
         "=lrkit.noise",
         "=lrkit.training",
@@ -195,6 +196,9 @@ TORCH_FREE = [
     "lrkit.batchsize.model",
     "lrkit.batchsize.settings",
     "lrkit.batchsize.result",
+    "lrkit.laws",
+    "lrkit.laws.optimum",
+    "lrkit.laws.fit",
     "lrkit.programs",
     "lrkit.suggestions",
 ]
