@@ -86,7 +86,14 @@ LAYERS = [
         "lrkit.training.optimizers",
     ),
     # 2: training (torch): data, models, loops, the vectorized loop, the noise estimators
-    ("lrkit.data", "lrkit.models", "lrkit.training", "lrkit.workload", "lrkit.noise.estimators"),
+    (
+        "lrkit.data",
+        "lrkit.models",
+        "lrkit.training",
+        "lrkit.workload",
+        "lrkit.noise.estimators",
+        "lrkit.laws.transfer",
+    ),
     # 3: the range test's driver and noise tracking
     ("lrkit.rangetest", "lrkit.noise.tracking"),
     # 4: sweeps and their engines; advise, which races through them
