@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lrkit.errors import LrkitValueError
-from lrkit.laws import band_optimum, check_largest, fit_law
+from lrkit.laws import band_optimum, check_largest, choose_law, fit_law
 
 
 def bowl(
@@ -144,3 +144,31 @@ def test_bad_ladders_are_refused() -> None:
         fit_law({(n, 10 * n): runs for n in (8.0, 16.0, 32.0, 64.0)}, ["N", "D"])
     with pytest.raises(LrkitValueError, match="bootstrap must be"):
         fit_law({(n,): runs for n in (8.0, 16.0, 32.0)}, ["width"], bootstrap=10)
+
+
+def test_a_rise_then_fall_chooses_the_log_quadratic_form() -> None:
+    """ln eta* = ln 0.01 + 0.8 l - 0.1 l^2 in l = ln B (Adam's best lr rising, then falling
+    with the batch size): the held-out error picks the log-quadratic form and recovers it;
+    on a power law's optima the power law stays."""
+    sizes = (16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0)
+
+    def quadratic(b: float) -> float:
+        return 0.01 * math.exp(0.8 * math.log(b) - 0.1 * math.log(b) ** 2)
+
+    bent = {(b,): bowl(quadratic(b)) for b in sizes}
+    chosen = choose_law(bent, ["batch_size"], bootstrap=200)
+    assert chosen.form == "log-quadratic"
+    assert chosen.exponents == pytest.approx((0.8, -0.1), abs=1e-6)
+    assert chosen.predict(2048.0).value == pytest.approx(quadratic(2048.0), rel=1e-6)
+    forms = dict(chosen.compared)
+    assert forms["log-quadratic"] < 1e-6 < forms["power"]
+    straight = {(b,): bowl(0.01 * b**0.5) for b in sizes}
+    assert choose_law(straight, ["batch_size"], bootstrap=200).form == "power"
+    few = {(b,): bowl(quadratic(b)) for b in sizes[:4]}  # too few to leave one out of three
+    assert [f for f, _ in choose_law(few, ["batch_size"], bootstrap=200).compared] == ["power"]
+    with pytest.raises(LrkitValueError, match="log-quadratic form takes one variable"):
+        fit_law(
+            {(n, d): bowl(0.1) for n in (8.0, 16.0) for d in (1.0, 2.0)},
+            ["N", "D"],
+            form="log-quadratic",
+        )

@@ -2,7 +2,7 @@
 of near-best runs (``optimum``), power laws in the optima with bootstrap intervals,
 predictions that say when they are wide or far out, and the held-out check (``fit``)."""
 
-from lrkit.laws.fit import HeldOutCheck, LawFit, Prediction, check_largest, fit_law
+from lrkit.laws.fit import HeldOutCheck, LawFit, Prediction, check_largest, choose_law, fit_law
 from lrkit.laws.optimum import STEP_LAW_TOLERANCE, Optimum, band_optimum
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "Prediction",
     "band_optimum",
     "check_largest",
+    "choose_law",
     "fit_law",
 ]

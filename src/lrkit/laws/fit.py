@@ -9,6 +9,11 @@ least squares on logs:
 
 Step Law's eta(N, D) = a N^alpha D^beta and B(D) = c D^gamma (Li et al. 2025) and
 DeepSeek's eta(C) = a C^b, B(C) = c C^d (2024) are this form with one or two variables.
+Where the data disagree with a power law (the best lr of Adam first rising, then falling
+with the batch size: Li et al. 2025; Porian et al. 2024), one variable may take the
+log-quadratic form ln y = ln a + b ln v + c (ln v)^2; ``choose_law`` fits both and keeps the
+one of lower leave-one-out error (the groups' ln optima predicted from the others, root
+mean square), the power law on a tie.
 
 Intervals: a parametric bootstrap that carries the uncertainty of the residual variance
 too: each refit draws sigma*^2 = s^2 df / chi2_df (s^2 = SSE / df, df = n - p for n groups
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,6 +44,7 @@ from lrkit import validation as check
 from lrkit.errors import LrkitValueError
 from lrkit.laws.optimum import STEP_LAW_TOLERANCE, Optimum, band_optimum
 
+FORMS = ("power", "log-quadratic")
 WIDE_INTERVAL = 2.0
 """A prediction whose interval spans more than this factor is called wide."""
 DEFAULT_BOOTSTRAP = 2000
@@ -94,6 +100,13 @@ class LawFit:
     """The bootstrap refits: (ln a, alpha_1, ...) each."""
     scatter: tuple[float, ...]
     """Each refit's sigma*: the scatter of a group's ln optimum about the law."""
+    form: str = "power"
+    """power, or log-quadratic (one variable; ``exponents`` are then b and c)."""
+    held_out_error: float = math.nan
+    """Root mean square of the ln optima each predicted from the other groups (nan where
+    too few groups leave one out)."""
+    compared: tuple[tuple[str, float], ...] = ()
+    """``choose_law``: each form tried and its held-out error."""
 
     def predict(self, *values: float) -> Prediction:
         """The optimum at ``values`` (one per variable), the central ``level`` of the
@@ -108,10 +121,8 @@ class LawFit:
             math.log(check.positive_float(n, v))
             for n, v in zip(self.variables, values, strict=True)
         ]
-        row = np.array([1.0, *logs])
-        value = self.coefficient * math.prod(
-            v**e for v, e in zip(values, self.exponents, strict=True)
-        )
+        row = features(self.form, np.array([logs]))[0]
+        value = math.exp(math.log(self.coefficient) + float(np.dot(self.exponents, row[1:])))
         law = np.array(self.draws) @ row
         tail = (1.0 - self.level) / 2.0
         low, high = (float(math.exp(q)) for q in np.quantile(law, [tail, 1.0 - tail]))
@@ -151,7 +162,10 @@ class LawFit:
         return {
             "variables": list(self.variables),
             "coefficient": self.coefficient,
+            "form": self.form,
             "exponents": list(self.exponents),
+            "held_out_error": None if math.isnan(self.held_out_error) else self.held_out_error,
+            "compared": [list(c) for c in self.compared],
             "coefficient_interval": list(self.coefficient_interval),
             "exponent_intervals": [list(i) for i in self.exponent_intervals],
             "level": self.level,
@@ -192,6 +206,28 @@ class HeldOutCheck:
         }
 
 
+def features(form: str, logs: np.ndarray) -> np.ndarray:
+    """The design matrix of ``form`` for rows of ln values: [1, ln v...] (power) or
+    [1, ln v, (ln v)^2] (log-quadratic, one variable)."""
+    ones = np.ones((logs.shape[0], 1))
+    if form == "power":
+        return np.hstack([ones, logs])
+    return np.hstack([ones, logs, logs**2])
+
+
+def held_out_error(design: np.ndarray, target: np.ndarray) -> float:
+    """Root mean square error of each row's target predicted by the fit to the other rows
+    (nan where the others cannot determine the fit)."""
+    errors = []
+    for i in range(len(target)):
+        keep = np.arange(len(target)) != i
+        solution = least_squares(design[keep], target[keep])
+        if solution is None:
+            return math.nan
+        errors.append(float(design[i] @ solution - target[i]))
+    return math.sqrt(sum(e * e for e in errors) / len(errors))
+
+
 def least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray | None:
     """The least-squares solution, or None where ``design`` is rank deficient."""
     solution, _, rank, _ = np.linalg.lstsq(design, target, rcond=None)
@@ -206,15 +242,20 @@ def fit_law(
     bootstrap: int = DEFAULT_BOOTSTRAP,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
+    form: str = "power",
 ) -> LawFit:
-    """Fit the power law of the module's docstring to ``groups`` (each key the group's
-    values of ``variables``, each value its (lr, loss) runs)."""
+    """Fit the law of the module's docstring (``form``: power or log-quadratic) to
+    ``groups`` (each key the group's values of ``variables``, each value its (lr, loss)
+    runs)."""
     names = tuple(variables)
     if not names:
         raise LrkitValueError("a law needs at least one variable")
+    form = check.choice("form", form, FORMS)
+    if form == "log-quadratic" and len(names) != 1:
+        raise LrkitValueError("the log-quadratic form takes one variable")
     bootstrap = check.int_at_least("bootstrap", bootstrap, 100, "an interval needs refits")
     level = check.float_in("level", level, 0.0, 1.0, low_open=True, high_open=True)
-    parameters = len(names) + 1
+    parameters = len(names) + (1 if form == "power" else 2)
     if len(groups) < parameters + 1:
         raise LrkitValueError(
             f"a law in {', '.join(names)} needs at least {parameters + 1} groups (one more than "
@@ -227,7 +268,7 @@ def fit_law(
                 f"group {key} must give a positive value for each of {', '.join(names)}"
             )
     optima = [band_optimum(groups[key], tolerance) for key in keys]
-    design = np.column_stack([np.ones(len(keys)), np.log(np.array(keys, dtype=float))])
+    design = features(form, np.log(np.array(keys, dtype=float)))
     target = np.log([o.lr for o in optima])
     solution = least_squares(design, target)
     if solution is None:
@@ -254,7 +295,44 @@ def fit_law(
         groups=tuple(zip([tuple(k) for k in keys], optima, strict=True)),
         draws=tuple(tuple(float(x) for x in d) for d in table),
         scatter=tuple(float(x) for x in scatter),
+        form=form,
+        held_out_error=held_out_error(design, target),
     )
+
+
+def choose_law(
+    groups: Mapping[tuple[float, ...], Runs],
+    variables: Sequence[str],
+    *,
+    tolerance: float = STEP_LAW_TOLERANCE,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+) -> LawFit:
+    """The power law, or for one variable with enough groups (5: the log-quadratic's three
+    parameters from each four left in) the log-quadratic form where its held-out error is
+    lower (see the module's docstring)."""
+    forms = ["power"]
+    if len(tuple(variables)) == 1 and len(groups) >= 5:
+        forms.append("log-quadratic")
+    fits = [
+        fit_law(
+            groups,
+            variables,
+            tolerance=tolerance,
+            bootstrap=bootstrap,
+            level=level,
+            seed=seed,
+            form=form,
+        )
+        for form in forms
+    ]
+    compared = tuple((f.form, f.held_out_error) for f in fits)
+    best = fits[0]
+    for other in fits[1:]:
+        if other.held_out_error < best.held_out_error - 1e-9:
+            best = other
+    return replace(best, compared=compared)
 
 
 def check_largest(
