@@ -450,6 +450,22 @@ OPTION_CASES = [
         ],
         schedules.one_cycle(1, 20, 0.25, "linear", 10, 100, True),
     ),
+    (
+        [
+            "wsd",
+            "--base-lr",
+            "1",
+            "--max-iter",
+            "20",
+            "--cooldown-fraction",
+            "0.3",
+            "--cooldown",
+            "cosine",
+            "--min-lr",
+            "0.1",
+        ],
+        schedules.wsd(1, 20, 0.3, "cosine", 0.1),
+    ),
 ]
 
 

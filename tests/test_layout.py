@@ -78,6 +78,7 @@ LAYERS = [
         "lrkit.batchsize.settings",
         "lrkit.batchsize.result",
         "=lrkit.batchsize",
+        "lrkit.laws",
         "=lrkit.rangetest",
         "=lrkit.noise",
         "=lrkit.training",
@@ -85,7 +86,14 @@ LAYERS = [
         "lrkit.training.optimizers",
     ),
     # 2: training (torch): data, models, loops, the vectorized loop, the noise estimators
-    ("lrkit.data", "lrkit.models", "lrkit.training", "lrkit.workload", "lrkit.noise.estimators"),
+    (
+        "lrkit.data",
+        "lrkit.models",
+        "lrkit.training",
+        "lrkit.workload",
+        "lrkit.noise.estimators",
+        "lrkit.laws.transfer",
+    ),
     # 3: the range test's driver and noise tracking
     ("lrkit.rangetest", "lrkit.noise.tracking"),
     # 4: sweeps and their engines; advise, which races through them
@@ -195,6 +203,9 @@ TORCH_FREE = [
     "lrkit.batchsize.model",
     "lrkit.batchsize.settings",
     "lrkit.batchsize.result",
+    "lrkit.laws",
+    "lrkit.laws.optimum",
+    "lrkit.laws.fit",
     "lrkit.programs",
     "lrkit.suggestions",
 ]

@@ -11,7 +11,7 @@ from lrkit.schedules.base import Schedule
 from lrkit.schedules.registry import SCHEDULES, all_params, describe, schedule_names
 
 CAFFE = ("fixed", "step", "multistep", "exp", "inv", "poly", "sigmoid")
-MODERN = ("constant", "linear", "cosine", "cosine_restarts", "cyclic", "one_cycle")
+MODERN = ("constant", "linear", "cosine", "cosine_restarts", "cyclic", "one_cycle", "wsd")
 
 
 def test_every_policy_is_registered() -> None:

@@ -29,7 +29,9 @@ from lrkit.schedules import (
     one_cycle,
     poly,
     step,
+    wsd,
 )
+from lrkit.schedules.stable_decay import cooldown_iters, cooldown_start
 from lrkit.training import ScheduleLR
 
 ITERS = 3000
@@ -237,3 +239,40 @@ def test_schedulelr_drives_an_optimizer_like_pytorchs_scheduler(
     ref = torch_lrs(make, 0.1, 1000)
     ours = torch_lrs(lambda o: ScheduleLR(o, schedule), 0.1, 1000)
     assert ours == pytest.approx(ref, rel=REL)
+
+
+@given(
+    base_lr=st.floats(1e-3, 1.0),
+    max_iter=st.integers(2, 2000),
+    fraction=st.floats(0.01, 1.0),
+    floor=st.floats(0.0, 0.9),
+)
+def test_linear_and_cosine_cooldowns_equal_pytorch_s_chained_schedulers(
+    base_lr: float, max_iter: int, fraction: float, floor: float
+) -> None:
+    """ConstantLR(1) for s iterations, then LinearLR(1, min/base, D) or
+    CosineAnnealingLR(D, min_lr), chained by SequentialLR at s."""
+    min_lr = floor * base_lr
+    start, length = cooldown_start(max_iter, fraction), cooldown_iters(max_iter, fraction)
+    iters = max_iter + 1
+
+    def chained(decay: object) -> object:
+        def make(opt: torch.optim.Optimizer) -> torch_sched.LRScheduler:
+            if start == 0:
+                return decay(opt)  # type: ignore[operator,no-any-return]
+            stable = torch_sched.ConstantLR(opt, factor=1.0, total_iters=start)
+            return torch_sched.SequentialLR(opt, [stable, decay(opt)], milestones=[start])  # type: ignore[operator]
+
+        return make
+
+    linear = torch_lrs(
+        chained(lambda o: torch_sched.LinearLR(o, 1.0, floor, total_iters=length)), base_lr, iters
+    )
+    cosine = torch_lrs(
+        chained(lambda o: torch_sched.CosineAnnealingLR(o, T_max=length, eta_min=min_lr)),
+        base_lr,
+        iters,
+    )
+    for shape, reference in (("linear", linear), ("cosine", cosine)):
+        schedule = wsd(base_lr, max_iter, fraction, shape, min_lr)  # type: ignore[arg-type]
+        assert_same(schedule, reference, base_lr)

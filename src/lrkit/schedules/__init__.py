@@ -17,6 +17,7 @@ from lrkit.schedules.compose import join, warmup
 from lrkit.schedules.curve import ScheduleCurve, sample
 from lrkit.schedules.cyclical import cyclic, one_cycle
 from lrkit.schedules.registry import SCHEDULES, ScheduleInfo, create, describe, schedule_names
+from lrkit.schedules.stable_decay import cooldown_start, wsd
 
 __all__ = [
     "SCHEDULES",
@@ -27,6 +28,7 @@ __all__ = [
     "ScheduleInfo",
     "batch_size_steps",
     "constant",
+    "cooldown_start",
     "cosine",
     "cosine_restarts",
     "create",
@@ -46,4 +48,5 @@ __all__ = [
     "sigmoid",
     "step",
     "warmup",
+    "wsd",
 ]

@@ -16,7 +16,7 @@ from functools import cache
 from typing import Literal
 
 from lrkit.errors import LrkitValueError, option_name, quoted
-from lrkit.schedules import annealing, caffe, cyclical
+from lrkit.schedules import annealing, caffe, cyclical, stable_decay
 from lrkit.schedules.base import Schedule
 
 SCHEDULES: Mapping[str, Callable[..., Schedule]] = {
@@ -35,6 +35,7 @@ SCHEDULES: Mapping[str, Callable[..., Schedule]] = {
     "cosine_restarts": annealing.cosine_restarts,
     "cyclic": cyclical.cyclic,
     "one_cycle": cyclical.one_cycle,
+    "wsd": stable_decay.wsd,
 }
 
 ParamKind = Literal["float", "int", "ints", "choice", "flag"]

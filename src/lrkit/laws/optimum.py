@@ -1,0 +1,80 @@
+"""A group's optimum read from the band of near-best runs, not from the single best run.
+
+Of a group's runs (learning rate, final loss), the band is those within a relative
+``tolerance`` of the best loss:
+
+    band = {lr : loss(lr) <= best * (1 + tolerance)}      (best = the least finite loss)
+    lr*  = exp(mean(ln lr over the band))                 (its centre on a log scale)
+
+Step Law (Li et al. 2025) keeps the runs within 0.25% of each group's best loss; DeepSeek
+LLM (2024) fits the optimum through such a band of near-optimal runs. On a coarse grid the
+single best run moves by a whole grid step with a little noise; the band's centre moves less.
+Runs whose loss is not finite (diverged) never enter a band. Losses must be positive (a
+relative band of a negative loss has no meaning); give a loss, not an accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lrkit import validation as check
+from lrkit.errors import LrkitValueError
+
+STEP_LAW_TOLERANCE = 0.0025
+"""Step Law's band: within 0.25% of the group's best loss."""
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """A group's best learning rate read from its band of near-best runs."""
+
+    lr: float
+    """The band's centre on a log scale."""
+    low: float
+    """The smallest lr in the band."""
+    high: float
+    """The largest lr in the band."""
+    best_loss: float
+    runs: int
+    """Runs in the band."""
+    at_edge: bool
+    """The band holds the group's smallest or largest lr: the optimum may lie outside the
+    grid."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "lr": self.lr,
+            "low": self.low,
+            "high": self.high,
+            "best_loss": self.best_loss,
+            "runs": self.runs,
+            "at_edge": self.at_edge,
+        }
+
+
+def band_optimum(
+    runs: Sequence[tuple[float, float]], tolerance: float = STEP_LAW_TOLERANCE
+) -> Optimum:
+    """The optimum of one group's ``runs`` ((lr, loss) pairs), see the module's docstring."""
+    tolerance = check.nonnegative_float("tolerance", tolerance)
+    finite = [(lr, loss) for lr, loss in runs if math.isfinite(loss)]
+    if not finite:
+        raise LrkitValueError("no run of the group has a finite loss: there is no optimum")
+    if any(not lr > 0 for lr, _ in finite):
+        raise LrkitValueError("every learning rate must be positive")
+    best = min(loss for _, loss in finite)
+    if not best > 0:
+        raise LrkitValueError(f"losses must be positive for a relative band (best {best:g})")
+    band = sorted(lr for lr, loss in finite if loss <= best * (1.0 + tolerance))
+    centre = math.exp(sum(math.log(lr) for lr in band) / len(band))
+    lrs = [lr for lr, _ in runs]
+    return Optimum(
+        lr=centre,
+        low=band[0],
+        high=band[-1],
+        best_loss=best,
+        runs=len(band),
+        at_edge=band[0] == min(lrs) or band[-1] == max(lrs),
+    )
