@@ -2,7 +2,7 @@
 time to a given loss against batch size (McCandlish et al. 2018, ``batchsize.model``) with the
 measured step time, the raced sizes marked and, for a target, the measured times to it;
 right, each race's validation curve (its winner's, or for a target the lr that reached it
-first) against training time."""
+first, or was projected to) against training time; projected times are open circles."""
 
 from __future__ import annotations
 
@@ -26,14 +26,21 @@ def plot_batch_advice(found: BatchAdvice, path: Path) -> None:
             color="#1f77b4",
             label="predicted time to the target",
         )
-        measured = [r for r in found.races if r.seconds_to_target is not None]
-        left.scatter(
-            [r.batch_size for r in measured],
-            [r.seconds_to_target for r in measured],
-            color="black",
-            zorder=3,
-            label="measured (the race's winner)",
-        )
+        for projected, label in ((False, "measured in the race"), (True, "projected (untested)")):
+            points = [
+                r
+                for r in found.races
+                if r.seconds_to_target is not None and r.projected is projected
+            ]
+            if points:
+                left.scatter(
+                    [r.batch_size for r in points],
+                    [r.seconds_to_target for r in points],
+                    facecolors="none" if projected else "black",
+                    edgecolors="black",
+                    zorder=3,
+                    label=label,
+                )
         left.set_ylabel("seconds of training to the target")
     else:
         left.plot(
