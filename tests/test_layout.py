@@ -101,6 +101,8 @@ LAYERS = [
     ("lrkit.advise",),
     # the batch size, which races through advise
     ("lrkit.batchsize",),
+    # laws: a ladder of sweeps
+    ("lrkit.laws.ladder",),
     # 5: the textbook's experiments
     ("lrkit.experiments",),
     # 6, 7, 8: the edges

@@ -23,6 +23,7 @@ import typer
 from lrkit.cli import (
     advise_command,
     find_command,
+    laws_command,
     noise_command,
     report_command,
     reproduce_command,
@@ -68,6 +69,7 @@ app.command("sweep", help=sweep_command.HELP)(sweep_command.sweep)
 app.command("runs", help=runs_command.HELP)(runs_command.runs)
 app.command("scale", help=scale_command.HELP)(scale_command.scale)
 app.command("noise", help=noise_command.HELP)(noise_command.noise)
+app.command("laws", help=laws_command.HELP)(laws_command.laws)
 app.command("report", help=report_command.HELP)(report_command.report)
 app.command("reproduce", help=reproduce_command.HELP)(reproduce_command.reproduce)
 

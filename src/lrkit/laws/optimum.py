@@ -69,6 +69,7 @@ def band_optimum(
         raise LrkitValueError(f"losses must be positive for a relative band (best {best:g})")
     band = sorted(lr for lr, loss in finite if loss <= best * (1.0 + tolerance))
     centre = math.exp(sum(math.log(lr) for lr in band) / len(band))
+    centre = min(max(centre, band[0]), band[-1])  # (one run: exp(ln lr) may round off it)
     lrs = [lr for lr, _ in runs]
     return Optimum(
         lr=centre,

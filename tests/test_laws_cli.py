@@ -1,0 +1,107 @@
+"""``lrkit laws`` end to end on a toy family: the ladder, the law, the prediction and the
+checks as JSON, consistent with the library; resumed from its store; bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cli_run import run
+from lrkit.laws import fit_law
+
+FAMILY = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    def mlp(width):
+        return nn.Sequential(nn.Linear(8, width), nn.Tanh(), nn.Linear(width, 2))
+
+    def make_data():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(1200, 8, generator=g)
+        y = (x[:, 0] - x[:, 1] + 0.5 * x[:, 2] > 0).long()
+        return {"train": (x[:1000], y[:1000]), "val": (x[1000:], y[1000:])}
+
+    def not_a_model(width):
+        return width
+    """
+)
+LADDER = ["laws", "--model", "lawmodels:mlp", "--data", "lawmodels:make_data"]
+SMALL = ["--batch-size", "32", "--epochs", "1", "--octaves", "1", "--per-octave", "2"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "lawmodels.py").write_text(FAMILY)
+    return tmp_path
+
+
+@pytest.mark.slow  # two ladders of 20 short runs and a coordinate check: in make test
+def test_a_ladder_predicts_checks_and_resumes(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*LADDER, "--widths", "8,16,32,64", "--predict-width", "256", *SMALL]
+    code, out, err = run([*args, "--json", "a.json", "--check-transfer"], capsys)
+    assert code == 0, err
+    found = json.loads((workdir / "a.json").read_text())
+    assert [r["width"] for r in found["rungs"]] == [8, 16, 32, 64]
+    groups = {(float(r["width"]),): [tuple(x) for x in r["runs"]] for r in found["rungs"]}
+    for rung in found["rungs"]:
+        optimum = rung["optimum"]
+        assert len(rung["runs"]) >= 5 and optimum["low"] <= optimum["lr"] <= optimum["high"]
+        assert {optimum["low"], optimum["high"]} <= set(rung["lrs"])
+    # The fit is the library's on the runs the JSON lists.
+    again = fit_law(groups, ["width"])
+    assert found["transfer"]["exponent"] == pytest.approx(again.exponents[0])
+    predict = found["predict"]
+    assert predict["width"] == 256
+    low, high = predict["lr_interval"]
+    assert low <= predict["lr"] <= high and math.isfinite(predict["lr"])
+    assert found["transfer"]["moves"] == (not low_high_holds_zero(found["transfer"]["interval"]))
+    assert {layer["layer"] for layer in found["coordinate_check"]["layers"]} == {"0", "2"}
+    assert "law: eta* =" in out and "check: width 64 predicted from the others" in out
+    assert "predicted best lr at width 256" in out and "coordinate check" in out
+    # Resumed from the store: nothing trains again, the same answer.
+    code, out, err = run([*args, "--json", "b.json", "--lr", str(found["center_lr"])], capsys)
+    assert code == 0, err
+    resumed = json.loads((workdir / "b.json").read_text())
+    assert resumed["rungs"] == found["rungs"] and resumed["predict"] == found["predict"]
+
+
+def low_high_holds_zero(interval: list[float]) -> bool:
+    return interval[0] <= 0.0 <= interval[1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--widths", "8,16,32"], "--widths must be at least 4 comma-separated positive"),
+        (["--widths", "8,x,32,64"], "--widths must be at least 4 comma-separated positive"),
+        (["--widths", "8,16,32,64", "--predict-width", "0"], "--predict-width must be"),
+        (["--widths", "8,16,32,64", "--optimizer", "lion"], "--optimizer must be one of"),
+        (["--widths", "8,16,32,64", "--engine", "gpu"], "--engine must be one of"),
+        (["--widths", "8,16,32,64", "--batch-size", "5000"], "--batch-size must be at most"),
+    ],
+)
+def test_bad_input_exits_2_in_one_line(
+    workdir: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    code, _, err = run([*LADDER, *extra], capsys)
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+
+
+def test_a_factory_that_returns_no_model_is_refused(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["laws", "--model", "lawmodels:not_a_model", "--data", "lawmodels:make_data"]
+    code, _, err = run([*args, "--widths", "8,16,32,64", "--lr", "0.1", *SMALL], capsys)
+    assert code == 2 and "returned int at width 8, not an nn.Module" in err
