@@ -400,6 +400,7 @@ def main() -> None:
         )
         fastest = min(table[b]["seconds"] for b in BATCH_SIZES)
         fastest_b = min(BATCH_SIZES, key=lambda b: table[b]["seconds"])
+        fine_fastest = min(fine[b]["seconds"] for b in BATCH_SIZES) if fine else math.inf
         held_out: dict[str, tuple[int, float]] = {}
         if "target" in cache["advise"]:
             advised = cache["advise"]["target"]["result"]
@@ -452,7 +453,6 @@ def main() -> None:
                     "own_ratio": seconds["own"] / seconds["fastest"],
                 }
                 if fine is not None:
-                    fine_fastest = min(fine[b]["seconds"] for b in BATCH_SIZES)
                     verdict |= {
                         "refined_ratio": fine[b]["seconds"] / fine_fastest,
                         "refined_ok": fine[b]["seconds"] / fine_fastest <= TIME_RATIO,
@@ -490,7 +490,6 @@ def main() -> None:
                 f"{row['accuracy_lr']:>7g} {row['accuracy']:>9.4f}"
             )
         if fine is not None:
-            fine_fastest = min(fine[b]["seconds"] for b in BATCH_SIZES)
             print("   refined grid (factors of sqrt 2):")
             for b in BATCH_SIZES:
                 row = fine[b]

@@ -12,7 +12,7 @@ from torch import nn
 
 from lrkit.data.tensors import TensorData
 from lrkit.laws import fit_law
-from lrkit.laws.ladder import MAX_WIDENINGS, lr_grid, run_ladder, widen
+from lrkit.laws.ladder import MAX_WIDENINGS, Rung, lr_grid, run_ladder, widen
 from lrkit.sweep.definition import SweepDefinition
 from lrkit.sweep.store import Store
 from lrkit.workload import Workload
@@ -58,22 +58,26 @@ DEFINITION = SweepDefinition(
 )
 
 
+def ladder(store: Store, widths: tuple[int, ...]) -> tuple[Rung, ...]:
+    return run_ladder(
+        family,
+        widths,
+        workload(),
+        DEFINITION,
+        store,
+        batch_size=32,
+        center_lr=0.01,
+        octaves=1,
+        per_octave=2,
+        engine="sequential",
+    )
+
+
 def test_a_ladder_runs_each_width_into_the_store_and_resumes(tmp_path: Path) -> None:
     path = tmp_path / "laws.sqlite"
     widths = (8, 16, 32, 64)
     with Store.open(path) as store:
-        rungs = run_ladder(
-            family,
-            widths,
-            workload(),
-            DEFINITION,
-            store,
-            batch_size=32,
-            center_lr=0.01,
-            octaves=1,
-            per_octave=2,
-            engine="sequential",
-        )
+        rungs = ladder(store, widths)
         names = {row.name for row in store.sweeps()}
         stored = len(store.trials())
     assert [r.width for r in rungs] == list(widths)
@@ -89,18 +93,7 @@ def test_a_ladder_runs_each_width_into_the_store_and_resumes(tmp_path: Path) -> 
     assert math.isfinite(fit.exponents[0])
     # Resumed: the same rungs, no run repeated.
     with Store.open(path) as store:
-        again = run_ladder(
-            family,
-            widths,
-            workload(),
-            DEFINITION,
-            store,
-            batch_size=32,
-            center_lr=0.01,
-            octaves=1,
-            per_octave=2,
-            engine="sequential",
-        )
+        again = ladder(store, widths)
         assert len(store.trials()) == stored
     assert [r.runs for r in again] == [r.runs for r in rungs]
 

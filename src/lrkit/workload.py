@@ -55,19 +55,27 @@ def model_factory(spec: str) -> Callable[[int], nn.Module]:
     def make(seed: int) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            try:
-                model = factory()
-            except Exception as exc:
-                raise LrkitValueError(
-                    f"--model {quoted(spec)} failed: {type(exc).__name__}: {exc}"
-                ) from None
-        if not isinstance(model, nn.Module):
-            raise LrkitValueError(
-                f"--model {quoted(spec)} returned {type(model).__name__}, not an nn.Module"
-            )
-        return model
+            return built_model(factory, spec)
 
     return make
+
+
+def built_model(
+    factory: Callable[..., object], spec: str, *args: object, where: str = ""
+) -> nn.Module:
+    """``factory(*args)``; its failure, or a result that is not an ``nn.Module``, as a
+    one-line error naming ``--model spec`` (and ``where``, e.g. " at width 64")."""
+    try:
+        model = factory(*args)
+    except Exception as exc:
+        raise LrkitValueError(
+            f"--model {quoted(spec)} failed{where}: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise LrkitValueError(
+            f"--model {quoted(spec)} returned {type(model).__name__}{where}, not an nn.Module"
+        )
+    return model
 
 
 def loss_from(spec: str | None) -> LossFn:

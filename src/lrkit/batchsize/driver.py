@@ -291,9 +291,7 @@ def measure_noise(
     found = budget_range_test(
         make_model(race.seed), train, val, settings.race_at(size, race.epochs), loss_fn, per_run
     )
-    suggested = found.suggested_lr
-    if suggested is None:
-        suggested = min((lr for lr in found.suggestions.values() if lr is not None), default=None)
+    suggested = found.suggested_or_least
     if suggested is None:
         raise LrkitValueError(
             f"the range test at batch size {size} suggested no learning rate (the loss never "

@@ -239,25 +239,11 @@ def laws(
 
 def width_factory(factory: object, spec: str) -> Any:
     """``width -> nn.Module`` from the user's factory, its failures as one-line errors."""
-    from torch import nn
+    from lrkit.workload import built_model
 
     if not callable(factory):
         raise LrkitValueError(f"--model {spec} is not callable: give a function of the width")
-
-    def make(width: int) -> nn.Module:
-        try:
-            built = factory(width)
-        except Exception as exc:
-            raise LrkitValueError(
-                f"--model {spec} failed at width {width}: {type(exc).__name__}: {exc}"
-            ) from None
-        if not isinstance(built, nn.Module):
-            raise LrkitValueError(
-                f"--model {spec} returned {type(built).__name__} at width {width}, not an nn.Module"
-            )
-        return built
-
-    return make
+    return lambda width: built_model(factory, spec, width, where=f" at width {width}")
 
 
 def range_test_center(
@@ -284,9 +270,7 @@ def range_test_center(
     )
     steps = math.ceil(epochs * math.ceil(len(work.train) / batch_size))
     found = budget_range_test(net, work.train, work.val, settings, work.loss_fn, steps)
-    suggested = found.suggested_lr
-    if suggested is None:
-        suggested = min((v for v in found.suggestions.values() if v is not None), default=None)
+    suggested = found.suggested_or_least
     if suggested is None:
         raise LrkitValueError(
             "the range test at the smallest width suggested no learning rate (the loss never "

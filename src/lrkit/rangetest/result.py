@@ -102,6 +102,14 @@ class RangeTestResult:
     """Processes of a data-parallel (DDP) run; ``batch_size`` is then the global batch."""
 
     @property
+    def suggested_or_least(self) -> float | None:
+        """``suggested_lr``, else the least lr any rule suggested (a safe side to err on);
+        None where no rule suggested one (the loss never fell)."""
+        if self.suggested_lr is not None:
+            return self.suggested_lr
+        return min((lr for lr in self.suggestions.values() if lr is not None), default=None)
+
+    @property
     def diverged_at(self) -> float | None:
         """Where the first round diverged (the wide sweep), or None."""
         return self.rounds[0].record.diverged_at
