@@ -15,8 +15,13 @@ says it cannot place it); the transfer: sp-adam's exponent interval below 0 (the
 falls with width), mup-adam's holding 0; the coordinate check: sp-adam not flat, mup-adam
 flat.
 
-Usage: python bench/bench_laws.py [--data-dir DIR] [--families sp-adam,mup-adam]
-Writes bench/results/bench_laws.json (stores in bench/results/laws/, not committed).
+With ``--repeats R`` every lr trains R seeds, a width's loss at an lr is their mean and its
+band is widened to their noise (``laws.optimum.repeat_tolerance``); the stores are shared, so
+the first seed's runs are not trained again.
+
+Usage: python bench/bench_laws.py [--data-dir DIR] [--families sp-adam,mup-adam] [--repeats R]
+Writes bench/results/bench_laws.json (bench_laws_repeatsR.json with repeats; stores in
+bench/results/laws/, not committed).
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ import torch
 from laws_models import mup_mlp, sp_mlp
 from lrkit.cli.laws_command import range_test_center
 from lrkit.laws import check_largest, fit_law
+from lrkit.laws.fit import Group
 from lrkit.laws.ladder import run_ladder
+from lrkit.laws.points import Ladder
 from lrkit.laws.transfer import coordinate_check
 from lrkit.sweep.definition import SweepDefinition
 from lrkit.sweep.store import Store
@@ -50,7 +57,7 @@ EPOCHS = 2.0
 STEP = math.sqrt(2)
 
 
-def run_family(name: str, data_dir: Path | None, workers: int) -> dict[str, Any]:
+def run_family(name: str, data_dir: Path | None, workers: int, repeats: int) -> dict[str, Any]:
     spec, factory = FAMILIES[name]
     work = load_workload(spec, None, data_dir, None, 1 / 12, notify=lambda m: None)
     started = time.perf_counter()
@@ -73,17 +80,17 @@ def run_family(name: str, data_dir: Path | None, workers: int) -> dict[str, Any]
     with Store.open(RESULTS / "laws" / f"{name}.sqlite") as store:
         rungs = run_ladder(
             factory,
-            WIDTHS,
+            Ladder(WIDTHS, (len(work.train),), (EPOCHS,), (BATCH_SIZE,)),
             work,
             definition,
             store,
-            batch_size=BATCH_SIZE,
             center_lr=center,
+            repeats=repeats,
             name=name,
             workers=workers,
         )
     seconds = time.perf_counter() - started
-    groups = {(float(r.width),): r.runs for r in rungs}
+    groups: dict[tuple[float, ...], Group] = {(float(r.size),): r.optimum for r in rungs}
     held = check_largest(groups, ["width"])
     law = fit_law(groups, ["width"])
     coordinates = coordinate_check(
@@ -103,7 +110,8 @@ def run_family(name: str, data_dir: Path | None, workers: int) -> dict[str, Any]
     coordinate_ok = (not coordinates.flat) if name == "sp-adam" else coordinates.flat
     return {
         "center_lr": center,
-        "runs": sum(len(r.runs) for r in rungs),
+        "repeats": repeats,
+        "runs": sum(len(r.trials) for r in rungs),
         "seconds": seconds,
         "rungs": [r.to_json() for r in rungs],
         "held_out": held.to_json(),
@@ -125,7 +133,10 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS / "bench_laws.json")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="seeds at each lr (the band widened to their noise)"
+    )
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     data_dir = args.data_dir or (
         Path(os.environ["LRKIT_DATA_DIR"]) if "LRKIT_DATA_DIR" in os.environ else None
@@ -137,7 +148,7 @@ def main() -> None:
         parser.error(f"--families: unknown {', '.join(unknown)}; choose from {', '.join(FAMILIES)}")
     summary: dict[str, Any] = {"benchmark": "bench_laws", "machine": machine(), "families": {}}
     for name in names:
-        found = run_family(name, data_dir, args.workers)
+        found = run_family(name, data_dir, args.workers, args.repeats)
         summary["families"][name] = found
         print(
             f"\n== {name}: {found['runs']} runs, {found['seconds']:.0f} s, "
@@ -166,8 +177,11 @@ def main() -> None:
             f"{'flat' if found['coordinate_check']['flat'] else 'not flat'}: "
             f"{'ok' if found['coordinate_ok'] else 'MISS'}"
         )
-    args.out.write_text(json.dumps(summary, indent=2))
-    print(f"\nwrote {args.out}")
+    out = args.out or RESULTS / (
+        "bench_laws.json" if args.repeats == 1 else f"bench_laws_repeats{args.repeats}.json"
+    )
+    out.write_text(json.dumps(summary, indent=2))
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

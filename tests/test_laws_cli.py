@@ -66,7 +66,10 @@ def test_a_ladder_predicts_checks_and_resumes(
     assert low <= predict["lr"] <= high and math.isfinite(predict["lr"])
     assert found["transfer"]["moves"] == (not low_high_holds_zero(found["transfer"]["interval"]))
     assert {layer["layer"] for layer in found["coordinate_check"]["layers"]} == {"0", "2"}
-    assert "law: eta* =" in out and "check: width 64 predicted from the others" in out
+    assert (
+        "eta*(width) (muP's question; predicts): eta* =" in out
+        and "check: width 64 predicted from the others" in out
+    )
     assert "predicted best lr at width 256" in out and "coordinate check" in out
     # Resumed from the store: nothing trains again, the same answer.
     code, out, err = run([*args, "--json", "b.json", "--lr", str(found["center_lr"])], capsys)
@@ -82,8 +85,15 @@ def low_high_holds_zero(interval: list[float]) -> bool:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--widths", "8,16,32"], "--widths must be at least 4 comma-separated positive"),
-        (["--widths", "8,x,32,64"], "--widths must be at least 4 comma-separated positive"),
+        (["--widths", "8,16,32"], "--widths: eta*(width) needs at least 4 groups of runs"),
+        (["--widths", "8,x,32,64"], "--widths must be an integer > 0"),
+        (["--widths", "8,16,32,64", "--depths", "1,2"], "give the ladder's sizes as --widths"),
+        (["--widths", "8,16", "--epochs", "1,2"], "eta*(N, D) needs at least 5 groups"),
+        (["--widths", "8", "--epochs", "1,2", "--examples", "100,200"], "ladder one of them"),
+        (["--widths", "8,16,32,64", "--examples", "5000"], "--examples must be at most"),
+        (["--depths", "1,2,3,4", "--check-transfer"], "the coordinate check needs a --widths"),
+        (["--depths", "1,2,3,4", "--predict-width", "8"], "give --predict-depth"),
+        (["--widths", "8,16,32,64", "--repeats", "0"], "--repeats must be"),
         (["--widths", "8,16,32,64", "--predict-width", "0"], "--predict-width must be"),
         (["--widths", "8,16,32,64", "--optimizer", "lion"], "--optimizer must be one of"),
         (["--widths", "8,16,32,64", "--engine", "gpu"], "--engine must be one of"),

@@ -13,6 +13,8 @@ from torch import nn
 from lrkit.data.tensors import TensorData
 from lrkit.laws import fit_law
 from lrkit.laws.ladder import MAX_WIDENINGS, Rung, lr_grid, run_ladder, widen
+from lrkit.laws.optimum import repeat_tolerance
+from lrkit.laws.points import Ladder
 from lrkit.sweep.definition import SweepDefinition
 from lrkit.sweep.store import Store
 from lrkit.workload import Workload
@@ -58,14 +60,17 @@ DEFINITION = SweepDefinition(
 )
 
 
+def widths_only(widths: tuple[int, ...] | list[int]) -> Ladder:
+    return Ladder(tuple(widths), (500,), (1.0,), (32,))
+
+
 def ladder(store: Store, widths: tuple[int, ...]) -> tuple[Rung, ...]:
     return run_ladder(
         family,
-        widths,
+        widths_only(widths),
         workload(),
         DEFINITION,
         store,
-        batch_size=32,
         center_lr=0.01,
         octaves=1,
         per_octave=2,
@@ -80,7 +85,7 @@ def test_a_ladder_runs_each_width_into_the_store_and_resumes(tmp_path: Path) -> 
         rungs = ladder(store, widths)
         names = {row.name for row in store.sweeps()}
         stored = len(store.trials())
-    assert [r.width for r in rungs] == list(widths)
+    assert [r.size for r in rungs] == list(widths)
     assert names == {f"laws-width-{w}" for w in widths}
     assert stored == sum(len(r.lrs) for r in rungs)
     for rung in rungs:
@@ -89,7 +94,7 @@ def test_a_ladder_runs_each_width_into_the_store_and_resumes(tmp_path: Path) -> 
         losses = dict(rung.runs)
         assert rung.optimum.best_loss == min(losses.values())
         assert rung.optimum.low <= rung.optimum.lr <= rung.optimum.high
-    fit = fit_law({(float(r.width),): r.runs for r in rungs}, ["width"], bootstrap=200)
+    fit = fit_law({(float(r.size),): r.runs for r in rungs}, ["width"], bootstrap=200)
     assert math.isfinite(fit.exponents[0])
     # Resumed: the same rungs, no run repeated.
     with Store.open(path) as store:
@@ -104,11 +109,10 @@ def test_the_grid_grows_where_the_band_touches_its_top(tmp_path: Path) -> None:
     with Store.open(tmp_path / "low.sqlite") as store:
         (rung,) = run_ladder(
             family,
-            [16],
+            widths_only([16]),
             workload(),
             DEFINITION,
             store,
-            batch_size=32,
             center_lr=1e-6,
             octaves=1,
             per_octave=2,
@@ -117,3 +121,72 @@ def test_the_grid_grows_where_the_band_touches_its_top(tmp_path: Path) -> None:
     assert rung.widenings == MAX_WIDENINGS
     assert max(rung.lrs) == pytest.approx(1e-6 * 2 ** (1 + MAX_WIDENINGS))
     assert min(rung.lrs) == pytest.approx(0.5e-6) and rung.optimum.at_edge
+
+
+def test_a_ladder_of_horizons_batch_sizes_and_repeats(tmp_path: Path) -> None:
+    """Two horizons x two batch sizes at one width, two seeds at each lr: one named sweep per
+    point, every lr's loss the mean of its repeats, each band widened to their noise."""
+    shape = Ladder((8,), (500,), (0.5, 1.0), (16, 32))
+    with Store.open(tmp_path / "h.sqlite") as store:
+        rungs = run_ladder(
+            family,
+            shape,
+            workload(),
+            DEFINITION,
+            store,
+            center_lr=0.01,
+            octaves=1,
+            per_octave=1,
+            repeats=2,
+            engine="sequential",
+        )
+        rows = store.sweeps()
+    assert {row.name for row in rows} == {
+        f"laws-width-8-epochs-{e:g}-batch-{b}" for e in (0.5, 1.0) for b in (16, 32)
+    }
+    assert [(r.point.epochs, r.point.batch_size) for r in rungs] == [
+        (0.5, 16),
+        (0.5, 32),
+        (1.0, 16),
+        (1.0, 32),
+    ]
+    assert {row.name: row.definition["epochs"] for row in rows} == {
+        f"laws-width-8-epochs-{e:g}-batch-{b}": e for e in (0.5, 1.0) for b in (16, 32)
+    }
+    for rung in rungs:
+        assert len(rung.trials) == 2 * len(rung.lrs)
+        assert {t.repeat for t in rung.trials} == {0, 1}
+        for (lr, mean), (lr_again, losses) in zip(rung.runs, rung.repeats, strict=True):
+            assert lr == lr_again and len(losses) == 2 and mean == pytest.approx(sum(losses) / 2)
+        assert rung.optimum.tolerance == pytest.approx(repeat_tolerance(rung.repeats))
+        assert rung.to_json()["repeats"]
+        assert rung.parameters == 8 * 8 + 8 + 8 * 2 + 2
+
+
+def test_an_examples_ladder_trains_on_the_first_n(tmp_path: Path) -> None:
+    """--examples 200,400: each point's runs train on the first n training examples, named
+    and recorded as such."""
+    shape = Ladder((8,), (200, 400), (1.0,), (32,))
+    with Store.open(tmp_path / "e.sqlite") as store:
+        rungs = run_ladder(
+            family,
+            shape,
+            workload(),
+            DEFINITION,
+            store,
+            center_lr=0.01,
+            octaves=1,
+            per_octave=1,
+            engine="sequential",
+        )
+        rows = {row.name: row for row in store.sweeps()}
+    assert {n: row.definition["data"] for n, row in rows.items()} == {
+        "laws-width-8-examples-200": "toy[:200]",
+        "laws-width-8-examples-400": "toy[:400]",
+    }
+    assert [r.point.examples for r in rungs] == [200, 400]
+    assert [r.point.seen for r in rungs] == [200.0, 400.0]
+    # Fewer examples, fewer steps: the iteration count at the end is the first n's.
+    for rung in rungs:
+        last = max(p.iteration for p in rung.trials[0].points)
+        assert last == math.ceil(rung.point.examples / 32)

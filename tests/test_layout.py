@@ -208,6 +208,8 @@ TORCH_FREE = [
     "lrkit.laws",
     "lrkit.laws.optimum",
     "lrkit.laws.fit",
+    "lrkit.laws.points",
+    "lrkit.laws.analysis",
     "lrkit.programs",
     "lrkit.suggestions",
 ]

@@ -1,18 +1,20 @@
-"""``lrkit laws``: a ladder of widths, each rung's best learning rate from its band of near-best
-runs, the law eta*(width) = a width^alpha with its interval, the prediction for a larger
-width, the held-out check, and whether the best lr moves with width at all."""
+"""``lrkit laws``: a ladder of sizes (widths or depths), horizons and batch sizes, each point's
+best learning rate from its band of near-best runs, the laws in them with their intervals
+(``laws.analysis``), the forecast for a larger model or longer run, the held-out checks, and
+whether the best lr moves with width at all."""
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lrkit import validation as check
+from lrkit.cli.laws_output import document, summary
 from lrkit.cli.options import (
     DataDirOption,
     DataOption,
@@ -25,66 +27,81 @@ from lrkit.cli.options import (
     check_optimizer,
     parse_fraction,
 )
-from lrkit.cli.output import check_output_file, text_table, write_json, writing
+from lrkit.cli.output import check_output_file, write_json, writing
 from lrkit.cli.progress import on_interrupt, progress
+from lrkit.cli.report_command import ReportOption
 from lrkit.errors import InvalidParameterError, LrkitValueError
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from lrkit.laws.fit import HeldOutCheck, LawFit, Prediction
-    from lrkit.laws.ladder import Rung
     from lrkit.laws.transfer import CoordinateCheck
 
 HELP = "\n\n".join(
     [
-        "Predict the best learning rate of a larger model from a ladder of small ones, with "
-        "an interval, and check the prediction before trusting it.",
-        "--model module:factory is called with the width as its one argument. At each of "
-        "--widths a sweep (one store, resumable) trains --batch-size over a geometric lr grid "
-        "(--per-octave points an octave, --octaves each side of --lr, by default the range "
-        "test's suggestion at the smallest width), grown by an octave where the best runs "
-        "touch its end. Each width's optimum is the centre of its runs within 0.25% of its "
-        "best final validation loss (Step Law's band); eta*(width) = a width^alpha is fitted "
-        "to them (or ln eta* quadratic in ln width, where that predicts held-out widths "
-        "better), with 90% intervals. The largest width is predicted from the others as a "
-        "check; --predict-width says where the law puts the optimum, and warns when the "
-        "interval is wider than a factor of 2 or the width lies far outside the ladder.",
-        "Transfer: the exponent's interval says whether the best lr moves with width (muP "
-        "promises it does not); --check-transfer also runs the coordinate check (each layer's "
-        "activation size against width after a few steps: flat under muP).",
+        "Predict the best learning rate (and batch size) of a larger model or a longer run from "
+        "a ladder of small ones, with intervals, and check the prediction before trusting it.",
+        "--model module:factory is called with the size as its one argument: the width "
+        "(--widths) or the depth (--depths). The ladder is every combination of the sizes, "
+        "the horizons (--epochs 1,2,4 or --examples 3000,6000,12000: the first n training "
+        "examples) and the batch sizes (--batch-size 32,64,128). At each point a sweep (one "
+        "store, resumable) trains a geometric lr grid (--per-octave points an octave, "
+        "--octaves each side of --lr, by default the range test's suggestion at the smallest "
+        "size), grown by an octave where the best runs touch its end; --repeats seeds at each "
+        "lr widen the band to their noise. Each group's optimum is the centre of its runs within "
+        "0.25% of its best final validation loss (Step Law's band).",
+        "Laws: eta*(width or depth) for a size ladder; eta*(D) for a horizon ladder (D = "
+        "examples x epochs); Step Law's eta*(N, D) and DeepSeek's eta*(C), C = 6 N D, for "
+        "both; with batch sizes also B*(D), B*(C) or B*(N, D), and eta*(B) at fixed N, D. "
+        "Each with 90% intervals, the form (power or log-quadratic) and the law that predicts "
+        "chosen by leave-one-out error, checked by predicting the largest group from the "
+        "others. --predict-width/--predict-depth/--predict-epochs/--predict-examples/"
+        "--predict-batch-size say where to predict (the ladder's largest value for the rest); "
+        "warnings when an interval is wider than a factor of 2 or the target lies far out.",
+        "Horizon ladders with --epochs train one run per lr and branch each shorter horizon "
+        "off it (exact where the schedule's start is shared: none, or --schedule "
+        "wsd:cooldown_fraction=0.2).",
+        "Transfer: the size exponent's interval says whether the best lr moves with width "
+        "(muP promises it does not); --check-transfer also runs the coordinate check (each "
+        "layer's activation size against width after a few steps: flat under muP).",
         "Example: lrkit laws --model mymodels:mlp --widths 32,64,128,256 --predict-width 1024 "
         "--optimizer adam --batch-size 128 --epochs 2 --store laws.sqlite --json laws.json",
     ]
 )
 
-MIN_WIDTHS = 4
-"""Rungs a ladder needs: three to fit a law with an interval, one more to hold out."""
 
+def parse_list(option: str, text: str | None, kind: type) -> tuple[Any, ...] | None:
+    """A comma-separated ladder of positive values (None when not given)."""
+    from lrkit.sweep.definition import parse_grid
 
-def parse_widths(text: str) -> tuple[int, ...]:
-    """``--widths 32,64,128,256``: at least ``MIN_WIDTHS`` distinct positive integers."""
-    try:
-        widths = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
-    except ValueError:
-        raise InvalidParameterError(
-            "widths", f"at least {MIN_WIDTHS} comma-separated positive integers", text
-        ) from None
-    if len(widths) < MIN_WIDTHS or widths[0] < 1:
-        raise InvalidParameterError(
-            "widths", f"at least {MIN_WIDTHS} comma-separated positive integers", text
-        )
-    return widths
+    return None if text is None else tuple(sorted(parse_grid(option, text, kind)))
 
 
 def laws(
     model: Annotated[
         str,
-        typer.Option(help="The model family: module:factory, called with the width."),
+        typer.Option(help="The model family: module:factory, called with the size."),
     ],
-    widths: Annotated[str, typer.Option(help="The ladder's widths, comma-separated (at least 4).")],
+    widths: Annotated[
+        str | None, typer.Option(help="The ladder's widths, comma-separated.")
+    ] = None,
+    depths: Annotated[
+        str | None, typer.Option(help="The ladder's depths (instead of --widths).")
+    ] = None,
     predict_width: Annotated[
         int | None, typer.Option(help="The width to predict the best lr of.")
+    ] = None,
+    predict_depth: Annotated[
+        int | None, typer.Option(help="The depth to predict the best lr of.")
+    ] = None,
+    predict_epochs: Annotated[
+        float | None, typer.Option(help="The horizon to predict at (epochs).")
+    ] = None,
+    predict_examples: Annotated[
+        int | None, typer.Option(help="The training examples to predict at.")
+    ] = None,
+    predict_batch_size: Annotated[
+        int | None, typer.Option(help="The batch size to predict the best lr at.")
     ] = None,
     data: DataOption = None,
     data_dir: DataDirOption = None,
@@ -92,26 +109,54 @@ def laws(
     optimizer: OptimizerOption = "adam",
     momentum: MomentumOption = 0.9,
     weight_decay: WeightDecayOption = 0.0,
-    batch_size: Annotated[int, typer.Option(help="Training batch size at every width.")] = 128,
-    epochs: Annotated[float, typer.Option(help="Epochs each run trains.")] = 2.0,
+    batch_size: Annotated[
+        str, typer.Option(help="Training batch size, or a ladder of them (32,64,128).")
+    ] = "128",
+    epochs: Annotated[
+        str, typer.Option(help="Epochs each run trains, or a ladder of horizons (1,2,4).")
+    ] = "2",
+    examples: Annotated[
+        str | None,
+        typer.Option(help="A ladder of training-set sizes (the first n examples; default all)."),
+    ] = None,
     lr: Annotated[
         float | None,
         typer.Option(
-            "--lr", help="Centre of the lr grid (default: the range test at the smallest width)."
+            "--lr", help="Centre of the lr grid (default: the range test at the smallest size)."
         ),
     ] = None,
     octaves: Annotated[int, typer.Option(help="Octaves of the grid each side of --lr.")] = 2,
     per_octave: Annotated[int, typer.Option(help="Grid points an octave.")] = 4,
+    repeats: Annotated[
+        int,
+        typer.Option(help="Seeds at each lr (their mean loss; the band widened to their noise)."),
+    ] = 1,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="lr schedule NAME[:k=v,...] of every run, e.g. wsd:cooldown_fraction=0.2."
+        ),
+    ] = None,
+    branch: Annotated[
+        bool,
+        typer.Option(
+            "--branch/--no-branch",
+            help="Branch the horizons of an --epochs ladder off one run per lr.",
+        ),
+    ] = True,
     val_fraction: ValFractionOption = "1/12",
     store: Annotated[Path, typer.Option(help="The sweep store (SQLite), resumable.")] = Path(
         "laws.sqlite"
     ),
-    name: Annotated[str, typer.Option(help="Prefix of the rungs' sweep names.")] = "laws",
+    name: Annotated[str, typer.Option(help="Prefix of the points' sweep names.")] = "laws",
     engine: Annotated[
         str, typer.Option(help="auto, sequential, vectorized or ray (as lrkit sweep).")
     ] = "auto",
     workers: Annotated[
         int | None, typer.Option(help="Worker processes (default: one per core).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (with --engine ray).")
     ] = None,
     device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the weights and the data order.")] = 0,
@@ -119,28 +164,60 @@ def laws(
         bool, typer.Option("--check-transfer", help="Also run the coordinate check.")
     ] = False,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the result.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the figure of the laws (PNG, SVG or PDF).")
+    ] = None,
+    report_file: ReportOption = None,
 ) -> None:
-    ladder = parse_widths(widths)
-    if predict_width is not None:
-        check.positive_int("predict_width", predict_width)
+    from lrkit.laws.analysis import Target, analyse, check_ladder
+    from lrkit.laws.points import Ladder
+
+    if (widths is None) == (depths is None):
+        raise LrkitValueError("give the ladder's sizes as --widths or --depths (one of them)")
+    axis = "width" if widths is not None else "depth"
+    sizes = parse_list(f"--{axis}s", widths if widths is not None else depths, int)
+    assert sizes is not None
+    predict_size = predict_width if axis == "width" else predict_depth
+    other = predict_depth if axis == "width" else predict_width
+    if other is not None:
+        raise LrkitValueError(
+            f"--predict-{'depth' if axis == 'width' else 'width'}: the ladder is of {axis}s; "
+            f"give --predict-{axis}"
+        )
+    for option, value in (
+        (f"predict_{axis}", predict_size),
+        ("predict_examples", predict_examples),
+        ("predict_batch_size", predict_batch_size),
+    ):
+        if value is not None:
+            check.positive_int(option, value)
+    if predict_epochs is not None:
+        check.positive_float("predict_epochs", predict_epochs)
+    horizons = parse_list("--epochs", epochs, float)
+    batch_sizes = parse_list("--batch-size", batch_size, int)
+    set_sizes = parse_list("--examples", examples, int)
+    assert horizons is not None and batch_sizes is not None
     check_optimizer(optimizer, momentum, weight_decay)
-    check.positive_int("batch_size", batch_size)
-    check.positive_float("epochs", epochs)
     if lr is not None:
         check.positive_float("lr", lr)
     check.positive_int("octaves", octaves)
     check.positive_int("per_octave", per_octave)
+    check.positive_int("repeats", repeats)
     check.choice("engine", engine, ("auto", "sequential", "vectorized", "ray"))
     check.choice("device", device, ("auto", "cpu", "cuda"))
     check.seed("seed", seed)
+    if check_transfer and axis != "width":
+        raise LrkitValueError("--check-transfer: the coordinate check needs a --widths ladder")
     fraction = parse_fraction("val_fraction", val_fraction)
-    if json_file is not None:
-        check_output_file("--json", json_file)
+    for option, path in (("--json", json_file), ("--plot", plot), ("--report", report_file)):
+        if path is not None:
+            check_output_file(option, path)
+    # The ladder's shape is checked before any data is loaded (its examples filled in below).
+    check_ladder(Ladder(sizes, set_sizes or (1,), horizons, batch_sizes, axis))
 
     from lrkit.data.tensors import TensorData
     from lrkit.imports import load_object
-    from lrkit.laws.fit import check_largest, choose_law, fit_law
-    from lrkit.laws.ladder import run_ladder
+    from lrkit.laws.ladder import parameter_count, run_ladder
     from lrkit.sweep.definition import SweepDefinition
     from lrkit.training.device import resolve_device
     from lrkit.workload import load_workload
@@ -155,30 +232,41 @@ def laws(
     )
     if not isinstance(work.train, TensorData) or work.val is None:
         raise LrkitValueError("--data: lrkit laws needs tensor data with a validation part")
-    if batch_size > len(work.train):
-        raise InvalidParameterError(
-            "batch_size", f"at most the training examples ({len(work.train)})", batch_size
-        )
-    factory = width_factory(load_object(model, "--model"), model)
-    target = resolve_device(device)
+    n_train = len(work.train)
+    for option, values in (("examples", set_sizes or ()), ("batch_size", batch_sizes)):
+        if values and max(values) > n_train:
+            raise InvalidParameterError(
+                option, f"at most the training examples ({n_train})", max(values)
+            )
+    ladder = Ladder(sizes, set_sizes or (n_train,), horizons, batch_sizes, axis)
+    factory = size_factory(load_object(model, "--model"), model, axis)
+    target_device = resolve_device(device)
+    smallest = ladder.points()[0]
     center = (
         lr
         if lr is not None
         else range_test_center(
-            factory(ladder[0]), work, optimizer, momentum, weight_decay, batch_size, epochs, seed
+            factory(smallest.size),
+            replace(work, train=work.train.head(smallest.examples)),
+            optimizer,
+            momentum,
+            weight_decay,
+            smallest.batch_size,
+            smallest.epochs,
+            seed,
         )
     )
     definition = SweepDefinition(
         model=model,
         data=data or str(data_dir or "mnist"),
         loss=loss or "cross_entropy",
-        epochs=epochs,
-        eval_every=epochs / 4,
+        epochs=max(horizons),
+        eval_every=min(horizons) / 4,
         val_fraction=float(fraction),
         optimizer=optimizer,
         momentum=momentum,
         weight_decay=weight_decay,
-        schedule=None,
+        schedule=schedule,
         batch_size_schedule=None,
         seed=seed,
     )
@@ -207,43 +295,48 @@ def laws(
             work,
             definition,
             opened,
-            batch_size=batch_size,
             center_lr=center,
             octaves=octaves,
             per_octave=per_octave,
+            repeats=repeats,
             name=name,
-            device=target,
+            device=target_device,
             engine=engine,
             workers=workers,
+            address=address,
             events=SweepEvents(on_trial_start=on_trial_start, on_trial_end=on_trial_end),
         )
-    groups: dict[tuple[float, ...], Sequence[tuple[float, float]]] = {
-        (float(r.width),): r.runs for r in rungs
-    }
-    law = choose_law(groups, ["width"], seed=seed)
-    power = law if law.form == "power" else fit_law(groups, ["width"], seed=seed)
-    held = check_largest(groups, ["width"], seed=seed)
-    prediction = law.predict(float(predict_width)) if predict_width is not None else None
+    target = None
+    if any(
+        v is not None for v in (predict_size, predict_epochs, predict_examples, predict_batch_size)
+    ):
+        size = predict_size or max(sizes)
+        target = Target(
+            size,
+            parameter_count(factory(size)),
+            predict_examples or max(ladder.examples),
+            predict_epochs or max(horizons),
+            predict_batch_size,
+        )
+    analysis = analyse(rungs, ladder, target, seed=seed)
     coordinates = None
     if check_transfer:
         coordinates = run_coordinate_check(
-            factory, ladder, work, optimizer, center, momentum, weight_decay, batch_size
+            factory, sizes, work, optimizer, center, momentum, weight_decay, min(batch_sizes)
         )
-    print(summary(rungs, law, power, held, prediction, coordinates, center, lr is None))
+    print(summary(rungs, ladder, analysis, coordinates, center, lr is None))
     if json_file is not None:
         with writing("--json", json_file):
-            write_json(
-                json_file, document(rungs, law, power, held, prediction, coordinates, center)
-            )
+            write_json(json_file, document(rungs, ladder, analysis, coordinates, center))
 
 
-def width_factory(factory: object, spec: str) -> Any:
-    """``width -> nn.Module`` from the user's factory, its failures as one-line errors."""
+def size_factory(factory: object, spec: str, axis: str) -> Any:
+    """``size -> nn.Module`` from the user's factory, its failures as one-line errors."""
     from lrkit.workload import built_model
 
     if not callable(factory):
-        raise LrkitValueError(f"--model {spec} is not callable: give a function of the width")
-    return lambda width: built_model(factory, spec, width, where=f" at width {width}")
+        raise LrkitValueError(f"--model {spec} is not callable: give a function of the {axis}")
+    return lambda size: built_model(factory, spec, size, where=f" at {axis} {size}")
 
 
 def range_test_center(
@@ -301,137 +394,3 @@ def run_coordinate_check(
         work.loss_fn,
         batch_size=min(batch_size, len(work.train)),
     )
-
-
-def transfer_sentence(power: LawFit) -> str:
-    (alpha,), ((low, high),) = power.exponents, power.exponent_intervals
-    interval = f"{power.level:.0%} interval {low:.3g} .. {high:.3g}"
-    if low <= 0.0 <= high:
-        return (
-            f"the best lr does not measurably move with width: exponent {alpha:.3g} "
-            f"({interval} holds 0)"
-        )
-    return f"the best lr moves with width as width^{alpha:.3g} ({interval})"
-
-
-def short(value: float) -> str:
-    """A learning rate to 4 significant figures (the grid's points are no finer)."""
-    return f"{value:.4g}"
-
-
-def summary(
-    rungs: tuple[Rung, ...],
-    law: LawFit,
-    power: LawFit,
-    held: HeldOutCheck,
-    prediction: Prediction | None,
-    coordinates: CoordinateCheck | None,
-    center: float,
-    from_range_test: bool,
-) -> str:
-    rows: list[list[str | int | float]] = [
-        [
-            r.width,
-            short(r.optimum.lr),
-            f"{short(r.optimum.low)} .. {short(r.optimum.high)}",
-            f"{r.optimum.best_loss:.4g}",
-            f"{r.optimum.runs} of {len(r.runs)}",
-            "yes" if r.optimum.at_edge else "",
-        ]
-        for r in rungs
-    ]
-    where = "the range test at the smallest width" if from_range_test else "--lr"
-    lines = [
-        f"lrkit laws: {len(rungs)} widths, {sum(len(r.runs) for r in rungs)} runs; the grid "
-        f"centred on {short(center)} ({where})",
-        "",
-        text_table(
-            ["width", "best lr", "band", "best loss", "runs in band", "at grid's end"], rows
-        ),
-        "",
-    ]
-    if law.form == "power":
-        (alpha,), ((low, high),) = law.exponents, law.exponent_intervals
-        lines.append(
-            f"law: eta* = {law.coefficient:.4g} width^{alpha:.4g} ({law.level:.0%} interval of "
-            f"the exponent {low:.4g} .. {high:.4g})"
-        )
-    else:
-        b, c = law.exponents
-        lines.append(
-            f"law: ln eta* = {math.log(law.coefficient):.4g} + {b:.4g} ln w + {c:.4g} (ln w)^2 "
-            "(it predicted held-out widths better than a power law)"
-        )
-    forms = ", ".join(f"{f} {e:.3g}" for f, e in law.compared if math.isfinite(e))
-    if forms:
-        lines.append(f"held-out error (ln lr, leave one width out): {forms}")
-    lines.append(transfer_sentence(power))
-    measured = held.measured.lr
-    lines.append(
-        f"check: width {held.values[0]:g} predicted from the others at "
-        f"{short(held.prediction.value)} (where its measurement should fall: "
-        f"{short(held.prediction.measured_low)} .. "
-        f"{short(held.prediction.measured_high)}), measured {short(measured)}: "
-        + ("within" if held.within else "OUTSIDE: do not trust the law's extrapolation")
-    )
-    if prediction is not None:
-        lines += [
-            "",
-            f"predicted best lr at width {prediction.values[0]:g}: "
-            f"{short(prediction.value)} ({prediction.level:.0%} interval "
-            f"{short(prediction.low)} .. {short(prediction.high)})",
-            *(f"warning: {w}" for w in prediction.warnings),
-        ]
-    if coordinates is not None:
-        rows = [
-            [
-                layer.layer,
-                f"{layer.slope:.3g}",
-                f"{layer.interval[0]:.3g} .. {layer.interval[1]:.3g}",
-                layer.verdict,
-            ]
-            for layer in coordinates.layers
-        ]
-        lines += [
-            "",
-            f"coordinate check ({coordinates.steps} steps, mean |activation| against width):",
-            text_table(["layer", "slope", "90% interval", ""], rows),
-            "flat: every layer keeps its size across widths"
-            if coordinates.flat
-            else "not flat: the parametrization does not keep activations fixed as width grows",
-        ]
-    return "\n".join(lines)
-
-
-def document(
-    rungs: tuple[Rung, ...],
-    law: LawFit,
-    power: LawFit,
-    held: HeldOutCheck,
-    prediction: Prediction | None,
-    coordinates: CoordinateCheck | None,
-    center: float,
-) -> dict[str, Any]:
-    (alpha,), (interval,) = power.exponents, power.exponent_intervals
-    found: dict[str, Any] = {
-        "center_lr": center,
-        "rungs": [r.to_json() for r in rungs],
-        "fit": law.to_json(),
-        "check": held.to_json(),
-        "transfer": {
-            "exponent": alpha,
-            "interval": list(interval),
-            "moves": not interval[0] <= 0.0 <= interval[1],
-        },
-    }
-    if prediction is not None:
-        found["predict"] = {
-            "width": prediction.values[0],
-            "lr": prediction.value,
-            "lr_interval": [prediction.low, prediction.high],
-            "measured_interval": [prediction.measured_low, prediction.measured_high],
-            "warnings": list(prediction.warnings),
-        }
-    if coordinates is not None:
-        found["coordinate_check"] = coordinates.to_json()
-    return found

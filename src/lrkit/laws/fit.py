@@ -51,6 +51,14 @@ DEFAULT_BOOTSTRAP = 2000
 DEFAULT_LEVEL = 0.9
 
 Runs = Sequence[tuple[float, float]]
+Group = Runs | Optimum
+"""A group's (lr, loss) runs, or its optimum already read (a band widened to the noise of
+repeats: ``optimum.repeat_tolerance``)."""
+
+
+def group_optimum(group: Group, tolerance: float) -> Optimum:
+    """The group's optimum: as given, or read from its runs' band."""
+    return group if isinstance(group, Optimum) else band_optimum(group, tolerance)
 
 
 @dataclass(frozen=True)
@@ -235,7 +243,7 @@ def least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray | None:
 
 
 def fit_law(
-    groups: Mapping[tuple[float, ...], Runs],
+    groups: Mapping[tuple[float, ...], Group],
     variables: Sequence[str],
     *,
     tolerance: float = STEP_LAW_TOLERANCE,
@@ -246,7 +254,7 @@ def fit_law(
 ) -> LawFit:
     """Fit the law of the module's docstring (``form``: power or log-quadratic) to
     ``groups`` (each key the group's values of ``variables``, each value its (lr, loss)
-    runs)."""
+    runs, or its optimum)."""
     names = tuple(variables)
     if not names:
         raise LrkitValueError("a law needs at least one variable")
@@ -267,7 +275,7 @@ def fit_law(
             raise LrkitValueError(
                 f"group {key} must give a positive value for each of {', '.join(names)}"
             )
-    optima = [band_optimum(groups[key], tolerance) for key in keys]
+    optima = [group_optimum(groups[key], tolerance) for key in keys]
     design = features(form, np.log(np.array(keys, dtype=float)))
     target = np.log([o.lr for o in optima])
     solution = least_squares(design, target)
@@ -301,7 +309,7 @@ def fit_law(
 
 
 def choose_law(
-    groups: Mapping[tuple[float, ...], Runs],
+    groups: Mapping[tuple[float, ...], Group],
     variables: Sequence[str],
     *,
     tolerance: float = STEP_LAW_TOLERANCE,
@@ -335,20 +343,35 @@ def choose_law(
     return replace(best, compared=compared)
 
 
+def largest_group(keys: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
+    """The group furthest out: the largest product of its values (the largest first value
+    on a tie), the run a ladder stands in for."""
+    return max(keys, key=lambda key: (sum(math.log(v) for v in key), key))
+
+
 def check_largest(
-    groups: Mapping[tuple[float, ...], Runs],
+    groups: Mapping[tuple[float, ...], Group],
     variables: Sequence[str],
     *,
     tolerance: float = STEP_LAW_TOLERANCE,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
+    form: str = "power",
 ) -> HeldOutCheck:
-    """Hold out the group with the largest first variable, fit the rest (``fit_law``), and
-    predict it."""
-    largest = max(groups, key=lambda key: key[0])
+    """Hold out the largest group (``largest_group``), fit the rest (``fit_law`` in
+    ``form``), and predict it."""
+    largest = largest_group(list(groups))
     rest = {key: runs for key, runs in groups.items() if key != largest}
-    fit = fit_law(rest, variables, tolerance=tolerance, bootstrap=bootstrap, level=level, seed=seed)
+    fit = fit_law(
+        rest,
+        variables,
+        tolerance=tolerance,
+        bootstrap=bootstrap,
+        level=level,
+        seed=seed,
+        form=form,
+    )
     return HeldOutCheck(
-        tuple(largest), fit.predict(*largest), band_optimum(groups[largest], tolerance)
+        tuple(largest), fit.predict(*largest), group_optimum(groups[largest], tolerance)
     )

@@ -1,16 +1,23 @@
-"""A width ladder run into a sweep store: at every width, a sweep of one batch size over a
-learning-rate grid, the rung's optimum read from its band of near-best runs.
+"""A ladder of small runs into a sweep store: at every point (a model size, a horizon, a batch
+size), a sweep over a learning-rate grid, the point's optimum read from its band of near-best
+runs.
 
-The grid is geometric around ``center_lr`` (the range test's suggestion at the smallest
-width, for ``lrkit laws``): ``per_octave`` points an octave for ``octaves`` octaves each side,
+The points are the product of the ladder's axes: sizes (the family's width or depth, the
+factory's one argument), horizons (epochs, and the number of training examples: the first
+``n`` of the training set, so that smaller sets nest in larger ones) and batch sizes.
+
+The grid is geometric around ``center_lr`` (the range test's suggestion at the smallest size,
+for ``lrkit laws``): ``per_octave`` points an octave for ``octaves`` octaves each side,
 
     lr_k = center_lr * 2 ** (k / per_octave),   k = -octaves * per_octave .. octaves * per_octave
 
-(Step Law and DeepSeek read optima off grids of about this density). Where a rung's band
+(Step Law and DeepSeek read optima off grids of about this density). Where a point's band
 touches an end of its grid, the optimum may lie past it: the grid is extended by one octave
-on that side and the new points run, up to ``MAX_WIDENINGS`` times. Every rung is its own
-named sweep (``{name}-width-{w}``) in one store, so a ladder killed part way resumes with
-no finished run repeated.
+on that side and the new points run, up to ``MAX_WIDENINGS`` times. Each point is its own
+named sweep (``{name}-width-{w}``, with ``-epochs-{e}``, ``-examples-{n}``, ``-batch-{b}``
+for the axes that vary) in one store, so a ladder killed part way resumes with no finished run
+repeated. With ``repeats`` seeds at each lr, a point's loss at an lr is the repeats' mean and
+its band is widened to their noise (``optimum.repeat_tolerance``).
 """
 
 from __future__ import annotations
@@ -23,7 +30,10 @@ import torch
 from torch import nn
 
 from lrkit import validation as check
-from lrkit.laws.optimum import STEP_LAW_TOLERANCE, Optimum, band_optimum
+from lrkit.data.tensors import TensorData
+from lrkit.errors import LrkitValueError
+from lrkit.laws.optimum import STEP_LAW_TOLERANCE, Optimum, band_optimum, repeat_tolerance
+from lrkit.laws.points import Ladder, Point
 from lrkit.sweep.definition import SweepDefinition, product_grid
 from lrkit.sweep.runner import SweepEvents, run_sweep
 from lrkit.sweep.store import Store, StoredTrial
@@ -31,35 +41,59 @@ from lrkit.sweep.trials import SweepPlan
 from lrkit.workload import Workload
 
 MAX_WIDENINGS = 2
-"""Octaves a rung's grid may grow by, on the side its band touches."""
+"""Octaves a point's grid may grow by, on the side its band touches."""
 
-WidthFactory = Callable[[int], nn.Module]
+SizeFactory = Callable[[int], nn.Module]
 
 
 @dataclass(frozen=True)
 class Rung:
-    """One width of the ladder: its grid, its runs and its optimum."""
+    """One point of the ladder: its grid, its runs and its optimum."""
 
-    width: int
+    point: Point
+    parameters: int
+    """N: the model's parameter count at this size."""
     lrs: tuple[float, ...]
     trials: tuple[StoredTrial, ...]
     optimum: Optimum
     widenings: int
     """Octaves added to the grid because the band touched an end."""
+    axis: str = "width"
+
+    @property
+    def size(self) -> int:
+        return self.point.size
+
+    @property
+    def repeats(self) -> tuple[tuple[float, tuple[float, ...]], ...]:
+        """(lr, the final validation loss of each repeat) for every lr; inf where a repeat
+        did not finish."""
+        return tuple((lr, tuple(losses)) for lr, losses in by_lr(self.trials))
 
     @property
     def runs(self) -> tuple[tuple[float, float], ...]:
-        """(lr, final validation loss) of each run; inf where it did not finish."""
-        return tuple((t.lr, final_loss(t)) for t in self.trials)
+        """(lr, mean final validation loss over the repeats) of each lr; inf where one did
+        not finish."""
+        return tuple((lr, sum(losses) / len(losses)) for lr, losses in self.repeats)
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "width": self.width,
+        found: dict[str, object] = {
+            self.axis: self.point.size,
+            "examples": self.point.examples,
+            "epochs": self.point.epochs,
+            "batch_size": self.point.batch_size,
+            "parameters": self.parameters,
             "lrs": list(self.lrs),
             "runs": [[lr, loss if math.isfinite(loss) else None] for lr, loss in self.runs],
             "optimum": self.optimum.to_json(),
             "widenings": self.widenings,
         }
+        if any(len(losses) > 1 for _, losses in self.repeats):
+            found["repeats"] = [
+                [lr, [x if math.isfinite(x) else None for x in losses]]
+                for lr, losses in self.repeats
+            ]
+        return found
 
 
 def lr_grid(center_lr: float, octaves: int = 2, per_octave: int = 4) -> tuple[float, ...]:
@@ -85,28 +119,60 @@ def final_loss(trial: StoredTrial) -> float:
     return trial.final_val_loss
 
 
-def at_width(factory: WidthFactory, width: int) -> Callable[[int], nn.Module]:
-    """``seed -> factory(width)``, the global RNG seeded only inside the call."""
+def point_optimum(
+    repeats: Sequence[tuple[float, Sequence[float]]], tolerance: float = STEP_LAW_TOLERANCE
+) -> Optimum:
+    """The band optimum of the repeats' mean losses, the band widened to their noise."""
+    means = [(lr, sum(losses) / len(losses)) for lr, losses in repeats]
+    return band_optimum(means, repeat_tolerance(repeats, tolerance))
+
+
+def at_size(factory: SizeFactory, size: int) -> Callable[[int], nn.Module]:
+    """``seed -> factory(size)``, the global RNG seeded only inside the call."""
 
     def make(seed: int) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return factory(width)
+            return factory(size)
 
     return make
 
 
+def parameter_count(model: nn.Module) -> int:
+    """N: the model's trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def point_definition(definition: SweepDefinition, ladder: Ladder, point: Point) -> SweepDefinition:
+    """How the point's runs train: the family at the point's size, its epochs, its data."""
+    model = (
+        f"{definition.model}@{point.size}"
+        if ladder.axis == "width"
+        else (f"{definition.model}@depth={point.size}")
+    )
+    data = definition.data
+    if "examples" in ladder.varies:
+        data = f"{data}[:{point.examples}]"
+    return replace(definition, model=model, data=data, epochs=point.epochs)
+
+
+HorizonRunner = Callable[
+    [Store, Sequence[SweepPlan], Workload, torch.device, SweepEvents | None],
+    list[list[StoredTrial]],
+]
+
+
 def run_ladder(
-    factory: WidthFactory,
-    widths: Sequence[int],
+    factory: SizeFactory,
+    ladder: Ladder,
     work: Workload,
     definition: SweepDefinition,
     store: Store,
     *,
-    batch_size: int,
     center_lr: float,
     octaves: int = 2,
     per_octave: int = 4,
+    repeats: int = 1,
     tolerance: float = STEP_LAW_TOLERANCE,
     name: str = "laws",
     device: torch.device | None = None,
@@ -114,31 +180,83 @@ def run_ladder(
     workers: int | None = None,
     address: str | None = None,
     events: SweepEvents | None = None,
+    horizons: HorizonRunner | None = None,
 ) -> tuple[Rung, ...]:
-    """Run the ladder of the module's docstring: ``factory(width)`` at each of ``widths``
-    on ``work``'s data and loss (its own model factory is not used), trained as
-    ``definition`` says (its ``model`` names the family: each rung records
-    ``{model}@{width}``), into ``store``."""
-    widths = tuple(sorted({check.positive_int("widths", w) for w in widths}))
-    batch_size = check.positive_int("batch_size", batch_size)
+    """Run the ladder of the module's docstring: ``factory(size)`` at each point on
+    ``work``'s data and loss (its own model factory is not used), trained as ``definition``
+    says (its ``model`` names the family: each point records ``{model}@{size}``; its
+    ``epochs`` are the point's), into ``store``. The horizons of one size, examples and batch
+    size share their grid (widened together); ``horizons`` trains them (default: each its own
+    sweep; ``laws.branching.run_branched`` trains one run per lr and branches the shorter
+    horizons off it)."""
+    repeats = check.positive_int("repeats", repeats)
     device = device or torch.device("cpu")
-    rungs = []
-    for width in widths:
+    train = work.train
+    if not isinstance(train, TensorData):
+        raise LrkitValueError("--data: a ladder needs tensor data (TensorData or (x, y))")
+    largest = max(ladder.examples)
+    if largest > len(train):
+        raise LrkitValueError(
+            f"--examples: at most the training examples ({len(train)}); got {largest}"
+        )
+
+    def each_sweep(
+        store: Store,
+        plans: Sequence[SweepPlan],
+        work: Workload,
+        device: torch.device,
+        events: SweepEvents | None,
+    ) -> list[list[StoredTrial]]:
+        return [
+            run_sweep(store, plan, work, device, events, engine, workers, address) for plan in plans
+        ]
+
+    train_horizons = horizons or each_sweep
+    points = ladder.points()
+    rungs: list[Rung] = []
+    counts: dict[int, int] = {}
+    for first in points:
+        if first.epochs != min(ladder.epochs):
+            continue  # one family per (size, examples, batch size): its horizons together
+        family = [
+            p
+            for p in points
+            if (p.size, p.examples, p.batch_size) == (first.size, first.examples, first.batch_size)
+        ]
+        make_model = at_size(factory, first.size)
+        if first.size not in counts:
+            counts[first.size] = parameter_count(make_model(definition.seed))
+        point_work = replace(work, make_model=make_model, train=train.head(first.examples))
         lrs = lr_grid(center_lr, octaves, per_octave)
-        rung_work = replace(work, make_model=at_width(factory, width))
-        rung_definition = replace(definition, model=f"{definition.model}@{width}")
         widenings = 0
         while True:
-            plan = SweepPlan(
-                f"{name}-width-{width}", rung_definition, product_grid(lrs, [batch_size], 1)
-            )
-            trials = run_sweep(store, plan, rung_work, device, events, engine, workers, address)
-            optimum = band_optimum([(t.lr, final_loss(t)) for t in trials], tolerance)
-            if not optimum.at_edge or widenings == MAX_WIDENINGS:
+            grid = product_grid(lrs, [first.batch_size], repeats)
+            plans = [
+                SweepPlan(ladder.sweep_name(name, p), point_definition(definition, ladder, p), grid)
+                for p in family
+            ]
+            found = train_horizons(store, plans, point_work, device, events)
+            made = [
+                (p, tuple(sorted(trials, key=lambda t: (t.lr, t.repeat))))
+                for p, trials in zip(family, found, strict=True)
+            ]
+            optima = [point_optimum(by_lr(trials), tolerance) for _, trials in made]
+            edges = [o for o in optima if o.at_edge]
+            if not edges or widenings == MAX_WIDENINGS:
                 break
-            lrs = widen(lrs, optimum.high == max(lrs), per_octave)
+            upward = sum(o.high == max(lrs) for o in edges) >= sum(o.low == min(lrs) for o in edges)
+            lrs = widen(lrs, upward, per_octave)
             widenings += 1
-        rungs.append(
-            Rung(width, lrs, tuple(sorted(trials, key=lambda t: t.lr)), optimum, widenings)
+        rungs.extend(
+            Rung(p, counts[p.size], lrs, trials, optimum, widenings, ladder.axis)
+            for (p, trials), optimum in zip(made, optima, strict=True)
         )
-    return tuple(rungs)
+    return tuple(sorted(rungs, key=lambda r: r.point))
+
+
+def by_lr(trials: Sequence[StoredTrial]) -> list[tuple[float, list[float]]]:
+    """(lr, its repeats' final losses) of ``trials``."""
+    grouped: dict[float, list[float]] = {}
+    for t in trials:
+        grouped.setdefault(t.lr, []).append(final_loss(t))
+    return sorted(grouped.items())

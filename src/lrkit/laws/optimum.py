@@ -11,6 +11,18 @@ LLM (2024) fits the optimum through such a band of near-optimal runs. On a coars
 single best run moves by a whole grid step with a little noise; the band's centre moves less.
 Runs whose loss is not finite (diverged) never enter a band. Losses must be positive (a
 relative band of a negative loss has no meaning); give a loss, not an accuracy.
+
+The same reading gives a best batch size: the band's centre over (batch size, loss) pairs.
+
+With repeats (several seeds at each lr), a fixed 0.25% can be narrower than the seed-to-seed
+noise, so that the band holds a single lucky run. ``repeat_tolerance`` widens it to the
+noise: with r repeats at each lr, mean losses m(lr) and the pooled sample variance s^2 of the
+``POOLED_LRS`` lrs of least mean loss,
+
+    tolerance = max(floor, s * sqrt(2 / r) / best)
+
+one standard error of the difference of two means: the band holds the lrs whose mean loss
+the repeats cannot tell from the best one's.
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ from lrkit.errors import LrkitValueError
 
 STEP_LAW_TOLERANCE = 0.0025
 """Step Law's band: within 0.25% of the group's best loss."""
+POOLED_LRS = 5
+"""The near-best lrs whose repeats give the noise of ``repeat_tolerance``."""
 
 
 @dataclass(frozen=True)
@@ -42,15 +56,19 @@ class Optimum:
     at_edge: bool
     """The band holds the group's smallest or largest lr: the optimum may lie outside the
     grid."""
+    tolerance: float = STEP_LAW_TOLERANCE
+    """The band's relative width."""
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, name: str = "lr") -> dict[str, object]:
+        """As JSON, the centre under ``name`` (``batch_size`` for a best batch size)."""
         return {
-            "lr": self.lr,
+            name: self.lr,
             "low": self.low,
             "high": self.high,
             "best_loss": self.best_loss,
             "runs": self.runs,
             "at_edge": self.at_edge,
+            "tolerance": self.tolerance,
         }
 
 
@@ -78,4 +96,31 @@ def band_optimum(
         best_loss=best,
         runs=len(band),
         at_edge=band[0] == min(lrs) or band[-1] == max(lrs),
+        tolerance=tolerance,
     )
+
+
+def repeat_tolerance(
+    repeats: Sequence[tuple[float, Sequence[float]]], floor: float = STEP_LAW_TOLERANCE
+) -> float:
+    """The band of the module's docstring for ``repeats`` ((lr, its repeats' losses) pairs):
+    ``floor`` where fewer than two repeats, or fewer than two lrs with every repeat finite,
+    measure the noise."""
+    floor = check.nonnegative_float("floor", floor)
+    finite = [
+        (lr, [float(x) for x in losses])
+        for lr, losses in repeats
+        if len(losses) >= 2 and all(math.isfinite(x) for x in losses)
+    ]
+    if len(finite) < 2:
+        return floor
+    finite.sort(key=lambda item: sum(item[1]) / len(item[1]))
+    nearest = finite[:POOLED_LRS]
+    variance = sum(
+        sum((x - sum(xs) / len(xs)) ** 2 for x in xs) / (len(xs) - 1) for _, xs in nearest
+    ) / len(nearest)
+    count = min(len(xs) for _, xs in nearest)
+    best = sum(nearest[0][1]) / len(nearest[0][1])
+    if not best > 0:
+        return floor
+    return max(floor, math.sqrt(variance * 2.0 / count) / best)

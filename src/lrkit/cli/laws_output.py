@@ -1,0 +1,236 @@
+"""What ``lrkit laws`` prints and writes: the ladder's table, each law with its intervals and
+held-out check, the transfer verdict, the forecast with its warnings, and the JSON document."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from lrkit.cli.output import text_table
+
+if TYPE_CHECKING:
+    from lrkit.laws.analysis import Forecast, LawsAnalysis, NamedLaw
+    from lrkit.laws.fit import LawFit
+    from lrkit.laws.ladder import Rung
+    from lrkit.laws.points import Ladder
+    from lrkit.laws.transfer import CoordinateCheck
+
+
+def short(value: float) -> str:
+    """A learning rate to 4 significant figures (the grid's points are no finer)."""
+    return f"{value:.4g}"
+
+
+def symbol(quantity: str) -> str:
+    return "eta*" if quantity == "lr" else "B*"
+
+
+def law_formula(law: NamedLaw) -> str:
+    """``eta* = a N^alpha D^beta`` with each exponent's interval, or the log-quadratic."""
+    fit, name = law.fit, symbol(law.spec.quantity)
+    if fit.form == "log-quadratic":
+        (v,) = fit.variables
+        b, c = fit.exponents
+        return (
+            f"ln {name} = {math.log(fit.coefficient):.4g} + {b:.4g} ln {v} + {c:.4g} (ln {v})^2 "
+            "(it predicted held-out groups better than a power law)"
+        )
+    terms = " ".join(f"{v}^{e:.4g}" for v, e in zip(fit.variables, fit.exponents, strict=True))
+    intervals = ", ".join(
+        f"{v} {lo:.4g} .. {hi:.4g}"
+        for v, (lo, hi) in zip(fit.variables, fit.exponent_intervals, strict=True)
+    )
+    return (
+        f"{name} = {fit.coefficient:.4g} {terms} ({fit.level:.0%} intervals of the "
+        f"exponents: {intervals})"
+    )
+
+
+def check_sentence(law: NamedLaw) -> str:
+    held = law.held_out
+    if held is None:
+        return "check: too few groups to hold one out"
+    where = ", ".join(f"{v} {x:g}" for v, x in zip(law.fit.variables, held.values, strict=True))
+    return (
+        f"check: {where} predicted from the others at {short(held.prediction.value)} (where its "
+        f"measurement should fall: {short(held.prediction.measured_low)} .. "
+        f"{short(held.prediction.measured_high)}), measured {short(held.measured.lr)}: "
+        + ("within" if held.within else "OUTSIDE: do not trust the law's extrapolation")
+    )
+
+
+def transfer_sentence(power: LawFit) -> str:
+    (alpha,), ((low, high),) = power.exponents, power.exponent_intervals
+    (variable,) = power.variables
+    interval = f"{power.level:.0%} interval {low:.3g} .. {high:.3g}"
+    if low <= 0.0 <= high:
+        return (
+            f"the best lr does not measurably move with {variable}: exponent {alpha:.3g} "
+            f"({interval} holds 0)"
+        )
+    return f"the best lr moves with {variable} as {variable}^{alpha:.3g} ({interval})"
+
+
+def rung_rows(rungs: Sequence[Rung], ladder: Ladder) -> tuple[list[str], list[list[Any]]]:
+    """The ladder's table: the varying axes, N, the optimum and its band."""
+    axes = [ladder.axis, *(a for a in ladder.varies if a != ladder.axis)]
+    header = [*axes, "N", "best lr", "band", "best loss", "runs in band", "at grid's end"]
+    rows = []
+    for r in rungs:
+        values = {
+            ladder.axis: r.point.size,
+            "examples": r.point.examples,
+            "epochs": f"{r.point.epochs:g}",
+            "batch_size": r.point.batch_size,
+        }
+        rows.append(
+            [
+                *(values[a] for a in axes),
+                r.parameters,
+                short(r.optimum.lr),
+                f"{short(r.optimum.low)} .. {short(r.optimum.high)}",
+                f"{r.optimum.best_loss:.4g}",
+                f"{r.optimum.runs} of {len(r.runs)}",
+                "yes" if r.optimum.at_edge else "",
+            ]
+        )
+    return [h.replace("_", " ") for h in header], rows
+
+
+def forecast_lines(forecast: Forecast, ladder: Ladder) -> list[str]:
+    t, lr = forecast.target, forecast.lr
+    where = (
+        f"{ladder.axis} {t.size} (N {t.parameters}), {t.examples} examples x {t.epochs:g} epochs"
+    )
+    at = (
+        f"batch {forecast.at_batch_size}"
+        if forecast.at_batch_size is not None
+        else "its best batch size"
+    )
+    lines = [
+        f"predicted best lr at {where}, {at}: {short(lr.value)} ({lr.level:.0%} interval "
+        f"{short(lr.low)} .. {short(lr.high)}; by {forecast.lr_law})",
+        *(f"warning: {w}" for w in lr.warnings),
+    ]
+    if forecast.batch_size is not None:
+        b = forecast.batch_size
+        lines += [
+            f"predicted best batch size: {b.value:.4g} ({b.level:.0%} interval {b.low:.4g} .. "
+            f"{b.high:.4g}; by {forecast.batch_law})",
+            *(f"warning: {w}" for w in b.warnings),
+        ]
+    return lines
+
+
+def summary(
+    rungs: Sequence[Rung],
+    ladder: Ladder,
+    analysis: LawsAnalysis,
+    coordinates: CoordinateCheck | None,
+    center: float,
+    from_range_test: bool,
+) -> str:
+    header, rows = rung_rows(rungs, ladder)
+    where = f"the range test at the smallest {ladder.axis}" if from_range_test else "--lr"
+    runs = sum(len(r.trials) for r in rungs)
+    lines = [
+        f"lrkit laws: {len(rungs)} points, {runs} runs; the grid centred on {short(center)} "
+        f"({where})",
+        "",
+        text_table(header, rows),
+    ]
+    for law in analysis.laws:
+        role = "predicts" if law.chosen else "reported"
+        lines += ["", f"{law.spec.name} ({law.spec.source}; {role}): {law_formula(law)}"]
+        forms = ", ".join(f"{f} {e:.3g}" for f, e in law.fit.compared if math.isfinite(e))
+        if forms:
+            lines.append(f"held-out error (ln, leave one group out): {forms}")
+        elif math.isfinite(law.fit.held_out_error):
+            lines.append(f"held-out error (ln, leave one group out): {law.fit.held_out_error:.3g}")
+        lines.append(check_sentence(law))
+    if analysis.transfer is not None:
+        lines += ["", transfer_sentence(analysis.transfer)]
+    if analysis.forecast is not None:
+        lines += ["", *forecast_lines(analysis.forecast, ladder)]
+    if coordinates is not None:
+        table = [
+            [
+                layer.layer,
+                f"{layer.slope:.3g}",
+                f"{layer.interval[0]:.3g} .. {layer.interval[1]:.3g}",
+                layer.verdict,
+            ]
+            for layer in coordinates.layers
+        ]
+        lines += [
+            "",
+            f"coordinate check ({coordinates.steps} steps, mean |activation| against width):",
+            text_table(["layer", "slope", "90% interval", ""], table),
+            "flat: every layer keeps its size across widths"
+            if coordinates.flat
+            else "not flat: the parametrization does not keep activations fixed as width grows",
+        ]
+    return "\n".join(lines)
+
+
+def document(
+    rungs: Sequence[Rung],
+    ladder: Ladder,
+    analysis: LawsAnalysis,
+    coordinates: CoordinateCheck | None,
+    center: float,
+) -> dict[str, Any]:
+    lr_law = analysis.chosen("lr")
+    assert lr_law is not None
+    found: dict[str, Any] = {
+        "center_lr": center,
+        "axis": ladder.axis,
+        "varies": list(ladder.varies),
+        "rungs": [r.to_json() for r in rungs],
+        "groups": [
+            {
+                ladder.axis: g.size,
+                "parameters": g.parameters,
+                "examples": g.examples,
+                "epochs": g.epochs,
+                "optimum": g.lr.to_json(),
+                "batch_size": None if g.batch_size is None else g.batch_size.to_json("batch_size"),
+            }
+            for g in analysis.groups
+        ],
+        "laws": [law.to_json() for law in analysis.laws],
+        "law": lr_law.spec.name,
+        "fit": lr_law.fit.to_json(),
+        "check": None if lr_law.held_out is None else lr_law.held_out.to_json(),
+    }
+    if analysis.transfer is not None:
+        (alpha,), (interval,) = analysis.transfer.exponents, analysis.transfer.exponent_intervals
+        found["transfer"] = {
+            "exponent": alpha,
+            "interval": list(interval),
+            "moves": not interval[0] <= 0.0 <= interval[1],
+        }
+    if analysis.forecast is not None:
+        f = analysis.forecast
+        predict: dict[str, Any] = {
+            ladder.axis: f.target.size,
+            "parameters": f.target.parameters,
+            "examples": f.target.examples,
+            "epochs": f.target.epochs,
+            "lr": f.lr.value,
+            "lr_interval": [f.lr.low, f.lr.high],
+            "measured_interval": [f.lr.measured_low, f.lr.measured_high],
+            "law": f.lr_law,
+            "at_batch_size": f.at_batch_size,
+            "warnings": list(f.lr.warnings),
+        }
+        if f.batch_size is not None:
+            predict["batch_size"] = f.batch_size.value
+            predict["batch_size_interval"] = [f.batch_size.low, f.batch_size.high]
+            predict["batch_law"] = f.batch_law
+            predict["warnings"] += list(f.batch_size.warnings)
+        found["predict"] = predict
+    if coordinates is not None:
+        found["coordinate_check"] = coordinates.to_json()
+    return found
