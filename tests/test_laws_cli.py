@@ -115,3 +115,72 @@ def test_a_factory_that_returns_no_model_is_refused(
     args = ["laws", "--model", "lawmodels:not_a_model", "--data", "lawmodels:make_data"]
     code, _, err = run([*args, "--widths", "8,16,32,64", "--lr", "0.1", *SMALL], capsys)
     assert code == 2 and "returned int at width 8, not an nn.Module" in err
+
+
+@pytest.mark.slow  # 6 points of 5 short runs, then 4 points: in make test
+def test_ladders_of_sizes_and_horizons_and_of_batch_sizes(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = ["--octaves", "1", "--per-octave", "2", "--lr", "0.02"]
+    args = [*LADDER, "--widths", "8,16,32", "--epochs", "0.5,1", "--batch-size", "32", *small]
+    code, out, err = run(
+        [*args, "--predict-width", "64", "--predict-epochs", "2", "--json", "nd.json"], capsys
+    )
+    assert code == 0, err
+    found = json.loads((workdir / "nd.json").read_text())
+    assert found["varies"] == ["width", "epochs"]
+    assert [law["name"] for law in found["laws"]] == ["eta*(N, D)", "eta*(C)"]
+    step = found["laws"][0]
+    groups = {
+        (float(g["parameters"]), g["examples"] * g["epochs"]): (g["optimum"]["lr"],)
+        for g in found["groups"]
+    }
+    assert len(groups) == 6
+    # Step Law's fit is the library's on the groups' optima the JSON lists.
+    from lrkit.laws.optimum import Optimum
+
+    again = fit_law(
+        {k: Optimum(v[0], v[0], v[0], 1.0, 1, False) for k, v in groups.items()}, ["N", "D"]
+    )
+    assert step["fit"]["exponents"] == pytest.approx(list(again.exponents))
+    # The held-out group is the largest: width 32 (its N) at 1 epoch of 1000 examples.
+    assert step["check"]["values"] == [float(8 * 32 + 32 + 32 * 2 + 2), 1000.0]
+    predict = found["predict"]
+    assert predict["width"] == 64 and predict["epochs"] == 2.0 and predict["examples"] == 1000
+    assert predict["parameters"] == 8 * 64 + 64 + 64 * 2 + 2
+    assert predict["law"] in {"eta*(N, D)", "eta*(C)"} and predict["at_batch_size"] == 32
+    assert predict["lr_interval"][0] <= predict["lr"] <= predict["lr_interval"][1]
+    assert "eta*(N, D) (Step Law" in out and "predicted best lr at width 64" in out
+
+    args = [*LADDER, "--widths", "8", "--batch-size", "16,32,64,128", "--epochs", "1", *small]
+    code, out, err = run([*args, "--predict-batch-size", "256", "--json", "b.json"], capsys)
+    assert code == 0, err
+    found = json.loads((workdir / "b.json").read_text())
+    assert [law["name"] for law in found["laws"]] == ["eta*(B)"]
+    assert found["predict"]["at_batch_size"] == 256 and "transfer" not in found
+    (group,) = found["groups"]
+    best = group["batch_size"]
+    assert 16 <= best["low"] <= best["batch_size"] <= best["high"] <= 128
+
+
+@pytest.mark.slow  # two horizon ladders of 4 x 5 short runs: in make test
+def test_a_branched_horizon_ladder_equals_training_each_horizon(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--epochs 0.5,1,2,4 with a WSD schedule: branched off one run per lr (the default) the
+    stored runs are the ones training every horizon from scratch gives (--no-branch), and
+    eta*(D) is fitted to them."""
+    args = [*LADDER, "--widths", "8", "--epochs", "0.5,1,2,4", "--batch-size", "32"]
+    args += ["--octaves", "1", "--per-octave", "2", "--lr", "0.02"]
+    args += ["--schedule", "wsd:cooldown_fraction=0.25", "--predict-epochs", "8"]
+    code, out, err = run([*args, "--json", "branched.json", "--store", "a.sqlite"], capsys)
+    assert code == 0, err
+    code, _, err = run(
+        [*args, "--no-branch", "--json", "scratch.json", "--store", "b.sqlite"], capsys
+    )
+    assert code == 0, err
+    branched = json.loads((workdir / "branched.json").read_text())
+    scratch = json.loads((workdir / "scratch.json").read_text())
+    assert [r["runs"] for r in branched["rungs"]] == [r["runs"] for r in scratch["rungs"]]
+    assert [law["name"] for law in branched["laws"]] == ["eta*(D)"]
+    assert branched["predict"]["epochs"] == 8.0 and "eta*(D) (Bjorck" in out

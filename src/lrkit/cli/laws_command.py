@@ -141,7 +141,8 @@ def laws(
         bool,
         typer.Option(
             "--branch/--no-branch",
-            help="Branch the horizons of an --epochs ladder off one run per lr.",
+            help="Branch the horizons of an --epochs ladder off one run per lr (sequential "
+            "engine; exact, fewer steps).",
         ),
     ] = True,
     val_fraction: ValFractionOption = "1/12",
@@ -270,9 +271,18 @@ def laws(
         batch_size_schedule=None,
         seed=seed,
     )
+    from lrkit.laws.branching import run_branched
     from lrkit.sweep.runner import SweepEvents
     from lrkit.sweep.store import Store
 
+    branching = branch and "epochs" in ladder.varies
+    if branching and engine not in ("auto", "sequential"):
+        print(
+            f"lrkit laws: --engine {engine}: the horizons train from scratch on it (branching "
+            "runs on the sequential engine; --no-branch says so)",
+            file=sys.stderr,
+        )
+        branching = False
     with (
         on_interrupt(lambda: f"finished runs are kept in {store}: run again to resume"),
         progress() as bar,
@@ -305,6 +315,7 @@ def laws(
             workers=workers,
             address=address,
             events=SweepEvents(on_trial_start=on_trial_start, on_trial_end=on_trial_end),
+            horizons=run_branched if branching else None,
         )
     target = None
     if any(
