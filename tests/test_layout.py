@@ -208,6 +208,7 @@ TORCH_FREE = [
     "lrkit.laws",
     "lrkit.laws.optimum",
     "lrkit.laws.fit",
+    "lrkit.laws.words",
     "lrkit.programs",
     "lrkit.suggestions",
 ]
