@@ -210,6 +210,7 @@ TORCH_FREE = [
     "lrkit.laws.fit",
     "lrkit.laws.points",
     "lrkit.laws.analysis",
+    "lrkit.laws.words",
     "lrkit.programs",
     "lrkit.suggestions",
 ]

@@ -1,5 +1,6 @@
-"""Build the report from a sweep store, range-test results and noise-scale runs, with the
-machine and versions it was made on; as HTML (one self-contained file) or Markdown."""
+"""Build the report from a sweep store, range-test results, noise-scale runs, advice and
+fitted laws, with the machine and versions it was made on; as HTML (one self-contained file)
+or Markdown."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from lrkit.batchsize.result import BatchAdvice
 from lrkit.noise.tracking import NoiseRun
 from lrkit.rangetest.result import RangeTestResult
 from lrkit.report.batch_section import batch_advice_section
+from lrkit.report.laws_section import LawEntry, RungTable, laws_sections
 from lrkit.report.page import Section, Table, markdown, render
 from lrkit.report.result_sections import advice_section, noise_section, range_test_section
 from lrkit.report.sweep_section import sweep_report
@@ -62,11 +64,17 @@ def build_report(
     wall_seconds: float | None = None,
     advice: Sequence[tuple[Advice, str]] = (),
     batch_advice: Sequence[tuple[BatchAdvice, str]] = (),
+    laws: Sequence[LawEntry] = (),
+    law_rungs: RungTable | None = None,
 ) -> list[Section]:
+    """The sections of every result given, then the machine's; ``laws`` (each a title, a
+    fit, its held-out check and a prediction, either None) with ``law_rungs``, the ladder's
+    table (a header and rows), as ``report.laws_section`` shows them."""
     sections: list[Section] = []
     sections += [batch_advice_section(found, source) for found, source in batch_advice]
     sections += [advice_section(found.chosen.advice, source) for found, source in batch_advice]
     sections += [advice_section(found, source) for found, source in advice]
+    sections += laws_sections(laws, law_rungs)
     if store_path is not None:
         sections += sweep_sections(store_path, name, val_size)
     sections += [range_test_section(result, source) for result, source in range_tests]

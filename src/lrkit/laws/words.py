@@ -1,0 +1,52 @@
+"""A fitted law in words: its formula with the fitted numbers, and the intervals of its
+exponents (what a figure's title and a report's paragraph say about one ``LawFit``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from lrkit.laws.fit import LawFit
+
+
+def law_formula(fit: LawFit) -> str:
+    """``eta* = 0.0566 width^-0.5`` (power, any number of variables) or
+    ``ln eta* = -2.87 - 0.5 ln width + 0.01 (ln width)^2`` (log-quadratic)."""
+    if fit.form == "power":
+        terms = " ".join(
+            f"{name}^{e:.3g}" for name, e in zip(fit.variables, fit.exponents, strict=True)
+        )
+        return f"eta* = {fit.coefficient:.3g} {terms}"
+    (name,) = fit.variables
+    b, c = fit.exponents
+    return (
+        f"ln eta* = {math.log(fit.coefficient):.3g} {_signed(b)} ln {name} "
+        f"{_signed(c)} (ln {name})^2"
+    )
+
+
+def law_intervals(fit: LawFit) -> str:
+    """Each exponent with its ``level`` interval from the refits, named by its variable
+    (power) or by its term (log-quadratic: b of ln v, c of (ln v)^2)."""
+    if fit.form == "power":
+        names = [f"exponent of {name}" for name in fit.variables]
+    else:
+        (name,) = fit.variables
+        names = [f"b (of ln {name})", f"c (of (ln {name})^2)"]
+    parts = [
+        f"{label} {value:.3g} ({low:.3g} .. {high:.3g})"
+        for label, value, (low, high) in zip(
+            names, fit.exponents, fit.exponent_intervals, strict=True
+        )
+    ]
+    return f"{fit.level:.0%} intervals: " + ", ".join(parts)
+
+
+def law_values(fit: LawFit, values: Sequence[float]) -> str:
+    """Values of the law's variables by name: ``width 512`` or ``N 1024, D 1e+06``."""
+    return ", ".join(f"{n} {v:g}" for n, v in zip(fit.variables, values, strict=True))
+
+
+def _signed(value: float) -> str:
+    """``+ 0.5`` or ``- 0.5``: a term after the first."""
+    return f"{'-' if value < 0 else '+'} {abs(value):.3g}"
