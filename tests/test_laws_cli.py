@@ -124,7 +124,9 @@ def test_ladders_of_sizes_and_horizons_and_of_batch_sizes(
     small = ["--octaves", "1", "--per-octave", "2", "--lr", "0.02"]
     args = [*LADDER, "--widths", "8,16,32", "--epochs", "0.5,1", "--batch-size", "32", *small]
     code, out, err = run(
-        [*args, "--predict-width", "64", "--predict-epochs", "2", "--json", "nd.json"], capsys
+        [*args, "--predict-width", "64", "--predict-epochs", "2", "--json", "nd.json"]
+        + ["--plot", "nd.png", "--report", "nd.html"],
+        capsys,
     )
     assert code == 0, err
     found = json.loads((workdir / "nd.json").read_text())
@@ -151,6 +153,12 @@ def test_ladders_of_sizes_and_horizons_and_of_batch_sizes(
     assert predict["law"] in {"eta*(N, D)", "eta*(C)"} and predict["at_batch_size"] == 32
     assert predict["lr_interval"][0] <= predict["lr"] <= predict["lr_interval"][1]
     assert "eta*(N, D) (Step Law" in out and "predicted best lr at width 64" in out
+    # The figure and the report: both laws, their checks, the forecast.
+    assert (workdir / "nd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (workdir / "nd.html").read_text()
+    assert "eta*(N, D)" in page and "eta*(C)" in page and "data:image/svg+xml;base64," in page
+    verdict = "within" if step["check"]["within"] else "OUTSIDE"
+    assert verdict in page
 
     args = [*LADDER, "--widths", "8", "--batch-size", "16,32,64,128", "--epochs", "1", *small]
     code, out, err = run([*args, "--predict-batch-size", "256", "--json", "b.json"], capsys)

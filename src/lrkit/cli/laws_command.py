@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lrkit import validation as check
-from lrkit.cli.laws_output import document, summary
+from lrkit.cli.laws_output import document, rung_rows, summary
 from lrkit.cli.options import (
     DataDirOption,
     DataOption,
@@ -35,6 +35,7 @@ from lrkit.errors import InvalidParameterError, LrkitValueError
 if TYPE_CHECKING:
     from torch import nn
 
+    from lrkit.laws.analysis import LawsAnalysis
     from lrkit.laws.transfer import CoordinateCheck
 
 HELP = "\n\n".join(
@@ -210,9 +211,13 @@ def laws(
     if check_transfer and axis != "width":
         raise LrkitValueError("--check-transfer: the coordinate check needs a --widths ladder")
     fraction = parse_fraction("val_fraction", val_fraction)
-    for option, path in (("--json", json_file), ("--plot", plot), ("--report", report_file)):
+    for option, path in (("--json", json_file), ("--report", report_file)):
         if path is not None:
             check_output_file(option, path)
+    if plot is not None:
+        from lrkit.plots.figure import check_plot_path
+
+        check_plot_path(plot)
     # The ladder's shape is checked before any data is loaded (its examples filled in below).
     check_ladder(Ladder(sizes, set_sizes or (1,), horizons, batch_sizes, axis))
 
@@ -339,6 +344,50 @@ def laws(
     if json_file is not None:
         with writing("--json", json_file):
             write_json(json_file, document(rungs, ladder, analysis, coordinates, center))
+    if plot is not None:
+        with writing("--plot", plot):
+            draw(analysis, plot)
+        print(f"wrote {plot}", file=sys.stderr)
+    if report_file is not None:
+        from lrkit.report.build import build_report, write_report
+
+        forecasts = {}
+        if analysis.forecast is not None:
+            forecasts = {analysis.forecast.lr_law: analysis.forecast.lr}
+            if analysis.forecast.batch_law is not None and analysis.forecast.batch_size:
+                forecasts[analysis.forecast.batch_law] = analysis.forecast.batch_size
+        entries = [
+            (law.spec.name, law.fit, law.held_out, forecasts.get(law.spec.name))
+            for law in analysis.laws
+        ]
+        sections = build_report(laws=entries, law_rungs=rung_rows(rungs, ladder))
+        with writing("--report", report_file):
+            write_report(report_file, sections, f"Learning-rate laws for {model}.")
+        print(f"wrote {report_file}", file=sys.stderr)
+
+
+def draw(analysis: LawsAnalysis, path: Path) -> None:
+    """--plot: the law that predicts the lr (the optima against its first variable, the fit,
+    its band, the forecast and the held-out group) beside every law's held-out check."""
+    from lrkit.plots.figure import pyplot, save
+    from lrkit.plots.laws import plot_held_out, plot_law
+
+    law = analysis.chosen("lr")
+    assert law is not None
+    forecast = analysis.forecast
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(12, 4.8))
+    plot_law(
+        law.fit,
+        prediction=forecast.lr if forecast is not None else None,
+        held_out=law.held_out,
+        ax=left,
+    )
+    checks = [(other.spec.name, other.held_out) for other in analysis.laws if other.held_out]
+    if checks:
+        plot_held_out(checks, ax=right)
+    else:
+        right.set_axis_off()
+    save(fig, path)
 
 
 def size_factory(factory: object, spec: str, axis: str) -> Any:
