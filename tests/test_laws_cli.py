@@ -123,11 +123,8 @@ def test_ladders_of_sizes_and_horizons_and_of_batch_sizes(
 ) -> None:
     small = ["--octaves", "1", "--per-octave", "2", "--lr", "0.02"]
     args = [*LADDER, "--widths", "8,16,32", "--epochs", "0.5,1", "--batch-size", "32", *small]
-    code, out, err = run(
-        [*args, "--predict-width", "64", "--predict-epochs", "2", "--json", "nd.json"]
-        + ["--plot", "nd.png", "--report", "nd.html"],
-        capsys,
-    )
+    args += ["--predict-width", "64", "--predict-epochs", "2", "--json", "nd.json"]
+    code, out, err = run([*args, "--plot", "nd.png", "--report", "nd.html"], capsys)
     assert code == 0, err
     found = json.loads((workdir / "nd.json").read_text())
     assert found["varies"] == ["width", "epochs"]
