@@ -375,7 +375,7 @@ def draw(analysis: LawsAnalysis, path: Path) -> None:
     law = analysis.chosen("lr")
     assert law is not None
     forecast = analysis.forecast
-    fig, (left, right) = pyplot().subplots(1, 2, figsize=(12, 4.8))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(13, 5), layout="constrained")
     plot_law(
         law.fit,
         prediction=forecast.lr if forecast is not None else None,
