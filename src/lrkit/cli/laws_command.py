@@ -5,6 +5,7 @@ whether the best lr moves with width at all."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from dataclasses import replace
@@ -277,6 +278,7 @@ def laws(
         seed=seed,
     )
     from lrkit.laws.branching import run_branched
+    from lrkit.sweep.engines.ray import ray_session
     from lrkit.sweep.runner import SweepEvents
     from lrkit.sweep.store import Store
 
@@ -292,6 +294,7 @@ def laws(
         on_interrupt(lambda: f"finished runs are kept in {store}: run again to resume"),
         progress() as bar,
         Store.open(store) as opened,
+        ray_session(address) if engine == "ray" else contextlib.nullcontext(),
     ):
         done = [0]
 

@@ -11,11 +11,12 @@ failed outcome). Ray is an optional extra: ``pip install 'lrkit[ray]'``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -57,6 +58,29 @@ def train_task(jobs: Sequence[TrialJob], setup: TrainingSetup, stacked: bool) ->
     return finished
 
 
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[Any]:
+    """Ray, started (``address``, or a local instance) unless this process already runs it,
+    and stopped at the end only if started here: one session around many sweeps (a ladder's)
+    saves starting Ray and its workers for each."""
+    ray = require_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        # Local workers import the user's modules (--model pkg:factory) as the driver does.
+        paths = [p for p in sys.path if p] + [os.getcwd()]
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}},
+        )
+    try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
 class RayEngine:
     """Stacks (``stacked``) or single trials as Ray tasks, at least ``tasks`` of them."""
 
@@ -73,22 +97,8 @@ class RayEngine:
             groups = [s.jobs for s in make_stacks(jobs, self.tasks, len(setup.train))]
         else:
             groups = [(job,) for job in jobs]
-        ray = require_ray()
-        started_here = not ray.is_initialized()
-        if started_here:
-            # Local workers import the user's modules (--model pkg:factory) as the driver does.
-            paths = [p for p in sys.path if p] + [os.getcwd()]
-            ray.init(
-                address=self.address,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}},
-            )
-        try:
+        with ray_session(self.address) as ray:
             self._submit(ray, groups, setup, events)
-        finally:
-            if started_here:
-                ray.shutdown()
 
     def _submit(
         self,
