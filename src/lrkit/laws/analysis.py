@@ -81,13 +81,17 @@ class Group:
     """Each batch size's best lr."""
 
     def values(self, axis: str) -> dict[str, float]:
-        seen = self.examples * self.epochs
-        return {
-            axis: float(self.size),
-            "N": float(self.parameters),
-            "D": seen,
-            "C": COMPUTE_FACTOR * self.parameters * seen,
-        }
+        return law_values(axis, self.size, self.parameters, self.examples * self.epochs)
+
+
+def law_values(axis: str, size: int, parameters: int, seen: float) -> dict[str, float]:
+    """The laws' variables of a group or a target: its size, N, D and C = 6 N D."""
+    return {
+        axis: float(size),
+        "N": float(parameters),
+        "D": seen,
+        "C": COMPUTE_FACTOR * parameters * seen,
+    }
 
 
 @dataclass(frozen=True)
@@ -348,13 +352,9 @@ def transfer_law(groups: Sequence[Group], ladder: Ladder, seed: int) -> LawFit |
 
 def forecast(analysis: LawsAnalysis, ladder: Ladder, target: Target) -> Forecast:
     """The chosen laws' predictions at ``target``."""
-    seen = target.examples * target.epochs
-    values = {
-        ladder.axis: float(target.size),
-        "N": float(target.parameters),
-        "D": seen,
-        "C": COMPUTE_FACTOR * target.parameters * seen,
-    }
+    values = law_values(
+        ladder.axis, target.size, target.parameters, target.examples * target.epochs
+    )
     lr_law = analysis.chosen("lr")
     assert lr_law is not None  # analyse refuses a ladder without one
     batch_law = analysis.chosen("batch_size")
