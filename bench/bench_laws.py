@@ -73,7 +73,7 @@ def run_family(name: str, data_dir: Path | None, workers: int, repeats: int) -> 
     spec, factory, expected, held_out_family = FAMILIES[name]
     work = load_workload(spec, None, data_dir, None, 1 / 12, notify=lambda m: None)
     started = time.perf_counter()
-    center = range_test_center(factory(WIDTHS[0]), work, "adam", 0.9, 0.0, BATCH_SIZE, EPOCHS, 0)
+    center = range_test_center(factory, WIDTHS[0], work, "adam", 0.9, 0.0, BATCH_SIZE, EPOCHS, 0)
     definition = SweepDefinition(
         model=spec,
         data=str(data_dir or "mnist"),

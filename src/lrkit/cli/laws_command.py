@@ -34,9 +34,8 @@ from lrkit.cli.report_command import ReportOption
 from lrkit.errors import InvalidParameterError, LrkitValueError
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from lrkit.laws.analysis import LawsAnalysis
+    from lrkit.laws.ladder import SizeFactory
     from lrkit.laws.transfer import CoordinateCheck
 
 HELP = "\n\n".join(
@@ -253,7 +252,8 @@ def laws(
         lr
         if lr is not None
         else range_test_center(
-            factory(smallest.size),
+            factory,
+            smallest.size,
             replace(work, train=work.train.head(smallest.examples)),
             optimizer,
             momentum,
@@ -403,7 +403,8 @@ def size_factory(factory: object, spec: str, axis: str) -> Any:
 
 
 def range_test_center(
-    net: nn.Module,
+    factory: SizeFactory,
+    size: int,
     work: Any,
     optimizer: str,
     momentum: float,
@@ -412,9 +413,13 @@ def range_test_center(
     epochs: float,
     seed: int,
 ) -> float:
-    """The range test's suggestion at the smallest width, over the budget's steps."""
+    """The range test's suggestion for the model at ``size`` (the ladder's smallest), over the
+    budget's steps; the model is initialised as the ladder's seed-``seed`` runs are (the global
+    RNG seeded inside, left as it was), so the grid's centre does not depend on what ran
+    before."""
     from lrkit.advise.driver import budget_range_test
     from lrkit.advise.settings import AdviseSettings
+    from lrkit.laws.ladder import at_size
 
     settings = AdviseSettings(
         epochs=epochs,
@@ -425,6 +430,7 @@ def range_test_center(
         seed=seed,
     )
     steps = math.ceil(epochs * math.ceil(len(work.train) / batch_size))
+    net = at_size(factory, size)(seed)
     found = budget_range_test(net, work.train, work.val, settings, work.loss_fn, steps)
     suggested = found.suggested_or_least
     if suggested is None:
