@@ -189,6 +189,16 @@ def test_the_law_in_words() -> None:
     alpha, beta = two.exponents
     assert law_formula(two) == f"eta* = {two.coefficient:.3g} N^{alpha:.3g} D^{beta:.3g}"
     assert "exponent of N" in law_intervals(two) and "exponent of D" in law_intervals(two)
+    assert (
+        law_formula(two, "batch_size") == f"B* = {two.coefficient:.3g} N^{alpha:.3g} D^{beta:.3g}"
+    )
+    assert law_formula(law, "batch_size").startswith(f"ln B* = {a:.3g} - ")
+
+
+def test_a_batch_size_law_is_labelled_as_one(width_fit: LawFit) -> None:
+    ax = plot_law(width_fit, quantity="batch_size").axes[0]
+    assert ax.get_ylabel() == "best batch size"
+    assert ax.get_title().startswith("B* = ") and "eta*" not in ax.get_title()
 
 
 def test_two_variables_give_a_line_per_value_of_the_other(two_fit: LawFit) -> None:

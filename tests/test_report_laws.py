@@ -11,6 +11,8 @@ import re
 import pytest
 
 from law_ladders import (
+    BOOTSTRAP,
+    TOLERANCE,
     WIDTHS,
     bowl,
     fit,
@@ -20,6 +22,7 @@ from law_ladders import (
     width_optimum,
 )
 from lrkit.errors import LrkitValueError
+from lrkit.laws.fit import choose_law
 from lrkit.laws.words import law_formula, law_intervals
 from lrkit.report.build import build_report
 from lrkit.report.laws_section import laws_sections
@@ -51,7 +54,7 @@ def test_a_law_with_its_check_and_prediction_in_words_and_figures() -> None:
     groups = width_groups()
     law, check = fit(groups, ["width"]), held_out(groups, ["width"])
     predicted = law.predict(2048.0)
-    sections = laws_sections([("width ladder", law, check, predicted)], RUNGS)
+    sections = laws_sections([("width ladder", law, check, predicted, "lr")], RUNGS)
     assert [s.title for s in sections] == [
         "The ladder: each rung's optimum",
         "Law: width ladder",
@@ -74,11 +77,20 @@ def test_a_law_with_its_check_and_prediction_in_words_and_figures() -> None:
     assert predicted.warnings == () and "Warning" not in page
 
 
+def test_a_batch_size_law_is_written_with_its_own_symbol() -> None:
+    law = choose_law(width_groups(), ["width"], tolerance=TOLERANCE, bootstrap=BOOTSTRAP)
+    assert law.compared  # (so the held-out errors' sentence is written)
+    (section,) = laws_sections([("B*(width)", law, None, None, "batch_size")])
+    words = " ".join(section.paragraphs)
+    assert law_formula(law, "batch_size") in words and words.startswith(("B* = ", "ln B* = "))
+    assert "eta*" not in words and "(ln B*, each group" in words
+
+
 def test_a_check_that_misses_says_outside() -> None:
     groups = width_groups()
     groups[(512.0,)] = bowl(3 * width_optimum(512.0))  # the law breaks at the largest rung
     check = held_out(groups, ["width"])
-    sections = laws_sections([("broken", fit(groups, ["width"]), check, None)])
+    sections = laws_sections([("broken", fit(groups, ["width"]), check, None, "lr")])
     page = render("lrkit report", "laws", sections)
     assert not check.within
     assert "OUTSIDE: do not trust the law&#x27;s extrapolation." in page
@@ -92,7 +104,7 @@ def test_every_warning_is_written_out_in_html_and_markdown() -> None:
     predicted = law.predict(1e6)
     assert len(predicted.warnings) == 2  # wide, and far outside the ladder
     assert check.prediction.warnings  # wide
-    sections = laws_sections([("scattered", law, check, predicted)])
+    sections = laws_sections([("scattered", law, check, predicted, "lr")])
     page = render("lrkit report", "laws", sections)
     notes = markdown("lrkit report", "laws", sections)
     for warning in predicted.warnings:
@@ -104,7 +116,7 @@ def test_every_warning_is_written_out_in_html_and_markdown() -> None:
 
 def test_a_law_in_two_variables_has_a_figure_against_each() -> None:
     law = fit(two_variable_groups(), ["N", "D"])
-    sections = laws_sections([("eta(N, D)", law, None, law.predict(1024.0, 1e7))])
+    sections = laws_sections([("eta(N, D)", law, None, law.predict(1024.0, 1e7), "lr")])
     assert [s.title for s in sections] == ["Law: eta(N, D)"]  # no check, no checks' section
     assert [f.alt for f in sections[0].figures] == ["law against N", "law against D"]
     assert len(images(render("lrkit report", "laws", sections))) == 2
@@ -119,7 +131,7 @@ def test_a_rungs_table_with_a_short_row_is_refused() -> None:
 def test_build_report_places_the_laws_and_leaves_other_reports_alone() -> None:
     groups = width_groups()
     law, check = fit(groups, ["width"]), held_out(groups, ["width"])
-    titles = [s.title for s in build_report(laws=[("w", law, check, None)], law_rungs=RUNGS)]
+    titles = [s.title for s in build_report(laws=[("w", law, check, None, "lr")], law_rungs=RUNGS)]
     assert titles == [
         "The ladder: each rung's optimum",
         "Law: w",

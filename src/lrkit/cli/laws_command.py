@@ -360,7 +360,13 @@ def laws(
             if analysis.forecast.batch_law is not None and analysis.forecast.batch_size:
                 forecasts[analysis.forecast.batch_law] = analysis.forecast.batch_size
         entries = [
-            (law.spec.name, law.fit, law.held_out, forecasts.get(law.spec.name))
+            (
+                law.spec.name,
+                law.fit,
+                law.held_out,
+                forecasts.get(law.spec.name),
+                law.spec.quantity,
+            )
             for law in analysis.laws
         ]
         sections = build_report(laws=entries, law_rungs=rung_rows(rungs, ladder))

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lrkit.cli.output import text_table
+from lrkit.laws.words import law_formula, law_intervals
 
 if TYPE_CHECKING:
     from lrkit.laws.analysis import Forecast, LawsAnalysis, NamedLaw
@@ -22,29 +23,13 @@ def short(value: float) -> str:
     return f"{value:.4g}"
 
 
-def symbol(quantity: str) -> str:
-    return "eta*" if quantity == "lr" else "B*"
-
-
-def law_formula(law: NamedLaw) -> str:
-    """``eta* = a N^alpha D^beta`` with each exponent's interval, or the log-quadratic."""
-    fit, name = law.fit, symbol(law.spec.quantity)
-    if fit.form == "log-quadratic":
-        (v,) = fit.variables
-        b, c = fit.exponents
-        return (
-            f"ln {name} = {math.log(fit.coefficient):.4g} + {b:.4g} ln {v} + {c:.4g} (ln {v})^2 "
-            "(it predicted held-out groups better than a power law)"
-        )
-    terms = " ".join(f"{v}^{e:.4g}" for v, e in zip(fit.variables, fit.exponents, strict=True))
-    intervals = ", ".join(
-        f"{v} {lo:.4g} .. {hi:.4g}"
-        for v, (lo, hi) in zip(fit.variables, fit.exponent_intervals, strict=True)
-    )
-    return (
-        f"{name} = {fit.coefficient:.4g} {terms} ({fit.level:.0%} intervals of the "
-        f"exponents: {intervals})"
-    )
+def law_sentence(law: NamedLaw) -> str:
+    """The law's formula and its exponents' intervals (the log-quadratic says why it won)."""
+    formula = law_formula(law.fit, law.spec.quantity)
+    why = ""
+    if law.fit.form == "log-quadratic":
+        why = "; it predicted held-out groups better than a power law"
+    return f"{formula} ({law_intervals(law.fit)}{why})"
 
 
 def check_sentence(law: NamedLaw) -> str:
@@ -142,7 +127,7 @@ def summary(
     ]
     for law in analysis.laws:
         role = "predicts" if law.chosen else "reported"
-        lines += ["", f"{law.spec.name} ({law.spec.source}; {role}): {law_formula(law)}"]
+        lines += ["", f"{law.spec.name} ({law.spec.source}; {role}): {law_sentence(law)}"]
         forms = ", ".join(f"{f} {e:.3g}" for f, e in law.fit.compared if math.isfinite(e))
         if forms:
             lines.append(f"held-out error (ln, leave one group out): {forms}")

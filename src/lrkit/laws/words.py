@@ -1,5 +1,8 @@
 """A fitted law in words: its formula with the fitted numbers, and the intervals of its
-exponents (what a figure's title and a report's paragraph say about one ``LawFit``)."""
+exponents (what the CLI, a figure's title and a report's paragraph say about one ``LawFit``).
+
+A law's quantity is ``"lr"`` (the best learning rate, written eta*) or ``"batch_size"`` (the
+best batch size, B*)."""
 
 from __future__ import annotations
 
@@ -8,20 +11,35 @@ from collections.abc import Sequence
 
 from lrkit.laws.fit import LawFit
 
+QUANTITIES = {"lr": ("eta*", "best learning rate"), "batch_size": ("B*", "best batch size")}
+"""Each quantity a law predicts: its symbol and its name in words."""
 
-def law_formula(fit: LawFit) -> str:
+
+def symbol(quantity: str) -> str:
+    """``eta*`` for the learning rate, ``B*`` for the batch size."""
+    return QUANTITIES[quantity][0]
+
+
+def quantity_words(quantity: str) -> str:
+    """``best learning rate`` or ``best batch size`` (an axis label)."""
+    return QUANTITIES[quantity][1]
+
+
+def law_formula(fit: LawFit, quantity: str = "lr") -> str:
     """``eta* = 0.0566 width^-0.5`` (power, any number of variables) or
-    ``ln eta* = -2.87 - 0.5 ln width + 0.01 (ln width)^2`` (log-quadratic)."""
+    ``ln eta* = -2.87 - 0.5 ln width + 0.01 (ln width)^2`` (log-quadratic); ``B*`` in place
+    of ``eta*`` for a batch-size law."""
+    name = symbol(quantity)
     if fit.form == "power":
         terms = " ".join(
-            f"{name}^{e:.3g}" for name, e in zip(fit.variables, fit.exponents, strict=True)
+            f"{variable}^{e:.3g}" for variable, e in zip(fit.variables, fit.exponents, strict=True)
         )
-        return f"eta* = {fit.coefficient:.3g} {terms}"
-    (name,) = fit.variables
+        return f"{name} = {fit.coefficient:.3g} {terms}"
+    (variable,) = fit.variables
     b, c = fit.exponents
     return (
-        f"ln eta* = {math.log(fit.coefficient):.3g} {_signed(b)} ln {name} "
-        f"{_signed(c)} (ln {name})^2"
+        f"ln {name} = {math.log(fit.coefficient):.3g} {_signed(b)} ln {variable} "
+        f"{_signed(c)} (ln {variable})^2"
     )
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.laws.fit import HeldOutCheck, LawFit, Prediction, features
 from lrkit.laws.optimum import Optimum
-from lrkit.laws.words import law_formula, law_intervals, law_values
+from lrkit.laws.words import law_formula, law_intervals, law_values, quantity_words
 from lrkit.plots.figure import pyplot
 
 if TYPE_CHECKING:
@@ -46,10 +46,11 @@ def plot_law(
     prediction: Prediction | None = None,
     held_out: HeldOutCheck | None = None,
     ax: Axes | None = None,
+    quantity: str = "lr",
 ) -> Figure:
-    """Draw ``fit`` against its ``variable``-th variable (on ``ax``, else a new figure) with
-    ``prediction`` and ``held_out`` marked, as the module's docstring says; returns the
-    figure."""
+    """Draw ``fit`` (a law of ``quantity``: ``"lr"`` or ``"batch_size"``) against its
+    ``variable``-th variable (on ``ax``, else a new figure) with ``prediction`` and
+    ``held_out`` marked, as the module's docstring says; returns the figure."""
     if not 0 <= variable < len(fit.variables):
         raise InvalidParameterError(
             "variable", f"an index of the law's variables 0 .. {len(fit.variables) - 1}", variable
@@ -117,8 +118,8 @@ def plot_law(
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(name)
-    ax.set_ylabel("best learning rate")
-    ax.set_title(f"{law_formula(fit)}\n{law_intervals(fit)}", fontsize="medium")
+    ax.set_ylabel(quantity_words(quantity))
+    ax.set_title(f"{law_formula(fit, quantity)}\n{law_intervals(fit)}", fontsize="medium")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize="x-small", loc="best")
     return fig
@@ -164,7 +165,7 @@ def plot_held_out(checks: Sequence[tuple[str, HeldOutCheck]], *, ax: Axes | None
     ax.set_yscale("log")
     ax.set_xlim(low, high)
     ax.set_ylim(low, high)
-    ax.set_xlabel("measured best learning rate (bar: band of near-best runs)")
+    ax.set_xlabel("measured optimum, lr or batch size (bar: band of near-best runs)")
     ax.set_ylabel("predicted from the other groups (bar: where a measurement should fall)")
     ax.set_title("held-out checks: the largest group predicted from the others", fontsize="medium")
     ax.grid(True, alpha=0.3, which="both")

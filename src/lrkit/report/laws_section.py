@@ -9,12 +9,13 @@ from collections.abc import Sequence
 
 from lrkit.errors import LrkitValueError
 from lrkit.laws.fit import HeldOutCheck, LawFit, Prediction
-from lrkit.laws.words import law_formula, law_intervals, law_values
+from lrkit.laws.words import law_formula, law_intervals, law_values, symbol
 from lrkit.report.page import Figure, Section, Table
 from lrkit.report.sweep_section import svg_of
 
-LawEntry = tuple[str, LawFit, HeldOutCheck | None, Prediction | None]
-"""A law as the report shows it: its title, the fit, its held-out check and a prediction."""
+LawEntry = tuple[str, LawFit, HeldOutCheck | None, Prediction | None, str]
+"""A law as the report shows it: its title, the fit, its held-out check, a prediction and its
+quantity (``"lr"`` or ``"batch_size"``)."""
 Cell = str | int | float
 RungTable = tuple[Sequence[str], Sequence[Sequence[Cell]]]
 """The ladder's rungs as the caller tabulates them: a header and rows."""
@@ -24,7 +25,7 @@ def laws_sections(laws: Sequence[LawEntry], rungs: RungTable | None = None) -> l
     """The ladder (``rungs``, where given), a section per law, and the held-out checks."""
     sections = [] if rungs is None else [rungs_section(*rungs)]
     sections += [law_section(*entry) for entry in laws]
-    checks = [(title, fit, held) for title, fit, held, _ in laws if held is not None]
+    checks = [(title, fit, held) for title, fit, held, _, _ in laws if held is not None]
     if checks:
         sections.append(held_out_section(checks))
     return sections
@@ -49,7 +50,11 @@ def rungs_section(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> Sect
 
 
 def law_section(
-    title: str, fit: LawFit, held_out: HeldOutCheck | None, prediction: Prediction | None
+    title: str,
+    fit: LawFit,
+    held_out: HeldOutCheck | None,
+    prediction: Prediction | None,
+    quantity: str,
 ) -> Section:
     """The law in words, its check's verdict, its prediction and every warning plainly, and
     its figure against each of its variables."""
@@ -57,14 +62,14 @@ def law_section(
     from lrkit.plots.laws import plot_law
 
     paragraphs = [
-        f"{law_formula(fit)}, fitted to {len(fit.groups)} groups' optima by least squares on "
-        f"logs; {law_intervals(fit)} (from {len(fit.draws)} bootstrap refits)."
+        f"{law_formula(fit, quantity)}, fitted to {len(fit.groups)} groups' optima by least "
+        f"squares on logs; {law_intervals(fit)} (from {len(fit.draws)} bootstrap refits)."
     ]
     forms = ", ".join(f"{form} {e:.3g}" for form, e in fit.compared if math.isfinite(e))
     if forms:
         paragraphs.append(
-            f"Held-out error (ln lr, each group left out in turn): {forms}; the {fit.form} "
-            "form was kept."
+            f"Held-out error (ln {symbol(quantity)}, each group left out in turn): {forms}; "
+            f"the {fit.form} form was kept."
         )
     edge = [values for values, optimum in fit.groups if optimum.at_edge]
     if edge:
@@ -90,7 +95,14 @@ def law_section(
     def svg(variable: int) -> bytes:
         return svg_of(
             lambda path: save(
-                plot_law(fit, variable=variable, prediction=prediction, held_out=held_out), path
+                plot_law(
+                    fit,
+                    variable=variable,
+                    prediction=prediction,
+                    held_out=held_out,
+                    quantity=quantity,
+                ),
+                path,
             )
         )
 
