@@ -31,8 +31,8 @@ TEMPORARY_SUFFIX = ".lrkit-tmp"
 def replacing(path: Path) -> Iterator[BinaryIO]:
     """A binary file to write the new contents of ``path`` into, its folder created if new.
     When the block ends normally they replace ``path``; when it raises, ``path`` is left as
-    it was and the temporary is removed. An :class:`OSError` about the temporary names
-    ``path``, the file the caller asked for."""
+    it was and the temporary is removed. An :class:`OSError` about the temporary, or about
+    no file (a full disk), names ``path``, the file the caller asked for."""
     path.parent.mkdir(parents=True, exist_ok=True)
     target = Path(os.path.realpath(path))
     previous = _status(target)
@@ -52,7 +52,7 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             temporary.unlink()
-        if isinstance(exc, OSError) and exc.filename == str(temporary):
+        if isinstance(exc, OSError) and exc.errno and exc.filename in (None, str(temporary)):
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
 

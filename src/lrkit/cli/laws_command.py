@@ -216,7 +216,8 @@ def laws(
         from lrkit.plots.figure import check_plot_path
 
         check_plot_path(plot)
-    check_store_path(check_output_file("--store", store), writing=True, must_exist=False)
+    check_output_file("--store", store)
+    check_store_path(store, writing=True, must_exist=False)
     outputs = check_outputs(
         [("--json", json_file), ("--plot", plot), ("--report", report_file)],
         others=[("--store", store)],

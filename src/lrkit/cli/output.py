@@ -70,13 +70,15 @@ def check_output_file(option: str, path: Path) -> Path:
     """``path`` as a file the verb can write at the end: not a folder, writable if it exists
     (a regular file in a folder where its replacement can be made), else in a folder that
     exists or can be created. Probes (a file, a folder) are removed at once; an existing file
-    is opened for appending, which leaves it as it was."""
+    (a device too, not a FIFO) is opened for appending, which leaves it as it was."""
     with _refusing_unusable(option, path):
         if path.is_dir():
             raise LrkitValueError(f"{option} {path} is a folder; give a file name")
         if not path.exists():
             _probe_creation(option, path, folder=False)
             return path
+        if path.is_fifo():
+            return path  # opened only to write: a probe would wait for a reader, then end it
         try:
             with path.open("ab"):
                 pass

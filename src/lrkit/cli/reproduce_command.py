@@ -152,7 +152,8 @@ def reproduce(
         others=[("--store", store)],
         kept=trials_safe_in(store_path),
     )
-    check_store_path(check_output_file("--store", store_path), writing=True, must_exist=False)
+    check_output_file("--store", store_path)
+    check_store_path(store_path, writing=True, must_exist=False)
     from lrkit.workload import load_workload
 
     work = load_workload(

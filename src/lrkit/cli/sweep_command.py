@@ -370,7 +370,8 @@ def sweep(
     check.choice("device", device, ("auto", "cpu", "cuda"))
     check.choice("engine", engine, SWEEP_ENGINES)
     check_workers(workers, engine)
-    check_store_path(check_output_file("--store", store), writing=True, must_exist=False)
+    check_output_file("--store", store)
+    check_store_path(store, writing=True, must_exist=False)
     from lrkit.plots.sweep import FIGURES
 
     outputs = check_outputs(
