@@ -332,7 +332,7 @@ LAWS_KEPT = "; finished runs are kept in laws.sqlite: run again to write it"
 QUICK_FIND = [*USER, "--exp", "1e-4:1:30", "--rounds", "1"]
 SMALL_SWEEP = [*SWEEP, "--epochs", "0.5", "--eval-every", "0.5", *USER]
 SMALL_LAWS = [
-    *LAWS,
+    *["laws", "--model", "badmodels:mlp", "--widths", "4,8,16,32"],
     *["--data", "badmodels:make_data", "--epochs", "0.5", "--batch-size", "64"],
     *["--optimizer", "sgd", "--lr", "0.1", "--octaves", "1", "--per-octave", "1"],
 ]
@@ -555,6 +555,29 @@ def test_a_real_full_disk_keeps_the_old_file(
         )
         assert old.read_text() == "the valid file of an earlier run\n"
         assert sorted(p.name for p in disk.iterdir()) == ["filler", name]
+
+
+def test_a_file_that_cannot_be_replaced_in_its_folder_is_refused_before_work(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A writable file in a folder where no file can be made (here a writable file mounted
+    over one on read-only media): the new file could not be put beside it."""
+    (workdir / "elsewhere.json").write_text("{}\n")
+    with tmpfs(workdir / "ro", "64k") as media:
+        (media / "r.json").write_text("{}\n")
+        read_only(media)
+        subprocess.run(
+            ["mount", "--bind", str(workdir / "elsewhere.json"), str(media / "r.json")], check=True
+        )
+        try:
+            code, out, err = run([*STEP, "--json", str(media / "r.json")], capsys)
+        finally:
+            subprocess.run(["umount", str(media / "r.json")], check=True)
+    assert code == 2 and out == ""
+    assert the_line(err) == (
+        f"lrkit schedule: error: --json {media / 'r.json'}: cannot replace it in its folder "
+        "(Read-only file system); give a path in a folder that can be written"
+    )
 
 
 # The helper itself: whole files, devices and FIFOs written in place, permissions kept.

@@ -86,8 +86,9 @@ def check_output_file(option: str, path: Path) -> Path:
             raise LrkitValueError(
                 f"{option} {path} cannot be written ({_reason(exc)}); give a writable file"
             ) from None
-        if path.is_file():
-            _probe_folder(option, path, path.parent, "cannot replace it in its folder")
+        if path.is_file():  # replaced where it is, a link's target beside the target
+            folder = Path(os.path.realpath(path)).parent
+            _probe_folder(option, path, folder, "cannot replace it in its folder")
     return path
 
 
