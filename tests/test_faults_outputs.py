@@ -109,9 +109,9 @@ def good_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, good_store: Path) -> Path:
     """A folder with the user module; a good store (s.sqlite); the same with a corrupt page
-    (p2.sqlite); random bytes (random.sqlite); a FIFO (pipe); an output file (a.json) with a
-    hard link (h.json) and a symbolic link (l.json) to it; a folder (adir). The bundled
-    MNIST sample as $LRKIT_DATA_DIR."""
+    (p2.sqlite); the same with a folder for its log (w.sqlite); random bytes (random.sqlite);
+    a FIFO (pipe); an output file (a.json) with a hard link (h.json) and a symbolic link
+    (l.json) to it; a folder (adir). The bundled MNIST sample as $LRKIT_DATA_DIR."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LRKIT_DATA_DIR", str(bundled_sample_dir()))
     (tmp_path / "badmodels.py").write_text(USER_MODULE)
@@ -119,6 +119,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, good_store: Path) -
     shutil.copyfile(good_store, tmp_path / "s.sqlite")
     shutil.copyfile(good_store, tmp_path / "p2.sqlite")
     garbage_over_page_2(tmp_path / "p2.sqlite")
+    shutil.copyfile(good_store, tmp_path / "w.sqlite")
+    (tmp_path / "w.sqlite-wal").mkdir()  # where SQLite must open its write-ahead log
     (tmp_path / "random.sqlite").write_bytes(bytes((i * 7919) % 251 for i in range(16384)))
     os.mkfifo(tmp_path / "pipe")
     (tmp_path / "a.json").write_text('{"kept": true}\n')
@@ -252,6 +254,10 @@ REFUSED = [
         "--store /dev/null is a character device, not an lrkit results store (give a file name)",
     ),
     (["runs", "--store", "pipe"], "--store pipe is a FIFO, not an lrkit results store"),
+    (
+        ["runs", "--store", "w.sqlite"],
+        "--store w.sqlite cannot be opened (unable to open database file)",
+    ),
     (
         [*SWEEP[:-1], "pipe"],
         "--store pipe is a FIFO, not an lrkit results store (give a file name)",

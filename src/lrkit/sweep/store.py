@@ -402,7 +402,7 @@ def _read_only_connection(path: Path) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA schema_version")
         return db
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
         db.close()
         if not schema.cannot_open(exc) or os.access(path.parent, os.W_OK):
             raise
