@@ -54,7 +54,7 @@ GRAPH = {name: set(imports(name)) for name in MODULES if name not in COMPAT}
 
 LAYERS = [
     # 0: errors and argument checks
-    ("lrkit.errors", "lrkit.validation", "lrkit.imports"),
+    ("lrkit.errors", "lrkit.validation", "lrkit.imports", "lrkit.atomic"),
     # 1: the pure core (no torch), and the packages whose __init__ holds torch-free names
     (
         "lrkit.schedules",

@@ -163,7 +163,7 @@ def test_report_from_find_and_noise_results_and_as_markdown(
     [
         ([], "nothing to report: give --store, --find or --noise"),
         (["--find", "missing.json"], "--find missing.json: cannot read it as JSON"),
-        (["--store", "missing.sqlite"], "--store missing.sqlite: no such file"),
+        (["--store", "missing.sqlite"], "--store missing.sqlite does not exist"),
         (["--store", "x", "--format", "pdf"], "--format must be one of html, md"),
     ],
 )

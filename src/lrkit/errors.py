@@ -57,6 +57,14 @@ def quoted(text: str) -> str:
     return f"'{text}'"
 
 
+def shortened(text: str, most: int = 60) -> str:
+    """A path or name in a message, as written, or, when longer than ``most`` characters,
+    its start and end around an ellipsis with its length: the line stays one a person reads."""
+    if len(text) <= most:
+        return text
+    return f"{text[: most // 2]}...{text[-most // 4 :]} ({len(text)} characters)"
+
+
 def shown(value: object) -> str:
     """A given value in a message: strings quoted, lists in brackets, numbers as they are."""
     if isinstance(value, (list, tuple)):

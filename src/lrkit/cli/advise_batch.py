@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lrkit.cli.output import text_table, write_json, writing
+from lrkit.cli.output import Outputs, text_table, write_json
 from lrkit.cli.progress import on_interrupt, progress
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ def run_batch_advice(
     json_file: Path | None,
     plot: Path | None,
     report_file: Path | None,
+    outputs: Outputs,
 ) -> None:
     from lrkit.batchsize.driver import advise_batch_size
     from lrkit.cli.advise_output import summary
@@ -37,7 +38,7 @@ def run_batch_advice(
         raise LrkitValueError(
             "--data: advise needs tensor data (TensorData or (x, y)) with a validation part"
         )
-    with progress() as bar, on_interrupt(lambda: "nothing written"):
+    with progress() as bar, on_interrupt(outputs.interrupted):
         trained: dict[float, float] = {}
 
         def on_stage(stage: str) -> None:
@@ -73,22 +74,24 @@ def run_batch_advice(
             f"for the target, the lr that reached it first ({found.lr:.4g}) is advised, not the "
             f"race's best value at {chosen.decided_at:g} epochs"
         )
-    if json_file is not None:
-        with writing("--json", json_file):
-            write_json(json_file, found.to_json())
-    if plot is not None:
-        from lrkit.plots.batch_advice import plot_batch_advice
+    with on_interrupt(outputs.interrupted):
+        if json_file is not None:
+            with outputs.writing("--json", json_file):
+                write_json(json_file, found.to_json())
+        if plot is not None:
+            from lrkit.plots.batch_advice import plot_batch_advice
 
-        with writing("--plot", plot):
-            plot_batch_advice(found, plot)
-        print(f"wrote {plot}", file=sys.stderr)
-    if report_file is not None:
-        from lrkit.report.build import build_report, write_report
+            with outputs.writing("--plot", plot):
+                plot_batch_advice(found, plot)
+            print(f"wrote {plot}", file=sys.stderr)
+        if report_file is not None:
+            from lrkit.report.build import build_report, write_report
 
-        sections = build_report(batch_advice=[(found, "this run")])
-        with writing("--report", report_file):
-            write_report(report_file, sections, f"Advice for {found.model} on {found.data}.")
-        print(f"wrote {report_file}", file=sys.stderr)
+            sections = build_report(batch_advice=[(found, "this run")])
+            lead = f"Advice for {found.model} on {found.data}."
+            with outputs.writing("--report", report_file):
+                write_report(report_file, sections, lead)
+            print(f"wrote {report_file}", file=sys.stderr)
 
 
 def batch_summary(found: BatchAdvice) -> str:

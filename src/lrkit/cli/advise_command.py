@@ -30,7 +30,7 @@ from lrkit.cli.options import (
     parse_bytes,
     parse_fraction,
 )
-from lrkit.cli.output import check_output_file, write_json, writing
+from lrkit.cli.output import check_outputs, write_json
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import LrkitValueError
@@ -179,10 +179,8 @@ def advise(
     if plot is not None:
         from lrkit.plots.figure import check_plot_path
 
-        check_output_file("--plot", check_plot_path(plot))
-    for option, path in (("--json", json_file), ("--report", report_file)):
-        if path is not None:
-            check_output_file(option, path)
+        check_plot_path(plot)
+    outputs = check_outputs([("--json", json_file), ("--plot", plot), ("--report", report_file)])
 
     from lrkit.advise.driver import advise as run_advise
     from lrkit.advise.plan import race_plan, trial_epochs
@@ -199,11 +197,11 @@ def advise(
     if batch is not None:
         from lrkit.cli.advise_batch import run_batch_advice
 
-        run_batch_advice(work, target_device, batch, address, json_file, plot, report_file)
+        run_batch_advice(work, target_device, batch, address, json_file, plot, report_file, outputs)
         return
     # The progress bar's total is the most the race can train (every candidate, every rung).
     most = trial_epochs(race_plan(epochs, candidates), candidates)
-    with progress() as bar, on_interrupt(lambda: "nothing written"):
+    with progress() as bar, on_interrupt(outputs.interrupted):
         bar.start("race (trial-epochs)", most)
         trained: dict[float, float] = {}
 
@@ -225,22 +223,24 @@ def advise(
     if advice.engine_reason is not None:
         _note(f"one trial a process: {advice.engine_reason}")
     print(summary(advice))
-    if json_file is not None:
-        with writing("--json", json_file):
-            write_json(json_file, advice.to_json())
-    if plot is not None:
-        from lrkit.plots.advise import plot_advice
+    with on_interrupt(outputs.interrupted):
+        if json_file is not None:
+            with outputs.writing("--json", json_file):
+                write_json(json_file, advice.to_json())
+        if plot is not None:
+            from lrkit.plots.advise import plot_advice
 
-        with writing("--plot", plot):
-            plot_advice(advice, plot)
-        print(f"wrote {plot}", file=sys.stderr)
-    if report_file is not None:
-        from lrkit.report.build import build_report, write_report
+            with outputs.writing("--plot", plot):
+                plot_advice(advice, plot)
+            print(f"wrote {plot}", file=sys.stderr)
+        if report_file is not None:
+            from lrkit.report.build import build_report, write_report
 
-        sections = build_report(advice=[(advice, "this run")])
-        with writing("--report", report_file):
-            write_report(report_file, sections, f"Advice for {advice.model} on {advice.data}.")
-        print(f"wrote {report_file}", file=sys.stderr)
+            sections = build_report(advice=[(advice, "this run")])
+            lead = f"Advice for {advice.model} on {advice.data}."
+            with outputs.writing("--report", report_file):
+                write_report(report_file, sections, lead)
+            print(f"wrote {report_file}", file=sys.stderr)
 
 
 def batch_settings(

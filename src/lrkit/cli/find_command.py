@@ -24,7 +24,7 @@ from lrkit.cli.options import (
     check_optimizer,
     parse_fraction,
 )
-from lrkit.cli.output import check_output_file, format_number, text_table, write_json, writing
+from lrkit.cli.output import Outputs, check_outputs, format_number, text_table, write_json
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import LrkitValueError, quoted
@@ -154,10 +154,8 @@ def find(
     if figure is not None:
         from lrkit.plots.figure import check_plot_path
 
-        check_output_file("--plot", check_plot_path(figure))
-    for option, path in (("--json", json_file), ("--report", report_file)):
-        if path is not None:
-            check_output_file(option, path)
+        check_plot_path(figure)
+    outputs = check_outputs([("--json", json_file), ("--plot", figure), ("--report", report_file)])
 
     from lrkit.data.tensors import TensorData
     from lrkit.rangetest.find import find_lr
@@ -218,32 +216,36 @@ def find(
     # examples per rank); rank 0 alone prints and writes the files.
     with distributed.torchrun_group(resolve_device(device)) as target:
         main = distributed.is_main()
-        with on_interrupt(lambda: "nothing written"):
+        with on_interrupt(outputs.interrupted):
             result = run_test(target, main)
-        if main:
-            _report(result, json_file, figure, report_file)
+            if main:
+                _report(result, json_file, figure, report_file, outputs)
 
 
 def _report(
-    result: RangeTestResult, json_file: Path | None, figure: Path | None, report_file: Path | None
+    result: RangeTestResult,
+    json_file: Path | None,
+    figure: Path | None,
+    report_file: Path | None,
+    outputs: Outputs,
 ) -> None:
     if result.engine_reason is not None:
         _note(f"plain loop: {result.engine_reason}")
     print(summary(result))
     if json_file is not None:
-        with writing("--json", json_file):
+        with outputs.writing("--json", json_file):
             write_json(json_file, result.to_json())
     if figure is not None:
         from lrkit.plots.rangetest import plot_range_test
 
-        with writing("--plot", figure):
+        with outputs.writing("--plot", figure):
             plot_range_test(result, figure)
         print(f"wrote {figure}", file=sys.stderr)
     if report_file is not None:
         from lrkit.report.build import build_report, write_report
 
         sections = build_report(range_tests=[(result, "this run")])
-        with writing("--report", report_file):
+        with outputs.writing("--report", report_file):
             write_report(report_file, sections, f"Range test of {result.model} on {result.data}.")
         print(f"wrote {report_file}", file=sys.stderr)
 

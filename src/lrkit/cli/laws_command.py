@@ -28,10 +28,11 @@ from lrkit.cli.options import (
     check_optimizer,
     parse_fraction,
 )
-from lrkit.cli.output import check_output_file, write_json, writing
+from lrkit.cli.output import check_output_file, check_outputs, write_json
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import InvalidParameterError, LrkitValueError
+from lrkit.sweep.store_schema import check_path as check_store_path
 
 if TYPE_CHECKING:
     from lrkit.laws.analysis import LawsAnalysis
@@ -211,13 +212,17 @@ def laws(
     if check_transfer and axis != "width":
         raise LrkitValueError("--check-transfer: the coordinate check needs a --widths ladder")
     fraction = parse_fraction("val_fraction", val_fraction)
-    for option, path in (("--json", json_file), ("--report", report_file)):
-        if path is not None:
-            check_output_file(option, path)
     if plot is not None:
         from lrkit.plots.figure import check_plot_path
 
         check_plot_path(plot)
+    check_output_file("--store", store)
+    check_store_path(store, writing=True, must_exist=False)
+    outputs = check_outputs(
+        [("--json", json_file), ("--plot", plot), ("--report", report_file)],
+        others=[("--store", store)],
+        kept=f"finished runs are kept in {store}: run again to write it",
+    )
     # The ladder's shape is checked before any data is loaded (its examples filled in below).
     check_ladder(Ladder(sizes, set_sizes or (1,), horizons, batch_sizes, axis))
 
@@ -344,35 +349,36 @@ def laws(
             factory, sizes, work, optimizer, center, momentum, weight_decay, min(batch_sizes)
         )
     print(summary(rungs, ladder, analysis, coordinates, center, lr is None))
-    if json_file is not None:
-        with writing("--json", json_file):
-            write_json(json_file, document(rungs, ladder, analysis, coordinates, center))
-    if plot is not None:
-        with writing("--plot", plot):
-            draw(analysis, plot)
-        print(f"wrote {plot}", file=sys.stderr)
-    if report_file is not None:
-        from lrkit.report.build import build_report, write_report
+    with on_interrupt(outputs.interrupted):
+        if json_file is not None:
+            with outputs.writing("--json", json_file):
+                write_json(json_file, document(rungs, ladder, analysis, coordinates, center))
+        if plot is not None:
+            with outputs.writing("--plot", plot):
+                draw(analysis, plot)
+            print(f"wrote {plot}", file=sys.stderr)
+        if report_file is not None:
+            from lrkit.report.build import build_report, write_report
 
-        forecasts = {}
-        if analysis.forecast is not None:
-            forecasts = {analysis.forecast.lr_law: analysis.forecast.lr}
-            if analysis.forecast.batch_law is not None and analysis.forecast.batch_size:
-                forecasts[analysis.forecast.batch_law] = analysis.forecast.batch_size
-        entries = [
-            (
-                law.spec.name,
-                law.fit,
-                law.held_out,
-                forecasts.get(law.spec.name),
-                law.spec.quantity,
-            )
-            for law in analysis.laws
-        ]
-        sections = build_report(laws=entries, law_rungs=rung_rows(rungs, ladder))
-        with writing("--report", report_file):
-            write_report(report_file, sections, f"Learning-rate laws for {model}.")
-        print(f"wrote {report_file}", file=sys.stderr)
+            forecasts = {}
+            if analysis.forecast is not None:
+                forecasts = {analysis.forecast.lr_law: analysis.forecast.lr}
+                if analysis.forecast.batch_law is not None and analysis.forecast.batch_size:
+                    forecasts[analysis.forecast.batch_law] = analysis.forecast.batch_size
+            entries = [
+                (
+                    law.spec.name,
+                    law.fit,
+                    law.held_out,
+                    forecasts.get(law.spec.name),
+                    law.spec.quantity,
+                )
+                for law in analysis.laws
+            ]
+            sections = build_report(laws=entries, law_rungs=rung_rows(rungs, ladder))
+            with outputs.writing("--report", report_file):
+                write_report(report_file, sections, f"Learning-rate laws for {model}.")
+            print(f"wrote {report_file}", file=sys.stderr)
 
 
 def draw(analysis: LawsAnalysis, path: Path) -> None:

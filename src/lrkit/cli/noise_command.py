@@ -24,7 +24,7 @@ from lrkit.cli.options import (
     check_optimizer,
     parse_fraction,
 )
-from lrkit.cli.output import check_output_file, format_number, text_table, write_json, writing
+from lrkit.cli.output import Outputs, check_outputs, format_number, text_table, write_json
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.errors import LrkitValueError
 from lrkit.noise import ESTIMATORS
@@ -104,9 +104,8 @@ def noise(
     if plot is not None:
         from lrkit.plots.figure import check_plot_path
 
-        check_output_file("--plot", check_plot_path(plot))
-    if json_file is not None:
-        check_output_file("--json", json_file)
+        check_plot_path(plot)
+    outputs = check_outputs([("--json", json_file), ("--plot", plot)])
 
     from lrkit.data.tensors import TensorData
     from lrkit.noise.tracking import track_noise_scale
@@ -160,21 +159,21 @@ def noise(
     # examples per rank); rank 0 alone prints and writes the files.
     with distributed.torchrun_group(resolve_device(device)) as target:
         main = distributed.is_main()
-        with on_interrupt(lambda: "nothing written"):
+        with on_interrupt(outputs.interrupted):
             result = run_tracking(target, main)
-        if main:
-            _report(result, json_file, plot)
+            if main:
+                _report(result, json_file, plot, outputs)
 
 
-def _report(result: NoiseRun, json_file: Path | None, plot: Path | None) -> None:
+def _report(result: NoiseRun, json_file: Path | None, plot: Path | None, outputs: Outputs) -> None:
     print(summary(result))
     if json_file is not None:
-        with writing("--json", json_file):
+        with outputs.writing("--json", json_file):
             write_json(json_file, result.to_json())
     if plot is not None and result.points:
         from lrkit.plots.noise import plot_noise_scale
 
-        with writing("--plot", plot):
+        with outputs.writing("--plot", plot):
             plot_noise_scale(result, plot)
         print(f"wrote {plot}", file=sys.stderr)
 

@@ -2,26 +2,32 @@
 path can be written, made before any work.
 
 A verb checks its output paths (``--json``, ``--plot``, ``--report``, ``--plot-dir``,
-``--out``...) with :func:`check_output_file` or :func:`check_output_folder` first, so a path
-that cannot be written exits 2 before hours of training rather than after them; it writes
-them at the end inside :func:`writing`, so a write that still fails (a full disk, a folder
-removed meanwhile) exits 2 too, naming the option, the path and what was kept.
+``--out``...) together with :func:`check_outputs` first, so a path that cannot be written, or
+two options naming one file (where the second would replace the first), exits 2 before hours
+of training rather than after them. It writes them at the end through the :class:`Outputs`
+that check returned: each file whole or not at all (:mod:`lrkit.atomic`); a write that still
+fails (a full disk, a folder removed meanwhile) exits 2 naming the option, the path and what
+was kept; Ctrl-C says which outputs were written and which not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrkit.errors import LrkitValueError
+from lrkit.atomic import write_text
+from lrkit.errors import LrkitValueError, shortened
 
 Cell = str | int | float
 
@@ -56,18 +62,23 @@ def dumps(obj: Any) -> str:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON, creating the parent folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(obj) + "\n", encoding="utf-8")
+    """Write ``obj`` as JSON, whole or not at all, creating the parent folder."""
+    write_text(path, dumps(obj) + "\n")
 
 
 def check_output_file(option: str, path: Path) -> Path:
-    """``path`` as a file the verb can write at the end: not a folder, writable if it exists,
-    else in a folder that exists or can be created. Probes (a file, a folder) are removed at
-    once; an existing file is opened for appending, which leaves it as it was."""
-    if path.is_dir():
-        raise LrkitValueError(f"{option} {path} is a folder; give a file name")
-    if path.exists():
+    """``path`` as a file the verb can write at the end: not a folder, writable if it exists
+    (a regular file in a folder where its replacement can be made), else in a folder that
+    exists or can be created. Probes (a file, a folder) are removed at once; an existing file
+    (a device too, not a FIFO) is opened for appending, which leaves it as it was."""
+    with _refusing_unusable(option, path):
+        if path.is_dir():
+            raise LrkitValueError(f"{option} {path} is a folder; give a file name")
+        if not path.exists():
+            _probe_creation(option, path, folder=False)
+            return path
+        if path.is_fifo():
+            return path  # opened only to write: a probe would wait for a reader, then end it
         try:
             with path.open("ab"):
                 pass
@@ -75,28 +86,52 @@ def check_output_file(option: str, path: Path) -> Path:
             raise LrkitValueError(
                 f"{option} {path} cannot be written ({_reason(exc)}); give a writable file"
             ) from None
-        return path
-    _probe_creation(option, path, folder=False)
+        if path.is_file():  # replaced where it is, a link's target beside the target
+            folder = Path(os.path.realpath(path)).parent
+            _probe_folder(option, path, folder, "cannot replace it in its folder")
     return path
 
 
 def check_output_folder(option: str, path: Path) -> Path:
     """``path`` as a folder the verb can write files into at the end: an existing folder
     where a file can be created, or a new one that can be made."""
-    if path.exists() and not path.is_dir():
-        raise LrkitValueError(f"{option} {path} is a file; give a folder (existing or new)")
-    if path.is_dir():
-        try:
-            with tempfile.TemporaryFile(dir=path):
-                pass
-        except OSError as exc:
-            raise LrkitValueError(
-                f"{option} {path}: cannot write in this folder ({_reason(exc)}); give a folder "
-                "that can be written"
-            ) from None
-        return path
-    _probe_creation(option, path, folder=True)
+    with _refusing_unusable(option, path):
+        if path.exists() and not path.is_dir():
+            raise LrkitValueError(f"{option} {path} is a file; give a folder (existing or new)")
+        if not path.is_dir():
+            _probe_creation(option, path, folder=True)
+            return path
+        _probe_folder(option, path, path, "cannot write in this folder")
     return path
+
+
+def _probe_folder(option: str, path: Path, folder: Path, problem: str) -> None:
+    """Whether a new file can be made in ``folder`` (an unnamed one, gone when closed)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise LrkitValueError(
+            f"{option} {path}: {problem} ({_reason(exc)}); give a path in a folder that can "
+            "be written"
+        ) from None
+
+
+@contextmanager
+def _refusing_unusable(option: str, path: Path) -> Iterator[None]:
+    """A path the system refuses even to look at (a name longer than the file system allows,
+    a folder that cannot be searched) as the CLI's one-line error; a name too long is shown
+    shortened."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise LrkitValueError(
+                f"{option} {shortened(str(path))}: {_reason(exc)}; give a shorter name"
+            ) from None
+        raise LrkitValueError(
+            f"{option} {path} cannot be used ({_reason(exc)}); give a path that can be written"
+        ) from None
 
 
 def _probe_creation(option: str, path: Path, *, folder: bool) -> None:
@@ -147,3 +182,126 @@ def writing(option: str, path: Path, kept: str = "") -> Iterator[Path]:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output a verb writes at its end: a file, or a folder with the names of the files
+    the verb may write into it."""
+
+    option: str
+    path: Path
+    names: tuple[str, ...] | None = None
+    """A folder's files (None: the output is a file)."""
+
+    def shown(self) -> str:
+        return str(self.path) if self.names is None else f"the files in {self.path}"
+
+
+class Outputs:
+    """A verb's outputs, as :func:`check_outputs` found them writable, in the order the verb
+    writes them; what the work left safe whatever becomes of them (``kept``); and which have
+    been written, so that Ctrl-C can say it."""
+
+    def __init__(self, outputs: Sequence[Output], kept: str = "") -> None:
+        self._outputs = list(outputs)
+        self._kept = kept
+        self._started: set[str] = set()
+        self._written: set[str] = set()
+
+    def path(self, option: str) -> Path | None:
+        """The path given as ``option``, None where it was not given."""
+        return next((o.path for o in self._outputs if o.option == option), None)
+
+    @contextmanager
+    def writing(self, option: str, path: Path) -> Iterator[Path]:
+        """Around the writing of output ``path`` (given as ``option``), as :func:`writing`,
+        with what the work kept; the output counts as written when the block ends."""
+        self._started.add(option)
+        with writing(option, path, self._kept):
+            yield path
+        self._written.add(option)
+
+    def interrupted(self) -> str:
+        """What Ctrl-C leaves: the outputs written, those partly written (a folder's files, each
+        whole), those not written, and what the work kept."""
+        written = [o.shown() for o in self._outputs if o.option in self._written]
+        partly = [
+            o.shown()
+            for o in self._outputs
+            if o.names is not None and o.option in self._started - self._written
+        ]
+        not_written = [
+            o.shown()
+            for o in self._outputs
+            if o.option not in self._written and (o.names is None or o.option not in self._started)
+        ]
+        said = [f"wrote {_listed(written)}"] if written else []
+        said += [f"{_listed(partly)} partly written"] if partly else []
+        if not said:
+            said = ["nothing written"]
+        elif not_written:
+            said.append(f"{_listed(not_written)} not written")
+        return "; ".join(said + ([self._kept] if self._kept else []))
+
+
+def _listed(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def check_outputs(
+    files: Sequence[tuple[str, Path | None]],
+    folder: tuple[str, Path | None, Sequence[str]] | None = None,
+    others: Sequence[tuple[str, Path | None]] = (),
+    kept: str = "",
+) -> Outputs:
+    """The outputs given (``files``, option and path, None where not given; a ``folder``
+    with the names of the files it may receive), each checked writable, and no two of them,
+    nor an output and one of the verb's ``others`` (its store, the files it reads), the same
+    file: the later write would replace the earlier, the input, or the store. In the order
+    the verb writes them; ``kept``, what the work leaves safe, for messages."""
+    outputs = [Output(option, path) for option, path in files if path is not None]
+    if folder is not None and folder[1] is not None:
+        outputs.append(Output(folder[0], folder[1], tuple(folder[2])))
+    for output in outputs:
+        if output.names is None:
+            check_output_file(output.option, output.path)
+        else:
+            check_output_folder(output.option, output.path)
+    _check_distinct(outputs, [(option, path) for option, path in others if path is not None])
+    return Outputs(outputs, kept)
+
+
+def _check_distinct(outputs: Sequence[Output], others: Sequence[tuple[str, Path]]) -> None:
+    """Refuse two outputs, or an output and another of the verb's files, that are one file:
+    the same path once resolved (``./a.json``, a symbolic link), or the same existing file
+    (a hard link). A device or a FIFO is no file to lose: two outputs may be /dev/stdout."""
+    seen: dict[tuple[object, ...], str] = {}
+    for option, path in others:
+        key = _identity(path)
+        if key is not None:
+            seen.setdefault(key, f"{option} {path}")
+    for output in outputs:
+        names = (None,) if output.names is None else output.names
+        for name in names:
+            path = output.path if name is None else output.path / name
+            key = _identity(path)
+            if key is None:
+                continue
+            here = f"{output.option} {output.path}" + ("" if name is None else f" (its {name})")
+            if key in seen:
+                raise LrkitValueError(
+                    f"{seen[key]} and {here} are the same file; give each output a file of its own"
+                )
+            seen[key] = here
+
+
+def _identity(path: Path) -> tuple[object, ...] | None:
+    """What makes two paths one file: an existing file's device and inode, else its resolved
+    path; None for what is not a regular file (a device, a FIFO)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return ("path", os.path.realpath(path))
+    return ("file", status.st_dev, status.st_ino) if stat.S_ISREG(status.st_mode) else None

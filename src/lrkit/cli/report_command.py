@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 
 from lrkit import validation as check
-from lrkit.cli.output import check_output_file, writing
+from lrkit.cli.output import check_outputs
 from lrkit.errors import LrkitValueError
+from lrkit.sweep.store_schema import check_path as check_store_path
 
 FORMATS = ("html", "md")
 
@@ -52,19 +53,22 @@ def report(
     check.choice("format", fmt, FORMATS)
     if store is None and not find and not noise:
         raise LrkitValueError("nothing to report: give --store, --find or --noise")
-    check_output_file("--out", out)
+    inputs = [("--store", store)] + [
+        (option, p) for option, given in (("--find", find), ("--noise", noise)) for p in given or []
+    ]
+    outputs = check_outputs([("--out", out)], others=inputs)
     from lrkit.report.build import build_report, write_report
     from lrkit.report.results import load_noise_run, load_range_test
 
     range_tests = [(load_range_test(p), p.name) for p in find or []]
     runs = [(load_noise_run(p), p.name) for p in noise or []]
-    if store is not None and not store.exists():
-        raise LrkitValueError(f"--store {store}: no such file")
+    if store is not None:
+        check_store_path(store, writing=False, must_exist=True)
     sections = build_report(store, name, None, range_tests, runs)
     sources = [
         s
         for s in ([store.name] if store else []) + [p.name for p in [*(find or []), *(noise or [])]]
     ]
-    with writing("--out", out):
+    with outputs.writing("--out", out):
         path = write_report(out, sections, f"From {', '.join(sources)}.", fmt)
     print(f"wrote {path}", file=sys.stderr)

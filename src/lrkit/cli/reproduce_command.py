@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lrkit import validation as check
+from lrkit.atomic import write_text
 from lrkit.cli.options import (
     DataDirOption,
     DeviceOption,
@@ -19,7 +20,7 @@ from lrkit.cli.options import (
     check_workers,
     parse_fraction,
 )
-from lrkit.cli.output import check_output_file, check_output_folder, text_table, write_json, writing
+from lrkit.cli.output import Outputs, check_output_file, check_outputs, text_table, write_json
 from lrkit.cli.progress import on_interrupt
 from lrkit.cli.report_command import ReportOption
 from lrkit.cli.sweep_command import (
@@ -30,9 +31,10 @@ from lrkit.cli.sweep_command import (
     trials_kept,
     trials_safe_in,
 )
-from lrkit.errors import InvalidParameterError
+from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.experiments.textbook import GRIDS, all_pairs, grid_trials, judge
 from lrkit.sweep.definition import pairs_grid
+from lrkit.sweep.store_schema import check_path as check_store_path
 from lrkit.training.vectorized import ENGINES
 
 if TYPE_CHECKING:
@@ -59,6 +61,18 @@ HELP = "\n\n".join(
 
 EVAL_EVERY = 0.5
 """Epochs between checks: the textbook's, every half epoch."""
+
+HEATMAP, FIT, SUMMARY = "heatmap.png", "best-lr-fit.png", "summary.md"
+"""Files in --out besides each grid's figure (``SLUG.png``); the fit's only where there is one."""
+BS_FIGURE, BS_SUMMARY = "bs-schedule.png", "bs-schedule.md"
+"""Files in --out with --bs-schedule."""
+
+
+def files_in_out(bs_schedule: bool, default_store: Path | None) -> tuple[str, ...]:
+    """The names of the files reproduce may write into --out, the store's when it is there."""
+    grids = (*(f"{g.slug}.png" for g in GRIDS), HEATMAP, FIT, SUMMARY)
+    names = (BS_FIGURE, BS_SUMMARY) if bs_schedule else grids
+    return names + ((default_store.name,) if default_store is not None else ())
 
 
 def check_epochs(epochs: float) -> float:
@@ -125,13 +139,21 @@ def reproduce(
         from lrkit.experiments.batch_size_demo import whole_epochs
 
         whole_epochs(epochs)
+        if report_file is not None:
+            raise LrkitValueError(
+                f"--report belongs to the grids: --bs-schedule writes {BS_SUMMARY} into --out"
+            )
     check_epochs(epochs)
-    check_output_folder("--out", out)
     default_store = out / ("bs-schedule.sqlite" if bs_schedule else "reproduce.sqlite")
-    check_output_file("--store", store or default_store)
-    for option, path in (("--json", json_file), ("--report", report_file)):
-        if path is not None:
-            check_output_file(option, path)
+    store_path = store or default_store
+    outputs = check_outputs(
+        [("--json", json_file), ("--report", report_file)],
+        folder=("--out", out, files_in_out(bs_schedule, None if store else default_store)),
+        others=[("--store", store)],
+        kept=trials_safe_in(store_path),
+    )
+    check_output_file("--store", store_path)
+    check_store_path(store_path, writing=True, must_exist=False)
     from lrkit.workload import load_workload
 
     work = load_workload(
@@ -143,7 +165,9 @@ def reproduce(
         notify=lambda m: print(f"lrkit reproduce: {m}", file=sys.stderr),
     )
     if bs_schedule:
-        _bs_schedule(work, epochs, fraction, seed, out, store, device, engine, workers, json_file)
+        _bs_schedule(
+            work, epochs, fraction, seed, out, store_path, device, engine, workers, outputs
+        )
         return
     definition = make_definition(
         "mnist-mlp",
@@ -160,7 +184,6 @@ def reproduce(
         seed,
     )
     grid = pairs_grid(all_pairs(), check.positive_int("repeats", repeats))
-    store_path = store or out / "reproduce.sqlite"
     with on_interrupt(lambda: trials_kept(store_path, {"textbook": grid})):
         trials, ran = execute(
             "textbook", definition, grid, store_path, work, device, engine, workers, "reproduce"
@@ -168,10 +191,6 @@ def reproduce(
         print(f"{len(trials)} trials, {ran} run now, {len(trials) - ran} from {store_path}")
         val_size = len(work.val) if work.val is not None else None
         best, fit, text = report(trials, "final", val_size)
-        kept = trials_safe_in(store_path)
-        with writing("--out", out, kept):
-            figures = _grid_figures(trials, best, fit, out)
-
         verdicts = judge(trials, val_size)
         rows: list[list[str | int | float]] = [
             [
@@ -194,38 +213,40 @@ def reproduce(
             f"# lrkit reproduce: {len(trials)} trials, {epochs:g} epochs, {work.data_name}\n\n"
             f"```\n{table}\n```\n\n```\n{text}\n```\n\n## The chapter's claims\n\n{claims}\n"
         )
-        with writing("--out", out, kept):
-            (out / "summary.md").write_text(summary, encoding="utf-8")
-        print(text)
-        print()
-        print("the chapter's claims:")
-        print(claims)
-        for path in [*figures, out / "summary.md"]:
-            print(f"wrote {path}", file=sys.stderr)
-        if json_file is not None:
-            from lrkit.sweep.analysis import best_lr_by_batch_size
+        with on_interrupt(outputs.interrupted):
+            with outputs.writing("--out", out):
+                figures = _grid_figures(trials, best, fit, out)
+                write_text(out / SUMMARY, summary)
+            print(text)
+            print()
+            print("the chapter's claims:")
+            print(claims)
+            for path in [*figures, out / SUMMARY]:
+                print(f"wrote {path}", file=sys.stderr)
+            if json_file is not None:
+                from lrkit.sweep.analysis import best_lr_by_batch_size
 
-            by_best = best_lr_by_batch_size(trials, "best", val_size)
-            document = summary_json(trials, best, by_best, fit)
-            document["claims"] = [
-                {"claim": v.claim.text, "verdict": v.verdict, "best_lr": v.best_lr}
-                for v in verdicts
-            ]
-            with writing("--json", json_file, kept):
-                write_json(json_file, document)
-        if report_file is not None:
-            from lrkit.report.build import build_report, write_report
+                by_best = best_lr_by_batch_size(trials, "best", val_size)
+                document = summary_json(trials, best, by_best, fit)
+                document["claims"] = [
+                    {"claim": v.claim.text, "verdict": v.verdict, "best_lr": v.best_lr}
+                    for v in verdicts
+                ]
+                with outputs.writing("--json", json_file):
+                    write_json(json_file, document)
+            if report_file is not None:
+                from lrkit.report.build import build_report, write_report
 
-            sections = build_report(
-                store_path, "textbook", val_size, wall_seconds=time.perf_counter() - started
-            )
-            lead = (
-                f"lrkit reproduce: the textbook's grids, {epochs:g} epochs, {work.data_name}. "
-                "The chapter's claims: " + "; ".join(v.sentence() for v in verdicts) + "."
-            )
-            with writing("--report", report_file, kept):
-                write_report(report_file, sections, lead)
-            print(f"wrote {report_file}", file=sys.stderr)
+                sections = build_report(
+                    store_path, "textbook", val_size, wall_seconds=time.perf_counter() - started
+                )
+                lead = (
+                    f"lrkit reproduce: the textbook's grids, {epochs:g} epochs, {work.data_name}. "
+                    "The chapter's claims: " + "; ".join(v.sentence() for v in verdicts) + "."
+                )
+                with outputs.writing("--report", report_file):
+                    write_report(report_file, sections, lead)
+                print(f"wrote {report_file}", file=sys.stderr)
 
 
 def _grid_figures(
@@ -249,10 +270,10 @@ def _grid_figures(
         else:
             plot_accuracy_vs_iteration(subset, path, title=g.name)  # type: ignore[arg-type]
         figures.append(path)
-    figures.append(out / "heatmap.png")
+    figures.append(out / HEATMAP)
     plot_heatmap(trials, figures[-1])
     if fit is not None:
-        figures.append(out / "best-lr-fit.png")
+        figures.append(out / FIT)
         plot_fit(best, fit, figures[-1])
     return figures
 
@@ -263,11 +284,11 @@ def _bs_schedule(
     fraction: float,
     seed: int,
     out: Path,
-    store: Path | None,
+    store_path: Path,
     device: str,
     engine: str,
     workers: int | None,
-    json_file: Path | None,
+    outputs: Outputs,
 ) -> None:
     """``--bs-schedule``: the two arms as two named sweeps of one store, their table, summary
     and figure."""
@@ -277,7 +298,6 @@ def _bs_schedule(
 
     assert isinstance(work.train, TensorData)  # the MNIST files are read as tensors
     plan = batch_size_demo.plan_demo(epochs, len(work.train))
-    store_path = store or out / "bs-schedule.sqlite"
     grids = {arm.sweep: (TrialKey(arm.batch_size, arm.lr, 0),) for arm in plan.arms}
     with on_interrupt(lambda: trials_kept(store_path, grids)):
         results = []
@@ -339,27 +359,28 @@ def _bs_schedule(
 
         from lrkit.plots.batch_size import ArmCurve, plot_batch_size_schedule
 
-        figure = out / "bs-schedule.png"
-        summary = out / "bs-schedule.md"
-        with writing("--out", out, trials_safe_in(store_path)):
-            out.mkdir(parents=True, exist_ok=True)
-            plot_batch_size_schedule(
-                [ArmCurve(f"{r.arm.name}: {r.arm.describe()}", r.points) for r in results],
-                plan.milestones,
-                figure,
-                title=(
-                    f"{plan.epochs} epochs of {work.data_name.split(' (/')[0]} ({plan.n_train} "
-                    f"training examples): lr divided by {plan.factor:g}, or batch multiplied by "
-                    f"{plan.factor:g}, at {word} {steps}"
-                ),
-            )
-            summary.write_text(
-                f"# lrkit reproduce --bs-schedule\n\n{heading}.\n\n```\n{table}\n```\n\n"
-                f"{sentence}.\n\n![decay the lr or increase the batch size](bs-schedule.png)\n",
-                encoding="utf-8",
-            )
-        for path in (figure, summary):
-            print(f"wrote {path}", file=sys.stderr)
-        if json_file is not None:
-            with writing("--json", json_file, trials_safe_in(store_path)):
-                write_json(json_file, batch_size_demo.to_json(plan, decay, increase))
+        figure = out / BS_FIGURE
+        summary = out / BS_SUMMARY
+        with on_interrupt(outputs.interrupted):
+            with outputs.writing("--out", out):
+                plot_batch_size_schedule(
+                    [ArmCurve(f"{r.arm.name}: {r.arm.describe()}", r.points) for r in results],
+                    plan.milestones,
+                    figure,
+                    title=(
+                        f"{plan.epochs} epochs of {work.data_name.split(' (/')[0]} "
+                        f"({plan.n_train} training examples): lr divided by {plan.factor:g}, or "
+                        f"batch multiplied by {plan.factor:g}, at {word} {steps}"
+                    ),
+                )
+                write_text(
+                    summary,
+                    f"# lrkit reproduce --bs-schedule\n\n{heading}.\n\n```\n{table}\n```\n\n"
+                    f"{sentence}.\n\n![decay the lr or increase the batch size]({BS_FIGURE})\n",
+                )
+            for path in (figure, summary):
+                print(f"wrote {path}", file=sys.stderr)
+            json_file = outputs.path("--json")
+            if json_file is not None:
+                with outputs.writing("--json", json_file):
+                    write_json(json_file, batch_size_demo.to_json(plan, decay, increase))

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lrkit.cli.output import check_output_file, text_table, writing
+from lrkit.atomic import replacing_text
+from lrkit.cli.output import check_outputs, text_table
+from lrkit.errors import LrkitValueError
 
 if TYPE_CHECKING:
     from lrkit.sweep.store import StoredTrial
@@ -56,8 +58,9 @@ def runs(
 ) -> None:
     from lrkit.sweep.store import Store, summary_rows
 
-    if csv_file is not None:
-        check_output_file("--csv", csv_file)
+    if points and csv_file is None:
+        raise LrkitValueError("--points belongs to --csv (it exports every curve point)")
+    outputs = check_outputs([("--csv", csv_file)], others=[("--store", store)])
     with Store.open(store, read_only=True) as opened:
         if name is not None:
             opened.check_sweep(name)
@@ -98,14 +101,14 @@ def runs(
         print("failed (training raised; running the sweep again retries them):")
         print("\n".join(failures))
     if csv_file is not None:
-        with writing("--csv", csv_file):
+        with outputs.writing("--csv", csv_file):
             _write_csv(csv_file, trials, points)
 
 
 def _write_csv(path: Path, trials: list[StoredTrial], points: bool) -> None:
-    """The trials (or every curve point) as CSV, one row each."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    """The trials (or every curve point) as CSV, one row each; whole, or ``path`` is left as
+    it was."""
+    with replacing_text(path, newline="") as handle:
         writer = csv.writer(handle)
         if points:
             writer.writerow(POINT_COLUMNS)

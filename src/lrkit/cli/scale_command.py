@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lrkit import validation as check
-from lrkit.cli.output import format_number, text_table, write_json
+from lrkit.cli.output import Outputs, check_outputs, format_number, text_table, write_json
 from lrkit.errors import LrkitValueError
 from lrkit.scaling import FORMULAS, RULES, compare_rules, noise_rule, scale_lr
 
@@ -66,11 +66,16 @@ def scale(
     ] = None,
 ) -> None:
     rule = check.choice("rule", rule, RULES)
+    if json_file is not None and not compare:
+        raise LrkitValueError("--json belongs to --compare (it writes the comparison)")
+    outputs = check_outputs(
+        [("--json", json_file)], others=[("--store", store), ("--noise-json", noise_json)]
+    )
     measured_noise = _noise_scale(noise_scale, noise_json)
     if compare:
         if store is None:
             raise LrkitValueError("--compare needs --store: the sweep to compare the rules with")
-        _compare(store, name, measured_noise, batch_size, json_file)
+        _compare(store, name, measured_noise, batch_size, json_file, outputs)
         return
     missing = [
         o for o, v in (("--lr", lr), ("--batch-size", batch_size), ("--to", to)) if v is None
@@ -153,6 +158,7 @@ def _compare(
     noise: float | None,
     reference: int | None,
     json_file: Path | None,
+    outputs: Outputs,
 ) -> None:
     best = _best(store, name)
     # A batch size tried at one lr has no measured optimum: like the fit, leave it out.
@@ -192,4 +198,5 @@ def _compare(
         "an error of 1.0 is a factor of 2)"
     )
     if json_file is not None:
-        write_json(json_file, comparison.to_json())
+        with outputs.writing("--json", json_file):
+            write_json(json_file, comparison.to_json())

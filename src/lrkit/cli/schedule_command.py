@@ -12,7 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from lrkit import validation as check
-from lrkit.cli.output import csv_table, dumps, text_table, write_json
+from lrkit.cli.output import check_outputs, csv_table, dumps, text_table, write_json
 from lrkit.errors import LrkitValueError, option_name
 from lrkit.schedules import compose, registry
 from lrkit.schedules.curve import ParamValue, sample
@@ -186,6 +186,7 @@ def schedule(
         from lrkit.plots.figure import check_plot_path
 
         check_plot_path(plot)
+    outputs = check_outputs([("--json", json_file), ("--plot", plot)])
     shared = _given_params(given)
     shared_warmup: dict[str, ParamValue] = {"warmup_mode": warmup_mode}
     if warmup_iters is not None:
@@ -221,18 +222,16 @@ def schedule(
         rows = [[t, *(c.lrs[i] for c in curves)] for i, t in enumerate(curves[0].iterations)]
         print(text_table(header, rows) if output_format == "table" else csv_table(header, rows))
     if json_file is not None:
-        write_json(json_file, document)
+        with outputs.writing("--json", json_file):
+            write_json(json_file, document)
     if plot is not None:
         from lrkit.plots.schedules import plot_schedules
 
         # The figure evaluates every iteration (up to ~4000 points), whatever --every is.
         dense = max(1, iters // 4000)
-        plot_schedules(
-            [sample(f, iters, dense, name=n, params=p) for n, f, p in built],
-            plot,
-            labels=labels,
-            log_y=log_y,
-        )
+        drawn = [sample(f, iters, dense, name=n, params=p) for n, f, p in built]
+        with outputs.writing("--plot", plot):
+            plot_schedules(drawn, plot, labels=labels, log_y=log_y)
         print(f"wrote {plot}", file=sys.stderr)
 
 

@@ -26,14 +26,7 @@ from lrkit.cli.options import (
     check_workers,
     parse_fraction,
 )
-from lrkit.cli.output import (
-    check_output_file,
-    check_output_folder,
-    format_number,
-    text_table,
-    write_json,
-    writing,
-)
+from lrkit.cli.output import check_output_file, check_outputs, format_number, text_table, write_json
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import LrkitValueError, quoted
@@ -44,6 +37,7 @@ from lrkit.sweep.definition import (
     parse_grid,
     product_grid,
 )
+from lrkit.sweep.store_schema import check_path as check_store_path
 from lrkit.training.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
@@ -377,11 +371,15 @@ def sweep(
     check.choice("engine", engine, SWEEP_ENGINES)
     check_workers(workers, engine)
     check_output_file("--store", store)
-    for option, path in (("--json", json_file), ("--report", report_file)):
-        if path is not None:
-            check_output_file(option, path)
-    if plot_dir is not None:
-        check_output_folder("--plot-dir", plot_dir)
+    check_store_path(store, writing=True, must_exist=False)
+    from lrkit.plots.sweep import FIGURES
+
+    outputs = check_outputs(
+        [("--json", json_file), ("--report", report_file)],
+        folder=("--plot-dir", plot_dir, FIGURES),
+        others=[("--store", store)],
+        kept=trials_safe_in(store),
+    )
     if engine == "ray":
         from lrkit.sweep.engines.ray import require_ray
 
@@ -426,27 +424,27 @@ def sweep(
         shown = f"sweep {quoted(name)} in {store}"
         print(f"{shown}: {len(trials)} trials, {ran} run now, {from_store} stored")
         print(text)
-        kept = trials_safe_in(store)
-        if json_file is not None:
-            document = summary_json(
-                trials, best, best_lr_by_batch_size(trials, other, val_size), fit
-            )
-            with writing("--json", json_file, kept):
-                write_json(json_file, document)
-        if report_file is not None:
-            from lrkit.report.build import build_report, write_report
+        with on_interrupt(outputs.interrupted):
+            if json_file is not None:
+                document = summary_json(
+                    trials, best, best_lr_by_batch_size(trials, other, val_size), fit
+                )
+                with outputs.writing("--json", json_file):
+                    write_json(json_file, document)
+            if report_file is not None:
+                from lrkit.report.build import build_report, write_report
 
-            sections = build_report(store, name, val_size)
-            with writing("--report", report_file, kept):
-                write_report(report_file, sections, f"Sweep {quoted(name)} in {store}.")
-            print(f"wrote {report_file}", file=sys.stderr)
-        if plot_dir is not None:
-            from lrkit.plots.sweep import write_sweep_figures
+                sections = build_report(store, name, val_size)
+                with outputs.writing("--report", report_file):
+                    write_report(report_file, sections, f"Sweep {quoted(name)} in {store}.")
+                print(f"wrote {report_file}", file=sys.stderr)
+            if plot_dir is not None:
+                from lrkit.plots.sweep import write_sweep_figures
 
-            with writing("--plot-dir", plot_dir, kept):
-                written = write_sweep_figures(trials, best, fit, plot_dir)
-            for path in written:
-                print(f"wrote {path}", file=sys.stderr)
+                with outputs.writing("--plot-dir", plot_dir):
+                    written = write_sweep_figures(trials, best, fit, plot_dir)
+                for path in written:
+                    print(f"wrote {path}", file=sys.stderr)
     failures = failed_trials_line(trials, store)
     if failures is not None:
         print(f"lrkit sweep: error: {failures}", file=sys.stderr)

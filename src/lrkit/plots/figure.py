@@ -1,10 +1,11 @@
-"""Shared figure plumbing: a headless backend and saving by file suffix."""
+"""Shared figure plumbing: a headless backend and saving by file suffix, whole or not at all."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from lrkit.atomic import replacing
 from lrkit.errors import LrkitValueError, quoted
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -31,7 +32,10 @@ def pyplot() -> Any:
 
 
 def save(fig: Any, path: Path) -> None:
-    """Save ``fig`` to ``path`` (format from the suffix) and close it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    pyplot().close(fig)
+    """Save ``fig`` to ``path`` (format from the suffix) and close it. A save that fails
+    midway leaves ``path`` as it was (:func:`lrkit.atomic.replacing`)."""
+    try:
+        with replacing(path) as handle:
+            fig.savefig(handle, format=path.suffix[1:].lower(), dpi=150, bbox_inches="tight")
+    finally:
+        pyplot().close(fig)

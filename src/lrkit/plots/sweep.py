@@ -20,6 +20,10 @@ from lrkit.scaling import PowerLawFit
 from lrkit.sweep.analysis import BestLr, scored_trials, scores
 from lrkit.sweep.store import StoredTrial
 
+FIGURES = ("accuracy-vs-iteration.png", "heatmap.png", "accuracy-vs-epoch.png", "best-lr-fit.png")
+"""The files :func:`write_sweep_figures` may write (after its prefix): the third where the
+trials share an lr, the fourth where the best lrs were fitted."""
+
 
 def _curves(
     trials: Sequence[StoredTrial], x: str
@@ -194,14 +198,14 @@ def write_sweep_figures(
 ) -> list[Path]:
     """All the sweep's figures into ``folder``; returns the files written."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = [folder / f"{prefix}accuracy-vs-iteration.png", folder / f"{prefix}heatmap.png"]
+    written = [folder / f"{prefix}{FIGURES[0]}", folder / f"{prefix}{FIGURES[1]}"]
     plot_accuracy_vs_iteration(trials, written[0])
     plot_heatmap(trials, written[1])
     lr = shared_lr(trials)
     if lr is not None:
-        written.append(folder / f"{prefix}accuracy-vs-epoch.png")
+        written.append(folder / f"{prefix}{FIGURES[2]}")
         plot_accuracy_vs_epoch(trials, lr, written[-1])
     if fit is not None:
-        written.append(folder / f"{prefix}best-lr-fit.png")
+        written.append(folder / f"{prefix}{FIGURES[3]}")
         plot_fit(best, fit, written[-1])
     return written

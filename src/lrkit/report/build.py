@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lrkit.advise.result import Advice
+from lrkit.atomic import write_text
 from lrkit.batchsize.result import BatchAdvice
 from lrkit.noise.tracking import NoiseRun
 from lrkit.rangetest.result import RangeTestResult
@@ -84,9 +85,9 @@ def build_report(
 
 
 def write_report(path: Path, sections: Sequence[Section], lead: str, fmt: str = "html") -> Path:
-    """``path`` holds the page (html) or its text and tables (md)."""
+    """``path`` holds the page (html) or its text and tables (md), whole, or is left as it
+    was when the write fails."""
     title = "lrkit report"
     text = render(title, lead, sections) if fmt == "html" else markdown(title, lead, sections)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_text(path, text)
     return path

@@ -11,8 +11,10 @@ fixed since).
 Opened to write (a sweep), a store is created if new and brought up to the current schema
 (:mod:`lrkit.sweep.store_schema`); creating it is race-free, so sweeps started at the same
 moment on one new file all succeed. Opened to read (listings, reports), it is never written,
-whatever its version. A file that is not a store, a newer lrkit's store or a damaged one is
-refused, untouched, with a message that names the file and what is wrong.
+whatever its version, and it can be read where nothing can be written (read-only media). A
+path that is not a file (a folder, ``/dev/null``), a file that is not a store, a newer lrkit's
+store or a damaged one is refused, untouched, with a message that names the file and what is
+wrong.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -127,17 +130,13 @@ class Store:
         """Open an lrkit store to write (created when missing, if ``create``; an older
         version migrated) or, with ``read_only``, to read as it is, never written. A file that
         is not a store, or not one this lrkit can use, is refused untouched."""
-        writing = not read_only
-        if path.is_dir():
-            hint = " (give a file name)" if writing else ""
-            raise store_error(path, f"is a folder, not an lrkit results store{hint}")
-        if not path.exists() and (read_only or not create):
-            raise store_error(path, "does not exist")
+        schema.check_path(path, writing=not read_only, must_exist=read_only or not create)
         return cls._open_to_read(path) if read_only else cls._open_to_write(path)
 
     @classmethod
     def _open_to_read(cls, path: Path) -> Store:
-        db = _read_only_connection(path)
+        with schema.refusing(path, writing=False):
+            db = _read_only_connection(path)
         try:
             version = schema.inspect(db, path, writing=False)
             if version is None:
@@ -153,7 +152,8 @@ class Store:
     def _open_to_write(cls, path: Path) -> Store:
         if path.exists() and path.stat().st_size > 0:
             # A first look that cannot write: a file that is not ours is never opened for writing.
-            look = _read_only_connection(path)
+            with schema.refusing(path, writing=True):
+                look = _read_only_connection(path)
             try:
                 schema.inspect(look, path, writing=True)
             finally:
@@ -389,9 +389,34 @@ class Store:
 def _read_only_connection(path: Path) -> sqlite3.Connection:
     """A connection that cannot write the file. It still sees what a running sweep has
     committed (SQLite may create the -wal and -shm side files for that; the main file is
-    never written)."""
-    uri = path.resolve().as_uri() + "?mode=ro"
-    return sqlite3.connect(uri, uri=True, timeout=TIMEOUT_SECONDS, isolation_level=None)
+    never written).
+
+    Where no file can be created beside the store (read-only media, a folder this user
+    cannot write), SQLite cannot make the -shm index that reading a WAL store needs, and
+    refuses to open it. Nobody can write the store there either, so it is then read as
+    immutable: as the main file holds it, which is all of it unless a write-ahead log was
+    left beside it (a store copied while a sweep ran); that one is refused rather than read
+    without the trials its log holds."""
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=TIMEOUT_SECONDS, isolation_level=None)
+    try:
+        db.execute("PRAGMA schema_version")
+        return db
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        if not schema.cannot_open(exc) or os.access(path.parent, os.W_OK):
+            raise
+    log = path.with_name(path.name + "-wal")
+    if log.exists() and log.stat().st_size > 0:
+        raise store_error(
+            path,
+            f"cannot be read here: its write-ahead log {log.name} is read through an index "
+            "that cannot be created in this folder; copy the store and its -wal file to a "
+            "folder that can be written",
+        )
+    return sqlite3.connect(
+        uri + "?mode=ro&immutable=1", uri=True, timeout=TIMEOUT_SECONDS, isolation_level=None
+    )
 
 
 @contextmanager

@@ -6,17 +6,20 @@ Version 2: a trial may also have failed (training raised); what was raised is ke
 ``trials.error``.
 
 Every refusal names the file and what is wrong with it, in one line, as a
-:class:`~lrkit.errors.LrkitValueError` (the CLI's exit 2): a file that is not a store, a store
-of a newer lrkit, a store whose tables or columns are missing.
+:class:`~lrkit.errors.LrkitValueError` (the CLI's exit 2): a path that is not a file, a file
+that is not a store, a store of a newer lrkit, a store whose tables or columns are missing or
+whose pages are damaged.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from lrkit.errors import LrkitValueError, quoted
+from lrkit.errors import LrkitValueError, quoted, shortened
 
 MAGIC = "lrkit results store"
 SCHEMA_VERSION = 2
@@ -95,13 +98,45 @@ def columns(version: int) -> dict[str, tuple[str, ...]]:
     return {**_COLUMNS_V1, "trials": (*TRIALS_V1_COLUMNS, "error")}
 
 
-def store_error(path: Path, problem: str) -> LrkitValueError:
+def store_error(path: Path | str, problem: str) -> LrkitValueError:
     """``store PATH PROBLEM``; on the command line ``--store PATH PROBLEM``."""
     return LrkitValueError(f"store {path} {problem}", cli_message=f"--store {path} {problem}")
 
 
 def damaged(path: Path, what: str) -> LrkitValueError:
     return store_error(path, f"is damaged: {what}")
+
+
+def check_path(path: Path, *, writing: bool, must_exist: bool) -> None:
+    """Refuse, before SQLite meets it, a path that can hold no store: a folder; a device, a
+    FIFO or a socket (SQLite would answer "disk I/O error"); a path the system will not look
+    at (a name too long); nothing there, where the store ``must_exist``."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if must_exist:
+            raise store_error(path, "does not exist") from None
+        return
+    except OSError as exc:
+        raise store_error(
+            shortened(str(path)), f"cannot be opened ({exc.strerror or exc})"
+        ) from None
+    hint = " (give a file name)" if writing else ""
+    if stat.S_ISDIR(mode):
+        raise store_error(path, f"is a folder, not an lrkit results store{hint}")
+    if not stat.S_ISREG(mode):
+        raise store_error(path, f"is {_kind(mode)}, not an lrkit results store{hint}")
+
+
+def _kind(mode: int) -> str:
+    """What a path that is neither a file nor a folder is."""
+    kinds = {
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((kind for test, kind in kinds.items() if test(mode)), "not a file")
 
 
 def not_a_store(path: Path, what: str, *, writing: bool) -> LrkitValueError:
@@ -115,6 +150,7 @@ def not_a_store(path: Path, what: str, *, writing: bool) -> LrkitValueError:
 _SQLITE_ERROR = 1
 _SQLITE_BUSY = 5
 _SQLITE_CORRUPT = 11
+_SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
 
 
@@ -127,6 +163,12 @@ def _code(exc: sqlite3.Error) -> int | None:
 def is_busy(exc: sqlite3.Error) -> bool:
     code = _code(exc)
     return code == _SQLITE_BUSY if code is not None else "database is locked" in str(exc)
+
+
+def cannot_open(exc: sqlite3.Error) -> bool:
+    """Whether SQLite could not open the file (or a side file it needs: -wal, -shm)."""
+    code = _code(exc)
+    return code == _SQLITE_CANTOPEN if code is not None else "unable to open" in str(exc)
 
 
 def _is_not_a_database(exc: sqlite3.Error) -> bool:
@@ -146,34 +188,45 @@ def is_damage(exc: sqlite3.Error) -> bool:
     )
 
 
-def inspect(db: sqlite3.Connection, path: Path, *, writing: bool) -> int | None:
-    """The schema version of the lrkit store open in ``db``; None when the database has no
-    tables at all (a new file). Reads only: anything that is not a store lrkit can use is
-    refused with what it is."""
+@contextmanager
+def refusing(path: Path, *, writing: bool) -> Iterator[None]:
+    """SQLite's word that the file is not a database, is damaged (a corrupt page anywhere it
+    reads) or cannot be opened, as the store's one-line refusal; a failure of the moment
+    (locked, disk full) stays what it is."""
     try:
-        tables = {
-            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
+        yield
     except sqlite3.DatabaseError as exc:
         if _is_not_a_database(exc):
             raise not_a_store(path, "not an SQLite database", writing=writing) from None
         if is_damage(exc):
             raise damaged(path, str(exc)) from None
+        if cannot_open(exc):
+            raise store_error(path, f"cannot be opened ({exc})") from None
         raise
-    if not tables:
-        return None
-    if _magic(db, tables) != MAGIC:
-        if {"sweeps", "trials", "points"} <= tables:  # lrkit's tables without lrkit's mark
-            missing = "meta" not in tables
-            raise damaged(
-                path,
-                "table meta is missing"
-                if missing
-                else "table meta does not mark it as an lrkit results store",
-            )
-        raise not_a_store(path, "an SQLite database without lrkit's tables", writing=writing)
-    version = _version(db, path)
-    _check_columns(db, path, tables, version)
+
+
+def inspect(db: sqlite3.Connection, path: Path, *, writing: bool) -> int | None:
+    """The schema version of the lrkit store open in ``db``; None when the database has no
+    tables at all (a new file). Reads only: anything that is not a store lrkit can use is
+    refused with what it is."""
+    with refusing(path, writing=writing):
+        tables = {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if not tables:
+            return None
+        if _magic(db, tables) != MAGIC:
+            if {"sweeps", "trials", "points"} <= tables:  # lrkit's tables without lrkit's mark
+                missing = "meta" not in tables
+                raise damaged(
+                    path,
+                    "table meta is missing"
+                    if missing
+                    else "table meta does not mark it as an lrkit results store",
+                )
+            raise not_a_store(path, "an SQLite database without lrkit's tables", writing=writing)
+        version = _version(db, path)
+        _check_columns(db, path, tables, version)
     return version
 
 
