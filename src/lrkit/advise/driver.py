@@ -188,8 +188,8 @@ def check_race_data(train: TensorData, val: TensorData) -> None:
     check_finite({"training": train, "validation": val})
     if len(val) < MIN_VAL_EXAMPLES:
         raise LrkitValueError(
-            f"val holds {len(val)} examples; the race needs at least {MIN_VAL_EXAMPLES} to tell "
-            "its candidates apart"
+            f"val holds {len(val)} example{'s' if len(val) > 1 else ''}; the race needs at "
+            f"least {MIN_VAL_EXAMPLES} to tell its candidates apart"
         )
 
 
