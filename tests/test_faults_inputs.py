@@ -19,8 +19,12 @@ from cli_run import run
 from lrkit import validation as check
 from lrkit.advise import driver
 from lrkit.advise.candidates import Candidate
+from lrkit.advise.race import RaceFailed
 from lrkit.advise.result import RacedCandidate
-from lrkit.batchsize.driver import time_epochs
+from lrkit.advise.settings import AdviseSettings
+from lrkit.batchsize import driver as batch_driver
+from lrkit.batchsize.driver import advise_batch_size, time_epochs
+from lrkit.batchsize.settings import BatchSettings
 from lrkit.data.mnist import bundled_sample_dir
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
@@ -365,3 +369,55 @@ def test_a_run_whose_validation_loss_is_not_finite_is_diverged_not_done() -> Non
     assert outcome.status == "diverged"
     assert outcome.diverged_iteration == 2  # the first check, after 2 of 4 steps
     assert len(outcome.points) == 1  # only the check before training
+
+
+# the batch-size advice: a size whose race had no finisher is not advised
+
+
+def problem() -> tuple[TensorData, TensorData]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1200, 8, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).long()
+    return TensorData(x[:1000], y[:1000]), TensorData(x[1000:], y[1000:])
+
+
+def make_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+
+
+BATCH_SETTINGS = BatchSettings(
+    mode="epochs", max_batch_size=32, race=AdviseSettings(epochs=2.0, workers=1, candidates=3)
+)
+
+
+@pytest.mark.slow  # a ceiling, a noise run and step times first
+def test_a_batch_size_whose_race_had_no_finisher_is_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raced = batch_driver.advise
+
+    def none_finish_at_16(*args: object, **kwargs: object) -> object:
+        settings = args[3]
+        assert isinstance(settings, AdviseSettings)
+        if settings.batch_size == 16:
+            raise RaceFailed("no candidate of the race finished (lr 0.1 diverged)")
+        return raced(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch_driver, "advise", none_finish_at_16)
+    found = advise_batch_size(make_model, *problem(), BATCH_SETTINGS)
+    assert [r.batch_size for r in found.races] == [8, 32]
+    assert found.batch_size in (8, 32)
+    assert "not advised: batch size 16, no candidate finished" in found.reason
+
+
+@pytest.mark.slow  # a ceiling, a noise run and step times first
+def test_a_batch_size_advice_where_no_race_had_a_finisher_advises_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def none_finish(*args: object, **kwargs: object) -> object:
+        raise RaceFailed("no candidate of the race finished (lr 0.1 diverged)")
+
+    monkeypatch.setattr(batch_driver, "advise", none_finish)
+    with pytest.raises(RaceFailed, match=r"batch size 8: no candidate of the race finished"):
+        advise_batch_size(make_model, *problem(), BATCH_SETTINGS)
