@@ -29,12 +29,13 @@ from lrkit.advise.driver import (
 )
 from lrkit.advise.horizon import ADAPTIVE, horizon_factor
 from lrkit.advise.plan import race_plan, trial_epochs
-from lrkit.advise.race import EDGE_STEP, RaceSetup, race
+from lrkit.advise.race import EDGE_STEP, RaceFailed, RaceSetup, race, result_rank
 from lrkit.advise.result import RacedCandidate
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.sweep.engines.contract import TrainingSetup
 from lrkit.sweep.runner import EngineChoice, make_engine
+from lrkit.training.records import CurvePoint, TrialOutcome
 
 # candidates
 
@@ -396,6 +397,76 @@ def test_a_model_that_cannot_be_copied_is_refused() -> None:
 
     with pytest.raises(LrkitValueError, match=r"cannot be copied .*give a factory"):
         advise(Stubborn(), train, val, settings())
+
+
+class NanOnceSwitched:
+    """Cross-entropy, nan in training (never in evaluation) once ``switch`` has been
+    called: the race flips it from its progress, so that the runs it stands for stop
+    finishing from a chosen point of the race on."""
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    def switch(self) -> None:
+        self.failing = True
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = nn.functional.cross_entropy(output, target)
+        return loss * math.nan if self.failing and torch.is_grad_enabled() else loss
+
+
+def test_where_every_survivor_diverges_the_advice_is_the_best_candidate_that_finished() -> None:
+    train, val = problem()
+    loss = NanOnceSwitched()
+    first_rung = race_plan(3.0, 6)[0].epochs
+
+    def on_check(lr: float, point: object, done: float) -> None:
+        if done > first_rung + 1e-9:  # the last rung: every survivor diverges
+            loss.switch()
+
+    found = advise(
+        make_model, train, val, settings(engine="sequential"), loss_fn=loss, on_check=on_check
+    )
+    chosen = next(c for c in found.candidates if c.lr == found.raced_lr)
+    finished = [c for c in found.candidates if c.status == "done"]
+    assert {c.status for c in found.candidates} == {"done", "diverged"}
+    assert chosen.status == "done" and chosen.epochs_run == pytest.approx(first_rung)
+    assert chosen.value == max(c.value for c in finished)
+    assert found.decided_at == pytest.approx(first_rung)
+    assert found.value == chosen.value > 0.5
+    assert any("no candidate that went on to 1.5 epochs finished" in c for c in found.cautions)
+
+
+def test_a_race_where_no_candidate_finished_advises_nothing() -> None:
+    train, val = problem()
+    loss = NanOnceSwitched()
+    with pytest.raises(RaceFailed, match=r"no candidate of the race finished \(lr .* diverged"):
+        advise(
+            make_model,
+            train,
+            val,
+            settings(engine="sequential"),
+            loss_fn=loss,
+            on_check=lambda lr, point, done: loss.switch(),
+        )
+
+
+def test_the_race_ranks_finished_candidates_first_and_the_furthest_of_them_first() -> None:
+    rs = RaceSetup(None, None, 32, "accuracy", "sgd", 0.0, 0.0, 0)  # type: ignore[arg-type]
+
+    def outcome(status: str, epochs: list[float], accuracy: float) -> TrialOutcome:
+        points = tuple(CurvePoint(i, e, 0.5, 0.5, accuracy) for i, e in enumerate(epochs))
+        return TrialOutcome(status, None, points, None, 1.0)
+
+    diverged_far = outcome("diverged", [0.0, 0.5, 1.0], 0.99)
+    failed = outcome("failed", [0.0, 0.5], 0.99)
+    done_early = outcome("done", [0.0, 0.5], 0.80)
+    done_early_better = outcome("done", [0.0, 0.5], 0.85)
+    done_far = outcome("done", [0.0, 0.5, 1.5], 0.70)
+    pool = [diverged_far, failed, done_early, done_early_better, done_far]
+    order = sorted(pool, key=lambda o: result_rank(o, rs))
+    assert order[:3] == [done_far, done_early_better, done_early]
+    assert set(map(id, order[3:])) == {id(diverged_far), id(failed)}
 
 
 # the CLI

@@ -565,8 +565,8 @@ def test_cli_advise_target_writes_its_figure_and_report(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--time", "0"], "--time must be a finite number > 0, got 0.0"),
-        (["--time", "-5"], "--time must be a finite number > 0"),
+        (["--time", "0"], "--time must be a number in (0, 1e+07] (seconds), got 0.0"),
+        (["--time", "-5"], "--time must be a number in (0, 1e+07] (seconds), got -5.0"),
         (["--target", "1.5"], "--target must be an accuracy in (0, 1], got 1.5"),
         (["--target", "0.9", "--time", "10"], "give one budget: --target or --time, not both"),
         (["--target", "0.9", "--batch-size", "16"], "--target is a budget for choosing the batch"),

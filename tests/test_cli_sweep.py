@@ -216,7 +216,7 @@ def digest(path: Path) -> str:
         (["--lr", "0.1", "--batch-size", "1.5"], "--batch-size must be an integer > 0, got '1.5'"),
         (
             ["--lr", "0.1", "--batch-size", "16", "--epochs", "0"],
-            "--epochs must be a finite number > 0",
+            "--epochs must be a number in (0, 1e+09]",
         ),
         (
             ["--lr", "0.1", "--batch-size", "16", "--eval-every", "0"],

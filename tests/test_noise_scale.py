@@ -196,7 +196,7 @@ def test_cli_noise(
     for args, message in (
         (["--batch-size", "1"], "--batch-size must be an integer >= 2"),
         (["--estimator", "exact"], "--estimator must be one of auto, per-example, two-batch"),
-        (["--epochs", "0"], "--epochs must be a finite number > 0"),
+        (["--epochs", "0"], "--epochs must be a number in (0, 1e+09]"),
     ):
         code, out, err = run(["noise", *args], capsys)
         assert code == 2 and out == "" and message in err

@@ -11,7 +11,7 @@ import math
 import numbers
 from collections.abc import Iterable
 
-from lrkit.errors import InvalidParameterError
+from lrkit.errors import InvalidParameterError, LrkitValueError, option_name
 
 
 def _real(name: str, value: object, requirement: str) -> float:
@@ -156,6 +156,89 @@ def epochs_between_checks(name: str, value: object, epochs: float) -> float:
         high_open=False,
         why=f"at most the epochs, and at most {MAX_CHECKS} checks a run",
     )
+
+
+MAX_STEPS = 1_000_000_000
+"""Optimizer steps a run takes at most. Every budget in epochs (advise, sweep, noise, laws) is
+bounded by it, first by itself (an epoch is at least one step) and then against the data,
+before anything trains: a budget of 1e300 epochs is refused, not run for ever."""
+
+
+def budget_epochs(name: str, value: object) -> float:
+    """A budget in epochs: > 0, and at most ``MAX_STEPS`` (an epoch is at least one step);
+    :func:`budget_steps` checks it against the data once they are known."""
+    return float_in(
+        name,
+        value,
+        0.0,
+        MAX_STEPS,
+        low_open=True,
+        high_open=False,
+        why=f"a run takes at most {MAX_STEPS:.0e} optimizer steps, and an epoch at least one",
+    )
+
+
+def budget_steps(
+    name: str,
+    epochs: float,
+    examples: int,
+    batch_size: int,
+    *,
+    share: float = 1.0,
+    part: str = "",
+) -> float:
+    """``epochs`` over ``examples`` in batches of ``batch_size``: its shortest part (a
+    ``share`` of it, named ``part``, e.g. a race's first rung) trains at least one optimizer
+    step, and the whole at most ``MAX_STEPS``. Below one step a run cannot end where it was
+    asked to (it takes its one step anyway, past the point); the message gives the least
+    budget that holds, rounded up, or the most, rounded down."""
+    per_epoch = math.ceil(examples / batch_size)
+    epoch = (
+        f"an epoch is {per_epoch} step{'s' if per_epoch != 1 else ''} of batch {batch_size} "
+        f"over {examples} examples"
+    )
+    shown = f"{name} {epochs:g}"
+    if epochs * share * per_epoch < 1 - 1e-9:
+        least = round_up(1 / (share * per_epoch))
+        under = (
+            f"gives {part} less than one optimizer step"
+            if part
+            else "is less than one optimizer step"
+        )
+        raise _budget_error(name, f"{shown} {under} ({epoch}); give at least {least:g}")
+    if epochs * per_epoch > MAX_STEPS:
+        most = round_down(MAX_STEPS / per_epoch)
+        raise _budget_error(
+            name,
+            f"{shown} is more than {MAX_STEPS:.0e} optimizer steps ({epoch}); "
+            f"give at most {most:g}",
+        )
+    return epochs
+
+
+def _budget_error(name: str, message: str) -> LrkitValueError:
+    """``message`` (which starts with ``name``) with the name spelled as an option for the CLI."""
+    return LrkitValueError(message, cli_message=option_name(name) + message[len(name) :])
+
+
+def round_up(value: float, digits: int = 3) -> float:
+    """``value`` rounded up to ``digits`` significant digits (a least bound that holds)."""
+    unit = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    return float(f"{math.ceil(value / unit - 1e-9) * unit:.{digits}g}")
+
+
+def round_down(value: float, digits: int = 3) -> float:
+    """``value`` rounded down to ``digits`` significant digits (a most bound that holds)."""
+    unit = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    return float(f"{math.floor(value / unit + 1e-9) * unit:.{digits}g}")
+
+
+def default_between_checks(default: float, epochs: float) -> float:
+    """Epochs between the checks of a run of ``epochs`` when none were asked for: the
+    ``default``, fitted to the run (at most its epochs: a shorter run checks at its end; at
+    least ``epochs / MAX_CHECKS``), so that a default the user did not give is never the
+    option refused."""
+    return min(max(default, epochs / MAX_CHECKS), epochs)
 
 
 def increasing_positive_ints(name: str, values: Iterable[object]) -> tuple[int, ...]:

@@ -15,12 +15,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from lrkit import validation as check
 from lrkit.data.mnist import load_mnist, resolve_data_dir
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError, quoted
 from lrkit.imports import is_import_path, load_object
 from lrkit.models import MODELS, build_model
 from lrkit.training.evaluate import LossFn
+from lrkit.training.fit_check import check_finite
 
 TrainData = TensorData | Dataset | DataLoader  # type: ignore[type-arg]
 
@@ -127,12 +129,15 @@ def load_workload(
     loss: str | None,
     val_fraction: float,
     notify: Callable[[str], None],
+    min_val: int = 1,
 ) -> Workload:
     """Resolve the CLI's model, data and loss options into a :class:`Workload`.
 
     ``--data module:factory`` may return training data (tensors, Dataset or DataLoader) or a
     mapping with ``train`` and optionally ``val`` and ``test``. Tensor training data without a
-    ``val`` part is split: the last ``val_fraction`` becomes validation.
+    ``val`` part is split: the last ``val_fraction`` becomes validation, which must hold at
+    least ``min_val`` examples (a verb that judges runs on it says how many it needs). Tensor
+    parts are checked for values that are not finite (``fit_check.check_finite``).
     """
     make_model = model_factory(model)
     loss_fn = loss_from(loss)
@@ -155,8 +160,18 @@ def load_workload(
         train = _as_train_data(parts["train"], data, "train")
         val = _as_tensors(parts["val"], data, "val") if parts.get("val") is not None else None
         test = _as_tensors(parts["test"], data, "test") if parts.get("test") is not None else None
+        named = {"training": train, "validation": val, "test": test}
+        check_finite(
+            {part: d for part, d in named.items() if isinstance(d, TensorData)},
+            f"--data {quoted(data)}",
+        )
+        if val is not None and len(val) < min_val:
+            raise LrkitValueError(
+                f"--data {quoted(data)}: its val part holds {len(val)} examples; "
+                f"at least {min_val} are needed to judge runs on"
+            )
         if val is None and isinstance(train, TensorData):
-            train, val = train.split(val_fraction)
+            train, val = split_validation(train, val_fraction, min_val)
         return Workload(model, make_model, train, val, test, loss_fn, data)
     folder, bundled = resolve_data_dir(data_dir)
     mnist = load_mnist(folder)
@@ -165,6 +180,25 @@ def load_workload(
             f"using the MNIST sample shipped with lrkit ({len(mnist.train)} training images); "
             "give --data-dir or set LRKIT_DATA_DIR for the full set"
         )
-    train, val = mnist.train.split(val_fraction)
+    train, val = split_validation(mnist.train, val_fraction, min_val)
     name = "MNIST sample" if bundled else f"MNIST ({folder.resolve()})"
     return Workload(model, make_model, train, val, mnist.test, loss_fn, name)
+
+
+def split_validation(
+    data: TensorData, val_fraction: float, min_val: int
+) -> tuple[TensorData, TensorData]:
+    """``data.split(val_fraction)``, refused where the validation part would hold fewer than
+    ``min_val`` examples (an accuracy on a handful of examples tells runs apart by chance)."""
+    train, val = data.split(val_fraction)
+    if len(val) < min_val:
+        least = check.round_up(min_val / len(data))
+        examples = f"{len(val)} validation example{'s' if len(val) > 1 else ''}"
+        message = (
+            f"val_fraction {val_fraction:g} leaves {examples} of {len(data)}; at least "
+            f"{min_val} are needed to judge runs on: give at least {least:g}"
+        )
+        raise LrkitValueError(
+            message, cli_message="--val-fraction" + message[len("val_fraction") :]
+        )
+    return train, val

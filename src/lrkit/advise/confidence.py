@@ -43,14 +43,24 @@ def as_good_as_winner(candidates: Sequence[RacedCandidate], winner: float) -> tu
     return min(tied), max(tied)
 
 
-def cautions(candidates: Sequence[RacedCandidate], winner: float) -> tuple[str, ...]:
-    """Plain sentences on what the race could not measure: none where its winner lies
-    between other candidates."""
+def cautions(
+    candidates: Sequence[RacedCandidate], winner: float, last_rung: float | None = None
+) -> tuple[str, ...]:
+    """Plain sentences on what the race could not measure: where its winner lies at an end
+    of the candidates, and where it did not reach the ``last_rung`` (epochs) because no
+    candidate that went on finished; none where it lies between others at the end."""
+    said = []
+    best = next(c for c in candidates if c.lr == winner)
+    if last_rung is not None and best.epochs_run < last_rung - 1e-9:
+        said.append(
+            f"no candidate that went on to {last_rung:g} epochs finished (they diverged or "
+            f"failed): the advice is the best that did, judged at {best.epochs_run:g} epochs"
+        )
     lrs = sorted(c.lr for c in candidates)
-    if len(lrs) < 2 or winner not in (lrs[0], lrs[-1]):
-        return ()
-    end, beyond = ("smallest", "smaller") if winner == lrs[0] else ("largest", "larger")
-    return (
-        f"the race's winner is the {end} lr it raced ({winner:.4g}): the best may lie "
-        f"there or at a {beyond} lr it did not try",
-    )
+    if len(lrs) >= 2 and winner in (lrs[0], lrs[-1]):
+        end, beyond = ("smallest", "smaller") if winner == lrs[0] else ("largest", "larger")
+        said.append(
+            f"the race's winner is the {end} lr it raced ({winner:.4g}): the best may lie "
+            f"there or at a {beyond} lr it did not try"
+        )
+    return tuple(said)

@@ -29,10 +29,10 @@ from torch import nn
 from lrkit.advise.candidates import candidate_lrs
 from lrkit.advise.confidence import as_good_as_winner, cautions
 from lrkit.advise.horizon import horizon_factor
-from lrkit.advise.plan import Rung, race_plan, trial_epochs
-from lrkit.advise.race import OnRaceCheck, RaceSetup, race
+from lrkit.advise.plan import Rung, check_budget, race_plan, trial_epochs
+from lrkit.advise.race import OnRaceCheck, RaceFailed, RaceSetup, race
 from lrkit.advise.result import Advice, RacedCandidate
-from lrkit.advise.settings import AdviseSettings
+from lrkit.advise.settings import MIN_VAL_EXAMPLES, AdviseSettings
 from lrkit.data.tensors import TensorData
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.rangetest.find import find_lr
@@ -43,7 +43,7 @@ from lrkit.sweep.engines.contract import TrainingSetup
 from lrkit.sweep.engines.processes import default_workers
 from lrkit.sweep.runner import EngineChoice, choose_engine, make_engine
 from lrkit.training.evaluate import LossFn
-from lrkit.training.fit_check import check_model_fits
+from lrkit.training.fit_check import check_finite, check_model_fits
 from lrkit.training.optimizers import make_optimizer
 
 ModelLike = nn.Module | Callable[[int], nn.Module]
@@ -103,13 +103,21 @@ def _advise(
     first = make_model(settings.seed)
     device = model_device(first)
     train, val = tensor_data(train, "train").to(device), tensor_data(val, "val").to(device)
+    check_race_data(train, val)
     if settings.batch_size > len(train):
         raise InvalidParameterError(
             "batch_size",
             f"at most the number of training examples ({len(train)})",
             settings.batch_size,
         )
-    check_model_fits(first, loss_fn, train.x[: settings.batch_size], train.y[: settings.batch_size])
+    check_budget(settings.epochs, len(train), settings.batch_size)
+    check_model_fits(
+        first,
+        loss_fn,
+        train.x[: settings.batch_size],
+        train.y[: settings.batch_size],
+        targets=(train.y, val.y),
+    )
     metric = resolve_metric(settings.metric, first, train)
     steps = math.ceil(settings.epochs * math.ceil(len(train) / settings.batch_size))
 
@@ -142,8 +150,11 @@ def _advise(
     )
     by_lr = {c.lr: c for c in raced}
     best = by_lr[ranking[0]]
-    runner_up = by_lr[ranking[1]] if len(ranking) > 1 else None
-    factor = horizon_factor(settings.optimizer, plan[-1].epochs, settings.epochs)
+    if best.status != "done":
+        raise RaceFailed(no_finisher(raced))
+    second = by_lr[ranking[1]] if len(ranking) > 1 else None
+    runner_up = second if second is not None and second.epochs_run == best.epochs_run else None
+    factor = horizon_factor(settings.optimizer, best.epochs_run, settings.epochs)
     low, high = as_good_as_winner(raced, best.lr)
     return Advice(
         lr=best.lr * factor,
@@ -165,10 +176,31 @@ def _advise(
         trial_epochs=trial_epochs(plan, len(candidates))
         + (len(raced) - len(candidates)) * plan[0].epochs,
         as_good=(low * factor, high * factor),
-        cautions=cautions(raced, best.lr),
+        cautions=cautions(raced, best.lr, plan[-1].epochs),
         left_out=left_out,
         model=type(first).__name__,
         data=type(train).__name__,
+    )
+
+
+def check_race_data(train: TensorData, val: TensorData) -> None:
+    """Finite inputs, and enough validation examples to tell candidates apart."""
+    check_finite({"training": train, "validation": val})
+    if len(val) < MIN_VAL_EXAMPLES:
+        raise LrkitValueError(
+            f"val holds {len(val)} example{'s' if len(val) > 1 else ''}; the race needs at "
+            f"least {MIN_VAL_EXAMPLES} to tell its candidates apart"
+        )
+
+
+def no_finisher(raced: list[RacedCandidate]) -> str:
+    """Why a race has no winner: how each candidate ended, and the first error raised."""
+    ended = ", ".join(f"{c.lr:.4g} {c.status}" for c in raced)
+    error = next((c.error for c in raced if c.error), None)
+    return (
+        f"no candidate of the race finished (lr {ended})"
+        + (f"; the first failure: {error}" if error else "")
+        + ": nothing to advise; check the model, the data and the loss"
     )
 
 

@@ -26,11 +26,16 @@ manages 15% (14%).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
+from lrkit import validation as check
+
 RUNG_FRACTIONS = (1 / 6, 1 / 2)
 """Where candidates are compared, as fractions of the budget."""
+SHORTEST_RUNG = min(b - a for a, b in itertools.pairwise((0.0, *RUNG_FRACTIONS)))
+"""The least share of the budget that a rung trains (the first: a sixth)."""
 CHECKS_PER_RUNG = 4
 """Checks in each rung's new epochs (the last one decides; the others draw the curve)."""
 
@@ -55,6 +60,25 @@ def race_plan(epochs: float, candidates: int) -> tuple[Rung, ...]:
     if candidates <= 2 or keep <= 1:
         return (half,)
     return (Rung(epochs * RUNG_FRACTIONS[0], keep), half)
+
+
+def least_budget(examples: int, batch_size: int) -> float:
+    """The least budget (epochs) whose shortest rung trains one optimizer step."""
+    return 1 / (SHORTEST_RUNG * math.ceil(examples / batch_size))
+
+
+def check_budget(epochs: float, examples: int, batch_size: int) -> None:
+    """Refuse a budget whose shortest rung trains less than one optimizer step (or whose run
+    takes more than ``validation.MAX_STEPS``): such a rung takes its one step anyway and
+    ends past the epochs the next rung is to reach, which then cannot run."""
+    check.budget_steps(
+        "epochs",
+        epochs,
+        examples,
+        batch_size,
+        share=SHORTEST_RUNG,
+        part=f"the race's first rung (1/{round(1 / SHORTEST_RUNG)} of it)",
+    )
 
 
 def trial_epochs(plan: tuple[Rung, ...], candidates: int) -> float:

@@ -4,7 +4,10 @@ plan (``advise.plan``), each going on from its own checkpoint, the better ones g
 Every candidate starts from the same initial weights and reads the same batches (one seed for
 all), so they differ only in their learning rate. At each rung the survivors are ranked by
 their validation metric there (equal accuracies by the validation loss); a candidate that
-diverged or failed ranks last.
+diverged or failed ranks last. The race's result ranks the candidates that finished first,
+those that finished the furthest rung before the others: where every survivor of the last
+rung diverged or failed, the winner is the best that finished an earlier one, never a run
+that did not finish (``RaceFailed`` where none did).
 
 A best that lies at an end of the candidates is no best: after the first rung, while the leader
 is the largest candidate, or every candidate is within noise of the leader (none has learnt
@@ -59,6 +62,10 @@ class RaceSetup:
     seed: int
 
 
+class RaceFailed(RuntimeError):
+    """No candidate of the race finished: there is nothing to advise."""
+
+
 def metric_of(point: CurvePoint, metric: str) -> float:
     """The validation metric a check measured."""
     return point.val_accuracy if metric == "accuracy" else point.val_loss
@@ -93,15 +100,14 @@ def race(
     extensions: int = 0,
 ) -> tuple[list[RacedCandidate], list[float]]:
     """Run ``plan`` over ``candidates`` (and up to ``extensions`` more beyond their ends):
-    every candidate as it ended (in increasing lr), and the ranking of the last rung, best
-    first."""
+    every candidate as it ended (in increasing lr), and all of them ranked, best first (see
+    ``result_rank``)."""
     rs = race_setup
     alive = [c.lr for c in candidates]
     sources = {c.lr: c.sources for c in candidates}
     last: dict[float, TrialOutcome] = {}
     checkpoints: dict[float, Checkpoint | None] = dict.fromkeys(alive)
     start = 0.0
-    ranked = alive
     for index, rung in enumerate(plan):
         final = index == len(plan) - 1
         outcomes = _run_rung(alive, rung, start, checkpoints, rs, on_check, keep=not final)
@@ -116,7 +122,7 @@ def race(
             checkpoints[lr] = outcomes[lr].checkpoint
         start = rung.epochs
     raced = [_raced(lr, sources[lr], last[lr], rs) for lr in sorted(last)]
-    return raced, ranked
+    return raced, sorted(last, key=lambda lr: result_rank(last[lr], rs))
 
 
 def _extend(
@@ -204,6 +210,14 @@ def _rank(outcome: TrialOutcome, rs: RaceSetup) -> tuple[float, float]:
     if rs.metric != "accuracy":
         return value, 0.0
     return -value, _measured(outcome, "loss")
+
+
+def result_rank(outcome: TrialOutcome, rs: RaceSetup) -> tuple[bool, float, float, float]:
+    """Sort key of the race's result, best first: finished before diverged or failed, then
+    the furthest trained (a later rung's before an earlier one's), then the metric there
+    (``_rank``)."""
+    reached = outcome.points[-1].epoch if outcome.points else 0.0
+    return (outcome.status != "done", -reached, *_rank(outcome, rs))
 
 
 def _within(a: float, noise_a: float, b: float, noise_b: float) -> bool:

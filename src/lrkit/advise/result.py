@@ -91,7 +91,7 @@ class Advice:
     @property
     def decided_at(self) -> float:
         """The epochs at which the race decided: how far its winner ran."""
-        return max(c.epochs_run for c in self.candidates)
+        return next(c.epochs_run for c in self.candidates if c.lr == self.raced_lr)
 
     def mark(self, lr: float) -> str:
         """How a candidate's row is marked: ``advised`` (the winner, advised as it is),

@@ -19,6 +19,12 @@ DEFAULT_EPOCHS = 30.0
 MAX_EPOCHS = 100_000.0
 """The longest budget (a run's checks and checkpoints are counted in it)."""
 
+MIN_VAL_EXAMPLES = 50
+"""Validation examples the race judges on, at least. An accuracy measured on n examples has a
+standard error of up to 0.5 / sqrt(n): 0.07 at 50, where two candidates 0.2 apart are told
+apart (twice their combined error); on one example every candidate scores 0 or 1 and a
+difference means nothing."""
+
 MAX_CANDIDATES = 16
 """Candidates raced at most (each is a trial of the first rung)."""
 

@@ -52,17 +52,21 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from lrkit import validation as check
 from lrkit.advise.driver import (
     ModelLike,
     advise,
     budget_range_test,
+    check_race_data,
     model_device,
     model_factory,
     resolve_metric,
     tensor_data,
 )
-from lrkit.advise.race import OnRaceCheck
+from lrkit.advise.plan import check_budget, least_budget
+from lrkit.advise.race import OnRaceCheck, RaceFailed
 from lrkit.advise.result import RacedCandidate
+from lrkit.advise.settings import MAX_EPOCHS
 from lrkit.batchsize.ceiling import find_ceiling
 from lrkit.batchsize.crossing import first_reached, projected_crossing, reaches
 from lrkit.batchsize.model import choose, neighbours, predict, steps_factor
@@ -96,14 +100,18 @@ of the target (a trend read far from the target overshoots: see the module's doc
 OnStage = Callable[[str], None]
 
 
-def candidate_sizes(smallest: int, n_train: int, cap: int | None) -> list[int]:
-    """``smallest`` doubling while within ``cap`` and an eighth of the training examples."""
+def candidate_sizes(
+    smallest: int, n_train: int, cap: int | None, epochs: float | None = None
+) -> list[int]:
+    """``smallest`` doubling while within ``cap`` and an eighth of the training examples,
+    and, for a budget of ``epochs``, while a race gets a step in its first rung
+    (``advise.plan.least_budget``)."""
     most = n_train // MIN_STEPS_PER_EPOCH
     if cap is not None:
         most = min(most, cap)
     sizes = []
     size = smallest
-    while size <= most:
+    while size <= most and (epochs is None or epochs >= least_budget(n_train, size) * (1 - 1e-9)):
         sizes.append(size)
         size *= 2
     return sizes
@@ -140,6 +148,7 @@ def advise_batch_size(
     first = make_model(race.seed)
     device = model_device(first)
     train, val = tensor_data(train, "train").to(device), tensor_data(val, "val").to(device)
+    check_race_data(train, val)
     smallest = settings.min_batch_size
     if smallest * MIN_STEPS_PER_EPOCH > len(train):
         raise InvalidParameterError(
@@ -147,13 +156,18 @@ def advise_batch_size(
             f"at most an eighth of the training examples ({len(train) // MIN_STEPS_PER_EPOCH})",
             smallest,
         )
-    check_model_fits(first, loss_fn, train.x[:smallest], train.y[:smallest])
+    budget = None if settings.mode == "time" else race.epochs  # in mode time, each size's own
+    if budget is not None:
+        check_budget(budget, len(train), smallest)
+    check_model_fits(
+        first, loss_fn, train.x[:smallest], train.y[:smallest], targets=(train.y, val.y)
+    )
     metric = resolve_metric(race.metric, first, train)
     if settings.target is not None:
         check_target(settings.target, metric)
     stage = on_stage or (lambda _: None)
 
-    sizes = candidate_sizes(smallest, len(train), settings.max_batch_size)
+    sizes = candidate_sizes(smallest, len(train), settings.max_batch_size, budget)
     stage("ceiling")
     optimizer = make_optimizer(race.optimizer, first, 1e-3, race.momentum, race.weight_decay)
     ceiling = find_ceiling(
@@ -198,24 +212,33 @@ def advise_batch_size(
 
     races: list[RacedBatch] = []
     skipped: list[int] = []
-    for size in neighbours(predicted, predictions, RACED):
+    failed: dict[int, str] = {}
+    raced = neighbours(predicted, predictions, RACED)
+    epochs_at = {size: race.epochs for size in raced}
+    if settings.mode == "time" and settings.time is not None:
+        epochs_at = {
+            s: time_epochs(settings.time, seconds_per_step[s], len(train), s) for s in raced
+        }
+    for size in raced:
         per_epoch = math.ceil(len(train) / size)
-        epochs = race.epochs
-        if settings.mode == "time" and settings.time is not None:
-            epochs = settings.time / (seconds_per_step[size] * per_epoch)
-            if epochs * per_epoch < MIN_RACE_STEPS:
-                skipped.append(size)
-                continue
+        epochs = epochs_at[size]
+        if settings.mode == "time" and epochs * per_epoch < MIN_RACE_STEPS:
+            skipped.append(size)
+            continue
         stage(f"race at batch size {size}")
-        found = advise(
-            make_model,
-            train,
-            val,
-            settings.race_at(size, epochs),
-            loss_fn=loss_fn,
-            on_check=on_check,
-            address=address,
-        )
+        try:
+            found = advise(
+                make_model,
+                train,
+                val,
+                settings.race_at(size, epochs),
+                loss_fn=loss_fn,
+                on_check=on_check,
+                address=address,
+            )
+        except RaceFailed as failure:
+            failed[size] = str(failure)
+            continue
         lr, reached, reached_at = found.lr, None, None
         if settings.target is not None:
             reaching = soonest(found.candidates, settings.target, metric == "accuracy")
@@ -225,6 +248,8 @@ def advise_batch_size(
         races.append(RacedBatch(size, epochs, per_epoch, found, lr, reached, reached_at))
     if settings.target is not None and all(r.epochs_to_target is None for r in races):
         races = [project(r, settings.target, metric == "accuracy", seconds_per_step) for r in races]
+    if not races and failed:
+        raise RaceFailed("; ".join(f"batch size {b}: {why}" for b, why in failed.items()))
     if not races:
         shortest = MIN_RACE_STEPS * min(seconds_per_step[b] for b in skipped)
         raise InvalidParameterError(
@@ -246,6 +271,8 @@ def advise_batch_size(
         reason += (
             f" (not raced: batch size {', '.join(map(str, skipped))}, too few steps in the time)"
         )
+    if failed:
+        reason += f" (not advised: batch size {', '.join(map(str, failed))}, no candidate finished)"
     return BatchAdvice(
         batch_size=chosen,
         lr=best.lr,
@@ -265,6 +292,24 @@ def advise_batch_size(
         model=type(first).__name__,
         data=type(train).__name__,
     )
+
+
+def time_epochs(seconds: float, step_seconds: float, n_train: int, size: int) -> float:
+    """The epochs that ``seconds`` of training take at batch ``size`` (``step_seconds`` a
+    step): a race's budget in mode time. Past the longest budget a race takes (``MAX_EPOCHS``,
+    and ``validation.MAX_STEPS`` steps) it is refused as --time, the option it comes from."""
+    per_epoch = math.ceil(n_train / size)
+    most = min(MAX_EPOCHS, check.MAX_STEPS / per_epoch)
+    epochs = seconds / (step_seconds * per_epoch)
+    if epochs > most:
+        longest = check.round_down(most * per_epoch * step_seconds)
+        raise InvalidParameterError(
+            "time",
+            f"at most {longest:g} s (at batch size {size}, {step_seconds * 1e3:.3g} ms a step, "
+            f"that is {most:g} epochs, the longest budget a race takes)",
+            seconds,
+        )
+    return epochs
 
 
 def check_target(target: float, metric: str) -> None:
@@ -413,10 +458,15 @@ def _decide(
         reached = [r for r in races if r.seconds_to_target is not None]
         if not reached:
             half = max(r.advice.decided_at for r in races)
-            return predicted, (
+            # The model's choice, or the raced size nearest it where its race had no finisher.
+            size = min(races, key=lambda r: abs(math.log(r.batch_size / predicted))).batch_size
+            whose = "the noise-scale model's choice"
+            if size != predicted:
+                whose = f"the raced size nearest {whose} ({predicted})"
+            return size, (
                 f"no raced batch size reached validation {unit} {settings.target:g} within "
-                f"{half:g} epochs, so batch size {predicted} is the noise-scale model's "
-                f"choice, untested against the target: give more --epochs"
+                f"{half:g} epochs, so batch size {size} is {whose}, untested against the "
+                f"target: give more --epochs"
             )
         first = min(reached, key=lambda r: r.seconds_to_target or math.inf)
         how = (

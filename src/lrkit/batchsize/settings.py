@@ -16,6 +16,12 @@ CEILING_METHODS = ("auto", "probe", "memory")
 """auto: probe on CUDA, the memory model elsewhere (``batchsize.ceiling``)."""
 MAX_BATCH_SIZE = 2**20
 """The largest batch size considered at all."""
+DEFAULT_MIN_BATCH_SIZE = 8
+"""The smallest batch size considered unless told otherwise."""
+MAX_TIME = 1e7
+"""The longest time budget, in seconds (about 16 weeks): advise trains each of its three
+races for up to three times the epochs that time allows, so a longer budget is no run it
+can advise on by racing."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class BatchSettings:
     mode: str = "epochs"
     target: float | None = None
     time: float | None = None
-    min_batch_size: int = 8
+    min_batch_size: int = DEFAULT_MIN_BATCH_SIZE
     max_batch_size: int | None = None
     memory: int | None = None
     ceiling: str = "auto"
@@ -57,7 +63,9 @@ class BatchSettings:
         if self.target is not None:
             check.positive_float("target", self.target)
         if self.time is not None:
-            check.positive_float("time", self.time)
+            check.float_in(
+                "time", self.time, 0.0, MAX_TIME, low_open=True, high_open=False, why="seconds"
+            )
         check.int_in("min_batch_size", self.min_batch_size, 1, MAX_BATCH_SIZE)
         if self.max_batch_size is not None:
             check.int_in("max_batch_size", self.max_batch_size, self.min_batch_size, MAX_BATCH_SIZE)

@@ -11,8 +11,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lrkit import validation as check
-from lrkit.advise.settings import DEFAULT_EPOCHS, MAX_CANDIDATES, AdviseSettings
-from lrkit.batchsize.settings import MAX_BATCH_SIZE
+from lrkit.advise.settings import (
+    DEFAULT_EPOCHS,
+    MAX_CANDIDATES,
+    MIN_VAL_EXAMPLES,
+    AdviseSettings,
+)
+from lrkit.batchsize.settings import DEFAULT_MIN_BATCH_SIZE, MAX_BATCH_SIZE
 from lrkit.cli.advise_output import summary
 from lrkit.cli.options import (
     DataDirOption,
@@ -96,8 +101,12 @@ def advise(
         typer.Option("--time", help="Choose the batch size that trains best in this many seconds."),
     ] = None,
     min_batch_size: Annotated[
-        int, typer.Option(help="The smallest batch size considered; the others double from it.")
-    ] = 8,
+        int | None,
+        typer.Option(
+            help=f"The smallest batch size considered; the others double from it (default "
+            f"{DEFAULT_MIN_BATCH_SIZE})."
+        ),
+    ] = None,
     max_batch_size: Annotated[
         int | None,
         typer.Option(help="The largest batch size considered (default: the largest that fits)."),
@@ -109,12 +118,12 @@ def advise(
         ),
     ] = None,
     ceiling: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="How the largest batch that fits is found: auto (probe on CUDA, estimate "
-            "from memory elsewhere), probe or memory."
+            "from memory elsewhere; the default), probe or memory."
         ),
-    ] = "auto",
+    ] = None,
     metric: Annotated[
         str, typer.Option(help="auto (accuracy for class labels, else loss), accuracy or loss.")
     ] = "auto",
@@ -152,10 +161,14 @@ def advise(
 ) -> None:
     check_optimizer(optimizer, momentum, weight_decay)
     check.choice("engine", engine, SWEEP_ENGINES)
-    check.int_in("min_batch_size", min_batch_size, 1, MAX_BATCH_SIZE)
+    smallest = (
+        DEFAULT_MIN_BATCH_SIZE
+        if min_batch_size is None
+        else check.int_in("min_batch_size", min_batch_size, 1, MAX_BATCH_SIZE)
+    )
     settings = AdviseSettings(
         epochs=epochs,
-        batch_size=min_batch_size if batch_size is None else batch_size,
+        batch_size=smallest if batch_size is None else batch_size,
         optimizer=optimizer,
         momentum=momentum,
         weight_decay=weight_decay,
@@ -189,7 +202,9 @@ def advise(
     from lrkit.workload import load_workload
 
     target_device = resolve_device(device)
-    work = load_workload(model, data, data_dir, loss, fraction, notify=_note)
+    work = load_workload(
+        model, data, data_dir, loss, fraction, notify=_note, min_val=MIN_VAL_EXAMPLES
+    )
     if not isinstance(work.train, TensorData) or work.val is None:
         raise LrkitValueError(
             "--data: advise needs tensor data (TensorData or (x, y)) with a validation part"
@@ -248,20 +263,34 @@ def batch_settings(
     batch_size: int | None,
     target: float | None,
     time_budget: float | None,
-    min_batch_size: int,
+    min_batch_size: int | None,
     max_batch_size: int | None,
     memory: str | None,
-    ceiling: str,
+    ceiling: str | None,
 ) -> BatchSettings | None:
-    """The batch-size part's settings, or None where --batch-size fixes the size."""
+    """The batch-size part's settings, or None where --batch-size fixes the size (and the
+    options for choosing it, given with it, are refused rather than ignored)."""
     from lrkit.batchsize.settings import CEILING_METHODS, BatchSettings
 
-    check.choice("ceiling", ceiling, CEILING_METHODS)
+    if ceiling is not None:
+        check.choice("ceiling", ceiling, CEILING_METHODS)
     if batch_size is not None:
-        for option, given in (("--target", target), ("--time", time_budget)):
+        for budget, value in (("--target", target), ("--time", time_budget)):
+            if value is not None:
+                raise LrkitValueError(
+                    f"{budget} is a budget for choosing the batch size: leave out --batch-size"
+                )
+        choosing: tuple[tuple[str, object], ...] = (
+            ("--min-batch-size", min_batch_size),
+            ("--max-batch-size", max_batch_size),
+            ("--memory", memory),
+            ("--ceiling", ceiling),
+        )
+        for option, given in choosing:
             if given is not None:
                 raise LrkitValueError(
-                    f"{option} is a budget for choosing the batch size: leave out --batch-size"
+                    f"{option} is for choosing the batch size, which --batch-size fixes: "
+                    "leave out one of them"
                 )
         return None
     if target is not None and time_budget is not None:
@@ -271,10 +300,10 @@ def batch_settings(
         mode=mode,
         target=target,
         time=time_budget,
-        min_batch_size=min_batch_size,
+        min_batch_size=race.batch_size,
         max_batch_size=max_batch_size,
         memory=None if memory is None else parse_bytes("memory", memory),
-        ceiling=ceiling,
+        ceiling=ceiling or "auto",
         race=race,
     )
 

@@ -249,6 +249,12 @@ def laws(
             raise InvalidParameterError(
                 option, f"at most the training examples ({n_train})", max(values)
             )
+    # Every run of the ladder trains at least one optimizer step and at most MAX_STEPS: the
+    # shortest horizon on the fewest examples in the largest batches, the longest on the most
+    # in the smallest.
+    examples_at = set_sizes or (n_train,)
+    check.budget_steps("epochs", min(horizons), min(examples_at), max(batch_sizes))
+    check.budget_steps("epochs", max(horizons), max(examples_at), min(batch_sizes))
     ladder = Ladder(sizes, set_sizes or (n_train,), horizons, batch_sizes, axis)
     factory = size_factory(load_object(model, "--model"), model, axis)
     target_device = resolve_device(device)

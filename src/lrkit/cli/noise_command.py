@@ -61,8 +61,12 @@ def noise(
     lr: Annotated[float, typer.Option("--lr", help="Training learning rate.")] = 0.5,
     epochs: Annotated[float, typer.Option(help="Epochs to train.")] = 5.0,
     measure_every: Annotated[
-        float, typer.Option(help="Epochs between measurements (one more at the start).")
-    ] = 0.25,
+        float | None,
+        typer.Option(
+            help="Epochs between measurements (one more at the start; default 0.25, or the "
+            "epochs of a shorter run)."
+        ),
+    ] = None,
     examples: Annotated[
         int | None,
         typer.Option(
@@ -87,13 +91,16 @@ def noise(
         Path | None, typer.Option("--json", help="Write the measurements as JSON.")
     ] = None,
 ) -> None:
-    from lrkit.noise.tracking import NoiseSettings
+    from lrkit.noise.tracking import MEASURE_EVERY, NoiseSettings
 
+    check.budget_epochs("epochs", epochs)  # first: the default --measure-every follows it
     settings = NoiseSettings(
         lr=lr,
         batch_size=batch_size,
         epochs=epochs,
-        measure_every=measure_every,
+        measure_every=check.default_between_checks(MEASURE_EVERY, epochs)
+        if measure_every is None
+        else measure_every,
         examples=examples,
         estimator=check.choice("estimator", estimator, ESTIMATORS),
         seed=seed,
@@ -111,6 +118,7 @@ def noise(
     from lrkit.noise.tracking import track_noise_scale
     from lrkit.training import distributed
     from lrkit.training.device import resolve_device
+    from lrkit.training.fit_check import check_model_fits
     from lrkit.training.optimizers import make_optimizer
     from lrkit.workload import load_workload
 
@@ -139,7 +147,10 @@ def noise(
                 f"({len(work.train)}{f' / {world}' if world > 1 else ''}), got {batch_size}"
             )
         settings.check(len(work.train))  # before the model: nothing is built for nothing
-        net = distributed.wrap(work.make_model(seed).to(target), target)
+        module = work.make_model(seed).to(target)
+        first = work.train.head(batch_size).to(target)
+        check_model_fits(module, work.loss_fn, first.x, first.y, targets=(work.train.y, work.val.y))
+        net = distributed.wrap(module, target)
         opt = make_optimizer(optimizer, net, lr, momentum, weight_decay)
         with progress(None if main else False) as bar:
             bar.start("epochs", epochs)

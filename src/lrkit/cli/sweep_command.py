@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from lrkit.scaling import PowerLawFit
     from lrkit.sweep.analysis import BestLr
     from lrkit.sweep.store import StoredTrial
+    from lrkit.workload import TrainData
+
+EVAL_EVERY = 0.5
+"""Epochs between checks unless told otherwise: the textbook's half epoch."""
 
 HELP = "\n\n".join(
     [
@@ -294,6 +298,20 @@ def trials_kept(store_path: Path, grids: Mapping[str, Sequence[TrialKey]]) -> st
     )
 
 
+def check_budget(epochs: float, train: TrainData, batch_sizes: Sequence[int]) -> None:
+    """Every trial trains at least one optimizer step (at the largest batch size an epoch
+    has the fewest) and at most ``validation.MAX_STEPS`` (at the smallest the most). Sizes
+    larger than the training set are left to the plan's check, which refuses them."""
+    from lrkit.data.tensors import TensorData
+
+    if not isinstance(train, TensorData):
+        return
+    fitting = [b for b in batch_sizes if b <= len(train)]
+    if fitting:
+        check.budget_steps("epochs", epochs, len(train), max(fitting))
+        check.budget_steps("epochs", epochs, len(train), min(fitting))
+
+
 def trials_safe_in(store_path: Path) -> str:
     """What an output that fails at the end leaves: the trials, committed as they ended."""
     return f"the trials are kept in {store_path}: run the same command again to write it"
@@ -309,7 +327,10 @@ def sweep(
         int, typer.Option(help="Repeats of every trial (initial weights seed + repeat).")
     ] = 1,
     epochs: Annotated[float, typer.Option(help="Epochs per trial.")] = 30.0,
-    eval_every: Annotated[float, typer.Option(help="Epochs between checks.")] = 0.5,
+    eval_every: Annotated[
+        float | None,
+        typer.Option(help="Epochs between checks (default 0.5, or the epochs of a shorter run)."),
+    ] = None,
     val_fraction: ValFractionOption = "1/12",
     schedule: Annotated[
         str | None,
@@ -362,7 +383,9 @@ def sweep(
     lrs = parse_grid("--lr", lr, float)
     sizes = parse_grid("--batch-size", batch_size, int)
     grid = product_grid(lrs, sizes, check.positive_int("repeats", repeats))
-    check.positive_float("epochs", epochs)
+    check.budget_epochs("epochs", epochs)  # first: the default --eval-every follows it
+    if eval_every is None:
+        eval_every = check.default_between_checks(EVAL_EVERY, epochs)
     check.epochs_between_checks("eval_every", eval_every, epochs)
     check_optimizer(optimizer, momentum, weight_decay)
     check.seed("seed", seed)
@@ -397,6 +420,7 @@ def sweep(
         fraction,
         notify=lambda m: print(f"lrkit sweep: {m}", file=sys.stderr),
     )
+    check_budget(epochs, work.train, sizes)
     definition = make_definition(
         model,
         work.data_name,

@@ -40,6 +40,7 @@ from lrkit.noise.estimators import (
 from lrkit.training import distributed
 from lrkit.training.data_parallel import train_data_parallel
 from lrkit.training.evaluate import LossFn
+from lrkit.training.fit_check import check_model_fits
 from lrkit.training.loop import train_trial
 from lrkit.training.records import CurvePoint, TrialPlan
 
@@ -144,6 +145,9 @@ def _finite(value: float) -> float | None:
 
 DEFAULT_EXAMPLES = 2048
 """Examples a measurement draws unless told otherwise."""
+MEASURE_EVERY = 0.25
+"""Epochs between measurements unless told otherwise (the CLI fits it to a run's epochs:
+``validation.default_between_checks``)."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ class NoiseSettings:
     lr: float = 0.5
     batch_size: int = 16
     epochs: float = 5.0
-    measure_every: float = 0.25
+    measure_every: float = MEASURE_EVERY
     examples: int | None = None
     """Examples per measurement, at most the training examples; None: ``DEFAULT_EXAMPLES``,
     or all the training examples where there are fewer."""
@@ -176,9 +180,11 @@ class NoiseSettings:
         """Every setting, before anything is allocated; with ``n_train``, the training
         examples, also the sizes that depend on them (a measurement draws its examples from
         the training set, so it cannot use more than there are)."""
+        check.budget_epochs("epochs", self.epochs)
         check.positive_float("lr", self.lr)
         check.int_at_least("batch_size", self.batch_size, 2, "the noise scale compares examples")
-        check.positive_float("epochs", self.epochs)
+        if n_train is not None:
+            check.budget_steps("epochs", self.epochs, n_train, self.batch_size)
         check.epochs_between_checks("measure_every", self.measure_every, self.epochs)
         check.choice("estimator", self.estimator, ESTIMATORS)
         check.seed("seed", self.seed)
@@ -211,6 +217,13 @@ def track_noise_scale(
     estimator (auto or two-batch) is the free one of the all-reduce, measured at every step;
     per-example measures at the checks as in one process."""
     settings.check(len(train))
+    check_model_fits(
+        distributed.unwrap(model),
+        loss_fn,
+        train.x[: settings.batch_size],
+        train.y[: settings.batch_size],
+        targets=(train.y, val.y),
+    )
     if distributed.is_ddp(model):
         if distributed.world_size() > 1:
             return _track_data_parallel(

@@ -34,7 +34,7 @@ from lrkit.rangetest.stacked_rounds import run_stacked_round, stacking_problem
 from lrkit.training import distributed
 from lrkit.training import state as training_state
 from lrkit.training.evaluate import LossFn
-from lrkit.training.fit_check import check_model_fits
+from lrkit.training.fit_check import check_finite, check_model_fits
 
 OnRoundStep = Callable[[int, Step, int], None]
 """Progress callback: (round index, the step just run, iterations in this round's program)."""
@@ -85,11 +85,14 @@ def find_lr(
     make_batches = batch_source(data, settings.batch_size, device, world)
     evaluation = as_tensor_data(eval_data, device) if eval_data is not None else None
     tensors = as_tensor_data(data, device) if isinstance(data, (TensorData, tuple)) else None
+    parts = {"training": tensors, "evaluation": evaluation}
+    check_finite({part: d for part, d in parts.items() if d is not None})
     seeds = [settings.seed + r for r in range(settings.repeats)]
 
     with training_state.preserved(model, optimizer, data) as snapshot:
         first = next(make_batches(settings.seed))
-        check_model_fits(module, loss_fn, first[0], first[1])
+        whole = [t.y for t in (tensors, evaluation) if t is not None]
+        check_model_fits(module, loss_fn, first[0], first[1], targets=whole)
         reason = None
         if settings.engine != "sequential":
             example = tensors.x[:2] if tensors is not None else None

@@ -85,7 +85,7 @@ def check_plan(
     target = device or torch.device("cpu")
     model = work.make_model(plan.definition.seed).to(target)
     batch = train.head(first.batch_size).to(target)
-    check_model_fits(model, work.loss_fn, batch.x, batch.y)
+    check_model_fits(model, work.loss_fn, batch.x, batch.y, targets=(train.y, val.y))
     return train, val
 
 

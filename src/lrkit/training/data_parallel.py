@@ -71,6 +71,9 @@ def train_data_parallel(
                 break
             losses = []
             val_loss, val_accuracy = distributed.evaluate_over_ranks(module, loss_fn, val)
+            if not math.isfinite(val_loss):  # as in ``training.loop``
+                status, diverged_at = "diverged", step.iteration
+                break
             points.append(
                 CurvePoint(
                     step.iteration, step.progress, float(recent.mean()), val_loss, val_accuracy

@@ -1,24 +1,61 @@
-"""One forward pass before any training: a clear error when the model, the data and the loss
-do not fit together (a wrong input width, too few outputs for the labels, a loss that raises or
-is not a scalar), instead of a raw exception in the middle of a run."""
+"""The checks before any training: a clear error when the model, the data and the loss do not
+fit together (no trainable parameter, a wrong input width, class labels the model's outputs
+cannot score, a loss that raises, is not a scalar or has no gradient) or when the data hold
+values that are not numbers, instead of a raw exception in the middle of a run or a run that
+ends "done" on nan."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
+from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.training.evaluate import LossFn
 
 
-def check_model_fits(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -> None:
+def check_finite(parts: Mapping[str, TensorData], source: str | None = None) -> None:
+    """Every floating-point input and target of ``parts`` (``{"training": data, ...}``) is
+    finite. A nan input makes every loss of a batch that reads it nan; on validation data
+    alone it gives a run that ends "done" with a nan loss and an accuracy at chance. The
+    CLI's message starts with ``source`` (e.g. ``--data 'module:factory'``)."""
+    for part, data in parts.items():
+        for kind, values in (("inputs", data.x), ("targets", data.y)):
+            if not values.is_floating_point():
+                continue
+            bad = ~torch.isfinite(values)
+            count = int(bad.sum())
+            if count:
+                rows = int(bad.reshape(len(values), -1).any(dim=1).sum())
+                message = (
+                    f"the {part} {kind} hold {count} non-finite value{'s' if count > 1 else ''} "
+                    f"(nan or inf), in {rows} of {len(values)} examples; lrkit trains on "
+                    "numbers: clean or drop them"
+                )
+                cli = f"{source}: {message}" if source is not None else None
+                raise LrkitValueError(message, cli_message=cli)
+
+
+def check_model_fits(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    targets: Sequence[torch.Tensor] = (),
+) -> None:
     """Run ``model`` on the batch ``x`` and ``loss_fn`` on its output and ``y``, in eval mode
-    and without gradients (the model's mode is given back; a DDP model should be passed
-    unwrapped, so that its forward is no collective)."""
+    (the model's mode is given back; a DDP model should be passed unwrapped, so that its
+    forward is no collective). With cross-entropy, the class labels of ``targets`` (all the
+    targets a run will read; ``y`` is always checked) must lie in [0, the model's outputs).
+    The forward keeps its graph, so that a loss with no gradient is found here and not at
+    the first ``backward``; no gradient is computed."""
+    _check_trainable(model)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.enable_grad():
             try:
                 output = model(x)
             except Exception as exc:
@@ -27,12 +64,7 @@ def check_model_fits(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torc
                     f"{type(exc).__name__}: {exc}"
                 ) from None
             if isinstance(loss_fn, nn.CrossEntropyLoss) and y.dtype == torch.int64:
-                classes = int(y.max()) + 1
-                if output.ndim != 2 or output.shape[0] != y.shape[0] or output.shape[1] < classes:
-                    raise LrkitValueError(
-                        f"the model's output of shape {tuple(output.shape)} does not fit labels "
-                        f"0..{classes - 1}: expected ({y.shape[0]}, >= {classes})"
-                    )
+                _check_labels(output, y, (y, *targets), loss_fn.ignore_index)
             try:
                 loss = loss_fn(output, y)
             except Exception as exc:
@@ -40,10 +72,63 @@ def check_model_fits(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torc
                     f"the loss fails on the model's output of shape {tuple(output.shape)} and "
                     f"targets of shape {tuple(y.shape)}: {type(exc).__name__}: {exc}"
                 ) from None
-            if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-                shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-                raise LrkitValueError(
-                    f"the loss must be a scalar tensor (mean over the batch), got {shape}"
-                )
+            _check_loss(loss, output)
     finally:
         model.train(was_training)
+
+
+def _check_trainable(model: nn.Module) -> None:
+    """The model has parameters, and not all of them are frozen."""
+    parameters = list(model.parameters())
+    if not parameters:
+        raise LrkitValueError(
+            "the model has no parameters: nothing to train",
+            cli_message="--model: the model has no parameters: nothing to train",
+        )
+    if not any(p.requires_grad for p in parameters):
+        message = (
+            f"every parameter of the model is frozen (requires_grad is False on all "
+            f"{len(parameters)} of its tensors): nothing to train"
+        )
+        raise LrkitValueError(message, cli_message=f"--model: {message}")
+
+
+def _check_labels(
+    output: torch.Tensor, y: torch.Tensor, targets: Sequence[torch.Tensor], ignored: int
+) -> None:
+    """Cross-entropy's class labels lie in [0, the output's classes) in every one of
+    ``targets``, except ``ignored`` (its ``ignore_index``): a label out of range would raise
+    an IndexError at the first batch that reads it."""
+    labels = [t[t != ignored] for t in targets if t.dtype == torch.int64]
+    labels = [t for t in labels if t.numel()]
+    low = min((int(t.min()) for t in labels), default=0)
+    high = max((int(t.max()) for t in labels), default=0)
+    if low < 0:
+        message = (
+            f"the class labels include {low}: cross-entropy's labels are 0, 1, ... (one per "
+            "output of the model)"
+        )
+        raise LrkitValueError(message, cli_message=f"--data: {message}")
+    if output.ndim != 2 or output.shape[0] != y.shape[0] or output.shape[1] <= high:
+        message = (
+            f"the model's output of shape {tuple(output.shape)} does not fit labels "
+            f"0..{high}: expected ({y.shape[0]}, >= {high + 1})"
+        )
+        raise LrkitValueError(message, cli_message=f"--model and --data do not fit: {message}")
+
+
+def _check_loss(loss: object, output: torch.Tensor) -> None:
+    """A scalar tensor with a gradient to follow back to the model's parameters."""
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        message = f"the loss must be a scalar tensor (mean over the batch), got {shape}"
+        raise LrkitValueError(message, cli_message=f"--loss: {message}")
+    if not output.requires_grad:
+        message = "the model's output does not depend on its trainable parameters: nothing to train"
+        raise LrkitValueError(message, cli_message=f"--model: {message}")
+    if not loss.requires_grad:
+        message = (
+            "the loss has no gradient (it does not depend on the model's output, or "
+            "detaches it): training cannot follow it"
+        )
+        raise LrkitValueError(message, cli_message=f"--loss: {message}")

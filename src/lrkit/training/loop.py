@@ -4,10 +4,11 @@ test accuracy at the end. Its steps and checks come from ``training.clock``, whi
 vectorized engine and the data-parallel loop read too.
 
 A trial whose loss is not finite stops at the next check and is reported as diverged at the
-first iteration whose loss was not finite. Losses stay on the device between checks, so a
-GPU is not synchronised every step. A trial can start from a checkpoint and hand one back
-(``TrialPlan.start``, ``keep_checkpoint``): trained to E1 and then on to E2, it takes the
-steps of one trained to E2 at once.
+first iteration whose loss was not finite, or at the check, where the validation loss is not
+finite (a run that ended "done" with a nan loss would be ranked on an accuracy at chance).
+Losses stay on the device between checks, so a GPU is not synchronised every step. A trial
+can start from a checkpoint and hand one back (``TrialPlan.start``, ``keep_checkpoint``):
+trained to E1 and then on to E2, it takes the steps of one trained to E2 at once.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def _train_trial(
                 break
             losses = []
             val_loss, val_accuracy = evaluate(model, loss_fn, val)
+            if not math.isfinite(val_loss):  # the training loss finite, the model's outputs not
+                status, diverged_at = "diverged", step.iteration
+                break
             points.append(
                 CurvePoint(
                     step.iteration, step.progress, float(recent.mean()), val_loss, val_accuracy

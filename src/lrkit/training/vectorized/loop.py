@@ -128,8 +128,12 @@ class StackedRun:
             if on_end is not None:
                 on_end(index, outcome)
 
-        def record(progress: float, iteration: int, train_losses: list[float]) -> None:
-            evaluated = self.evaluate(self.val)
+        def record(
+            progress: float,
+            iteration: int,
+            train_losses: list[float],
+            evaluated: list[tuple[float, float]],
+        ) -> None:
             for position, index in enumerate(self.alive):
                 point = CurvePoint(
                     iteration, progress, train_losses[position], *evaluated[position]
@@ -139,7 +143,7 @@ class StackedRun:
                     on_check(index, point, progress)
 
         if plan.start is None:
-            record(0.0, 0, [math.nan] * k_all)
+            record(0.0, 0, [math.nan] * k_all, self.evaluate(self.val))
         losses: list[torch.Tensor] = []
         for step in clock:
             if self.shared_batches:
@@ -177,7 +181,20 @@ class StackedRun:
                 if not self.alive:
                     break
                 recent = recent[:, [p for p, is_bad in enumerate(bad) if not is_bad]]
-            record(step.progress, step.iteration, recent.mean(0).tolist())
+            evaluated = self.evaluate(self.val)
+            # A finite training loss but a validation loss that is not: diverged at the check,
+            # as in ``training.loop``.
+            bad = [not math.isfinite(loss) for loss, _ in evaluated]
+            if any(bad):
+                for position, index_ in enumerate(self.alive):
+                    if bad[position]:
+                        finish(index_, "diverged", step.iteration, None)
+                self._drop([p for p, is_bad in enumerate(bad) if is_bad])
+                if not self.alive:
+                    break
+                recent = recent[:, [p for p, is_bad in enumerate(bad) if not is_bad]]
+                evaluated = [e for e, is_bad in zip(evaluated, bad, strict=True) if not is_bad]
+            record(step.progress, step.iteration, recent.mean(0).tolist(), evaluated)
         test_results = self.evaluate(self.test) if self.test is not None and self.alive else None
         for position, index_ in enumerate(self.alive):
             finish(index_, "done", None, test_results[position][1] if test_results else None)
