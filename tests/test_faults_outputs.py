@@ -54,9 +54,9 @@ USER_MODULE = textwrap.dedent(
         return nn.Sequential(nn.Linear(10, width), nn.Tanh(), nn.Linear(width, 3))
     """
 )
-USER = ["--model", "badmodels:make_model", "--data", "badmodels:make_data"]
+USER = ["--model", "outmodels:make_model", "--data", "outmodels:make_data"]
 SWEEP = ["sweep", "--lr", "0.1", "--batch-size", "16", "--store", "new.sqlite"]
-LAWS = ["laws", "--model", "badmodels:mlp", "--widths", "8,16"]
+LAWS = ["laws", "--model", "outmodels:mlp", "--widths", "8,16"]
 STEP = ["schedule", "step", "--base-lr", "0.1", "--gamma", "0.5", "--step-size", "100"]
 LONG = "a" * 300
 SAME = "are the same file; give each output a file of its own"
@@ -114,7 +114,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, good_store: Path) -
     (l.json) to it; a folder (adir). The bundled MNIST sample as $LRKIT_DATA_DIR."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LRKIT_DATA_DIR", str(bundled_sample_dir()))
-    (tmp_path / "badmodels.py").write_text(USER_MODULE)
+    (tmp_path / "outmodels.py").write_text(USER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     shutil.copyfile(good_store, tmp_path / "s.sqlite")
     shutil.copyfile(good_store, tmp_path / "p2.sqlite")
@@ -338,8 +338,8 @@ LAWS_KEPT = "; finished runs are kept in laws.sqlite: run again to write it"
 QUICK_FIND = [*USER, "--exp", "1e-4:1:30", "--rounds", "1"]
 SMALL_SWEEP = [*SWEEP, "--epochs", "0.5", "--eval-every", "0.5", *USER]
 SMALL_LAWS = [
-    *["laws", "--model", "badmodels:mlp", "--widths", "4,8,16,32"],
-    *["--data", "badmodels:make_data", "--epochs", "0.5", "--batch-size", "64"],
+    *["laws", "--model", "outmodels:mlp", "--widths", "4,8,16,32"],
+    *["--data", "outmodels:make_data", "--epochs", "0.5", "--batch-size", "64"],
     *["--optimizer", "sgd", "--lr", "0.1", "--octaves", "1", "--per-octave", "1"],
 ]
 # (verb and its options, the output option, the existing file it names, what the error adds)
