@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lrkit.cli.output import text_table
-from lrkit.laws.words import law_formula, law_intervals
+from lrkit.laws.words import figure, law_formula, law_intervals
 
 if TYPE_CHECKING:
     from lrkit.laws.analysis import Forecast, LawsAnalysis, NamedLaw
@@ -48,13 +48,27 @@ def check_sentence(law: NamedLaw) -> str:
 def transfer_sentence(power: LawFit) -> str:
     (alpha,), ((low, high),) = power.exponents, power.exponent_intervals
     (variable,) = power.variables
-    interval = f"{power.level:.0%} interval {low:.3g} .. {high:.3g}"
+    shown = [figure(x, (low, high)) for x in (alpha, low, high)]
+    interval = f"{power.level:.0%} interval {shown[1]} .. {shown[2]}"
     if low <= 0.0 <= high:
         return (
-            f"the best lr does not measurably move with {variable}: exponent {alpha:.3g} "
+            f"the best lr does not measurably move with {variable}: exponent {shown[0]} "
             f"({interval} holds 0)"
         )
-    return f"the best lr moves with {variable} as {variable}^{alpha:.3g} ({interval})"
+    return f"the best lr moves with {variable} as {variable}^{shown[0]} ({interval})"
+
+
+def resolution_sentence(fit: LawFit, quantity: str) -> str | None:
+    """Where the optima fit the law more closely than the grid reads them, that the
+    intervals are the grid's resolution (None otherwise)."""
+    if not fit.at_resolution:
+        return None
+    finer = "a finer lr grid (--per-octave)" if quantity == "lr" else "batch sizes closer together"
+    return (
+        "the optima fit the law more closely than the grid reads them (each within half a "
+        f"grid step of its band's centre, ln sd {math.sqrt(fit.reading_variance):.3g}): the "
+        f"intervals are the grid's resolution; {finer} narrows them"
+    )
 
 
 def rung_rows(rungs: Sequence[Rung], ladder: Ladder) -> tuple[list[str], list[list[Any]]]:
@@ -133,6 +147,9 @@ def summary(
             lines.append(f"held-out error (ln, leave one group out): {forms}")
         elif math.isfinite(law.fit.held_out_error):
             lines.append(f"held-out error (ln, leave one group out): {law.fit.held_out_error:.3g}")
+        resolution = resolution_sentence(law.fit, law.spec.quantity)
+        if resolution is not None:
+            lines.append(resolution)
         lines.append(check_sentence(law))
     if analysis.transfer is not None:
         lines += ["", transfer_sentence(analysis.transfer)]
