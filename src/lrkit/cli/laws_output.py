@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lrkit.cli.output import text_table
-from lrkit.laws.words import figure, law_formula, law_intervals
+from lrkit.laws.words import figure, law_formula, law_intervals, ln_error, resolution_sentence
 
 if TYPE_CHECKING:
     from lrkit.laws.analysis import Forecast, LawsAnalysis, NamedLaw
@@ -58,19 +58,6 @@ def transfer_sentence(power: LawFit) -> str:
     return f"the best lr moves with {variable} as {variable}^{shown[0]} ({interval})"
 
 
-def resolution_sentence(fit: LawFit, quantity: str) -> str | None:
-    """Where the optima fit the law more closely than the grid reads them, that the
-    intervals are the grid's resolution (None otherwise)."""
-    if not fit.at_resolution:
-        return None
-    finer = "a finer lr grid (--per-octave)" if quantity == "lr" else "batch sizes closer together"
-    return (
-        "the optima fit the law more closely than the grid reads them (each within half a "
-        f"grid step of its band's centre, ln sd {math.sqrt(fit.reading_variance):.3g}): the "
-        f"intervals are the grid's resolution; {finer} narrows them"
-    )
-
-
 def rung_rows(rungs: Sequence[Rung], ladder: Ladder) -> tuple[list[str], list[list[Any]]]:
     """The ladder's table: the varying axes, N, the optimum and its band."""
     axes = [ladder.axis, *(a for a in ladder.varies if a != ladder.axis)]
@@ -99,9 +86,8 @@ def rung_rows(rungs: Sequence[Rung], ladder: Ladder) -> tuple[list[str], list[li
 
 def forecast_lines(forecast: Forecast, ladder: Ladder) -> list[str]:
     t, lr = forecast.target, forecast.lr
-    where = (
-        f"{ladder.axis} {t.size} (N {t.parameters}), {t.examples} examples x {t.epochs:g} epochs"
-    )
+    counted = f"N {t.parameters}" + (", extrapolated" if t.extrapolated else "")
+    where = f"{ladder.axis} {t.size} ({counted}), {t.examples} examples x {t.epochs:g} epochs"
     at = (
         f"batch {forecast.at_batch_size}"
         if forecast.at_batch_size is not None
@@ -142,11 +128,13 @@ def summary(
     for law in analysis.laws:
         role = "predicts" if law.chosen else "reported"
         lines += ["", f"{law.spec.name} ({law.spec.source}; {role}): {law_sentence(law)}"]
-        forms = ", ".join(f"{f} {e:.3g}" for f, e in law.fit.compared if math.isfinite(e))
+        forms = ", ".join(f"{f} {ln_error(e)}" for f, e in law.fit.compared if math.isfinite(e))
         if forms:
             lines.append(f"held-out error (ln, leave one group out): {forms}")
         elif math.isfinite(law.fit.held_out_error):
-            lines.append(f"held-out error (ln, leave one group out): {law.fit.held_out_error:.3g}")
+            lines.append(
+                f"held-out error (ln, leave one group out): {ln_error(law.fit.held_out_error)}"
+            )
         resolution = resolution_sentence(law.fit, law.spec.quantity)
         if resolution is not None:
             lines.append(resolution)
@@ -218,6 +206,7 @@ def document(
         predict: dict[str, Any] = {
             ladder.axis: f.target.size,
             "parameters": f.target.parameters,
+            "parameters_extrapolated": f.target.extrapolated or None,
             "examples": f.target.examples,
             "epochs": f.target.epochs,
             "lr": f.lr.value,

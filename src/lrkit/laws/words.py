@@ -83,6 +83,25 @@ def figure(value: float, interval: tuple[float, float]) -> str:
     return f"{round(value / quantum) * quantum + 0.0:.3g}"
 
 
+def resolution_sentence(fit: LawFit, quantity: str) -> str | None:
+    """Where the optima fit the law more closely than the grid reads them, that the
+    intervals are the grid's resolution (None otherwise)."""
+    if not fit.at_resolution:
+        return None
+    finer = "a finer lr grid (--per-octave)" if quantity == "lr" else "batch sizes closer together"
+    return (
+        "the optima fit the law more closely than the grid reads them (each within half a "
+        f"grid step of its band's centre, ln sd {math.sqrt(fit.reading_variance):.3g}): the "
+        f"intervals are the grid's resolution; {finer} narrows them"
+    )
+
+
+def ln_error(error: float) -> str:
+    """A held-out error on a log scale, to 3 significant figures and to 3 decimals at most
+    (0.1% of the optimum): float noise in an exact fit reads 0."""
+    return figure(error, (0.0, 0.1))
+
+
 def _signed(value: str) -> str:
     """``+ 0.5`` or ``- 0.5``: a term after the first, given as written."""
     return f"- {value[1:]}" if value.startswith("-") else f"+ {value}"
