@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from lrkit.laws.ladder import SizeFactory
     from lrkit.laws.points import Ladder
     from lrkit.laws.transfer import CoordinateCheck
+    from lrkit.sweep.definition import SweepDefinition
 
 HELP = "\n\n".join(
     [
@@ -218,7 +219,7 @@ def laws(
 
     from lrkit.data.tensors import TensorData
     from lrkit.imports import load_object
-    from lrkit.laws.ladder import point_definition, run_ladder
+    from lrkit.laws.ladder import run_ladder
     from lrkit.laws.parameters import check_counts, ladder_counts
     from lrkit.sweep.definition import SweepDefinition
     from lrkit.training.device import resolve_device
@@ -290,62 +291,57 @@ def laws(
             file=sys.stderr,
         )
         branching = False
+    check_resumable(store, ladder, definition, name)
+    center = (
+        lr
+        if lr is not None
+        else range_test_center(
+            factory,
+            smallest.size,
+            replace(work, train=work.train.head(smallest.examples)),
+            optimizer,
+            momentum,
+            weight_decay,
+            smallest.batch_size,
+            smallest.epochs,
+            seed,
+        )
+    )
     with (
         on_interrupt(lambda: f"finished runs are kept in {store}: run again to resume"),
+        progress() as bar,
         Store.open(store) as opened,
+        ray_session(address) if engine == "ray" else contextlib.nullcontext(),
     ):
-        for point in ladder.points():  # before any training: a store that cannot resume
-            opened.check_definition(
-                ladder.sweep_name(name, point), point_definition(definition, ladder, point)
-            )
-        center = (
-            lr
-            if lr is not None
-            else range_test_center(
-                factory,
-                smallest.size,
-                replace(work, train=work.train.head(smallest.examples)),
-                optimizer,
-                momentum,
-                weight_decay,
-                smallest.batch_size,
-                smallest.epochs,
-                seed,
-            )
+        done = [0]
+
+        def on_trial_start(key: Any, index: int, total: int) -> None:
+            if index == 0:
+                bar.start("runs", total, key="runs")
+                done[0] = 0
+
+        def on_trial_end(key: Any, outcome: Any) -> None:
+            done[0] += 1
+            bar.update(done[0], f"lr {key.lr:.3g}: {outcome.status}", key="runs")
+
+        rungs = run_ladder(
+            factory,
+            ladder,
+            work,
+            definition,
+            opened,
+            center_lr=center,
+            octaves=octaves,
+            per_octave=per_octave,
+            repeats=repeats,
+            name=name,
+            device=target_device,
+            engine=engine,
+            workers=workers,
+            address=address,
+            events=SweepEvents(on_trial_start=on_trial_start, on_trial_end=on_trial_end),
+            horizons=run_branched if branching else None,
         )
-        with (
-            progress() as bar,
-            ray_session(address) if engine == "ray" else contextlib.nullcontext(),
-        ):
-            done = [0]
-
-            def on_trial_start(key: Any, index: int, total: int) -> None:
-                if index == 0:
-                    bar.start("runs", total, key="runs")
-                    done[0] = 0
-
-            def on_trial_end(key: Any, outcome: Any) -> None:
-                done[0] += 1
-                bar.update(done[0], f"lr {key.lr:.3g}: {outcome.status}", key="runs")
-
-            rungs = run_ladder(
-                factory,
-                ladder,
-                work,
-                definition,
-                opened,
-                center_lr=center,
-                octaves=octaves,
-                per_octave=per_octave,
-                repeats=repeats,
-                name=name,
-                device=target_device,
-                engine=engine,
-                workers=workers,
-                address=address,
-                events=SweepEvents(on_trial_start=on_trial_start, on_trial_end=on_trial_end),
-                horizons=run_branched if branching else None,
-            )
     analysis = analyse(rungs, ladder, target, seed=seed)
     coordinates = None
     if check_transfer:
@@ -382,6 +378,22 @@ def laws(
         with writing("--report", report_file):
             write_report(report_file, sections, f"Learning-rate laws for {model}.")
         print(f"wrote {report_file}", file=sys.stderr)
+
+
+def check_resumable(store: Path, ladder: Ladder, definition: SweepDefinition, name: str) -> None:
+    """An existing --store opened, and each sweep of the ladder it holds checked against the
+    ladder's definition, before any training (the range test included); a new store is
+    created only when the ladder starts, so that a refusal before then leaves nothing."""
+    from lrkit.laws.ladder import point_definition
+    from lrkit.sweep.store import Store
+
+    if not store.exists():
+        return
+    with Store.open(store) as opened:
+        for point in ladder.points():
+            opened.check_definition(
+                ladder.sweep_name(name, point), point_definition(definition, ladder, point)
+            )
 
 
 def check_targets(
