@@ -60,8 +60,11 @@ HELP = "\n\n".join(
         "Each with 90% intervals, the form (power or log-quadratic) and the law that predicts "
         "chosen by leave-one-out error, checked by predicting the largest group from the "
         "others. --predict-width/--predict-depth/--predict-epochs/--predict-examples/"
-        "--predict-batch-size say where to predict (the ladder's largest value for the rest); "
-        "warnings when an interval is wider than a factor of 2 or the target lies far out.",
+        "--predict-batch-size say where to predict (the ladder's largest value for the rest; "
+        "a batch size only where --batch-size is laddered alone), N there counted on "
+        "PyTorch's meta device, never built; warnings when an interval is wider than a "
+        "factor of 2 or the target lies far out. No interval is narrower than the lr grid "
+        "resolves an optimum.",
         "Horizon ladders with --epochs train one run per lr and branch each shorter horizon "
         "off it (exact where the schedule's start is shared: none, or --schedule "
         "wsd:cooldown_fraction=0.2).",
