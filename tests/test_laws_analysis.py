@@ -35,7 +35,8 @@ class Fake:
 
 
 def exact(lr: float) -> Optimum:
-    return Optimum(lr, lr, lr, 1.0, 1, False)
+    """An optimum read as ``lr`` off a grid of quarter octaves."""
+    return Optimum(lr, lr, lr, 1.0, 1, False, math.log(2) / 4)
 
 
 def params(width: int) -> int:

@@ -139,7 +139,8 @@ def test_ladders_of_sizes_and_horizons_and_of_batch_sizes(
     from lrkit.laws.optimum import Optimum
 
     again = fit_law(
-        {k: Optimum(v[0], v[0], v[0], 1.0, 1, False) for k, v in groups.items()}, ["N", "D"]
+        {k: Optimum(v[0], v[0], v[0], 1.0, 1, False, 0.35) for k, v in groups.items()},
+        ["N", "D"],
     )
     assert step["fit"]["exponents"] == pytest.approx(list(again.exponents))
     # The held-out group is the largest: width 32 (its N) at 1 epoch of 1000 examples.

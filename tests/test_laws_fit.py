@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from lrkit.errors import LrkitValueError
 from lrkit.laws import band_optimum, check_largest, choose_law, fit_law
+from lrkit.laws.optimum import Optimum
+from lrkit.laws.words import figure
 
 
 def bowl(
@@ -172,3 +174,106 @@ def test_a_rise_then_fall_chooses_the_log_quadratic_form() -> None:
             ["N", "D"],
             form="log-quadratic",
         )
+
+
+QUARTER_OCTAVE = math.log(2) / 4
+
+
+def test_an_exact_fit_on_a_grid_has_the_grids_resolution() -> None:
+    """Optima on a law and on the grid (each band one run): zero residual, so every refit's
+    scatter is the reading's, r = spacing^2 / 24, and the exponent's interval is the normal
+    one of a known variance, alpha -+ 1.645 sqrt(r / sum (ln w - mean)^2)."""
+    widths = (32.0, 64.0, 128.0, 256.0)
+    fit = fit_law({(w,): bowl(0.5 * w**-0.5) for w in widths}, ["width"], bootstrap=20000)
+    logs = np.log(widths)
+    half = 1.645 * math.sqrt(QUARTER_OCTAVE**2 / 24 / float(np.sum((logs - logs.mean()) ** 2)))
+    ((low, high),) = fit.exponent_intervals
+    assert fit.residual_variance < 1e-20 and fit.at_resolution
+    assert fit.reading_variance == pytest.approx(QUARTER_OCTAVE**2 / 24)
+    assert low == pytest.approx(-0.5 - half, rel=0.02) and high == pytest.approx(
+        -0.5 + half, rel=0.02
+    )
+
+
+def test_a_group_measured_where_an_exact_law_predicts_is_within() -> None:
+    widths = (32.0, 64.0, 128.0, 256.0, 512.0)
+    held = check_largest({(w,): bowl(0.5 * w**-0.5) for w in widths}, ["width"])
+    assert held.ratio == pytest.approx(1.0)
+    p = held.prediction  # where a measurement falls: at least the reading's spread
+    assert p.measured_high / p.measured_low > math.exp(2 * 1.645 * QUARTER_OCTAVE / math.sqrt(24))
+    assert held.within
+
+
+@given(
+    steps=st.lists(st.integers(-3, 3), min_size=4, max_size=7),
+    per_octave=st.integers(1, 8),
+    centre=st.floats(1e-4, 1.0),
+)
+@settings(deadline=None)
+def test_no_interval_is_ever_of_zero_width(
+    steps: list[int], per_octave: int, centre: float
+) -> None:
+    """Ladders whose optima all lie on one grid (the same point at every width included):
+    the exponent's, the coefficient's and a prediction's intervals all have width."""
+    spacing = math.log(2) / per_octave
+    groups = {
+        (16.0 * 2**i,): Optimum(lr, lr, lr, 1.0, 1, False, spacing)
+        for i, lr in enumerate(centre * 2 ** (k / per_octave) for k in steps)
+    }
+    fit = fit_law(groups, ["width"], bootstrap=200)
+    ((low, high),) = fit.exponent_intervals
+    assert low < fit.exponents[0] < high
+    assert fit.coefficient_interval[0] < fit.coefficient < fit.coefficient_interval[1]
+    p = fit.predict(16.0 * 2 ** len(steps))
+    assert p.low < p.value < p.high and p.measured_low < p.low and p.high < p.measured_high
+
+
+def test_an_optimum_carries_the_grids_spacing_about_its_band() -> None:
+    runs = [(0.1, 1.0), (0.2, 0.9), (0.4, 0.9018), (1.6, 1.2), (3.2, math.inf)]
+    found = band_optimum(runs)  # the band 0.2 .. 0.4: a gap of ln 2 below, ln 4 above
+    assert found.spacing == pytest.approx(1.5 * math.log(2))
+    assert found.reading_variance == pytest.approx((1.5 * math.log(2)) ** 2 / 24)
+    low, high = found.reading
+    assert low == pytest.approx(found.lr * 2**-0.75) and high == pytest.approx(found.lr * 2**0.75)
+    as_json = found.to_json()
+    assert as_json["spacing"] == found.spacing and as_json["reading"] == [low, high]
+    edge = band_optimum([(0.1, 0.5), (0.2, 0.6), (0.8, 0.7)])  # at the grid's end: one gap
+    assert edge.at_edge and edge.spacing == pytest.approx(math.log(2))
+    flat = band_optimum([(0.1, 0.5), (0.2, 0.5), (0.8, 0.5)])  # the band is the grid
+    assert flat.spacing == pytest.approx(math.log(8) / 2)
+
+
+def test_an_optimum_needs_a_grid() -> None:
+    with pytest.raises(LrkitValueError, match="runs at two or more learning rates"):
+        band_optimum([(0.1, 0.5), (0.1, 0.6)])
+    with pytest.raises(LrkitValueError, match="spacing must be a finite number > 0"):
+        Optimum(0.1, 0.1, 0.1, 1.0, 1, False, 0.0)
+
+
+def test_a_reading_of_the_spacing_scatters_as_its_variance_says() -> None:
+    """Noise-free bowls whose optimum falls anywhere between grid points: the band centres
+    scatter about the truth with about spacing^2 / 24 (the mean of two uniforms)."""
+    rng = np.random.default_rng(0)
+    errors = [
+        math.log(band_optimum(fixed_grid(eta, rng, 0.0)).lr / eta)
+        for eta in 0.01 * 2 ** rng.uniform(0.0, 4.0, size=2000)
+    ]
+    assert float(np.mean(np.square(errors))) == pytest.approx(QUARTER_OCTAVE**2 / 24, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    ("value", "interval", "written"),
+    [
+        (-1.09e-15, (-0.11, 0.11), "0"),  # float noise in an exact fit
+        (1.09e-15, (-0.11, 0.11), "0"),
+        (-0.5, (-0.52, -0.48), "-0.5"),
+        (1.2345, (1.0, 1.5), "1.23"),
+        (-0.0123, (-0.3, 0.3), "-0.012"),
+        (2.5e-5, (2.4e-5, 2.6e-5), "2.5e-05"),
+        (0.0, (0.0, 0.0), "0"),
+    ],
+)
+def test_a_figure_is_written_to_its_intervals_precision(
+    value: float, interval: tuple[float, float], written: str
+) -> None:
+    assert figure(value, interval) == written

@@ -101,8 +101,8 @@ LAYERS = [
     ("lrkit.advise",),
     # the batch size, which races through advise
     ("lrkit.batchsize",),
-    # laws: a ladder of sweeps, a ladder of horizons branched off one run
-    ("lrkit.laws.ladder", "lrkit.laws.branching"),
+    # laws: a ladder of sweeps, a ladder of horizons branched off one run, its models' N
+    ("lrkit.laws.ladder", "lrkit.laws.branching", "lrkit.laws.parameters"),
     # 5: the textbook's experiments
     ("lrkit.experiments",),
     # 6, 7, 8: the edges

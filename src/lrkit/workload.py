@@ -7,6 +7,7 @@ The CLI verbs (find, and later sweep and noise) share this: ``--model mnist-mlp`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,22 @@ def model_factory(spec: str) -> Callable[[int], nn.Module]:
     return make
 
 
+MESSAGE_LIMIT = 300
+"""Characters of a user factory's exception kept in a one-line error."""
+TORCH_TRACE = re.compile(r"(Exception raised from |frame #\d+: |<omitting python frames>)")
+"""The lines of the C++ stack PyTorch appends to its errors' messages."""
+
+
+def exception_line(exc: BaseException) -> str:
+    """``Type: message`` of a user factory's exception as one short line: PyTorch's C++ stack
+    (``Exception raised from ...``, ``frame #0: ...``) dropped, the rest joined, at most
+    ``MESSAGE_LIMIT`` characters."""
+    lines = (line.strip() for line in str(exc).splitlines())
+    text = " ".join(line for line in lines if line and not TORCH_TRACE.match(line))
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 3].rstrip() + "..."
+
+
 def built_model(
     factory: Callable[..., object], spec: str, *args: object, where: str = ""
 ) -> nn.Module:
@@ -71,7 +88,7 @@ def built_model(
         model = factory(*args)
     except Exception as exc:
         raise LrkitValueError(
-            f"--model {quoted(spec)} failed{where}: {type(exc).__name__}: {exc}"
+            f"--model {quoted(spec)} failed{where}: {exception_line(exc)}"
         ) from None
     if not isinstance(model, nn.Module):
         raise LrkitValueError(
@@ -90,9 +107,7 @@ def loss_from(spec: str | None) -> LossFn:
         try:
             target = target()
         except Exception as exc:
-            raise LrkitValueError(
-                f"--loss {quoted(spec)} failed: {type(exc).__name__}: {exc}"
-            ) from None
+            raise LrkitValueError(f"--loss {quoted(spec)} failed: {exception_line(exc)}") from None
     if not callable(target):
         raise LrkitValueError(f"--loss {quoted(spec)} is not callable")
     return target
@@ -150,7 +165,7 @@ def load_workload(
                 produced = produced()
             except Exception as exc:
                 raise LrkitValueError(
-                    f"--data {quoted(data)} failed: {type(exc).__name__}: {exc}"
+                    f"--data {quoted(data)} failed: {exception_line(exc)}"
                 ) from None
         parts = produced if isinstance(produced, Mapping) else {"train": produced}
         if "train" not in parts:

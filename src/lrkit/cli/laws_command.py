@@ -26,6 +26,7 @@ from lrkit.cli.options import (
     ValFractionOption,
     WeightDecayOption,
     check_optimizer,
+    check_workers,
     parse_fraction,
 )
 from lrkit.cli.output import check_output_file, check_outputs, write_json
@@ -35,9 +36,11 @@ from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.sweep.store_schema import check_path as check_store_path
 
 if TYPE_CHECKING:
-    from lrkit.laws.analysis import LawsAnalysis
+    from lrkit.laws.analysis import LawsAnalysis, Target
     from lrkit.laws.ladder import SizeFactory
+    from lrkit.laws.points import Ladder
     from lrkit.laws.transfer import CoordinateCheck
+    from lrkit.sweep.definition import SweepDefinition
 
 HELP = "\n\n".join(
     [
@@ -58,8 +61,11 @@ HELP = "\n\n".join(
         "Each with 90% intervals, the form (power or log-quadratic) and the law that predicts "
         "chosen by leave-one-out error, checked by predicting the largest group from the "
         "others. --predict-width/--predict-depth/--predict-epochs/--predict-examples/"
-        "--predict-batch-size say where to predict (the ladder's largest value for the rest); "
-        "warnings when an interval is wider than a factor of 2 or the target lies far out.",
+        "--predict-batch-size say where to predict (the ladder's largest value for the rest; "
+        "a batch size only where --batch-size is laddered alone), N there counted on "
+        "PyTorch's meta device, never built; warnings when an interval is wider than a "
+        "factor of 2 or the target lies far out. No interval is narrower than the lr grid "
+        "resolves an optimum.",
         "Horizon ladders with --epochs train one run per lr and branch each shorter horizon "
         "off it (exact where the schedule's start is shared: none, or --schedule "
         "wsd:cooldown_fraction=0.2).",
@@ -172,7 +178,7 @@ def laws(
     ] = None,
     report_file: ReportOption = None,
 ) -> None:
-    from lrkit.laws.analysis import Target, analyse, check_ladder
+    from lrkit.laws.analysis import Target, analyse, check_ladder, check_target_batch
     from lrkit.laws.points import Ladder
 
     if (widths is None) == (depths is None):
@@ -187,15 +193,7 @@ def laws(
             f"--predict-{'depth' if axis == 'width' else 'width'}: the ladder is of {axis}s; "
             f"give --predict-{axis}"
         )
-    for option, value in (
-        (f"predict_{axis}", predict_size),
-        ("predict_examples", predict_examples),
-        ("predict_batch_size", predict_batch_size),
-    ):
-        if value is not None:
-            check.positive_int(option, value)
-    if predict_epochs is not None:
-        check.positive_float("predict_epochs", predict_epochs)
+    check_targets(axis, predict_size, predict_examples, predict_epochs, predict_batch_size)
     horizons = parse_list("--epochs", epochs, float)
     batch_sizes = parse_list("--batch-size", batch_size, int)
     set_sizes = parse_list("--examples", examples, int)
@@ -203,10 +201,9 @@ def laws(
     check_optimizer(optimizer, momentum, weight_decay)
     if lr is not None:
         check.positive_float("lr", lr)
-    check.positive_int("octaves", octaves)
-    check.positive_int("per_octave", per_octave)
-    check.positive_int("repeats", repeats)
+    check_point_grid(octaves, per_octave, repeats)
     check.choice("engine", engine, ("auto", "sequential", "vectorized", "ray"))
+    workers = check_workers(workers, engine)
     check.choice("device", device, ("auto", "cpu", "cuda"))
     check.seed("seed", seed)
     if check_transfer and axis != "width":
@@ -224,11 +221,14 @@ def laws(
         kept=f"finished runs are kept in {store}: run again to write it",
     )
     # The ladder's shape is checked before any data is loaded (its examples filled in below).
-    check_ladder(Ladder(sizes, set_sizes or (1,), horizons, batch_sizes, axis))
+    shape = Ladder(sizes, set_sizes or (1,), horizons, batch_sizes, axis)
+    check_ladder(shape)
+    check_target_batch(shape, predict_batch_size)
 
     from lrkit.data.tensors import TensorData
     from lrkit.imports import load_object
-    from lrkit.laws.ladder import parameter_count, run_ladder
+    from lrkit.laws.ladder import run_ladder
+    from lrkit.laws.parameters import check_counts, ladder_counts
     from lrkit.sweep.definition import SweepDefinition
     from lrkit.training.device import resolve_device
     from lrkit.workload import load_workload
@@ -257,23 +257,27 @@ def laws(
     check.budget_steps("epochs", max(horizons), max(examples_at), min(batch_sizes))
     ladder = Ladder(sizes, set_sizes or (n_train,), horizons, batch_sizes, axis)
     factory = size_factory(load_object(model, "--model"), model, axis)
+    counts = ladder_counts(factory, sizes)
+    check_counts(counts, model, axis)
+    target = None
+    if any(
+        v is not None for v in (predict_size, predict_epochs, predict_examples, predict_batch_size)
+    ):
+        target = forecast_target(
+            factory,
+            counts,
+            ladder,
+            model,
+            Target(
+                predict_size or max(sizes),
+                0,
+                predict_examples or max(ladder.examples),
+                predict_epochs or max(horizons),
+                predict_batch_size,
+            ),
+        )
     target_device = resolve_device(device)
     smallest = ladder.points()[0]
-    center = (
-        lr
-        if lr is not None
-        else range_test_center(
-            factory,
-            smallest.size,
-            replace(work, train=work.train.head(smallest.examples)),
-            optimizer,
-            momentum,
-            weight_decay,
-            smallest.batch_size,
-            smallest.epochs,
-            seed,
-        )
-    )
     definition = SweepDefinition(
         model=model,
         data=data or str(data_dir or "mnist"),
@@ -301,6 +305,22 @@ def laws(
             file=sys.stderr,
         )
         branching = False
+    check_resumable(store, ladder, definition, name)
+    center = (
+        lr
+        if lr is not None
+        else range_test_center(
+            factory,
+            smallest.size,
+            replace(work, train=work.train.head(smallest.examples)),
+            optimizer,
+            momentum,
+            weight_decay,
+            smallest.batch_size,
+            smallest.epochs,
+            seed,
+        )
+    )
     with (
         on_interrupt(lambda: f"finished runs are kept in {store}: run again to resume"),
         progress() as bar,
@@ -335,18 +355,6 @@ def laws(
             address=address,
             events=SweepEvents(on_trial_start=on_trial_start, on_trial_end=on_trial_end),
             horizons=run_branched if branching else None,
-        )
-    target = None
-    if any(
-        v is not None for v in (predict_size, predict_epochs, predict_examples, predict_batch_size)
-    ):
-        size = predict_size or max(sizes)
-        target = Target(
-            size,
-            parameter_count(factory(size)),
-            predict_examples or max(ladder.examples),
-            predict_epochs or max(horizons),
-            predict_batch_size,
         )
     analysis = analyse(rungs, ladder, target, seed=seed)
     coordinates = None
@@ -385,6 +393,73 @@ def laws(
             with outputs.writing("--report", report_file):
                 write_report(report_file, sections, f"Learning-rate laws for {model}.")
             print(f"wrote {report_file}", file=sys.stderr)
+
+
+def check_resumable(store: Path, ladder: Ladder, definition: SweepDefinition, name: str) -> None:
+    """An existing --store opened, and each sweep of the ladder it holds checked against the
+    ladder's definition, before any training (the range test included); a new store is
+    created only when the ladder starts, so that a refusal before then leaves nothing."""
+    from lrkit.laws.ladder import point_definition
+    from lrkit.sweep.store import Store
+
+    if not store.exists():
+        return
+    with Store.open(store) as opened:
+        for point in ladder.points():
+            opened.check_definition(
+                ladder.sweep_name(name, point), point_definition(definition, ladder, point)
+            )
+
+
+def check_targets(
+    axis: str,
+    size: int | None,
+    examples: int | None,
+    epochs: float | None,
+    batch_size: int | None,
+) -> None:
+    """The --predict-* options given, each in its range."""
+    from lrkit.advise.settings import MAX_EPOCHS
+    from lrkit.batchsize.settings import MAX_BATCH_SIZE
+    from lrkit.laws.points import MAX_EXAMPLES, check_size
+
+    if size is not None:
+        check_size(f"predict_{axis}", size)
+    if examples is not None:
+        check.int_in("predict_examples", examples, 1, MAX_EXAMPLES, "training examples")
+    if epochs is not None:
+        check.float_in("predict_epochs", epochs, 0.0, MAX_EPOCHS, low_open=True, high_open=False)
+    if batch_size is not None:
+        check.int_in("predict_batch_size", batch_size, 1, MAX_BATCH_SIZE)
+
+
+def check_point_grid(octaves: int, per_octave: int, repeats: int) -> None:
+    """--octaves and --per-octave in their ranges, and --repeats such that a point's grid,
+    widened as far as it may be, holds no more trials than a sweep runs."""
+    from lrkit.laws.ladder import MAX_WIDENINGS, check_grid
+    from lrkit.sweep.definition import check_grid_size
+
+    octaves, per_octave = check_grid(octaves, per_octave)
+    repeats = check.positive_int("repeats", repeats)
+    lrs = (2 * octaves + MAX_WIDENINGS) * per_octave + 1
+    check_grid_size(lrs * repeats, f"{lrs} lrs of a widened grid x {repeats} --repeats")
+
+
+def forecast_target(
+    factory: SizeFactory, counts: dict[int, int], ladder: Ladder, model: str, asked: Target
+) -> Target:
+    """The target the --predict-* options ask for, its N counted without building the model
+    (``laws.parameters.target_count``), saying so on stderr where it is extrapolated."""
+    from lrkit.laws.parameters import target_count
+
+    count = target_count(factory, counts, asked.size, model, ladder.axis)
+    if count.extrapolated:
+        print(
+            f"lrkit laws: N at {ladder.axis} {asked.size} is {count.parameters}, extrapolated "
+            f"as {count.extrapolated}",
+            file=sys.stderr,
+        )
+    return replace(asked, parameters=count.parameters, extrapolated=count.extrapolated)
 
 
 def draw(analysis: LawsAnalysis, path: Path) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lrkit.cli.output import text_table
-from lrkit.laws.words import law_formula, law_intervals
+from lrkit.laws.words import figure, law_formula, law_intervals, ln_error, resolution_sentence
 
 if TYPE_CHECKING:
     from lrkit.laws.analysis import Forecast, LawsAnalysis, NamedLaw
@@ -48,13 +48,14 @@ def check_sentence(law: NamedLaw) -> str:
 def transfer_sentence(power: LawFit) -> str:
     (alpha,), ((low, high),) = power.exponents, power.exponent_intervals
     (variable,) = power.variables
-    interval = f"{power.level:.0%} interval {low:.3g} .. {high:.3g}"
+    shown = [figure(x, (low, high)) for x in (alpha, low, high)]
+    interval = f"{power.level:.0%} interval {shown[1]} .. {shown[2]}"
     if low <= 0.0 <= high:
         return (
-            f"the best lr does not measurably move with {variable}: exponent {alpha:.3g} "
+            f"the best lr does not measurably move with {variable}: exponent {shown[0]} "
             f"({interval} holds 0)"
         )
-    return f"the best lr moves with {variable} as {variable}^{alpha:.3g} ({interval})"
+    return f"the best lr moves with {variable} as {variable}^{shown[0]} ({interval})"
 
 
 def rung_rows(rungs: Sequence[Rung], ladder: Ladder) -> tuple[list[str], list[list[Any]]]:
@@ -85,9 +86,8 @@ def rung_rows(rungs: Sequence[Rung], ladder: Ladder) -> tuple[list[str], list[li
 
 def forecast_lines(forecast: Forecast, ladder: Ladder) -> list[str]:
     t, lr = forecast.target, forecast.lr
-    where = (
-        f"{ladder.axis} {t.size} (N {t.parameters}), {t.examples} examples x {t.epochs:g} epochs"
-    )
+    counted = f"N {t.parameters}" + (", extrapolated" if t.extrapolated else "")
+    where = f"{ladder.axis} {t.size} ({counted}), {t.examples} examples x {t.epochs:g} epochs"
     at = (
         f"batch {forecast.at_batch_size}"
         if forecast.at_batch_size is not None
@@ -128,11 +128,16 @@ def summary(
     for law in analysis.laws:
         role = "predicts" if law.chosen else "reported"
         lines += ["", f"{law.spec.name} ({law.spec.source}; {role}): {law_sentence(law)}"]
-        forms = ", ".join(f"{f} {e:.3g}" for f, e in law.fit.compared if math.isfinite(e))
+        forms = ", ".join(f"{f} {ln_error(e)}" for f, e in law.fit.compared if math.isfinite(e))
         if forms:
             lines.append(f"held-out error (ln, leave one group out): {forms}")
         elif math.isfinite(law.fit.held_out_error):
-            lines.append(f"held-out error (ln, leave one group out): {law.fit.held_out_error:.3g}")
+            lines.append(
+                f"held-out error (ln, leave one group out): {ln_error(law.fit.held_out_error)}"
+            )
+        resolution = resolution_sentence(law.fit, law.spec.quantity)
+        if resolution is not None:
+            lines.append(resolution)
         lines.append(check_sentence(law))
     if analysis.transfer is not None:
         lines += ["", transfer_sentence(analysis.transfer)]
@@ -201,6 +206,7 @@ def document(
         predict: dict[str, Any] = {
             ladder.axis: f.target.size,
             "parameters": f.target.parameters,
+            "parameters_extrapolated": f.target.extrapolated or None,
             "examples": f.target.examples,
             "epochs": f.target.epochs,
             "lr": f.lr.value,

@@ -51,6 +51,14 @@ COMPUTE_FACTOR = 6.0
 """C = COMPUTE_FACTOR * N * D (flops of a forward and a backward pass per example)."""
 MIN_GROUPS = 4
 """Groups a one-variable law needs: three to fit with an interval, one more to hold out."""
+AXIS_WORDS = {
+    "width": "widths",
+    "depth": "depths",
+    "examples": "training-set sizes",
+    "epochs": "horizons",
+    "batch_size": "batch sizes",
+}
+"""A ladder's axes in words."""
 
 
 class Measured(Protocol):
@@ -141,6 +149,9 @@ class Target:
     examples: int
     epochs: float
     batch_size: int | None = None
+    extrapolated: str = ""
+    """How N was extrapolated from the ladder's counts ('' where it was counted:
+    ``laws.parameters``)."""
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,32 @@ def check_ladder(ladder: Ladder) -> tuple[LawSpec, ...]:
             f"an interval and hold the largest out); the ladder has {groups}"
         )
     return specs
+
+
+def check_target_batch(ladder: Ladder, batch_size: int | None) -> None:
+    """Refuse a batch size to predict the lr at (``--predict-batch-size``) that the ladder's lr
+    law cannot take: it takes one only where it is eta*(B) (a ladder of batch sizes alone); a
+    ladder of one batch size predicts at that one, and one of sizes or horizons with several
+    at the best batch size (its lr law fits each group's optimum there)."""
+    if batch_size is None or ladder.varies == ("batch_size",):
+        return
+    batches = sorted(set(ladder.batch_sizes))
+    if len(batches) == 1:
+        if batch_size != batches[0]:
+            raise LrkitValueError(
+                f"--predict-batch-size {batch_size}: the ladder trains at batch size "
+                f"{batches[0]} only, so its law predicts the best lr there; give that, or "
+                f"ladder --batch-size alone (at least {MIN_GROUPS} values) to predict across "
+                "batch sizes"
+            )
+        return
+    words = [AXIS_WORDS[axis] for axis in ladder.varies]
+    raise LrkitValueError(
+        f"--predict-batch-size {batch_size}: a ladder of {' and '.join(words)} "
+        "predicts the best lr at the best batch size (B*, predicted too), not at a given one; "
+        f"ladder --batch-size alone (at least {MIN_GROUPS} values) to predict the lr at a "
+        "batch size"
+    )
 
 
 def group_runs(rungs: Sequence[Measured]) -> tuple[Group, ...]:
@@ -310,6 +347,8 @@ def analyse(
     """Fit every law of ``ladder`` to ``rungs``, check each on its largest group, and predict
     at ``target`` with the law of least held-out error for each quantity."""
     specs = check_ladder(ladder)
+    if target is not None:
+        check_target_batch(ladder, target.batch_size)
     groups = group_runs(rungs)
     fitted: list[tuple[LawSpec, LawFit, HeldOutCheck | None]] = []
     for spec in specs:

@@ -42,6 +42,12 @@ from lrkit.workload import Workload
 
 MAX_WIDENINGS = 2
 """Octaves a point's grid may grow by, on the side its band touches."""
+MAX_OCTAVES = 10
+"""Octaves of the grid each side of its centre at most: a factor of 1024 either way, past any
+doubt a range test leaves about the optimum."""
+MAX_PER_OCTAVE = 16
+"""Grid points an octave at most (Step Law's and DeepSeek's grids hold about 4): a point's grid
+holds at most 2 x 10 x 16 + 1 = 321 lrs, and 32 more where it widens."""
 
 SizeFactory = Callable[[int], nn.Module]
 
@@ -99,10 +105,17 @@ class Rung:
 def lr_grid(center_lr: float, octaves: int = 2, per_octave: int = 4) -> tuple[float, ...]:
     """The geometric grid of the module's docstring."""
     center_lr = check.positive_float("center_lr", center_lr)
-    octaves = check.positive_int("octaves", octaves)
-    per_octave = check.positive_int("per_octave", per_octave)
+    octaves, per_octave = check_grid(octaves, per_octave)
     half = octaves * per_octave
     return tuple(center_lr * 2 ** (k / per_octave) for k in range(-half, half + 1))
+
+
+def check_grid(octaves: int, per_octave: int) -> tuple[int, int]:
+    """``octaves`` in [1, ``MAX_OCTAVES``] and ``per_octave`` in [1, ``MAX_PER_OCTAVE``]."""
+    return (
+        check.int_in("octaves", octaves, 1, MAX_OCTAVES, "each side of the centre"),
+        check.int_in("per_octave", per_octave, 1, MAX_PER_OCTAVE, "points an octave"),
+    )
 
 
 def widen(lrs: Sequence[float], upward: bool, per_octave: int) -> tuple[float, ...]:

@@ -9,6 +9,17 @@ from lrkit import validation as check
 from lrkit.errors import LrkitValueError
 
 SIZE_AXES = ("width", "depth")
+MAX_EXAMPLES = 10**13
+"""The most training examples a target may see: more than any training set holds (the largest
+language models train on about 10^13 tokens)."""
+MAX_SIZE = 10_000_000
+"""The largest width or depth, of the ladder or a target: 500 times the widest transformer
+trained (PaLM's d_model, 18,432); past it a size is a typo, and a factory's tensors overflow."""
+
+
+def check_size(name: str, size: object) -> int:
+    """A width or depth: an integer in [1, ``MAX_SIZE``]."""
+    return check.int_in(name, size, 1, MAX_SIZE, "a model's width or depth")
 
 
 @dataclass(frozen=True, order=True)
@@ -49,6 +60,8 @@ class Ladder:
                 raise LrkitValueError(f"--{option.replace('_', '-')}: give at least one value")
             for value in values:
                 check.positive_int(option, value)
+        for size in self.sizes:
+            check_size(f"{self.axis}s", size)
         if not self.epochs:
             raise LrkitValueError("--epochs: give at least one value")
         for epochs in self.epochs:

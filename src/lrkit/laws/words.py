@@ -28,15 +28,20 @@ def quantity_words(quantity: str) -> str:
 def law_formula(fit: LawFit, quantity: str = "lr") -> str:
     """``eta* = 0.0566 width^-0.5`` (power, any number of variables) or
     ``ln eta* = -2.87 - 0.5 ln width + 0.01 (ln width)^2`` (log-quadratic); ``B*`` in place
-    of ``eta*`` for a batch-size law."""
+    of ``eta*`` for a batch-size law. Each exponent at the precision of its interval
+    (``figure``)."""
     name = symbol(quantity)
+    shown = [
+        figure(e, interval)
+        for e, interval in zip(fit.exponents, fit.exponent_intervals, strict=True)
+    ]
     if fit.form == "power":
         terms = " ".join(
-            f"{variable}^{e:.3g}" for variable, e in zip(fit.variables, fit.exponents, strict=True)
+            f"{variable}^{e}" for variable, e in zip(fit.variables, shown, strict=True)
         )
         return f"{name} = {fit.coefficient:.3g} {terms}"
     (variable,) = fit.variables
-    b, c = fit.exponents
+    b, c = shown
     return (
         f"ln {name} = {math.log(fit.coefficient):.3g} {_signed(b)} ln {variable} "
         f"{_signed(c)} (ln {variable})^2"
@@ -52,7 +57,8 @@ def law_intervals(fit: LawFit) -> str:
         (name,) = fit.variables
         names = [f"b (of ln {name})", f"c (of (ln {name})^2)"]
     parts = [
-        f"{label} {value:.3g} ({low:.3g} .. {high:.3g})"
+        f"{label} {figure(value, (low, high))} "
+        f"({figure(low, (low, high))} .. {figure(high, (low, high))})"
         for label, value, (low, high) in zip(
             names, fit.exponents, fit.exponent_intervals, strict=True
         )
@@ -65,6 +71,37 @@ def law_values(fit: LawFit, values: Sequence[float]) -> str:
     return ", ".join(f"{n} {v:g}" for n, v in zip(fit.variables, values, strict=True))
 
 
-def _signed(value: float) -> str:
-    """``+ 0.5`` or ``- 0.5``: a term after the first."""
-    return f"{'-' if value < 0 else '+'} {abs(value):.3g}"
+def figure(value: float, interval: tuple[float, float]) -> str:
+    """``value`` to 3 significant figures of the larger of itself and its ``interval``'s
+    width: float noise beside an interval of a tenth (-1.09e-15 in -0.11 .. 0.11) is 0, as the
+    fit cannot tell it from 0."""
+    low, high = interval
+    scale = max(abs(value), high - low)
+    if not math.isfinite(scale) or scale == 0.0:
+        return f"{value:.3g}"
+    quantum = 10.0 ** (math.floor(math.log10(scale)) - 2)
+    return f"{round(value / quantum) * quantum + 0.0:.3g}"
+
+
+def resolution_sentence(fit: LawFit, quantity: str) -> str | None:
+    """Where the optima fit the law more closely than the grid reads them, that the
+    intervals are the grid's resolution (None otherwise)."""
+    if not fit.at_resolution:
+        return None
+    finer = "a finer lr grid (--per-octave)" if quantity == "lr" else "batch sizes closer together"
+    return (
+        "the optima fit the law more closely than the grid reads them (each within half a "
+        f"grid step of its band's centre, ln sd {math.sqrt(fit.reading_variance):.3g}): the "
+        f"intervals are the grid's resolution; {finer} narrows them"
+    )
+
+
+def ln_error(error: float) -> str:
+    """A held-out error on a log scale, to 3 significant figures and to 3 decimals at most
+    (0.1% of the optimum): float noise in an exact fit reads 0."""
+    return figure(error, (0.0, 0.1))
+
+
+def _signed(value: str) -> str:
+    """``+ 0.5`` or ``- 0.5``: a term after the first, given as written."""
+    return f"- {value[1:]}" if value.startswith("-") else f"+ {value}"

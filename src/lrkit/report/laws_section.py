@@ -9,7 +9,14 @@ from collections.abc import Sequence
 
 from lrkit.errors import LrkitValueError
 from lrkit.laws.fit import HeldOutCheck, LawFit, Prediction
-from lrkit.laws.words import law_formula, law_intervals, law_values, symbol
+from lrkit.laws.words import (
+    law_formula,
+    law_intervals,
+    law_values,
+    ln_error,
+    resolution_sentence,
+    symbol,
+)
 from lrkit.report.page import Figure, Section, Table
 from lrkit.report.sweep_section import svg_of
 
@@ -65,12 +72,15 @@ def law_section(
         f"{law_formula(fit, quantity)}, fitted to {len(fit.groups)} groups' optima by least "
         f"squares on logs; {law_intervals(fit)} (from {len(fit.draws)} bootstrap refits)."
     ]
-    forms = ", ".join(f"{form} {e:.3g}" for form, e in fit.compared if math.isfinite(e))
+    forms = ", ".join(f"{form} {ln_error(e)}" for form, e in fit.compared if math.isfinite(e))
     if forms:
         paragraphs.append(
             f"Held-out error (ln {symbol(quantity)}, each group left out in turn): {forms}; "
             f"the {fit.form} form was kept."
         )
+    resolution = resolution_sentence(fit, quantity)
+    if resolution is not None:
+        paragraphs.append(resolution[0].upper() + resolution[1:] + ".")
     edge = [values for values, optimum in fit.groups if optimum.at_edge]
     if edge:
         paragraphs.append(

@@ -76,11 +76,17 @@ class TrialKey:
 
 
 def parse_grid(option: str, text: str, kind: type) -> tuple[Any, ...]:
-    """``0.1,0.3,0.5`` -> (0.1, 0.3, 0.5): positive, no duplicates, in the order given."""
-    pieces = [p.strip() for p in text.split(",") if p.strip()]
+    """``0.1,0.3,0.5`` -> (0.1, 0.3, 0.5): positive, no duplicates, no empty item, in the
+    order given."""
+    pieces = [p.strip() for p in text.split(",")]
     name = option.lstrip("-").replace("-", "_")
-    if not pieces:
+    if not any(pieces):
         raise LrkitValueError(f"{option} is empty; give comma-separated values, e.g. 0.1,0.3")
+    if "" in pieces:
+        raise LrkitValueError(
+            f"{option} {shown(text)} has an empty value between commas; give comma-separated "
+            "values, e.g. 0.1,0.3"
+        )
     values = []
     for piece in pieces:
         try:

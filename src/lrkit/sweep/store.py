@@ -231,6 +231,22 @@ class Store:
                 )
                 return int(cursor.lastrowid or 0)
             stored = self._definition(name, row[1])
+        self._refuse_another(name, definition, stored)
+        return int(row[0])
+
+    def check_definition(self, name: str, definition: SweepDefinition) -> None:
+        """Refuse, without writing, a ``definition`` that sweep ``name`` could not resume: one
+        the store holds under that name with another definition (as ``sweep`` would)."""
+        with self._reading():
+            row = self._db.execute(
+                "SELECT definition FROM sweeps WHERE name = ?", (name,)
+            ).fetchone()
+        if row is not None:
+            self._refuse_another(name, definition, self._definition(name, row[0]))
+
+    def _refuse_another(
+        self, name: str, definition: SweepDefinition, stored: dict[str, Any]
+    ) -> None:
         differences = definition.differences(stored)
         if differences:
             raise LrkitValueError(
@@ -238,7 +254,6 @@ class Store:
                 + "; ".join(differences)
                 + "); give another --name or --store to start a new sweep"
             )
-        return int(row[0])
 
     def sweeps(self) -> list[SweepRow]:
         with self._reading():
