@@ -73,6 +73,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/bench_batch.py $(if $(SHARED_MNIST),--data-dir $(SHARED_MNIST))
 	$(BENCH_VENV)/bin/python bench/bench_laws.py $(if $(SHARED_MNIST),--data-dir $(SHARED_MNIST))
 	$(BENCH_VENV)/bin/python bench/bench_laws.py $(if $(SHARED_MNIST),--data-dir $(SHARED_MNIST)) --families sp-deep-adam,mup-deep-adam --repeats 3 --out bench/results/bench_laws_heldout_repeats3.json
+	$(BENCH_VENV)/bin/python bench/laws_refit.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
