@@ -206,6 +206,10 @@ def laws(
     check.positive_int("per_octave", per_octave)
     check.positive_int("repeats", repeats)
     check.choice("engine", engine, ("auto", "sequential", "vectorized", "ray"))
+    if engine == "ray":
+        from lrkit.sweep.engines.ray import require_ray
+
+        require_ray(address)
     check.choice("device", device, ("auto", "cpu", "cuda"))
     check.seed("seed", seed)
     if check_transfer and axis != "width":
@@ -292,9 +296,9 @@ def laws(
         branching = False
     with (
         on_interrupt(lambda: f"finished runs are kept in {store}: run again to resume"),
+        ray_session(address) if engine == "ray" else contextlib.nullcontext(),
         progress() as bar,
         Store.open(store) as opened,
-        ray_session(address) if engine == "ray" else contextlib.nullcontext(),
     ):
         done = [0]
 
