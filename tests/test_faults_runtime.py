@@ -643,7 +643,7 @@ LADDER = [
     "--model",
     "widths:mlp",
     "--widths",
-    "8,16",
+    "8,16,32",
     "--epochs",
     "1,2",
     "--optimizer",
@@ -764,7 +764,7 @@ def test_a_stopped_run_ends_cleanly_and_says_what_it_kept(
     else:
         os.kill(process.pid, signum)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == code, err.decode()
+    assert process.returncode == code, (process.returncode, err.decode())
     assert out == b""
     said = re.fullmatch(line, err.decode().rstrip("\n"))
     assert said is not None, err.decode()

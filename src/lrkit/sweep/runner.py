@@ -149,8 +149,9 @@ class RunningRows:
         self._open: set[tuple[int, TrialKey]] = set()
 
     def start(self, sweep_id: int, key: TrialKey, seed: int) -> None:
-        self.store.mark_running(sweep_id, key, seed)
+        # Noted first: a signal may arrive as the row is being written.
         self._open.add((sweep_id, key))
+        self.store.mark_running(sweep_id, key, seed)
 
     def save(self, sweep_id: int, key: TrialKey, outcome: TrialOutcome) -> None:
         self.store.save_trial(sweep_id, key, outcome)

@@ -13,6 +13,7 @@ the engines' plumbing, not an engine.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ import queue
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -79,10 +80,13 @@ def run_units(
         )
         for _ in range(workers)
     ]
-    for process in processes:
-        process.start()
+    started: list[Any] = []
     running = len(processes)
     try:
+        with _stop_signals_held():
+            for process in processes:
+                process.start()
+                started.append(process)
         while running:
             try:
                 message = pickle.loads(results.get(timeout=1.0))
@@ -101,10 +105,26 @@ def run_units(
             else:
                 deliver(message, events)
     finally:
-        for process in processes:
+        for process in started:
             if process.is_alive():
                 process.terminate()
             process.join()
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while workers are forked, and arrive when the block ends: a
+    handler that raises (the CLI's KeyboardInterrupt) would otherwise raise inside Python's
+    at-fork hooks, which swallow it ("Exception ignored in ..."), and the run would go on.
+    A forked worker starts with them held too, and lets them through (``_end_with``)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _worker(
@@ -149,9 +169,11 @@ PR_SET_PDEATHSIG = 1
 
 def _end_with(parent: int) -> None:
     """Make this worker end when its parent does: SIGTERM (how the parent stops it) back to
-    its default action, whatever handler the fork inherited; on Linux, SIGKILL from the
-    kernel when the parent dies; and exit now if the parent died before that was set."""
+    its default action, whatever handler the fork inherited, and no longer held; on Linux,
+    SIGKILL from the kernel when the parent dies; and exit now if the parent died before
+    that was set."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
