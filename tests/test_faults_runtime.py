@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import multiprocessing
 import os
 import re
 import signal
@@ -19,9 +20,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from cli_run import run
@@ -38,6 +41,14 @@ from lrkit.training.loop import TrialPlan, train_trial
 from lrkit.training.running_loss import RunningLoss
 from lrkit.training.vectorized.loop import StackedRun, StackedTrial
 from lrkit.workload import Workload
+
+
+def free_port() -> int:
+    """A local TCP port that nothing listens on (as the system handed it out just now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
 
 # Memory: the training loss between two checks
 
@@ -87,6 +98,47 @@ def test_a_loss_that_requires_grad_builds_no_graph_in_the_sum() -> None:
     losses = RunningLoss(1, torch.device("cpu"))
     losses.add(weight * 3.0)
     assert not losses.total.requires_grad
+
+
+def interval_on_rank(rank: int, port: int, losses: list[float], results: Any) -> None:
+    """One rank of a two-process gloo job: its losses through ``RunningLoss.over_ranks``."""
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        running = RunningLoss(1, torch.device("cpu"))
+        for loss in losses:
+            running.add(torch.tensor(loss))
+        running.over_ranks()
+        results.put((rank, running.read(iteration=8)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="this torch has no gloo"
+)
+@pytest.mark.parametrize(
+    ("second_rank", "mean", "diverged_at"),
+    [([3.0, 4.0, 5.0, 6.0], 3.5, None), ([3.0, 4.0, math.nan, 6.0], math.nan, 7)],
+)
+def test_a_data_parallel_interval_is_the_mean_over_ranks_and_diverges_with_any_rank(
+    second_rank: list[float], mean: float, diverged_at: int | None
+) -> None:
+    """Iterations 5 to 8 on two ranks: the first rank's losses 1, 2, 3, 4."""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    port = free_port()
+    ranks = [
+        context.Process(target=interval_on_rank, args=(rank, port, losses, results))
+        for rank, losses in enumerate([[1.0, 2.0, 3.0, 4.0], second_rank])
+    ]
+    for process in ranks:
+        process.start()
+    intervals = dict(results.get(timeout=60) for _ in ranks)
+    for process in ranks:
+        process.join(timeout=60)
+    for interval in intervals.values():  # every rank reads the same interval
+        assert interval.mean[0] == pytest.approx(mean, nan_ok=True)
+        assert interval.diverged_at == (diverged_at,)
 
 
 class LiveTensors:
@@ -365,15 +417,8 @@ def test_a_verb_piped_into_a_reader_that_stops_exits_141_silently(
 # A Ray cluster that cannot be reached: exit 2, one line naming --address
 
 
-def refused_address() -> str:
-    """127.0.0.1 and a port nothing listens on: connecting is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"127.0.0.1:{port}"
-
-
-REFUSED = refused_address()
+REFUSED = f"127.0.0.1:{free_port()}"
+"""Nothing listens there: connecting is refused at once."""
 NOT_AN_ADDRESS = (
     "is not HOST:PORT (a Ray head node's address, as 'ray start --head' prints it), "
     "ray://HOST:PORT, auto or local"
