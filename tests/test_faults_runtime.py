@@ -675,7 +675,7 @@ SWEEP_16 = [
     "--lr",
     "0.05,0.1,0.2,0.5",
     "--batch-size",
-    "16,32,64,128",
+    "128,64,32,16",  # the sequential engine's first trial is its shortest
     "--epochs",
     "4",
     "--store",

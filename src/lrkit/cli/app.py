@@ -176,7 +176,7 @@ def _drop_stdout() -> None:
     try:
         stdout = sys.stdout.fileno()
     except (AttributeError, ValueError, io.UnsupportedOperation):
-        return  # not a file (an embedding program's stream): nothing is flushed at exit
+        return  # no file descriptor behind it (an embedding program's stream)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, stdout)
     os.close(devnull)
