@@ -776,6 +776,16 @@ STOPS = [
         id="laws-vectorized-sigterm",
     ),
     pytest.param(
+        [*LADDER, "--engine", "ray", "--no-branch"],
+        a_trial_running,
+        signal.SIGINT,
+        True,
+        130,
+        re.escape(f"lrkit laws: interrupted: {LAWS_KEPT}"),
+        id="laws-ray-ctrl-c",
+        marks=pytest.mark.ray,
+    ),
+    pytest.param(
         ["advise", "--epochs", "3", "--device", "cpu", "--json", "a.json"],
         workers_started,
         signal.SIGTERM,
