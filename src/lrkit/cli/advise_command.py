@@ -185,7 +185,7 @@ def advise(
     if engine == "ray":
         from lrkit.sweep.engines.ray import require_ray
 
-        require_ray()
+        require_ray(address)
     elif address is not None:
         raise LrkitValueError("--address belongs to --engine ray")
     fraction = parse_fraction("val_fraction", val_fraction)

@@ -2,7 +2,11 @@
 
 Exit 0 on success; 2 on bad input (one line on stderr naming the option and what is allowed,
 no traceback); 1 on a failure while running (one line; set ``LRKIT_DEBUG=1`` for the
-traceback); 130 on Ctrl-C (one line saying what was kept and how to resume).
+traceback); 130 on Ctrl-C and 143 on SIGTERM (``kill``, ``timeout``), 128 + the signal's
+number as a shell reports it, after the same clean-up (workers stopped, the store left with
+finished trials only) and one line saying what was kept and how to resume; 141, silently,
+when the reader of the output has gone (``lrkit runs | head``), as a Unix tool killed by
+SIGPIPE.
 
 Help texts are printed as written: typer's rich markup is off, so ``pip install
 'lrkit[ray]'`` keeps its ``[ray]``.
@@ -10,6 +14,7 @@ Help texts are printed as written: typer's rich markup is off, so ``pip install
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
@@ -80,19 +85,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = typer.main.get_command(app)
     verb = next((a for a in args if not a.startswith("-")), None)
     prog = f"lrkit {verb}" if verb else "lrkit"
+    received: list[int] = []
     try:
         # The context and the call that click's main() makes, without its handling of
-        # Ctrl-C (typer's turns it into a silent exit 130): Ctrl-C comes here, with what the
-        # verb says was kept.
-        with _sigint_in_this_process_only(), command.make_context("lrkit", args) as ctx:
+        # Ctrl-C (typer's turns it into a silent exit 130): Ctrl-C and SIGTERM come here,
+        # with what the verb says was kept.
+        with (
+            _stop_signals_in_this_process_only(received),
+            command.make_context("lrkit", args) as ctx,
+        ):
             result = command.invoke(ctx)
+            sys.stdout.flush()  # here, not at exit, where a closed pipe could not be handled
+    except BrokenPipeError:
+        _drop_stdout()
+        return SIGPIPE_EXIT
     except LrkitValueError as exc:
         _error(prog, _one_line(exc.cli_message()))
         return 2
     except KeyboardInterrupt as exc:
+        signum = received[0] if received else signal.SIGINT
         said = _one_line(str(exc))
-        print(f"{prog}: interrupted" + (f": {said}" if said else ""), file=sys.stderr)
-        return 130
+        stopped = "terminated" if signum == signal.SIGTERM else "interrupted"
+        print(f"{prog}: {stopped}" + (f": {said}" if said else ""), file=sys.stderr)
+        return 128 + signum
     except typer.Exit as exc:  # --help, --version
         return exc.exit_code
     except Exception as exc:
@@ -113,26 +128,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Ctrl-C, and the polite stop of ``kill`` and ``timeout``: both end a verb the same way."""
+
+
 @contextmanager
-def _sigint_in_this_process_only() -> Iterator[None]:
-    """Ctrl-C on a terminal signals the whole process group: the vectorized sweep's forked
-    workers too. Only this process turns it into KeyboardInterrupt; a worker forked from it
-    inherits a handler that ignores it, and keeps working until this process stops it, so no
-    worker prints a traceback of its own."""
+def _stop_signals_in_this_process_only(received: list[int]) -> Iterator[None]:
+    """SIGINT and SIGTERM become KeyboardInterrupt in this process (the first one's number
+    appended to ``received``), so that the same clean-up runs for both.
+
+    Ctrl-C on a terminal signals the whole process group: the vectorized sweep's forked
+    workers too. A worker forked from this process inherits a handler that ignores SIGINT,
+    and keeps working until this process stops it, so no worker prints a traceback of its
+    own; SIGTERM, which is how this process stops a worker, ends it as it would without a
+    handler."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers belong to the main thread
         return
     pid = os.getpid()
 
-    def on_sigint(signum: int, frame: object) -> None:
-        if os.getpid() == pid:
-            raise KeyboardInterrupt
+    def on_stop(signum: int, frame: object) -> None:
+        if os.getpid() != pid:
+            if signum == signal.SIGTERM:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            return
+        if not received:
+            received.append(signum)
+        raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {signum: signal.signal(signum, on_stop) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+SIGPIPE_EXIT = 128 + 13
+"""128 + SIGPIPE: how a shell reports a process killed for writing to a closed pipe."""
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device: its reader has gone, and what is still buffered
+    would otherwise fail again when the interpreter flushes it at exit (Python's
+    documentation, "Note on SIGPIPE")."""
+    try:
+        stdout = sys.stdout.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return  # no file descriptor behind it (an embedding program's stream)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stdout)
+    os.close(devnull)
 
 
 def _is_click_error(exc: Exception) -> bool:

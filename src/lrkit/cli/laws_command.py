@@ -204,6 +204,10 @@ def laws(
     check_point_grid(octaves, per_octave, repeats)
     check.choice("engine", engine, ("auto", "sequential", "vectorized", "ray"))
     workers = check_workers(workers, engine)
+    if engine == "ray":
+        from lrkit.sweep.engines.ray import require_ray
+
+        require_ray(address)
     check.choice("device", device, ("auto", "cpu", "cuda"))
     check.seed("seed", seed)
     if check_transfer and axis != "width":
@@ -323,9 +327,9 @@ def laws(
     )
     with (
         on_interrupt(lambda: f"finished runs are kept in {store}: run again to resume"),
+        ray_session(address) if engine == "ray" else contextlib.nullcontext(),
         progress() as bar,
         Store.open(store) as opened,
-        ray_session(address) if engine == "ray" else contextlib.nullcontext(),
     ):
         done = [0]
 

@@ -3,6 +3,7 @@ report the best lr per batch size, the fit of lr* against batch size, and the fi
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,6 +111,7 @@ def execute(
 
     Bars: trials finished, and epochs trained summed over the trials (stacks of trials train
     side by side in the vectorized engine)."""
+    from lrkit.sweep.engines.ray import ray_session
     from lrkit.sweep.runner import EngineChoice, SweepEvents, run_sweep
     from lrkit.sweep.store import Store
     from lrkit.sweep.trials import SweepPlan, check_plan
@@ -118,7 +120,9 @@ def execute(
     target = resolve_device(device)
     plan = SweepPlan(name, definition, grid)
     check_plan(plan, work, target)
-    with progress() as bar, Store.open(store_path) as store:
+    # Ray is reached before the store is touched: an address it cannot reach writes nothing.
+    session = ray_session(address) if engine == "ray" else contextlib.nullcontext()
+    with session, progress() as bar, Store.open(store_path) as store:
         epochs_done: dict[TrialKey, float] = {}
         ran: list[TrialKey] = []
 
@@ -406,7 +410,7 @@ def sweep(
     if engine == "ray":
         from lrkit.sweep.engines.ray import require_ray
 
-        require_ray()
+        require_ray(address)
     elif address is not None:
         raise LrkitValueError("--address belongs to --engine ray")
     fraction = parse_fraction("val_fraction", val_fraction)

@@ -63,7 +63,7 @@ from lrkit.errors import LrkitValueError, quoted
 from lrkit.schedules.base import Schedule
 from lrkit.sweep.definition import SweepDefinition, TrialKey
 from lrkit.sweep.engines.contract import TrainingSetup, TrialJob
-from lrkit.sweep.runner import EngineChoice, SweepEvents
+from lrkit.sweep.runner import EngineChoice, RunningRows, SweepEvents
 from lrkit.sweep.store import Store, StoredTrial
 from lrkit.sweep.trials import SweepPlan, check_plan, run_job, trial_jobs
 from lrkit.training.records import Checkpoint, TrialOutcome, TrialPlan
@@ -168,16 +168,18 @@ def run_branched(
     if events.on_engine is not None:
         events.on_engine(EngineChoice("sequential"))
     started = 0
-    for key, missing in todo:
-        for i in missing:
-            store.mark_running(sweep_ids[i], key, plans[i].definition.seed + key.repeat)
-            if events.on_trial_start is not None:
-                events.on_trial_start(key, started, total)
-            started += 1
-        for i, outcome in _horizons(key, plans, missing, setup):
-            store.save_trial(sweep_ids[i], key, outcome)
-            if events.on_trial_end is not None:
-                events.on_trial_end(key, outcome)
+    rows = RunningRows(store)
+    with rows.forgotten_if_stopped():
+        for key, missing in todo:
+            for i in missing:
+                rows.start(sweep_ids[i], key, plans[i].definition.seed + key.repeat)
+                if events.on_trial_start is not None:
+                    events.on_trial_start(key, started, total)
+                started += 1
+            for i, outcome in _horizons(key, plans, missing, setup):
+                rows.save(sweep_ids[i], key, outcome)
+                if events.on_trial_end is not None:
+                    events.on_trial_end(key, outcome)
     grid = set(plans[0].grid)
     return [[t for t in store.trials(p.name) if t.key in grid] for p in plans]
 

@@ -5,7 +5,9 @@ once for all of them; engines never import the runner."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -107,7 +109,7 @@ def run_sweep(
     if engine == "ray":
         from lrkit.sweep.engines.ray import require_ray
 
-        require_ray()
+        require_ray(address)
     requested = "auto" if engine == "ray" else engine
     model = work.make_model(plan.definition.seed).to(device)
     choice = choose_engine(requested, plan.definition.optimizer, model, train.x[:2].to(device))
@@ -124,17 +126,53 @@ def run_sweep(
     todo = [key for key in plan.grid if key not in done]
     if events.on_engine is not None:
         events.on_engine(choice)
-    make_engine(choice, address).run(
-        trial_jobs(plan.definition, todo, len(train)),
-        setup.on(device),
-        _store_events(store, sweep_id, plan, len(todo), events),
-    )
+    rows = RunningRows(store)
+    with rows.forgotten_if_stopped():
+        make_engine(choice, address).run(
+            trial_jobs(plan.definition, todo, len(train)),
+            setup.on(device),
+            _store_events(rows, sweep_id, plan, len(todo), events),
+        )
     grid = set(plan.grid)
     return [t for t in store.trials(plan.name) if t.key in grid]
 
 
+class RunningRows:
+    """The trials a run has marked running in ``store`` and not yet saved. A run that stops
+    before they end (Ctrl-C, SIGTERM, a failure) takes their rows out on its way out
+    (``forgotten_if_stopped``), so that the store holds what the run finished and nothing
+    that looks as if it were still running; a rerun runs them. Only a killed process leaves
+    rows ``running`` (the store's contract: they are run again too)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._open: set[tuple[int, TrialKey]] = set()
+
+    def start(self, sweep_id: int, key: TrialKey, seed: int) -> None:
+        # Noted first: a signal may arrive as the row is being written.
+        self._open.add((sweep_id, key))
+        self.store.mark_running(sweep_id, key, seed)
+
+    def save(self, sweep_id: int, key: TrialKey, outcome: TrialOutcome) -> None:
+        self.store.save_trial(sweep_id, key, outcome)
+        self._open.discard((sweep_id, key))
+
+    @contextlib.contextmanager
+    def forgotten_if_stopped(self) -> Iterator[None]:
+        """Forget the open rows when the block raises (KeyboardInterrupt included)."""
+        try:
+            yield
+        except BaseException:
+            # A store that cannot be written may be why the run stopped: its rows then stay
+            # running, as after a kill, and that first error is the one reported.
+            with contextlib.suppress(sqlite3.Error):
+                for sweep_id, key in self._open:
+                    self.store.forget_running(sweep_id, key)
+            raise
+
+
 def _store_events(
-    store: Store, sweep_id: int, plan: SweepPlan, total: int, events: SweepEvents
+    rows: RunningRows, sweep_id: int, plan: SweepPlan, total: int, events: SweepEvents
 ) -> EngineEvents:
     """The engine's reports, each trial's row written by this process alone: marked running
     when its group starts, saved with its curve in one transaction when it ends."""
@@ -144,7 +182,7 @@ def _store_events(
     def on_start(keys: Sequence[TrialKey]) -> None:
         nonlocal started
         for key in keys:
-            store.mark_running(sweep_id, key, definition.seed + key.repeat)
+            rows.start(sweep_id, key, definition.seed + key.repeat)
             if events.on_trial_start is not None:
                 events.on_trial_start(key, started, total)
             started += 1
@@ -154,7 +192,7 @@ def _store_events(
             events.on_check(key, point, progress, definition.epochs)
 
     def on_done(key: TrialKey, outcome: TrialOutcome) -> None:
-        store.save_trial(sweep_id, key, outcome)
+        rows.save(sweep_id, key, outcome)
         if events.on_trial_end is not None:
             events.on_trial_end(key, outcome)
 

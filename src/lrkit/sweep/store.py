@@ -307,6 +307,19 @@ class Store:
                 (sweep_id, key.batch_size, key.lr, key.repeat, seed, _now()),
             )
 
+    def forget_running(self, sweep_id: int, key: TrialKey) -> None:
+        """Take out a trial marked running that will not end (its run was interrupted or
+        failed), with any points of an earlier run: the store keeps finished trials only,
+        and a rerun runs this one. A row that has ended since is kept."""
+        where = "sweep_id = ? AND batch_size = ? AND lr = ? AND repeat = ? AND status = 'running'"
+        values = (sweep_id, key.batch_size, key.lr, key.repeat)
+        with _transaction(self._db):
+            self._db.execute(
+                f"DELETE FROM points WHERE trial_id IN (SELECT id FROM trials WHERE {where})",
+                values,
+            )
+            self._db.execute(f"DELETE FROM trials WHERE {where}", values)
+
     def save_trial(self, sweep_id: int, key: TrialKey, outcome: TrialOutcome) -> None:
         """The trial's final row and all its points, in one transaction. A failed trial may
         have no points (training raised before the first check)."""

@@ -20,8 +20,9 @@ from torch import nn
 from lrkit.data.tensors import TensorData
 from lrkit.training import distributed
 from lrkit.training.evaluate import LossFn
-from lrkit.training.loop import OnCheck, first_non_finite
+from lrkit.training.loop import OnCheck
 from lrkit.training.records import CurvePoint, TrialOutcome, TrialPlan
+from lrkit.training.running_loss import RunningLoss
 
 
 def train_data_parallel(
@@ -48,7 +49,7 @@ def train_data_parallel(
     points = [CurvePoint(0, 0.0, math.nan, *distributed.evaluate_over_ranks(module, loss_fn, val))]
     if on_check is not None and check_at_start:
         on_check(points[0], 0.0)
-    losses: list[torch.Tensor] = []
+    losses = RunningLoss(1, train.x.device)
     status, diverged_at = "done", None
     model.train()
     for step in clock:
@@ -62,22 +63,21 @@ def train_data_parallel(
         if after_backward is not None:
             after_backward(int(x.shape[0]) if index.numel() % parts == 0 else None)
         optimizer.step()
-        losses.append(loss.detach())
+        losses.add(loss)
         if step.check:
-            recent = distributed.mean_tensor_over_ranks(torch.stack(losses).double())
-            diverged_at = first_non_finite(recent, step.iteration)
+            losses.over_ranks()
+            interval = losses.read(step.iteration)
+            (diverged_at,) = interval.diverged_at
             if diverged_at is not None:
                 status = "diverged"
                 break
-            losses = []
+            losses.restart(1)
             val_loss, val_accuracy = distributed.evaluate_over_ranks(module, loss_fn, val)
             if not math.isfinite(val_loss):  # as in ``training.loop``
                 status, diverged_at = "diverged", step.iteration
                 break
             points.append(
-                CurvePoint(
-                    step.iteration, step.progress, float(recent.mean()), val_loss, val_accuracy
-                )
+                CurvePoint(step.iteration, step.progress, interval.mean[0], val_loss, val_accuracy)
             )
             if on_check is not None:
                 on_check(points[-1], step.progress)

@@ -117,6 +117,16 @@ def mean_tensor_over_ranks(values: torch.Tensor) -> torch.Tensor:
     return (reduced / world_size()).to(values.device)
 
 
+def min_tensor_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """The elementwise minimum of ``values`` over the ranks (all-reduced; a collective), on
+    ``values``'s device; ``values`` itself when not distributed."""
+    if not is_distributed():
+        return values
+    reduced = values.to(_collective_device(), copy=True)
+    dist.all_reduce(reduced, op=dist.ReduceOp.MIN)
+    return reduced.to(values.device)
+
+
 class Shard(NamedTuple):
     """This rank's rows of a global batch, and the weight of its mean loss.
 

@@ -6,7 +6,8 @@ vectorized engine and the data-parallel loop read too.
 A trial whose loss is not finite stops at the next check and is reported as diverged at the
 first iteration whose loss was not finite, or at the check, where the validation loss is not
 finite (a run that ended "done" with a nan loss would be ranked on an accuracy at chance).
-Losses stay on the device between checks, so a GPU is not synchronised every step. A trial
+Between checks the losses are summed on the device (``training.running_loss``), so a GPU is
+not synchronised every step and memory does not grow with the steps between checks. A trial
 can start from a checkpoint and hand one back (``TrialPlan.start``, ``keep_checkpoint``):
 trained to E1 and then on to E2, it takes the steps of one trained to E2 at once.
 """
@@ -24,6 +25,7 @@ from lrkit.data.tensors import TensorData
 from lrkit.training.checkpoint import load_checkpoint, take_checkpoint
 from lrkit.training.evaluate import LossFn, evaluate
 from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome, TrialPlan
+from lrkit.training.running_loss import RunningLoss
 
 __all__ = [
     "Checkpoint",
@@ -31,19 +33,11 @@ __all__ = [
     "OnCheck",
     "TrialOutcome",
     "TrialPlan",
-    "first_non_finite",
     "train_trial",
 ]
 
 OnCheck = Callable[[CurvePoint, float], None]
 """Called at every check with the point and the training progress in epochs."""
-
-
-def first_non_finite(recent: torch.Tensor, iteration: int) -> int | None:
-    """The iteration of the first non-finite loss among ``recent``, the losses of the
-    iterations up to ``iteration`` since the last check; None when all are finite."""
-    bad = torch.nonzero(~torch.isfinite(recent))
-    return iteration - len(recent) + int(bad[0, 0]) + 1 if bad.numel() else None
 
 
 def train_trial(
@@ -93,7 +87,7 @@ def _train_trial(
         points = [CurvePoint(0, 0.0, math.nan, *evaluate(model, loss_fn, val))]
         if on_check is not None:
             on_check(points[0], 0.0)
-    losses: list[torch.Tensor] = []
+    losses = RunningLoss(1, train.x.device)
     status, diverged_at = "done", None
     model.train()
     for step in clock:
@@ -105,22 +99,20 @@ def _train_trial(
         loss = loss_fn(model(train.x[index]), train.y[index])
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
-        losses.append(loss.detach())
+        losses.add(loss)
         if step.check:
-            recent = torch.stack(losses).float()
-            diverged_at = first_non_finite(recent, step.iteration)
+            interval = losses.read(step.iteration)
+            (diverged_at,) = interval.diverged_at
             if diverged_at is not None:
                 status = "diverged"
                 break
-            losses = []
+            losses.restart(1)
             val_loss, val_accuracy = evaluate(model, loss_fn, val)
             if not math.isfinite(val_loss):  # the training loss finite, the model's outputs not
                 status, diverged_at = "diverged", step.iteration
                 break
             points.append(
-                CurvePoint(
-                    step.iteration, step.progress, float(recent.mean()), val_loss, val_accuracy
-                )
+                CurvePoint(step.iteration, step.progress, interval.mean[0], val_loss, val_accuracy)
             )
             if on_check is not None:
                 on_check(points[-1], step.progress)

@@ -4,18 +4,25 @@ alone hears them (and so stays the only writer of a store).
 
 A small network's step on a CPU is mostly per-operation overhead, which a second thread does
 not shorten but a second process does. Workers take the next unit as they finish one, so the
-largest units should come first. A worker that dies raises ``RuntimeError`` in the parent;
-workers exit when their parent is killed. This module is the engines' plumbing, not an engine.
+largest units should come first. A worker that dies raises ``RuntimeError`` in the parent.
+Workers end with their parent however it ends: stopped (SIGTERM) when it leaves ``run_units``
+by an exception (Ctrl-C included), and killed by the kernel when it dies, even by SIGKILL
+(Linux: ``PR_SET_PDEATHSIG``; elsewhere a worker notices at its next report). This module is
+the engines' plumbing, not an engine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import pickle
 import queue
+import signal
+import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -73,10 +80,13 @@ def run_units(
         )
         for _ in range(workers)
     ]
-    for process in processes:
-        process.start()
+    started: list[Any] = []
     running = len(processes)
     try:
+        with _stop_signals_held():
+            for process in processes:
+                process.start()
+                started.append(process)
         while running:
             try:
                 message = pickle.loads(results.get(timeout=1.0))
@@ -95,10 +105,26 @@ def run_units(
             else:
                 deliver(message, events)
     finally:
-        for process in processes:
+        for process in started:
             if process.is_alive():
                 process.terminate()
             process.join()
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while workers are forked, and arrive when the block ends: a
+    handler that raises (the CLI's KeyboardInterrupt) would otherwise raise inside Python's
+    at-fork hooks, which swallow it ("Exception ignored in ..."), and the run would go on.
+    A forked worker starts with them held too, and lets them through (``_end_with``)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _worker(
@@ -109,6 +135,7 @@ def _worker(
     parent: int,
     threads: int,
 ) -> None:
+    _end_with(parent)
     # Set the thread count first: a forked child must not use the parent's OpenMP pool as it
     # was, and for small steps processes, not threads, add throughput (one thread each when
     # there is a worker per core).
@@ -134,3 +161,24 @@ def _worker(
     except BaseException:
         send(("failed", traceback.format_exc()))
     send(("exit",))
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal the kernel sends this process when its parent thread ends."""
+
+
+def _end_with(parent: int) -> None:
+    """Make this worker end when its parent does: SIGTERM (how the parent stops it) back to
+    its default action, whatever handler the fork inherited, and no longer held; on Linux,
+    SIGKILL from the kernel when the parent dies; and exit now if the parent died before
+    that was set."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl to call: the check at each report stays
+            pass
+    if os.getppid() != parent:
+        os._exit(1)

@@ -25,6 +25,7 @@ from lrkit.training.checkpoint import on_cpu
 from lrkit.training.clock import Position
 from lrkit.training.evaluate import LossFn
 from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome, TrialPlan
+from lrkit.training.running_loss import RunningLoss
 from lrkit.training.vectorized.loss import StackedLoss
 from lrkit.training.vectorized.network import StackedNetwork, stack_models
 from lrkit.training.vectorized.sgd import StackedSGD
@@ -144,7 +145,7 @@ class StackedRun:
 
         if plan.start is None:
             record(0.0, 0, [math.nan] * k_all, self.evaluate(self.val))
-        losses: list[torch.Tensor] = []
+        losses = RunningLoss(len(self.alive), train.x.device)
         for step in clock:
             if self.shared_batches:
                 x, y = train.x[step.examples[0]], train.y[step.examples[0]]
@@ -165,22 +166,18 @@ class StackedRun:
             step_losses, grad = self.loss.value_and_grad(output, y)
             self.network.backward(grad)
             self.sgd.step()
-            losses.append(step_losses)
+            losses.add(step_losses)
             if not step.check:
                 continue
-            recent = torch.stack(losses).float()
-            losses = []
-            bad = (~torch.isfinite(recent).all(0)).tolist()
-            if any(bad):
-                first_bad = (~torch.isfinite(recent)).int().argmax(0).tolist()
-                for position, index_ in enumerate(self.alive):
-                    if bad[position]:
-                        at = step.iteration - len(recent) + first_bad[position] + 1
-                        finish(index_, "diverged", at, None)
-                self._drop([p for p, is_bad in enumerate(bad) if is_bad])
+            interval = losses.read(step.iteration)
+            diverged = [p for p, at in enumerate(interval.diverged_at) if at is not None]
+            for position in diverged:
+                finish(self.alive[position], "diverged", interval.diverged_at[position], None)
+            if diverged:
+                self._drop(diverged)
                 if not self.alive:
                     break
-                recent = recent[:, [p for p, is_bad in enumerate(bad) if not is_bad]]
+            means = [m for p, m in enumerate(interval.mean) if p not in diverged]
             evaluated = self.evaluate(self.val)
             # A finite training loss but a validation loss that is not: diverged at the check,
             # as in ``training.loop``.
@@ -192,9 +189,10 @@ class StackedRun:
                 self._drop([p for p, is_bad in enumerate(bad) if is_bad])
                 if not self.alive:
                     break
-                recent = recent[:, [p for p, is_bad in enumerate(bad) if not is_bad]]
+                means = [m for m, is_bad in zip(means, bad, strict=True) if not is_bad]
                 evaluated = [e for e, is_bad in zip(evaluated, bad, strict=True) if not is_bad]
-            record(step.progress, step.iteration, recent.mean(0).tolist(), evaluated)
+            losses.restart(len(self.alive))
+            record(step.progress, step.iteration, means, evaluated)
         test_results = self.evaluate(self.test) if self.test is not None and self.alive else None
         for position, index_ in enumerate(self.alive):
             finish(index_, "done", None, test_results[position][1] if test_results else None)
