@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   creates .venv, installs torch's CPU build and lrkit, runs the main job
 #   make test   creates .venv, installs lrkit with its test tools, runs the test suite
-# `make test-fast` runs the tests that matter while editing (under a minute: no Ray, no
+# `make test-fast` runs the tests that matter while editing (a few minutes: no Ray, no
 # browser, no slow marks); `make lint` runs ruff and mypy; `.ci/run` runs `make test lint`;
 # `make bench` the benchmarks.
 
