@@ -73,8 +73,6 @@ def scale(
     )
     measured_noise = _noise_scale(noise_scale, noise_json)
     if compare:
-        if store is None:
-            raise LrkitValueError("--compare needs --store: the sweep to compare the rules with")
         _compare(store, name, measured_noise, batch_size, json_file, outputs)
         return
     missing = [
@@ -153,13 +151,15 @@ def _best(store: Path, name: str | None) -> dict[int, BestLr]:
 
 
 def _compare(
-    store: Path,
+    store: Path | None,
     name: str | None,
     noise: float | None,
     reference: int | None,
     json_file: Path | None,
     outputs: Outputs,
 ) -> None:
+    if store is None:
+        raise LrkitValueError("--compare needs --store: the sweep to compare the rules with")
     best = _best(store, name)
     # A batch size tried at one lr has no measured optimum: like the fit, leave it out.
     measured = {b: w.lr for b, w in best.items() if len(w.scores) >= 2}

@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -33,6 +34,9 @@ from lrkit.training.vectorized.sgd import StackedSGD
 OnTrialCheck = Callable[[int, CurvePoint, float], None]
 """(trial index in the stack, the point, training progress in epochs)."""
 OnTrialEnd = Callable[[int, TrialOutcome], None]
+OnDiverged = Callable[[int, str, int | None, float | None], None]
+"""How a run ends a trial: (index in ``trials``, status, diverged at, test accuracy)."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -170,27 +174,22 @@ class StackedRun:
             if not step.check:
                 continue
             interval = losses.read(step.iteration)
-            diverged = [p for p, at in enumerate(interval.diverged_at) if at is not None]
-            for position in diverged:
-                finish(self.alive[position], "diverged", interval.diverged_at[position], None)
-            if diverged:
-                self._drop(diverged)
-                if not self.alive:
-                    break
-            means = [m for p, m in enumerate(interval.mean) if p not in diverged]
+            at = {p: i for p, i in enumerate(interval.diverged_at) if i is not None}
+            means = without(list(interval.mean), self._end_diverged(at, finish))
+            if not self.alive:
+                break
             evaluated = self.evaluate(self.val)
             # A finite training loss but a validation loss that is not: diverged at the check,
             # as in ``training.loop``.
-            bad = [not math.isfinite(loss) for loss, _ in evaluated]
-            if any(bad):
-                for position, index_ in enumerate(self.alive):
-                    if bad[position]:
-                        finish(index_, "diverged", step.iteration, None)
-                self._drop([p for p, is_bad in enumerate(bad) if is_bad])
-                if not self.alive:
-                    break
-                means = [m for m, is_bad in zip(means, bad, strict=True) if not is_bad]
-                evaluated = [e for e, is_bad in zip(evaluated, bad, strict=True) if not is_bad]
+            at = {
+                p: step.iteration
+                for p, (loss, _) in enumerate(evaluated)
+                if not math.isfinite(loss)
+            }
+            gone = self._end_diverged(at, finish)
+            means, evaluated = without(means, gone), without(evaluated, gone)
+            if not self.alive:
+                break
             losses.restart(len(self.alive))
             record(step.progress, step.iteration, means, evaluated)
         test_results = self.evaluate(self.test) if self.test is not None and self.alive else None
@@ -236,6 +235,15 @@ class StackedRun:
             seconds,
         )
 
+    def _end_diverged(self, at: dict[int, int], finish: OnDiverged) -> set[int]:
+        """End the trials at the stack positions ``at`` as diverged (each at its iteration)
+        and take them out of the stack; the positions they held."""
+        for position, iteration in at.items():
+            finish(self.alive[position], "diverged", iteration, None)
+        if at:
+            self._drop(list(at))
+        return set(at)
+
     def _drop(self, positions: list[int]) -> None:
         """Take the trials at stack ``positions`` out of the stack."""
         keep = [p for p in range(len(self.alive)) if p not in positions]
@@ -250,6 +258,11 @@ class StackedRun:
         return evaluate_stack(
             self.network, self.loss, data, not self.shared_batches, self.eval_chunk
         )
+
+
+def without(values: list[T], positions: set[int]) -> list[T]:
+    """``values`` (one per stack position) less those at ``positions``."""
+    return [v for p, v in enumerate(values) if p not in positions]
 
 
 def evaluate_stack(
