@@ -51,7 +51,8 @@ from lrkit.data.tensors import TensorData
 from lrkit.experiments.textbook import all_pairs
 from lrkit.models import build_model
 from lrkit.sweep.definition import TrialKey, pairs_grid
-from lrkit.sweep.runner import EngineChoice, SweepEvents, run_sweep
+from lrkit.sweep.engines.registry import EngineChoice, EngineRequest
+from lrkit.sweep.runner import SweepEvents, run_sweep
 from lrkit.sweep.store import Store
 from lrkit.sweep.trials import SweepPlan
 from lrkit.training.loop import TrialOutcome, TrialPlan, train_trial
@@ -344,7 +345,7 @@ def run_grid(
         sync(device)
         started = time.perf_counter()
         trials = run_sweep(
-            store, plan, work, device, SweepEvents(on_engine=chosen.append), engine=engine
+            store, plan, work, device, SweepEvents(on_engine=chosen.append), EngineRequest(engine)
         )
         sync(device)
         wall = time.perf_counter() - started

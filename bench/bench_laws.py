@@ -49,6 +49,7 @@ from lrkit.laws.ladder import run_ladder
 from lrkit.laws.points import Ladder
 from lrkit.laws.transfer import coordinate_check
 from lrkit.sweep.definition import SweepDefinition
+from lrkit.sweep.engines.registry import EngineRequest
 from lrkit.sweep.store import Store
 from lrkit.training.optimizers import make_optimizer
 from lrkit.workload import load_workload
@@ -99,7 +100,7 @@ def run_family(name: str, data_dir: Path | None, workers: int, repeats: int) -> 
             center_lr=center,
             repeats=repeats,
             name=name,
-            workers=workers,
+            engine=EngineRequest(workers=workers),
         )
     seconds = time.perf_counter() - started
     groups: dict[tuple[float, ...], Group] = {(float(r.size),): r.optimum for r in rungs}

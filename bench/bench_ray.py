@@ -21,6 +21,7 @@ import ray
 import torch
 
 from lrkit.sweep.definition import SweepDefinition, product_grid
+from lrkit.sweep.engines.registry import EngineRequest
 from lrkit.sweep.runner import run_sweep
 from lrkit.sweep.store import Store
 from lrkit.sweep.trials import SweepPlan
@@ -33,7 +34,7 @@ RESULTS = Path(__file__).parent / "results"
 def timed_sweep(work: Workload, plan: SweepPlan, engine: str) -> float:
     with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "s.sqlite") as store:
         started = time.perf_counter()
-        run_sweep(store, plan, work, torch.device("cpu"), engine=engine)
+        run_sweep(store, plan, work, torch.device("cpu"), engine=EngineRequest(engine))
         return time.perf_counter() - started
 
 

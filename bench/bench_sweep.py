@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from lrkit.sweep.definition import SweepDefinition, TrialKey
+from lrkit.sweep.engines.registry import EngineRequest
 from lrkit.sweep.runner import run_sweep
 from lrkit.sweep.store import Store
 from lrkit.sweep.trials import SweepPlan
@@ -48,7 +49,9 @@ def one_trial(data_dir: Path | None, batch_size: int, epochs: float) -> dict[str
     with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "s.sqlite") as store:
         started = time.perf_counter()
         # The plain loop, one trial: the vectorized engine's figures are bench_engine.py's.
-        (trial,) = run_sweep(store, plan, work, torch.device("cpu"), engine="sequential")
+        (trial,) = run_sweep(
+            store, plan, work, torch.device("cpu"), engine=EngineRequest("sequential")
+        )
         wall = time.perf_counter() - started
     steps = int(trial.points[-1].iteration)
     return {

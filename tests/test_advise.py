@@ -34,7 +34,7 @@ from lrkit.advise.result import RacedCandidate
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.sweep.engines.contract import TrainingSetup
-from lrkit.sweep.runner import EngineChoice, make_engine
+from lrkit.sweep.engines.registry import EngineChoice, make_engine
 from lrkit.training.records import CurvePoint, TrialOutcome
 
 # candidates

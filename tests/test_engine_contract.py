@@ -17,9 +17,10 @@ import torch
 
 from lrkit.sweep.definition import SweepDefinition, TrialKey, product_grid
 from lrkit.sweep.engines.contract import Engine, EngineEvents, TrainingSetup
+from lrkit.sweep.engines.registry import EngineChoice, EngineRequest, make_engine
 from lrkit.sweep.engines.sequential import SequentialEngine
 from lrkit.sweep.engines.stacked import StackedEngine
-from lrkit.sweep.runner import EngineChoice, make_engine, run_sweep
+from lrkit.sweep.runner import run_sweep
 from lrkit.sweep.store import Store
 from lrkit.sweep.trials import SweepPlan, trial_jobs
 from lrkit.training.loop import TrialOutcome
@@ -123,10 +124,10 @@ def test_every_engine_gives_the_store_of_the_sequential_engine(
     plan, work = plan_and_work()
     cpu = torch.device("cpu")
     with Store.open(user / "sequential.sqlite") as store:
-        run_sweep(store, plan, work, cpu, engine="sequential")  # type: ignore[arg-type]
-    engine = "ray" if choice.engine == "ray" else choice.engine
+        run_sweep(store, plan, work, cpu, engine=EngineRequest("sequential"))  # type: ignore[arg-type]
+    request = EngineRequest(choice.engine, choice.workers)
     with Store.open(user / "other.sqlite") as store:
-        run_sweep(store, plan, work, cpu, engine=engine, workers=choice.workers)  # type: ignore[arg-type]
+        run_sweep(store, plan, work, cpu, engine=request)  # type: ignore[arg-type]
     expected = store_contents(user / "sequential.sqlite")
     assert len({row[:3] for row in expected}) == len(plan.grid)
     assert {row[4] for row in expected} == {"done", "diverged"}  # lr 50 diverges
@@ -209,7 +210,7 @@ def test_a_failed_trial_is_stored_with_its_error_and_retried_by_a_rerun(user: Pa
     plan = dataclasses.replace(plan, grid=product_grid((0.05, 50.0), (16,), 1))
     cpu = torch.device("cpu")
     with Store.open(user / "s.sqlite") as store:
-        trials = run_sweep(store, plan, work, cpu, engine="sequential")  # type: ignore[arg-type]
+        trials = run_sweep(store, plan, work, cpu, engine=EngineRequest("sequential"))  # type: ignore[arg-type]
         by_lr = {t.lr: t for t in trials}
         assert by_lr[0.05].status == "done"
         assert by_lr[50.0].status == "failed"
@@ -224,7 +225,7 @@ def test_a_failed_trial_is_stored_with_its_error_and_retried_by_a_rerun(user: Pa
             work,  # type: ignore[arg-type]
             cpu,
             SweepEvents(on_trial_end=lambda key, outcome: ran.append(key)),
-            engine="sequential",
+            engine=EngineRequest("sequential"),
         )
         assert ran == [TrialKey(16, 50.0, 0)]  # the finished trial is kept, the failed retried
 

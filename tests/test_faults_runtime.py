@@ -33,6 +33,7 @@ from lrkit.data.tensors import TensorData
 from lrkit.laws.branching import run_branched
 from lrkit.sweep.definition import SweepDefinition, product_grid
 from lrkit.sweep.engines import ray as ray_engine
+from lrkit.sweep.engines.registry import EngineRequest
 from lrkit.sweep.runner import SweepEvents, run_sweep
 from lrkit.sweep.store import Store
 from lrkit.sweep.trials import SweepPlan
@@ -295,7 +296,9 @@ def test_a_sweep_interrupted_mid_trial_keeps_finished_trials_and_none_running(
     path = tmp_path / "s.sqlite"
     events = SweepEvents(on_check=CtrlC(at=7))
     with Store.open(path) as store, pytest.raises(KeyboardInterrupt):
-        run_sweep(store, toy_plan(), toy_workload(), torch.device("cpu"), events, engine, 1)
+        run_sweep(
+            store, toy_plan(), toy_workload(), torch.device("cpu"), events, EngineRequest(engine, 1)
+        )
     kept = statuses(path)
     assert "running" not in kept
     assert kept == (["done"] if engine == "sequential" else [])
@@ -319,8 +322,15 @@ def test_a_trial_rerun_after_an_interruption_is_stored_once(tmp_path: Path) -> N
     plan, work, cpu = toy_plan(), toy_workload(), torch.device("cpu")
     with Store.open(path) as store:
         with pytest.raises(KeyboardInterrupt):
-            run_sweep(store, plan, work, cpu, SweepEvents(on_check=CtrlC(at=7)), "sequential")
-        trials = run_sweep(store, plan, work, cpu, engine="sequential")
+            run_sweep(
+                store,
+                plan,
+                work,
+                cpu,
+                SweepEvents(on_check=CtrlC(at=7)),
+                EngineRequest("sequential"),
+            )
+        trials = run_sweep(store, plan, work, cpu, engine=EngineRequest("sequential"))
     assert len(trials) == len(plan.grid)
     assert statuses(path) == ["done"] * len(plan.grid)
 

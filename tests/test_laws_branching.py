@@ -18,6 +18,7 @@ from lrkit.errors import LrkitValueError
 from lrkit.laws.branching import Branch, branch_point, first_difference, run_branched
 from lrkit.schedules import cooldown_start, cosine, wsd
 from lrkit.sweep.definition import SweepDefinition, TrialKey, product_grid
+from lrkit.sweep.engines.registry import EngineRequest
 from lrkit.sweep.runner import SweepEvents, run_sweep
 from lrkit.sweep.store import Store, StoredTrial
 from lrkit.sweep.trials import SweepPlan, trial_plan
@@ -93,7 +94,9 @@ def horizons(
 
 def from_scratch(path: Path, plans: Sequence[SweepPlan], work: Workload) -> list[list[StoredTrial]]:
     with Store.open(path) as store:
-        return [run_sweep(store, plan, work, CPU, engine="sequential") for plan in plans]
+        return [
+            run_sweep(store, plan, work, CPU, engine=EngineRequest("sequential")) for plan in plans
+        ]
 
 
 def branched(
@@ -214,7 +217,7 @@ def test_a_second_run_trains_and_stores_nothing(tmp_path: Path) -> None:
     with Store.open(path) as store:
         assert len(store.trials()) == 6
         # a plain sweep of a horizon finds its trials finished
-        run_sweep(store, plans[0], workload(steps), CPU, engine="sequential")
+        run_sweep(store, plans[0], workload(steps), CPU, engine=EngineRequest("sequential"))
     assert steps[0] == 0
 
 

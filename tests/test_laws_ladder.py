@@ -17,6 +17,7 @@ from lrkit.laws.ladder import MAX_WIDENINGS, Rung, lr_grid, run_ladder, widen
 from lrkit.laws.optimum import repeat_tolerance
 from lrkit.laws.points import Ladder
 from lrkit.sweep.definition import SweepDefinition
+from lrkit.sweep.engines.registry import EngineRequest
 from lrkit.sweep.store import Store
 from lrkit.workload import Workload
 
@@ -75,7 +76,7 @@ def ladder(store: Store, widths: tuple[int, ...]) -> tuple[Rung, ...]:
         center_lr=0.01,
         octaves=1,
         per_octave=2,
-        engine="sequential",
+        engine=EngineRequest("sequential"),
     )
 
 
@@ -117,7 +118,7 @@ def test_the_grid_grows_where_the_band_touches_its_top(tmp_path: Path) -> None:
             center_lr=1e-6,
             octaves=1,
             per_octave=2,
-            engine="sequential",
+            engine=EngineRequest("sequential"),
         )
     assert rung.widenings == MAX_WIDENINGS
     assert max(rung.lrs) == pytest.approx(1e-6 * 2 ** (1 + MAX_WIDENINGS))
@@ -139,7 +140,7 @@ def test_a_ladder_of_horizons_batch_sizes_and_repeats(tmp_path: Path) -> None:
             octaves=1,
             per_octave=1,
             repeats=2,
-            engine="sequential",
+            engine=EngineRequest("sequential"),
         )
         rows = store.sweeps()
     assert {row.name for row in rows} == {
@@ -178,7 +179,7 @@ def test_an_examples_ladder_trains_on_the_first_n(tmp_path: Path) -> None:
             center_lr=0.01,
             octaves=1,
             per_octave=1,
-            engine="sequential",
+            engine=EngineRequest("sequential"),
         )
         rows = {row.name: row for row in store.sweeps()}
     assert {n: row.definition["data"] for n, row in rows.items()} == {

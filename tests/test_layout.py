@@ -67,6 +67,7 @@ LAYERS = [
         "lrkit.rangetest.settings",
         "lrkit.sweep.definition",
         "lrkit.sweep.analysis",
+        "lrkit.sweep.engines.names",
         "lrkit.advise.settings",
         "lrkit.advise.candidates",
         "lrkit.advise.plan",
@@ -167,7 +168,12 @@ def test_no_import_cycle() -> None:
 
 
 def test_engines_do_not_import_each_other_or_the_runner() -> None:
-    plumbing = {"lrkit.sweep.engines.contract", "lrkit.sweep.engines.processes"}
+    plumbing = {
+        "lrkit.sweep.engines.contract",
+        "lrkit.sweep.engines.processes",
+        "lrkit.sweep.engines.names",
+        "lrkit.sweep.engines.registry",
+    }
     engines = [n for n in GRAPH if n.startswith("lrkit.sweep.engines.") and n not in plumbing]
     assert set(engines) == {
         "lrkit.sweep.engines.sequential",
@@ -194,6 +200,8 @@ TORCH_FREE = [
     "lrkit.training.optimizers",
     "lrkit.sweep.definition",
     "lrkit.sweep.analysis",
+    "lrkit.sweep.engines.names",
+    "lrkit.sweep.engines.registry",
     "lrkit.experiments",
     "lrkit.advise",
     "lrkit.advise.candidates",

@@ -17,7 +17,6 @@ benchmark's tuning problems, the smoothing's lag carrying the minimum past the t
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
 import math
 import time
@@ -40,8 +39,7 @@ from lrkit.rangetest.programs import exponential_range
 from lrkit.rangetest.result import RangeTestResult
 from lrkit.rangetest.settings import RangeTestSettings
 from lrkit.sweep.engines.contract import TrainingSetup
-from lrkit.sweep.engines.processes import default_workers
-from lrkit.sweep.runner import EngineChoice, choose_engine, make_engine
+from lrkit.sweep.engines.registry import EngineChoice, EngineRequest, choose_engine, make_engine
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_finite, check_model_fits
 from lrkit.training.optimizers import make_optimizer
@@ -77,7 +75,7 @@ def advise(
         settings: the budget, batch size, optimizer, metric and race (``AdviseSettings``).
         loss_fn: mean over the batch; default cross-entropy.
         on_check: progress of the race: (candidate lr, the check, epochs it has trained).
-        address: the Ray cluster for ``engine="ray"`` (default: a local instance).
+        address: the Ray cluster for the ray engine (default: a local instance).
     """
     settings = settings or AdviseSettings()
     # The range test and the race draw (dropout masks) from a fork of the global RNG seeded by
@@ -128,7 +126,7 @@ def _advise(
     limit = affordable(settings.candidates, spent)
     candidates, left_out = candidate_lrs(found.suggestions, found.method, limit)
 
-    choice = _engine(settings, make_model, train, device)
+    choice = _engine(settings, make_model, train, device, address)
     plan = race_plan(settings.epochs, len(candidates))
     extensions = edge_extensions(plan, len(candidates), spent, settings.epochs)
     setup = TrainingSetup(make_model, loss_fn, train, val, None, device)
@@ -344,15 +342,13 @@ def _engine(
     make_model: Callable[[int], nn.Module],
     train: TensorData,
     device: torch.device,
+    address: str | None,
 ) -> EngineChoice:
-    """The engine the race runs on, with its workers (one per core on a CPU by default)."""
-    requested = "auto" if settings.engine == "ray" else settings.engine
+    """The engine the race runs on: the candidates spread over the CPU's cores by default,
+    stacked where the model and optimizer allow."""
+    request = EngineRequest(settings.engine, settings.workers, address, spread_trials=True)
     model = make_model(settings.seed).to(device)
-    choice = choose_engine(requested, settings.optimizer, model, train.x[:2])
-    workers = settings.workers or default_workers(device)
-    if settings.engine == "ray":
-        return EngineChoice("ray", choice.reason, workers)
-    return dataclasses.replace(choice, workers=workers)
+    return choose_engine(request, settings.optimizer, model, train.x[:2])
 
 
 def _within_noise(best: RacedCandidate, other: RacedCandidate | None) -> bool | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lrkit import validation as check
-from lrkit.sweep.definition import SWEEP_ENGINES
+from lrkit.sweep.engines.names import AUTO, ENGINES
 from lrkit.training.optimizers import OPTIMIZERS
 
 METRICS = ("auto", "accuracy", "loss")
@@ -60,7 +60,7 @@ class AdviseSettings:
     metric: str = "auto"
     seed: int = 0
     candidates: int = 6
-    engine: str = "auto"
+    engine: str = AUTO
     workers: int | None = None
 
     def __post_init__(self) -> None:
@@ -72,6 +72,6 @@ class AdviseSettings:
         check.choice("metric", self.metric, METRICS)
         check.seed("seed", self.seed)
         check.int_in("candidates", self.candidates, 2, MAX_CANDIDATES)
-        check.choice("engine", self.engine, SWEEP_ENGINES)
+        check.choice("engine", self.engine, ENGINES)
         if self.workers is not None:
             check.positive_int("workers", self.workers)

@@ -31,7 +31,6 @@ from lrkit.cli.options import (
     WeightDecayOption,
     WorkersOption,
     check_optimizer,
-    check_workers,
     parse_bytes,
     parse_fraction,
 )
@@ -39,7 +38,7 @@ from lrkit.cli.output import check_outputs, write_json
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import LrkitValueError
-from lrkit.sweep.definition import SWEEP_ENGINES
+from lrkit.sweep.engines.registry import check_address, check_engine, check_workers
 
 if TYPE_CHECKING:
     from lrkit.batchsize.settings import BatchSettings
@@ -160,7 +159,7 @@ def advise(
     report_file: ReportOption = None,
 ) -> None:
     check_optimizer(optimizer, momentum, weight_decay)
-    check.choice("engine", engine, SWEEP_ENGINES)
+    check_engine(engine)
     smallest = (
         DEFAULT_MIN_BATCH_SIZE
         if min_batch_size is None
@@ -182,12 +181,7 @@ def advise(
         settings, batch_size, target, time_budget, min_batch_size, max_batch_size, memory, ceiling
     )
     check.choice("device", device, ("auto", "cpu", "cuda"))
-    if engine == "ray":
-        from lrkit.sweep.engines.ray import require_ray
-
-        require_ray(address)
-    elif address is not None:
-        raise LrkitValueError("--address belongs to --engine ray")
+    check_address(engine, address)
     fraction = parse_fraction("val_fraction", val_fraction)
     if plot is not None:
         from lrkit.plots.figure import check_plot_path

@@ -41,8 +41,9 @@ from lrkit.rangetest.programs import (
 )
 from lrkit.rangetest.settings import CURVES, MAX_REPEATS, RangeTestSettings
 from lrkit.rangetest.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS
+from lrkit.sweep.engines.names import LOCAL_ENGINES
+from lrkit.sweep.engines.registry import check_engine
 from lrkit.training.optimizers import make_optimizer
-from lrkit.training.vectorized import ENGINES
 
 if TYPE_CHECKING:
     import torch
@@ -145,7 +146,7 @@ def find(
     check_optimizer(optimizer, momentum, weight_decay)
     check_stopping(smoothing, diverge_factor)
     check.int_in("repeats", repeats, 1, MAX_REPEATS, "the vectorized engine's largest stack")
-    check.choice("engine", engine, ENGINES)
+    check_engine(engine, LOCAL_ENGINES)
     check.seed("seed", seed)
     fraction = parse_fraction("val_fraction", val_fraction)
     program = build_program(segments, exp, linear, hold)

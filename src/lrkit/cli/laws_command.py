@@ -5,7 +5,6 @@ whether the best lr moves with width at all."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 from dataclasses import replace
@@ -26,13 +25,14 @@ from lrkit.cli.options import (
     ValFractionOption,
     WeightDecayOption,
     check_optimizer,
-    check_workers,
     parse_fraction,
 )
 from lrkit.cli.output import check_output_file, check_outputs, write_json
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import InvalidParameterError, LrkitValueError
+from lrkit.sweep.engines.names import AUTO, SEQUENTIAL
+from lrkit.sweep.engines.registry import EngineRequest, check_address, check_engine, check_workers
 from lrkit.sweep.store_schema import check_path as check_store_path
 
 if TYPE_CHECKING:
@@ -202,12 +202,9 @@ def laws(
     if lr is not None:
         check.positive_float("lr", lr)
     check_point_grid(octaves, per_octave, repeats)
-    check.choice("engine", engine, ("auto", "sequential", "vectorized", "ray"))
+    check_engine(engine)
     workers = check_workers(workers, engine)
-    if engine == "ray":
-        from lrkit.sweep.engines.ray import require_ray
-
-        require_ray(address)
+    check_address(engine, address)
     check.choice("device", device, ("auto", "cpu", "cuda"))
     check.seed("seed", seed)
     if check_transfer and axis != "width":
@@ -297,12 +294,11 @@ def laws(
         seed=seed,
     )
     from lrkit.laws.branching import run_branched
-    from lrkit.sweep.engines.ray import ray_session
     from lrkit.sweep.runner import SweepEvents
     from lrkit.sweep.store import Store
 
     branching = branch and "epochs" in ladder.varies
-    if branching and engine not in ("auto", "sequential"):
+    if branching and engine not in (AUTO, SEQUENTIAL):
         print(
             f"lrkit laws: --engine {engine}: the horizons train from scratch on it (branching "
             "runs on the sequential engine; --no-branch says so)",
@@ -310,6 +306,7 @@ def laws(
         )
         branching = False
     check_resumable(store, ladder, definition, name)
+    request = EngineRequest(engine, workers, address)
     center = (
         lr
         if lr is not None
@@ -327,7 +324,7 @@ def laws(
     )
     with (
         on_interrupt(lambda: f"finished runs are kept in {store}: run again to resume"),
-        ray_session(address) if engine == "ray" else contextlib.nullcontext(),
+        request.session(),
         progress() as bar,
         Store.open(store) as opened,
     ):
@@ -354,9 +351,7 @@ def laws(
             repeats=repeats,
             name=name,
             device=target_device,
-            engine=engine,
-            workers=workers,
-            address=address,
+            engine=request,
             events=SweepEvents(on_trial_start=on_trial_start, on_trial_end=on_trial_end),
             horizons=run_branched if branching else None,
         )

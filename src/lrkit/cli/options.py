@@ -74,24 +74,6 @@ def check_optimizer(optimizer: str, momentum: float, weight_decay: float) -> Non
     check.nonnegative_float("weight_decay", weight_decay)
 
 
-def check_workers(workers: int | None, engine: str) -> int | None:
-    """--workers: processes forked for the vectorized engine, one per CPU core at most (more
-    only take turns on the cores); with ``engine`` ray, the least number of Ray tasks, at most
-    one a trial of the largest grid."""
-    if workers is None:
-        return None
-    if engine == "ray":
-        from lrkit.sweep.definition import MAX_TRIALS
-
-        return check.int_in("workers", workers, 1, MAX_TRIALS)
-    import torch
-
-    from lrkit.sweep.engines.processes import default_workers
-
-    cores = default_workers(torch.device("cpu"))
-    return check.int_in("workers", workers, 1, cores, "one process a CPU core at most")
-
-
 BYTE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 2**10, "m": 10**6, "mb": 10**6}
 BYTE_UNITS |= {"mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12}
 BYTE_UNITS |= {"tib": 2**40}

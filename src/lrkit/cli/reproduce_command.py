@@ -17,7 +17,6 @@ from lrkit.cli.options import (
     EngineOption,
     ValFractionOption,
     WorkersOption,
-    check_workers,
     parse_fraction,
 )
 from lrkit.cli.output import Outputs, check_output_file, check_outputs, text_table, write_json
@@ -34,8 +33,9 @@ from lrkit.cli.sweep_command import (
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.experiments.textbook import GRIDS, all_pairs, grid_trials, judge
 from lrkit.sweep.definition import pairs_grid
+from lrkit.sweep.engines.names import LOCAL_ENGINES
+from lrkit.sweep.engines.registry import EngineRequest, check_engine, check_workers
 from lrkit.sweep.store_schema import check_path as check_store_path
-from lrkit.training.vectorized import ENGINES
 
 if TYPE_CHECKING:
     from lrkit.scaling import PowerLawFit
@@ -127,7 +127,7 @@ def reproduce(
     started = time.perf_counter()
     epochs = epochs if epochs is not None else (2.0 if quick else 30.0)
     check.choice("device", device, ("auto", "cpu", "cuda"))
-    check.choice("engine", engine, ENGINES)
+    check_engine(engine, LOCAL_ENGINES)
     check_workers(workers, engine)
     check.seed("seed", seed)
     fraction = parse_fraction("val_fraction", val_fraction)
@@ -186,7 +186,14 @@ def reproduce(
     grid = pairs_grid(all_pairs(), check.positive_int("repeats", repeats))
     with on_interrupt(lambda: trials_kept(store_path, {"textbook": grid})):
         trials, ran = execute(
-            "textbook", definition, grid, store_path, work, device, engine, workers, "reproduce"
+            "textbook",
+            definition,
+            grid,
+            store_path,
+            work,
+            device,
+            EngineRequest(engine, workers),
+            "reproduce",
         )
         print(f"{len(trials)} trials, {ran} run now, {len(trials) - ran} from {store_path}")
         val_size = len(work.val) if work.val is not None else None
@@ -323,8 +330,7 @@ def _bs_schedule(
                 store_path,
                 work,
                 device,
-                engine,
-                workers,
+                EngineRequest(engine, workers),
                 "reproduce",
             )
             (trial,) = trials

@@ -3,7 +3,6 @@ report the best lr per batch size, the fit of lr* against batch size, and the fi
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,19 +23,23 @@ from lrkit.cli.options import (
     WeightDecayOption,
     WorkersOption,
     check_optimizer,
-    check_workers,
     parse_fraction,
 )
 from lrkit.cli.output import check_output_file, check_outputs, format_number, text_table, write_json
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
-from lrkit.errors import LrkitValueError, quoted
+from lrkit.errors import quoted
 from lrkit.sweep.definition import (
-    SWEEP_ENGINES,
     SweepDefinition,
     TrialKey,
     parse_grid,
     product_grid,
+)
+from lrkit.sweep.engines.registry import (
+    EngineRequest,
+    check_address,
+    check_engine,
+    check_workers,
 )
 from lrkit.sweep.store_schema import check_path as check_store_path
 from lrkit.training.optimizers import OPTIMIZERS
@@ -101,18 +104,16 @@ def execute(
     store_path: Path,
     work: Any,
     device: str,
-    engine: str = "auto",
-    workers: int | None = None,
+    engine: EngineRequest,
     verb: str = "sweep",
-    address: str | None = None,
 ) -> tuple[list[StoredTrial], int]:
     """Check the plan, open the store, run what is missing with progress bars; the trials and
     how many of them ran now (the rest came from the store).
 
     Bars: trials finished, and epochs trained summed over the trials (stacks of trials train
     side by side in the vectorized engine)."""
-    from lrkit.sweep.engines.ray import ray_session
-    from lrkit.sweep.runner import EngineChoice, SweepEvents, run_sweep
+    from lrkit.sweep.engines.registry import EngineChoice
+    from lrkit.sweep.runner import SweepEvents, run_sweep
     from lrkit.sweep.store import Store
     from lrkit.sweep.trials import SweepPlan, check_plan
     from lrkit.training.device import resolve_device
@@ -121,14 +122,13 @@ def execute(
     plan = SweepPlan(name, definition, grid)
     check_plan(plan, work, target)
     # Ray is reached before the store is touched: an address it cannot reach writes nothing.
-    session = ray_session(address) if engine == "ray" else contextlib.nullcontext()
-    with session, progress() as bar, Store.open(store_path) as store:
+    with engine.session(), progress() as bar, Store.open(store_path) as store:
         epochs_done: dict[TrialKey, float] = {}
         ran: list[TrialKey] = []
 
         def on_engine(choice: EngineChoice) -> None:
             if choice.reason is not None:
-                how = "one trial per Ray task" if choice.engine == "ray" else "one trial at a time"
+                how = "one trial per Ray task" if choice.remote else "one trial at a time"
                 print(f"lrkit {verb}: {how}: {choice.reason}", file=sys.stderr)
 
         def on_trial_start(key: TrialKey, index: int, total: int) -> None:
@@ -155,7 +155,7 @@ def execute(
             on_trial_end=on_trial_end,
             on_engine=on_engine,
         )
-        trials = run_sweep(store, plan, work, target, events, engine, workers, address)
+        trials = run_sweep(store, plan, work, target, events, engine)
     return trials, len(ran)
 
 
@@ -395,7 +395,7 @@ def sweep(
     check.seed("seed", seed)
     check.choice("metric", metric, ("final", "best"))
     check.choice("device", device, ("auto", "cpu", "cuda"))
-    check.choice("engine", engine, SWEEP_ENGINES)
+    check_engine(engine)
     check_workers(workers, engine)
     check_output_file("--store", store)
     check_store_path(store, writing=True, must_exist=False)
@@ -407,12 +407,7 @@ def sweep(
         others=[("--store", store)],
         kept=trials_safe_in(store),
     )
-    if engine == "ray":
-        from lrkit.sweep.engines.ray import require_ray
-
-        require_ray(address)
-    elif address is not None:
-        raise LrkitValueError("--address belongs to --engine ray")
+    check_address(engine, address)
     fraction = parse_fraction("val_fraction", val_fraction)
     from lrkit.workload import load_workload
 
@@ -441,7 +436,7 @@ def sweep(
     )
     with on_interrupt(lambda: trials_kept(store, {name: grid})):
         trials, ran = execute(
-            name, definition, grid, store, work, device, engine, workers, address=address
+            name, definition, grid, store, work, device, EngineRequest(engine, workers, address)
         )
         val_size = len(work.val) if work.val is not None else None
         best, fit, text = report(trials, metric, val_size)

@@ -63,7 +63,8 @@ from lrkit.errors import LrkitValueError, quoted
 from lrkit.schedules.base import Schedule
 from lrkit.sweep.definition import SweepDefinition, TrialKey
 from lrkit.sweep.engines.contract import TrainingSetup, TrialJob
-from lrkit.sweep.runner import EngineChoice, RunningRows, SweepEvents
+from lrkit.sweep.engines.registry import sequential_choice
+from lrkit.sweep.runner import RunningRows, SweepEvents
 from lrkit.sweep.store import Store, StoredTrial
 from lrkit.sweep.trials import SweepPlan, check_plan, run_job, trial_jobs
 from lrkit.training.records import Checkpoint, TrialOutcome, TrialPlan
@@ -166,7 +167,7 @@ def run_branched(
     todo = [(key, missing) for key, missing in todo if missing]
     total = sum(len(missing) for _, missing in todo)
     if events.on_engine is not None:
-        events.on_engine(EngineChoice("sequential"))
+        events.on_engine(sequential_choice())
     started = 0
     rows = RunningRows(store)
     with rows.forgotten_if_stopped():

@@ -35,6 +35,7 @@ from lrkit.errors import LrkitValueError
 from lrkit.laws.optimum import STEP_LAW_TOLERANCE, Optimum, band_optimum, repeat_tolerance
 from lrkit.laws.points import Ladder, Point
 from lrkit.sweep.definition import SweepDefinition, product_grid
+from lrkit.sweep.engines.registry import EngineRequest
 from lrkit.sweep.runner import SweepEvents, run_sweep
 from lrkit.sweep.store import Store, StoredTrial
 from lrkit.sweep.trials import SweepPlan
@@ -189,9 +190,7 @@ def run_ladder(
     tolerance: float = STEP_LAW_TOLERANCE,
     name: str = "laws",
     device: torch.device | None = None,
-    engine: str = "auto",
-    workers: int | None = None,
-    address: str | None = None,
+    engine: EngineRequest | None = None,
     events: SweepEvents | None = None,
     horizons: HorizonRunner | None = None,
 ) -> tuple[Rung, ...]:
@@ -220,9 +219,7 @@ def run_ladder(
         device: torch.device,
         events: SweepEvents | None,
     ) -> list[list[StoredTrial]]:
-        return [
-            run_sweep(store, plan, work, device, events, engine, workers, address) for plan in plans
-        ]
+        return [run_sweep(store, plan, work, device, events, engine) for plan in plans]
 
     train_horizons = horizons or each_sweep
     points = ladder.points()

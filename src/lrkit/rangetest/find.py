@@ -31,6 +31,7 @@ from lrkit.rangetest.result import RangeTestResult, RoundResult
 from lrkit.rangetest.rounds import OnStep, run_round
 from lrkit.rangetest.settings import RangeTestSettings
 from lrkit.rangetest.stacked_rounds import run_stacked_round, stacking_problem
+from lrkit.sweep.engines.names import SEQUENTIAL, VECTORIZED, may_stack
 from lrkit.training import distributed
 from lrkit.training import state as training_state
 from lrkit.training.evaluate import LossFn
@@ -94,10 +95,10 @@ def find_lr(
         whole = [t.y for t in (tensors, evaluation) if t is not None]
         check_model_fits(module, loss_fn, first[0], first[1], targets=whole)
         reason = None
-        if settings.engine != "sequential":
+        if may_stack(settings.engine):
             example = tensors.x[:2] if tensors is not None else None
             reason = stacking_problem(model, optimizer, tensors, settings, example)
-        stacked = settings.engine != "sequential" and reason is None
+        stacked = may_stack(settings.engine) and reason is None
 
         def run_stacked(index: int, program: LrProgram) -> list[RoundRecord]:
             assert tensors is not None
@@ -147,7 +148,7 @@ def find_lr(
         suggested_lr=suggestions[settings.suggestion],
         seconds=time.perf_counter() - started,
         repeats=settings.repeats,
-        engine="vectorized" if stacked else "sequential",
+        engine=VECTORIZED if stacked else SEQUENTIAL,
         engine_reason=reason,
         suggested_lr_by_repeat=by_repeat,
         world_size=world,

@@ -8,6 +8,7 @@ from typing import Any
 
 from lrkit.rangetest.core import RoundRecord
 from lrkit.rangetest.suggestions import TurningPoint
+from lrkit.sweep.engines.names import SEQUENTIAL
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class RangeTestResult:
     suggested_lr: float | None
     seconds: float
     repeats: int = 1
-    engine: str = "sequential"
+    engine: str = SEQUENTIAL
     """The engine that ran the rounds: vectorized or sequential."""
     engine_reason: str | None = None
     """Why the vectorized engine was not used, when it was asked for (or auto)."""

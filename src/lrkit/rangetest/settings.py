@@ -17,7 +17,7 @@ from lrkit.rangetest.programs import (
     segments_program,
 )
 from lrkit.rangetest.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS
-from lrkit.training.vectorized import ENGINES
+from lrkit.sweep.engines.names import AUTO, LOCAL_ENGINES
 
 CURVES = ("auto", "eval", "mean", "smoothed")
 """Which loss the suggestions read: auto (eval if measured, else the hold mean when holds are
@@ -71,7 +71,7 @@ class RangeTestSettings:
     suggestion: str = DEFAULT_SUGGESTION
     seed: int = 0
     repeats: int = 1
-    engine: str = "auto"
+    engine: str = AUTO
     smoothing: float = 0.98
     diverge_factor: float = 4.0
     accumulation_steps: int = 1
@@ -88,7 +88,7 @@ class RangeTestSettings:
         check.int_in(
             "repeats", self.repeats, 1, MAX_REPEATS, "the vectorized engine's largest stack"
         )
-        check.choice("engine", self.engine, ENGINES)
+        check.choice("engine", self.engine, LOCAL_ENGINES)
         check.seed("seed", self.seed)
         check_stopping(self.smoothing, self.diverge_factor)
         check.positive_int("accumulation_steps", self.accumulation_steps)

@@ -22,6 +22,7 @@ from lrkit.noise.tracking import NoisePoint, NoiseRun
 from lrkit.rangetest.core import Hold, Point, RoundRecord
 from lrkit.rangetest.result import RangeTestResult, RoundResult
 from lrkit.rangetest.suggestions import find_turning_point
+from lrkit.sweep.engines.names import SEQUENTIAL
 
 
 class FieldError(Exception):
@@ -279,7 +280,7 @@ def range_test_from_json(fields: Fields) -> RangeTestResult:
         suggested_lr=fields.optional_lr("suggested_lr"),
         seconds=fields.number("seconds", 0.0),
         repeats=fields.integer("repeats", 1, least=1),
-        engine=fields.text("engine", "sequential"),
+        engine=fields.text("engine", SEQUENTIAL),
         engine_reason=_optional_text(*fields.field("engine_reason", None)),
         suggested_lr_by_repeat=tuple(
             _optional_lr(v, path) for v, path in fields.each("suggested_lr_by_repeat", [])

@@ -18,10 +18,6 @@ from typing import Any
 
 from lrkit import validation as check
 from lrkit.errors import LrkitValueError, shown
-from lrkit.training.vectorized import ENGINES
-
-SWEEP_ENGINES = (*ENGINES, "ray")
-"""A sweep's engines: the local ones, and Ray (``sweep.engines.ray``)."""
 
 MAX_TRIALS = 100_000
 """Trials a grid holds at most (the textbook's four grids hold 14): the grid, the store's

@@ -11,15 +11,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from lrkit import validation as check
-from lrkit.sweep.definition import SWEEP_ENGINES, TrialKey
-from lrkit.sweep.engines.contract import Engine, EngineEvents, TrainingSetup
+from lrkit.sweep.definition import TrialKey
+from lrkit.sweep.engines.contract import EngineEvents, TrainingSetup
+from lrkit.sweep.engines.registry import (
+    EngineChoice,
+    EngineRequest,
+    check_address,
+    check_engine,
+    choose_engine,
+    make_engine,
+)
 from lrkit.sweep.store import Store, StoredTrial
 from lrkit.sweep.trials import SweepPlan, check_plan, trial_jobs
 from lrkit.training.records import CurvePoint, TrialOutcome
-from lrkit.training.vectorized import ENGINES
 from lrkit.workload import Workload
 
 
@@ -36,90 +41,30 @@ class SweepEvents:
     on_trial_end: Callable[[TrialKey, TrialOutcome], None] | None = None
 
 
-@dataclass(frozen=True)
-class EngineChoice:
-    engine: str
-    """sequential, vectorized or ray."""
-    reason: str | None = None
-    """Why the vectorized engine was not used, when it was asked for (or auto)."""
-    workers: int = 1
-    """Processes of the vectorized engine; with ray, the least number of tasks."""
-
-
-def choose_engine(
-    requested: str, optimizer: str, model: nn.Module, example: torch.Tensor
-) -> EngineChoice:
-    """auto and vectorized run stacks when the optimizer and ``model`` (one of the trials',
-    on its device; ``example`` a batch of inputs there) allow; otherwise (with the reason)
-    one trial at a time."""
-    from lrkit.sweep.engines.stacked import STACKABLE_OPTIMIZERS
-
-    check.choice("engine", requested, ENGINES)
-    if requested == "sequential":
-        return EngineChoice("sequential")
-    if optimizer not in STACKABLE_OPTIMIZERS:
-        return EngineChoice(
-            "sequential",
-            f"the vectorized engine implements SGD (sgd, momentum), not {optimizer}",
-        )
-    from lrkit.training.vectorized.network import NotStackableError, check_stackable
-
-    try:
-        check_stackable(model, example)
-    except NotStackableError as exc:
-        return EngineChoice("sequential", str(exc))
-    return EngineChoice("vectorized")
-
-
-def make_engine(choice: EngineChoice, address: str | None = None) -> Engine:
-    """The engine ``choice`` names."""
-    if choice.engine == "ray":
-        from lrkit.sweep.engines.ray import RayEngine
-
-        return RayEngine(address, choice.workers, stacked=choice.reason is None)
-    if choice.engine == "vectorized":
-        from lrkit.sweep.engines.stacked import StackedEngine
-
-        return StackedEngine(choice.workers)
-    from lrkit.sweep.engines.sequential import SequentialEngine
-
-    return SequentialEngine(choice.workers)
-
-
 def run_sweep(
     store: Store,
     plan: SweepPlan,
     work: Workload,
     device: torch.device,
     events: SweepEvents | None = None,
-    engine: str = "auto",
-    workers: int | None = None,
-    address: str | None = None,
+    engine: EngineRequest | None = None,
 ) -> list[StoredTrial]:
     """Run every trial of ``plan`` that the store does not hold finished; return them all.
 
-    ``engine``: sequential, vectorized, or auto (vectorized when the model and optimizer
-    allow; a model that cannot be stacked runs one trial at a time, and
+    ``engine`` (default: auto): sequential, vectorized, or auto (vectorized when the model and
+    optimizer allow; a model that cannot be stacked runs one trial at a time, and
     ``events.on_engine`` hears why), or ray (stacks, or trials, as Ray tasks, on the cluster
-    at ``address`` or a local instance). ``workers``: processes for the vectorized engine on
-    a CPU (default one per core); with ray, the least number of tasks to split the grid into."""
+    at its address or a local instance). Its workers: processes for the vectorized engine on
+    a CPU (default one per core); with ray, the least number of tasks to split the grid into
+    (``sweep.engines.registry.choose_engine``)."""
     events = events or SweepEvents()
+    request = engine or EngineRequest()
     train, val = check_plan(plan, work, device)
-    check.choice("engine", engine, SWEEP_ENGINES)
-    if engine == "ray":
-        from lrkit.sweep.engines.ray import require_ray
-
-        require_ray(address)
-    requested = "auto" if engine == "ray" else engine
+    check_engine(request.name)
+    if request.remote:
+        check_address(request.name, request.address)
     model = work.make_model(plan.definition.seed).to(device)
-    choice = choose_engine(requested, plan.definition.optimizer, model, train.x[:2].to(device))
-    if choice.engine == "vectorized":
-        from lrkit.sweep.engines.processes import default_workers
-
-        workers = check.positive_int("workers", workers) if workers else default_workers(device)
-        choice = EngineChoice("vectorized", workers=workers)
-    if engine == "ray":
-        choice = EngineChoice("ray", choice.reason, workers or 1)
+    choice = choose_engine(request, plan.definition.optimizer, model, train.x[:2].to(device))
     setup = TrainingSetup(work.make_model, work.loss_fn, train, val, work.test, device)
     sweep_id = store.sweep(plan.name, plan.definition)
     done = store.finished(sweep_id)
@@ -128,7 +73,7 @@ def run_sweep(
         events.on_engine(choice)
     rows = RunningRows(store)
     with rows.forgotten_if_stopped():
-        make_engine(choice, address).run(
+        make_engine(choice, request.address).run(
             trial_jobs(plan.definition, todo, len(train)),
             setup.on(device),
             _store_events(rows, sweep_id, plan, len(todo), events),
