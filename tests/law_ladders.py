@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from lrkit.laws import HeldOutCheck, LawFit, check_largest, fit_law
+from lrkit.laws import FitSettings, HeldOutCheck, LawFit, check_largest, fit_law
 
 GRID = tuple(1e-4 * 2 ** (k / 4) for k in range(80))
 TOLERANCE = 0.05
@@ -41,11 +41,13 @@ def width_groups() -> dict[tuple[float, ...], list[tuple[float, float]]]:
 
 
 def fit(groups: Groups, variables: Sequence[str], form: str = "power") -> LawFit:
-    return fit_law(groups, variables, tolerance=TOLERANCE, bootstrap=BOOTSTRAP, form=form)
+    return fit_law(
+        groups, variables, FitSettings(tolerance=TOLERANCE, bootstrap=BOOTSTRAP), form=form
+    )
 
 
 def held_out(groups: Groups, variables: Sequence[str]) -> HeldOutCheck:
-    return check_largest(groups, variables, tolerance=TOLERANCE, bootstrap=BOOTSTRAP)
+    return check_largest(groups, variables, FitSettings(tolerance=TOLERANCE, bootstrap=BOOTSTRAP))
 
 
 def two_variable_groups() -> dict[tuple[float, ...], list[tuple[float, float]]]:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lrkit.errors import LrkitValueError
-from lrkit.laws import band_optimum, check_largest, choose_law, fit_law
+from lrkit.laws import FitSettings, band_optimum, check_largest, choose_law, fit_law
 from lrkit.laws.optimum import Optimum
 from lrkit.laws.words import figure
 
@@ -56,7 +56,7 @@ def test_exact_optima_give_back_the_law(a: float, alpha: float, beta: float) -> 
     """eta(N, D) = a N^alpha D^beta, each group's grid symmetric about its optimum: the band's
     centre is the optimum, and the fit returns a, alpha and beta."""
     truth = {(n, d): a * n**alpha * d**beta for n in (32.0, 64.0, 128.0) for d in (1e5, 1e6)}
-    fit = fit_law({k: bowl(v) for k, v in truth.items()}, ["N", "D"], bootstrap=200)
+    fit = fit_law({k: bowl(v) for k, v in truth.items()}, ["N", "D"], FitSettings(bootstrap=200))
     assert fit.coefficient == pytest.approx(a, rel=1e-6)
     assert fit.exponents == pytest.approx((alpha, beta), abs=1e-6)
     assert fit.predict(1024.0, 1e7).value == pytest.approx(a * 1024**alpha * 1e7**beta, rel=1e-5)
@@ -66,7 +66,7 @@ def test_noisy_optima_recover_the_exponent_within_its_interval() -> None:
     rng = np.random.default_rng(3)
     widths = (32.0, 64.0, 128.0, 256.0, 512.0)
     groups = {(w,): bowl(0.5 * w**-0.6, rng=rng, noise=0.002) for w in widths}
-    fit = fit_law(groups, ["width"], seed=1)
+    fit = fit_law(groups, ["width"], FitSettings(seed=1))
     ((low, high),) = fit.exponent_intervals
     assert low < -0.6 < high and high - low < 0.2
     assert abs(fit.exponents[0] + 0.6) < 0.1
@@ -88,7 +88,7 @@ def coverage(widths: tuple[float, ...], datasets: int) -> tuple[float, float]:
     covered = predicted = 0
     for seed in range(datasets):
         groups = {(w,): fixed_grid(0.5 * w**-0.6, rng, 0.002) for w in widths}
-        fit = fit_law(groups, ["width"], bootstrap=400, seed=seed)
+        fit = fit_law(groups, ["width"], FitSettings(bootstrap=400, seed=seed))
         low, high = fit.exponent_intervals[0]
         covered += low <= -0.6 <= high
         p = fit.predict(4096.0)
@@ -145,7 +145,7 @@ def test_bad_ladders_are_refused() -> None:
     with pytest.raises(LrkitValueError, match="do not vary N, D independently"):
         fit_law({(n, 10 * n): runs for n in (8.0, 16.0, 32.0, 64.0)}, ["N", "D"])
     with pytest.raises(LrkitValueError, match="bootstrap must be"):
-        fit_law({(n,): runs for n in (8.0, 16.0, 32.0)}, ["width"], bootstrap=10)
+        fit_law({(n,): runs for n in (8.0, 16.0, 32.0)}, ["width"], FitSettings(bootstrap=10))
 
 
 def test_a_rise_then_fall_chooses_the_log_quadratic_form() -> None:
@@ -158,16 +158,18 @@ def test_a_rise_then_fall_chooses_the_log_quadratic_form() -> None:
         return 0.01 * math.exp(0.8 * math.log(b) - 0.1 * math.log(b) ** 2)
 
     bent = {(b,): bowl(quadratic(b)) for b in sizes}
-    chosen = choose_law(bent, ["batch_size"], bootstrap=200)
+    chosen = choose_law(bent, ["batch_size"], FitSettings(bootstrap=200))
     assert chosen.form == "log-quadratic"
     assert chosen.exponents == pytest.approx((0.8, -0.1), abs=1e-6)
     assert chosen.predict(2048.0).value == pytest.approx(quadratic(2048.0), rel=1e-6)
     forms = dict(chosen.compared)
     assert forms["log-quadratic"] < 1e-6 < forms["power"]
     straight = {(b,): bowl(0.01 * b**0.5) for b in sizes}
-    assert choose_law(straight, ["batch_size"], bootstrap=200).form == "power"
+    assert choose_law(straight, ["batch_size"], FitSettings(bootstrap=200)).form == "power"
     few = {(b,): bowl(quadratic(b)) for b in sizes[:4]}  # too few to leave one out of three
-    assert [f for f, _ in choose_law(few, ["batch_size"], bootstrap=200).compared] == ["power"]
+    assert [f for f, _ in choose_law(few, ["batch_size"], FitSettings(bootstrap=200)).compared] == [
+        "power"
+    ]
     with pytest.raises(LrkitValueError, match="log-quadratic form takes one variable"):
         fit_law(
             {(n, d): bowl(0.1) for n in (8.0, 16.0) for d in (1.0, 2.0)},
@@ -184,7 +186,9 @@ def test_an_exact_fit_on_a_grid_has_the_grids_resolution() -> None:
     scatter is the reading's, r = spacing^2 / 24, and the exponent's interval is the normal
     one of a known variance, alpha -+ 1.645 sqrt(r / sum (ln w - mean)^2)."""
     widths = (32.0, 64.0, 128.0, 256.0)
-    fit = fit_law({(w,): bowl(0.5 * w**-0.5) for w in widths}, ["width"], bootstrap=20000)
+    fit = fit_law(
+        {(w,): bowl(0.5 * w**-0.5) for w in widths}, ["width"], FitSettings(bootstrap=20000)
+    )
     logs = np.log(widths)
     half = 1.645 * math.sqrt(QUARTER_OCTAVE**2 / 24 / float(np.sum((logs - logs.mean()) ** 2)))
     ((low, high),) = fit.exponent_intervals
@@ -220,7 +224,7 @@ def test_no_interval_is_ever_of_zero_width(
         (16.0 * 2**i,): Optimum(lr, lr, lr, 1.0, 1, False, spacing)
         for i, lr in enumerate(centre * 2 ** (k / per_octave) for k in steps)
     }
-    fit = fit_law(groups, ["width"], bootstrap=200)
+    fit = fit_law(groups, ["width"], FitSettings(bootstrap=200))
     ((low, high),) = fit.exponent_intervals
     assert low < fit.exponents[0] < high
     assert fit.coefficient_interval[0] < fit.coefficient < fit.coefficient_interval[1]

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from lrkit.data.tensors import TensorData
-from lrkit.laws import fit_law
+from lrkit.laws import FitSettings, fit_law
 from lrkit.laws.ladder import MAX_WIDENINGS, Rung, lr_grid, run_ladder, widen
 from lrkit.laws.optimum import repeat_tolerance
 from lrkit.laws.points import Ladder
@@ -96,7 +96,7 @@ def test_a_ladder_runs_each_width_into_the_store_and_resumes(tmp_path: Path) -> 
         losses = dict(rung.runs)
         assert rung.optimum.best_loss == min(losses.values())
         assert rung.optimum.low <= rung.optimum.lr <= rung.optimum.high
-    fit = fit_law({(float(r.size),): r.runs for r in rungs}, ["width"], bootstrap=200)
+    fit = fit_law({(float(r.size),): r.runs for r in rungs}, ["width"], FitSettings(bootstrap=200))
     assert math.isfinite(fit.exponents[0])
     # Resumed: the same rungs, no run repeated.
     with Store.open(path) as store:

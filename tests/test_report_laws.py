@@ -22,7 +22,7 @@ from law_ladders import (
     width_optimum,
 )
 from lrkit.errors import LrkitValueError
-from lrkit.laws.fit import choose_law
+from lrkit.laws.fit import FitSettings, choose_law
 from lrkit.laws.words import law_formula, law_intervals
 from lrkit.report.build import build_report
 from lrkit.report.laws_section import laws_sections
@@ -78,7 +78,9 @@ def test_a_law_with_its_check_and_prediction_in_words_and_figures() -> None:
 
 
 def test_a_batch_size_law_is_written_with_its_own_symbol() -> None:
-    law = choose_law(width_groups(), ["width"], tolerance=TOLERANCE, bootstrap=BOOTSTRAP)
+    law = choose_law(
+        width_groups(), ["width"], FitSettings(tolerance=TOLERANCE, bootstrap=BOOTSTRAP)
+    )
     assert law.compared  # (so the held-out errors' sentence is written)
     (section,) = laws_sections([("B*(width)", law, None, None, "batch_size")])
     words = " ".join(section.paragraphs)

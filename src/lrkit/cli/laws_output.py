@@ -11,7 +11,7 @@ from lrkit.cli.output import text_table
 from lrkit.laws.words import figure, law_formula, law_intervals, ln_error, resolution_sentence
 
 if TYPE_CHECKING:
-    from lrkit.laws.analysis import Forecast, LawsAnalysis, NamedLaw
+    from lrkit.laws.analysis import Forecast, Group, LawsAnalysis, NamedLaw
     from lrkit.laws.fit import LawFit
     from lrkit.laws.ladder import Rung
     from lrkit.laws.points import Ladder
@@ -24,11 +24,11 @@ def short(value: float) -> str:
 
 
 def law_sentence(law: NamedLaw) -> str:
-    """The law's formula and its exponents' intervals (the log-quadratic says why it won)."""
+    """The law's formula and its exponents' intervals (a form other than the power law says
+    why it was kept: ``LawForm.why_kept``)."""
     formula = law_formula(law.fit, law.spec.quantity)
-    why = ""
-    if law.fit.form == "log-quadratic":
-        why = "; it predicted held-out groups better than a power law"
+    kept = law.fit.law_form.why_kept
+    why = f"; {kept}" if kept else ""
     return f"{formula} ({law_intervals(law.fit)}{why})"
 
 
@@ -126,42 +126,52 @@ def summary(
         text_table(header, rows),
     ]
     for law in analysis.laws:
-        role = "predicts" if law.chosen else "reported"
-        lines += ["", f"{law.spec.name} ({law.spec.source}; {role}): {law_sentence(law)}"]
-        forms = ", ".join(f"{f} {ln_error(e)}" for f, e in law.fit.compared if math.isfinite(e))
-        if forms:
-            lines.append(f"held-out error (ln, leave one group out): {forms}")
-        elif math.isfinite(law.fit.held_out_error):
-            lines.append(
-                f"held-out error (ln, leave one group out): {ln_error(law.fit.held_out_error)}"
-            )
-        resolution = resolution_sentence(law.fit, law.spec.quantity)
-        if resolution is not None:
-            lines.append(resolution)
-        lines.append(check_sentence(law))
+        lines += ["", *law_lines(law)]
     if analysis.transfer is not None:
         lines += ["", transfer_sentence(analysis.transfer)]
     if analysis.forecast is not None:
         lines += ["", *forecast_lines(analysis.forecast, ladder)]
     if coordinates is not None:
-        table = [
-            [
-                layer.layer,
-                f"{layer.slope:.3g}",
-                f"{layer.interval[0]:.3g} .. {layer.interval[1]:.3g}",
-                layer.verdict,
-            ]
-            for layer in coordinates.layers
-        ]
-        lines += [
-            "",
-            f"coordinate check ({coordinates.steps} steps, mean |activation| against width):",
-            text_table(["layer", "slope", "90% interval", ""], table),
-            "flat: every layer keeps its size across widths"
-            if coordinates.flat
-            else "not flat: the parametrization does not keep activations fixed as width grows",
-        ]
+        lines += ["", *coordinate_lines(coordinates)]
     return "\n".join(lines)
+
+
+def law_lines(law: NamedLaw) -> list[str]:
+    """The law in words, its held-out error (each form's, where several were compared), what
+    bounds its intervals where the grid does, and its check."""
+    role = "predicts" if law.chosen else "reported"
+    lines = [f"{law.spec.name} ({law.spec.source}; {role}): {law_sentence(law)}"]
+    forms = ", ".join(f"{f} {ln_error(e)}" for f, e in law.fit.compared if math.isfinite(e))
+    if forms:
+        lines.append(f"held-out error (ln, leave one group out): {forms}")
+    elif math.isfinite(law.fit.held_out_error):
+        lines.append(
+            f"held-out error (ln, leave one group out): {ln_error(law.fit.held_out_error)}"
+        )
+    resolution = resolution_sentence(law.fit, law.spec.quantity)
+    if resolution is not None:
+        lines.append(resolution)
+    return [*lines, check_sentence(law)]
+
+
+def coordinate_lines(coordinates: CoordinateCheck) -> list[str]:
+    """Each layer's slope of mean |activation| against width, and the verdict."""
+    table = [
+        [
+            layer.layer,
+            f"{layer.slope:.3g}",
+            f"{layer.interval[0]:.3g} .. {layer.interval[1]:.3g}",
+            layer.verdict,
+        ]
+        for layer in coordinates.layers
+    ]
+    return [
+        f"coordinate check ({coordinates.steps} steps, mean |activation| against width):",
+        text_table(["layer", "slope", "90% interval", ""], table),
+        "flat: every layer keeps its size across widths"
+        if coordinates.flat
+        else "not flat: the parametrization does not keep activations fixed as width grows",
+    ]
 
 
 def document(
@@ -171,6 +181,9 @@ def document(
     coordinates: CoordinateCheck | None,
     center: float,
 ) -> dict[str, Any]:
+    """The JSON document of ``lrkit laws --json``: the rungs, the groups' optima, every law,
+    the law that predicts the lr with its check, and the transfer, forecast and coordinate
+    check where there are any."""
     lr_law = analysis.chosen("lr")
     assert lr_law is not None
     found: dict[str, Any] = {
@@ -178,50 +191,64 @@ def document(
         "axis": ladder.axis,
         "varies": list(ladder.varies),
         "rungs": [r.to_json() for r in rungs],
-        "groups": [
-            {
-                ladder.axis: g.size,
-                "parameters": g.parameters,
-                "examples": g.examples,
-                "epochs": g.epochs,
-                "optimum": g.lr.to_json(),
-                "batch_size": None if g.batch_size is None else g.batch_size.to_json("batch_size"),
-            }
-            for g in analysis.groups
-        ],
+        "groups": [group_json(g, ladder.axis) for g in analysis.groups],
         "laws": [law.to_json() for law in analysis.laws],
         "law": lr_law.spec.name,
         "fit": lr_law.fit.to_json(),
         "check": None if lr_law.held_out is None else lr_law.held_out.to_json(),
     }
     if analysis.transfer is not None:
-        (alpha,), (interval,) = analysis.transfer.exponents, analysis.transfer.exponent_intervals
-        found["transfer"] = {
-            "exponent": alpha,
-            "interval": list(interval),
-            "moves": not interval[0] <= 0.0 <= interval[1],
-        }
+        found["transfer"] = transfer_json(analysis.transfer)
     if analysis.forecast is not None:
-        f = analysis.forecast
-        predict: dict[str, Any] = {
-            ladder.axis: f.target.size,
-            "parameters": f.target.parameters,
-            "parameters_extrapolated": f.target.extrapolated or None,
-            "examples": f.target.examples,
-            "epochs": f.target.epochs,
-            "lr": f.lr.value,
-            "lr_interval": [f.lr.low, f.lr.high],
-            "measured_interval": [f.lr.measured_low, f.lr.measured_high],
-            "law": f.lr_law,
-            "at_batch_size": f.at_batch_size,
-            "warnings": list(f.lr.warnings),
-        }
-        if f.batch_size is not None:
-            predict["batch_size"] = f.batch_size.value
-            predict["batch_size_interval"] = [f.batch_size.low, f.batch_size.high]
-            predict["batch_law"] = f.batch_law
-            predict["warnings"] += list(f.batch_size.warnings)
-        found["predict"] = predict
+        found["predict"] = forecast_json(analysis.forecast, ladder.axis)
     if coordinates is not None:
         found["coordinate_check"] = coordinates.to_json()
     return found
+
+
+def group_json(group: Group, axis: str) -> dict[str, Any]:
+    """A group's values and its optima (the lr's; the batch size's where it varies)."""
+    return {
+        axis: group.size,
+        "parameters": group.parameters,
+        "examples": group.examples,
+        "epochs": group.epochs,
+        "optimum": group.lr.to_json(),
+        "batch_size": None if group.batch_size is None else group.batch_size.to_json("batch_size"),
+    }
+
+
+def transfer_json(transfer: LawFit) -> dict[str, Any]:
+    """The transfer law's exponent, its interval and whether the interval leaves out 0."""
+    (alpha,), (interval,) = transfer.exponents, transfer.exponent_intervals
+    return {
+        "exponent": alpha,
+        "interval": list(interval),
+        "moves": not interval[0] <= 0.0 <= interval[1],
+    }
+
+
+def forecast_json(forecast: Forecast, axis: str) -> dict[str, Any]:
+    """The target, the predicted lr (and batch size) with their intervals, laws and every
+    warning."""
+    target, lr = forecast.target, forecast.lr
+    predict: dict[str, Any] = {
+        axis: target.size,
+        "parameters": target.parameters,
+        "parameters_extrapolated": target.extrapolated or None,
+        "examples": target.examples,
+        "epochs": target.epochs,
+        "lr": lr.value,
+        "lr_interval": [lr.low, lr.high],
+        "measured_interval": [lr.measured_low, lr.measured_high],
+        "law": forecast.lr_law,
+        "at_batch_size": forecast.at_batch_size,
+        "warnings": list(lr.warnings),
+    }
+    batch = forecast.batch_size
+    if batch is not None:
+        predict["batch_size"] = batch.value
+        predict["batch_size_interval"] = [batch.low, batch.high]
+        predict["batch_law"] = forecast.batch_law
+        predict["warnings"] += list(batch.warnings)
+    return predict

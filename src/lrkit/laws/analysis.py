@@ -29,23 +29,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lrkit.errors import LrkitValueError
-from lrkit.laws.fit import (
-    DEFAULT_BOOTSTRAP,
-    HeldOutCheck,
-    LawFit,
-    Prediction,
-    check_largest,
-    choose_law,
-    fit_law,
-)
-from lrkit.laws.fit import (
-    Group as FitGroup,
-)
+from lrkit.laws.fit import DEFAULT_BOOTSTRAP, FitSettings, check_largest, choose_law, fit_law
 from lrkit.laws.optimum import Optimum, band_optimum
 from lrkit.laws.points import Ladder, Point
+
+if TYPE_CHECKING:
+    from lrkit.laws.fit import Group as FitGroup
+    from lrkit.laws.fit import HeldOutCheck, LawFit, Prediction
 
 COMPUTE_FACTOR = 6.0
 """C = COMPUTE_FACTOR * N * D (flops of a forward and a backward pass per example)."""
@@ -307,18 +300,18 @@ def spec_groups(
 
 
 def fit_spec(
-    spec: LawSpec, groups: dict[tuple[float, ...], FitGroup], seed: int, bootstrap: int
+    spec: LawSpec, groups: dict[tuple[float, ...], FitGroup], settings: FitSettings
 ) -> tuple[LawFit, HeldOutCheck | None]:
     """The law (one variable: power or log-quadratic, by held-out error) and its check."""
     variables = list(spec.variables)
     if len(variables) == 1:
-        fit = choose_law(groups, variables, seed=seed, bootstrap=bootstrap)
+        fit = choose_law(groups, variables, settings)
     else:
-        fit = fit_law(groups, variables, seed=seed, bootstrap=bootstrap)
+        fit = fit_law(groups, variables, settings)
     parameters = len(fit.exponents) + 1
     held = None
     if len(groups) >= parameters + 2:
-        held = check_largest(groups, variables, seed=seed, bootstrap=bootstrap, form=fit.form)
+        held = check_largest(groups, variables, settings, form=fit.form)
     return fit, held
 
 
@@ -350,12 +343,13 @@ def analyse(
     if target is not None:
         check_target_batch(ladder, target.batch_size)
     groups = group_runs(rungs)
+    settings = FitSettings(bootstrap=bootstrap, seed=seed)
     fitted: list[tuple[LawSpec, LawFit, HeldOutCheck | None]] = []
     for spec in specs:
         spec_group = spec_groups(spec, groups, ladder.axis)
         if spec_group is None or len(spec_group) < len(spec.variables) + 2:
             continue
-        fit, held = fit_spec(spec, spec_group, seed, bootstrap)
+        fit, held = fit_spec(spec, spec_group, settings)
         fitted.append((spec, fit, held))
     laws = [NamedLaw(spec, fit, held, False) for spec, fit, held in fitted]
     chosen_names = set()
@@ -386,7 +380,7 @@ def transfer_law(groups: Sequence[Group], ladder: Ladder, seed: int) -> LawFit |
     }
     if len(at) < 3:
         return None
-    return fit_law(at, [ladder.axis], seed=seed)
+    return fit_law(at, [ladder.axis], FitSettings(seed=seed))
 
 
 def forecast(analysis: LawsAnalysis, ladder: Ladder, target: Target) -> Forecast:

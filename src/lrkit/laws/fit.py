@@ -11,9 +11,10 @@ Step Law's eta(N, D) = a N^alpha D^beta and B(D) = c D^gamma (Li et al. 2025) an
 DeepSeek's eta(C) = a C^b, B(C) = c C^d (2024) are this form with one or two variables.
 Where the data disagree with a power law (the best lr of Adam first rising, then falling
 with the batch size: Li et al. 2025; Porian et al. 2024), one variable may take the
-log-quadratic form ln y = ln a + b ln v + c (ln v)^2; ``choose_law`` fits both and keeps the
-one of lower leave-one-out error (the groups' ln optima predicted from the others, root
-mean square), the power law on a tie.
+log-quadratic form ln y = ln a + b ln v + c (ln v)^2 (each form an entry of
+``laws.forms.FORMS``); ``choose_law`` fits every form that the variables and groups allow and
+keeps the one of lower leave-one-out error (the groups' ln optima predicted from the others,
+root mean square), the power law on a tie.
 
 Intervals: a parametric bootstrap that carries the uncertainty of the residual variance
 too: each refit draws sigma*^2 = s^2 df / chi2_df (s^2 = SSE / df, df = n - p for n groups
@@ -53,9 +54,9 @@ import numpy as np
 
 from lrkit import validation as check
 from lrkit.errors import LrkitValueError
+from lrkit.laws.forms import FORMS, POWER, LawForm, checked_form
 from lrkit.laws.optimum import STEP_LAW_TOLERANCE, Optimum, band_optimum
 
-FORMS = ("power", "log-quadratic")
 WIDE_INTERVAL = 2.0
 """A prediction whose interval spans more than this factor is called wide."""
 DEFAULT_BOOTSTRAP = 2000
@@ -70,6 +71,29 @@ repeats: ``optimum.repeat_tolerance``)."""
 def group_optimum(group: Group, tolerance: float) -> Optimum:
     """The group's optimum: as given, or read from its runs' band."""
     return group if isinstance(group, Optimum) else band_optimum(group, tolerance)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How ``fit_law``, ``choose_law`` and ``check_largest`` fit a law, checked when made.
+
+    Args:
+        tolerance: the band of a group given as runs: those within this fraction of its
+            best loss (``optimum.band_optimum``; Step Law's 0.25% by default).
+        bootstrap: refits drawn for the intervals (at least 100).
+        level: the central fraction of the refits an interval holds, in (0, 1).
+        seed: seeds the refits' draws.
+    """
+
+    tolerance: float = STEP_LAW_TOLERANCE
+    bootstrap: int = DEFAULT_BOOTSTRAP
+    level: float = DEFAULT_LEVEL
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        bootstrap = check.int_at_least("bootstrap", self.bootstrap, 100, "an interval needs refits")
+        object.__setattr__(self, "bootstrap", bootstrap)
+        check.float_in("level", self.level, 0.0, 1.0, low_open=True, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -124,13 +148,19 @@ class LawFit:
     reading_variance: float
     """r: the groups' mean ``Optimum.reading_variance``, the floor of every refit's
     scatter."""
-    form: str = "power"
-    """power, or log-quadratic (one variable; ``exponents`` are then b and c)."""
+    form: str = POWER.name
+    """The name of its ``forms.FORMS`` entry: power, or log-quadratic (one variable;
+    ``exponents`` are then b and c)."""
     held_out_error: float = math.nan
     """Root mean square of the ln optima each predicted from the other groups (nan where
     too few groups leave one out)."""
     compared: tuple[tuple[str, float], ...] = ()
     """``choose_law``: each form tried and its held-out error."""
+
+    @property
+    def law_form(self) -> LawForm:
+        """The form fitted (``form``'s entry of ``forms.FORMS``)."""
+        return FORMS[self.form]
 
     @property
     def at_resolution(self) -> bool:
@@ -151,7 +181,7 @@ class LawFit:
             math.log(check.positive_float(n, v))
             for n, v in zip(self.variables, values, strict=True)
         ]
-        row = features(self.form, np.array([logs]))[0]
+        row = self.law_form.design(np.array([logs]))[0]
         value = math.exp(math.log(self.coefficient) + float(np.dot(self.exponents, row[1:])))
         law = np.array(self.draws) @ row
         tail = (1.0 - self.level) / 2.0
@@ -238,15 +268,6 @@ class HeldOutCheck:
         }
 
 
-def features(form: str, logs: np.ndarray) -> np.ndarray:
-    """The design matrix of ``form`` for rows of ln values: [1, ln v...] (power) or
-    [1, ln v, (ln v)^2] (log-quadratic, one variable)."""
-    ones = np.ones((logs.shape[0], 1))
-    if form == "power":
-        return np.hstack([ones, logs])
-    return np.hstack([ones, logs, logs**2])
-
-
 def held_out_error(design: np.ndarray, target: np.ndarray) -> float:
     """Root mean square error of each row's target predicted by the fit to the other rows
     (nan where the others cannot determine the fit)."""
@@ -269,25 +290,58 @@ def least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray | None:
 def fit_law(
     groups: Mapping[tuple[float, ...], Group],
     variables: Sequence[str],
+    settings: FitSettings | None = None,
     *,
-    tolerance: float = STEP_LAW_TOLERANCE,
-    bootstrap: int = DEFAULT_BOOTSTRAP,
-    level: float = DEFAULT_LEVEL,
-    seed: int = 0,
-    form: str = "power",
+    form: str = POWER.name,
 ) -> LawFit:
-    """Fit the law of the module's docstring (``form``: power or log-quadratic) to
-    ``groups`` (each key the group's values of ``variables``, each value its (lr, loss)
+    """Fit the law of the module's docstring (``form``: the name of a ``forms.FORMS`` entry)
+    to ``groups`` (each key the group's values of ``variables``, each value its (lr, loss)
     runs, or its optimum)."""
+    settings = settings or FitSettings()
     names = tuple(variables)
     if not names:
         raise LrkitValueError("a law needs at least one variable")
-    form = check.choice("form", form, FORMS)
-    if form == "log-quadratic" and len(names) != 1:
-        raise LrkitValueError("the log-quadratic form takes one variable")
-    bootstrap = check.int_at_least("bootstrap", bootstrap, 100, "an interval needs refits")
-    level = check.float_in("level", level, 0.0, 1.0, low_open=True, high_open=True)
-    parameters = len(names) + (1 if form == "power" else 2)
+    law = checked_form(form, len(names))
+    parameters = law.parameters(len(names))
+    keys = checked_keys(groups, names, parameters)
+    optima = [group_optimum(groups[key], settings.tolerance) for key in keys]
+    design = law.design(np.log(np.array(keys, dtype=float)))
+    target = np.log([o.lr for o in optima])
+    solution = least_squares(design, target)
+    if solution is None:
+        raise LrkitValueError(
+            f"the groups do not vary {', '.join(names)} independently: the law cannot be fitted"
+        )
+    df = len(keys) - parameters
+    variance = float(np.sum((target - design @ solution) ** 2)) / df
+    reading = float(np.mean([o.reading_variance for o in optima]))
+    scatter, table = refits(design, solution, reading, variance, df, settings)
+    tail = (1.0 - settings.level) / 2.0
+    lows, highs = np.quantile(table, tail, axis=0), np.quantile(table, 1.0 - tail, axis=0)
+    return LawFit(
+        variables=names,
+        coefficient=math.exp(solution[0]),
+        exponents=tuple(float(e) for e in solution[1:]),
+        coefficient_interval=(math.exp(lows[0]), math.exp(highs[0])),
+        exponent_intervals=tuple(
+            (float(lo), float(hi)) for lo, hi in zip(lows[1:], highs[1:], strict=True)
+        ),
+        level=settings.level,
+        groups=tuple(zip([tuple(k) for k in keys], optima, strict=True)),
+        draws=tuple(tuple(float(x) for x in d) for d in table),
+        scatter=tuple(float(x) for x in scatter),
+        form=law.name,
+        held_out_error=held_out_error(design, target),
+        residual_variance=variance,
+        reading_variance=reading,
+    )
+
+
+def checked_keys(
+    groups: Mapping[tuple[float, ...], Group], names: tuple[str, ...], parameters: int
+) -> list[tuple[float, ...]]:
+    """The groups' keys, refused unless there is one group more than ``parameters`` (for an
+    interval) and each key gives a positive value for each of ``names``."""
     if len(groups) < parameters + 1:
         raise LrkitValueError(
             f"a law in {', '.join(names)} needs at least {parameters + 1} groups (one more than "
@@ -299,69 +353,45 @@ def fit_law(
             raise LrkitValueError(
                 f"group {key} must give a positive value for each of {', '.join(names)}"
             )
-    optima = [group_optimum(groups[key], tolerance) for key in keys]
-    design = features(form, np.log(np.array(keys, dtype=float)))
-    target = np.log([o.lr for o in optima])
-    solution = least_squares(design, target)
-    if solution is None:
-        raise LrkitValueError(
-            f"the groups do not vary {', '.join(names)} independently: the law cannot be fitted"
-        )
-    df = len(keys) - parameters
-    variance = float(np.sum((target - design @ solution) ** 2)) / df
-    reading = float(np.mean([o.reading_variance for o in optima]))
+    return keys
+
+
+def refits(
+    design: np.ndarray,
+    solution: np.ndarray,
+    reading: float,
+    variance: float,
+    df: int,
+    settings: FitSettings,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap of the module's docstring: each refit's scatter
+    sigma* = sqrt(max(r, s^2 df / chi2_df)) and its parameters
+    (ln a, alpha)* ~ N(solution, sigma*^2 (X'X)^-1), one row a refit."""
     root = np.linalg.cholesky(np.linalg.inv(design.T @ design))
-    rng = np.random.default_rng(seed)
-    scatter = np.sqrt(np.maximum(reading, variance * df / rng.chisquare(df, size=bootstrap)))
-    table = solution + (rng.standard_normal((bootstrap, parameters)) @ root.T) * scatter[:, None]
-    tail = (1.0 - level) / 2.0
-    lows, highs = np.quantile(table, tail, axis=0), np.quantile(table, 1.0 - tail, axis=0)
-    return LawFit(
-        variables=names,
-        coefficient=math.exp(solution[0]),
-        exponents=tuple(float(e) for e in solution[1:]),
-        coefficient_interval=(math.exp(lows[0]), math.exp(highs[0])),
-        exponent_intervals=tuple(
-            (float(lo), float(hi)) for lo, hi in zip(lows[1:], highs[1:], strict=True)
-        ),
-        level=level,
-        groups=tuple(zip([tuple(k) for k in keys], optima, strict=True)),
-        draws=tuple(tuple(float(x) for x in d) for d in table),
-        scatter=tuple(float(x) for x in scatter),
-        form=form,
-        held_out_error=held_out_error(design, target),
-        residual_variance=variance,
-        reading_variance=reading,
-    )
+    rng = np.random.default_rng(settings.seed)
+    draws = settings.bootstrap
+    scatter = np.sqrt(np.maximum(reading, variance * df / rng.chisquare(df, size=draws)))
+    noise = rng.standard_normal((draws, design.shape[1])) @ root.T
+    return scatter, solution + noise * scatter[:, None]
 
 
 def choose_law(
     groups: Mapping[tuple[float, ...], Group],
     variables: Sequence[str],
-    *,
-    tolerance: float = STEP_LAW_TOLERANCE,
-    bootstrap: int = DEFAULT_BOOTSTRAP,
-    level: float = DEFAULT_LEVEL,
-    seed: int = 0,
+    settings: FitSettings | None = None,
 ) -> LawFit:
-    """The power law, or for one variable with enough groups (5: the log-quadratic's three
-    parameters from each four left in) the log-quadratic form where its held-out error is
-    lower (see the module's docstring)."""
-    forms = ["power"]
-    if len(tuple(variables)) == 1 and len(groups) >= 5:
-        forms.append("log-quadratic")
-    fits = [
-        fit_law(
-            groups,
-            variables,
-            tolerance=tolerance,
-            bootstrap=bootstrap,
-            level=level,
-            seed=seed,
-            form=form,
-        )
-        for form in forms
+    """The power law, or another form of ``forms.FORMS`` where its held-out error is lower
+    (see the module's docstring): each form that takes this many variables and has enough
+    groups to fit it with an interval from each group but one (5 for the log-quadratic's
+    three parameters, each fit from four)."""
+    count = len(tuple(variables))
+    forms = [
+        form
+        for form in FORMS.values()
+        if form is POWER
+        or (form.takes in (None, count) and len(groups) >= form.parameters(count) + 2)
     ]
+    fits = [fit_law(groups, variables, settings, form=form.name) for form in forms]
     compared = tuple((f.form, f.held_out_error) for f in fits)
     best = fits[0]
     for other in fits[1:]:
@@ -379,26 +409,16 @@ def largest_group(keys: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
 def check_largest(
     groups: Mapping[tuple[float, ...], Group],
     variables: Sequence[str],
+    settings: FitSettings | None = None,
     *,
-    tolerance: float = STEP_LAW_TOLERANCE,
-    bootstrap: int = DEFAULT_BOOTSTRAP,
-    level: float = DEFAULT_LEVEL,
-    seed: int = 0,
-    form: str = "power",
+    form: str = POWER.name,
 ) -> HeldOutCheck:
     """Hold out the largest group (``largest_group``), fit the rest (``fit_law`` in
     ``form``), and predict it."""
+    settings = settings or FitSettings()
     largest = largest_group(list(groups))
     rest = {key: runs for key, runs in groups.items() if key != largest}
-    fit = fit_law(
-        rest,
-        variables,
-        tolerance=tolerance,
-        bootstrap=bootstrap,
-        level=level,
-        seed=seed,
-        form=form,
-    )
+    fit = fit_law(rest, variables, settings, form=form)
     return HeldOutCheck(
-        tuple(largest), fit.predict(*largest), group_optimum(groups[largest], tolerance)
+        tuple(largest), fit.predict(*largest), group_optimum(groups[largest], settings.tolerance)
     )

@@ -28,34 +28,19 @@ def quantity_words(quantity: str) -> str:
 def law_formula(fit: LawFit, quantity: str = "lr") -> str:
     """``eta* = 0.0566 width^-0.5`` (power, any number of variables) or
     ``ln eta* = -2.87 - 0.5 ln width + 0.01 (ln width)^2`` (log-quadratic); ``B*`` in place
-    of ``eta*`` for a batch-size law. Each exponent at the precision of its interval
-    (``figure``)."""
-    name = symbol(quantity)
+    of ``eta*`` for a batch-size law (``LawForm.formula``). Each exponent at the precision
+    of its interval (``figure``)."""
     shown = [
         figure(e, interval)
         for e, interval in zip(fit.exponents, fit.exponent_intervals, strict=True)
     ]
-    if fit.form == "power":
-        terms = " ".join(
-            f"{variable}^{e}" for variable, e in zip(fit.variables, shown, strict=True)
-        )
-        return f"{name} = {fit.coefficient:.3g} {terms}"
-    (variable,) = fit.variables
-    b, c = shown
-    return (
-        f"ln {name} = {math.log(fit.coefficient):.3g} {_signed(b)} ln {variable} "
-        f"{_signed(c)} (ln {variable})^2"
-    )
+    return fit.law_form.formula(symbol(quantity), fit.coefficient, fit.variables, shown)
 
 
 def law_intervals(fit: LawFit) -> str:
     """Each exponent with its ``level`` interval from the refits, named by its variable
-    (power) or by its term (log-quadratic: b of ln v, c of (ln v)^2)."""
-    if fit.form == "power":
-        names = [f"exponent of {name}" for name in fit.variables]
-    else:
-        (name,) = fit.variables
-        names = [f"b (of ln {name})", f"c (of (ln {name})^2)"]
+    (power) or by its term (log-quadratic: b of ln v, c of (ln v)^2): ``LawForm.terms``."""
+    names = fit.law_form.terms(fit.variables)
     parts = [
         f"{label} {figure(value, (low, high))} "
         f"({figure(low, (low, high))} .. {figure(high, (low, high))})"
@@ -100,8 +85,3 @@ def ln_error(error: float) -> str:
     """A held-out error on a log scale, to 3 significant figures and to 3 decimals at most
     (0.1% of the optimum): float noise in an exact fit reads 0."""
     return figure(error, (0.0, 0.1))
-
-
-def _signed(value: str) -> str:
-    """``+ 0.5`` or ``- 0.5``: a term after the first, given as written."""
-    return f"- {value[1:]}" if value.startswith("-") else f"+ {value}"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lrkit.errors import InvalidParameterError, LrkitValueError
-from lrkit.laws.fit import HeldOutCheck, LawFit, Prediction, features
+from lrkit.laws.fit import HeldOutCheck, LawFit, Prediction
 from lrkit.laws.optimum import Optimum
 from lrkit.laws.words import law_formula, law_intervals, law_values, quantity_words
 from lrkit.plots.figure import pyplot
@@ -56,71 +56,20 @@ def plot_law(
             "variable", f"an index of the law's variables 0 .. {len(fit.variables) - 1}", variable
         )
     fig, ax = _figure_and_axes(ax, (6.6, 4.8))
-    name = fit.variables[variable]
-    others = [i for i in range(len(fit.variables)) if i != variable]
-
-    def rest(values: Sequence[float]) -> tuple[float, ...]:
-        return tuple(values[i] for i in others)
-
-    marked = [p for p in (prediction, held_out) if p is not None]
-    slices = sorted({rest(v) for v, _ in fit.groups} | {rest(m.values) for m in marked})
-    shown = [v[variable] for v, _ in fit.groups] + [m.values[variable] for m in marked]
+    marked = [p.values for p in (prediction, held_out) if p is not None]
+    slices = sorted({_rest(v, variable) for v in [*(v for v, _ in fit.groups), *marked]})
+    shown = [v[variable] for v, _ in fit.groups] + [v[variable] for v in marked]
     xs = np.union1d(np.geomspace(min(shown), max(shown), POINTS), shown)
-    colours = (
-        ["#1f77b4"]
-        if len(slices) == 1
-        else pyplot().get_cmap("viridis")(np.linspace(0.05, 0.85, len(slices)))
-    )
     labelled: set[str] = set()
-    for colour, fixed in zip(colours, slices, strict=True):
-        where = ", ".join(f"{fit.variables[i]} {v:g}" for i, v in zip(others, fixed, strict=True))
-        suffix = f" at {where}" if where else ""
-        logs = np.empty((len(xs), len(fit.variables)))
-        logs[:, variable] = np.log(xs)
-        for i, v in zip(others, fixed, strict=True):
-            logs[:, i] = math.log(v)
-        line, low, high = law_curve(fit, logs)
-        ax.plot(xs, line, color=colour, linewidth=1.6, label=f"law{suffix}")
-        ax.fill_between(
-            xs,
-            low,
-            high,
-            color=colour,
-            alpha=0.18 if len(slices) == 1 else 0.1,
-            linewidth=0,
-            label=f"{fit.level:.0%} interval of the refits" if len(slices) == 1 else "_band",
-        )
-        for edge in (False, True):
-            optima = [
-                (v[variable], o) for v, o in fit.groups if rest(v) == fixed and o.at_edge is edge
-            ]
-            if not optima:
-                continue
-            label = "optimum at the grid's edge" if edge else "optimum (bar: band of near-best)"
-            ax.errorbar(
-                [x for x, _ in optima],
-                [o.lr for _, o in optima],
-                yerr=_bar([o for _, o in optima]),
-                fmt="o",
-                color=colour,
-                markerfacecolor="none" if edge else colour,
-                markersize=6,
-                capsize=3,
-                zorder=3,
-                # each kind named once in the legend (a leading underscore hides the rest)
-                label=label if label not in labelled else f"_{label}",
-            )
-            labelled.add(label)
+    for colour, fixed in zip(_colours(len(slices)), slices, strict=True):
+        _draw_law(ax, fit, variable, fixed, xs, colour, alone=len(slices) == 1)
+        _draw_optima(ax, fit, variable, fixed, colour, labelled)
     if prediction is not None:
         _mark_prediction(ax, fit, variable, prediction)
     if held_out is not None:
         _mark_held_out(ax, fit, variable, held_out)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(name)
-    ax.set_ylabel(quantity_words(quantity))
-    ax.set_title(f"{law_formula(fit, quantity)}\n{law_intervals(fit)}", fontsize="medium")
-    ax.grid(True, alpha=0.3, which="both")
+    title = f"{law_formula(fit, quantity)}\n{law_intervals(fit)}"
+    _log_axes(ax, fit.variables[variable], quantity_words(quantity), title)
     ax.legend(fontsize="x-small", loc="best")
     return fig
 
@@ -161,14 +110,14 @@ def plot_held_out(checks: Sequence[tuple[str, HeldOutCheck]], *, ax: Axes | None
         linewidth=0,
         label="within a factor of sqrt(2)",
     )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_axes(
+        ax,
+        "measured optimum, lr or batch size (bar: band of near-best runs)",
+        "predicted from the other groups (bar: where a measurement should fall)",
+        "held-out checks: the largest group predicted from the others",
+    )
     ax.set_xlim(low, high)
     ax.set_ylim(low, high)
-    ax.set_xlabel("measured optimum, lr or batch size (bar: band of near-best runs)")
-    ax.set_ylabel("predicted from the other groups (bar: where a measurement should fall)")
-    ax.set_title("held-out checks: the largest group predicted from the others", fontsize="medium")
-    ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize="x-small", loc="upper left")
     return fig
 
@@ -177,12 +126,90 @@ def law_curve(fit: LawFit, logs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     """The law at rows of ln values of its variables, and the central ``level`` of the
     refits' predictions there (low, high): ``LawFit.predict``'s value and interval, at many
     points at once."""
-    design = features(fit.form, logs)
+    design = fit.law_form.design(logs)
     law = design @ np.array([math.log(fit.coefficient), *fit.exponents])
     refits = design @ np.array(fit.draws).T
     tail = (1.0 - fit.level) / 2.0
     low, high = np.quantile(refits, [tail, 1.0 - tail], axis=1)
     return np.exp(law), np.exp(low), np.exp(high)
+
+
+def _rest(values: Sequence[float], variable: int) -> tuple[float, ...]:
+    """The values of every variable but the ``variable``-th: a line's slice of the law."""
+    return tuple(v for i, v in enumerate(values) if i != variable)
+
+
+def _colours(slices: int) -> Sequence[Any]:
+    """One colour a line: matplotlib's first for one, else spread over viridis."""
+    if slices == 1:
+        return ["#1f77b4"]
+    return list(pyplot().get_cmap("viridis")(np.linspace(0.05, 0.85, slices)))
+
+
+def _draw_law(
+    ax: Any,
+    fit: LawFit,
+    variable: int,
+    fixed: tuple[float, ...],
+    xs: np.ndarray,
+    colour: Any,
+    *,
+    alone: bool,
+) -> None:
+    """The law along ``xs`` at the other variables' values ``fixed``, and the central
+    ``level`` of its refits shaded (named in the legend where the line is ``alone``)."""
+    others = [i for i in range(len(fit.variables)) if i != variable]
+    where = ", ".join(f"{fit.variables[i]} {v:g}" for i, v in zip(others, fixed, strict=True))
+    logs = np.empty((len(xs), len(fit.variables)))
+    logs[:, variable] = np.log(xs)
+    for i, v in zip(others, fixed, strict=True):
+        logs[:, i] = math.log(v)
+    line, low, high = law_curve(fit, logs)
+    ax.plot(xs, line, color=colour, linewidth=1.6, label=f"law at {where}" if where else "law")
+    band = f"{fit.level:.0%} interval of the refits" if alone else "_band"
+    ax.fill_between(
+        xs, low, high, color=colour, alpha=0.18 if alone else 0.1, linewidth=0, label=band
+    )
+
+
+def _draw_optima(
+    ax: Any, fit: LawFit, variable: int, fixed: tuple[float, ...], colour: Any, labelled: set[str]
+) -> None:
+    """The optima of the groups at ``fixed`` (bar: each one's band), hollow at the grid's
+    edge; each kind named in the legend once (``labelled`` holds those named)."""
+    for edge in (False, True):
+        optima = [
+            (v[variable], o)
+            for v, o in fit.groups
+            if _rest(v, variable) == fixed and o.at_edge is edge
+        ]
+        if not optima:
+            continue
+        label = "optimum at the grid's edge" if edge else "optimum (bar: band of near-best)"
+        ax.errorbar(
+            [x for x, _ in optima],
+            [o.lr for _, o in optima],
+            yerr=_bar([o for _, o in optima]),
+            fmt="o",
+            color=colour,
+            markerfacecolor="none" if edge else colour,
+            markersize=6,
+            capsize=3,
+            zorder=3,
+            # a leading underscore hides a label from the legend
+            label=label if label not in labelled else f"_{label}",
+        )
+        labelled.add(label)
+
+
+def _log_axes(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
+    """Both axes logarithmic, labelled and gridded, and the title."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, alpha=0.3, which="both")
 
 
 def _figure_and_axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -210,30 +237,17 @@ def _mark_prediction(ax: Any, fit: LawFit, variable: int, prediction: Prediction
     """The prediction as a star with its interval (thick bar) and where a measurement there
     should fall (thin, dotted bar)."""
     x, value = prediction.values[variable], prediction.value
-    ax.errorbar(
-        [x],
-        [value],
-        yerr=_bar_to(value, prediction.measured_low, prediction.measured_high),
-        fmt="none",
-        ecolor=PREDICTION,
-        elinewidth=1.0,
-        linestyle=":",
-        capsize=7,
-        alpha=0.6,
-        label="where a measurement there should fall",
+    measurement = (prediction.measured_low, prediction.measured_high)
+    where = "where a measurement there should fall"
+    thin = {"elinewidth": 1.0, "linestyle": ":", "capsize": 7, "alpha": 0.6}
+    _point(ax, (x, value), measurement, where, fmt="none", ecolor=PREDICTION, **thin)
+    label = (
+        f"predicted at {law_values(fit, prediction.values)}: {value:.3g} "
+        f"({prediction.level:.0%} interval {prediction.low:.3g} .. {prediction.high:.3g})"
     )
-    ax.errorbar(
-        [x],
-        [value],
-        yerr=_bar_to(value, prediction.low, prediction.high),
-        fmt="*",
-        color=PREDICTION,
-        markersize=13,
-        elinewidth=2.2,
-        capsize=4,
-        zorder=4,
-        label=f"predicted at {law_values(fit, prediction.values)}: {value:.3g} "
-        f"({prediction.level:.0%} interval {prediction.low:.3g} .. {prediction.high:.3g})",
+    star = {"markersize": 13, "elinewidth": 2.2, "capsize": 4, "zorder": 4}
+    _point(
+        ax, (x, value), (prediction.low, prediction.high), label, fmt="*", color=PREDICTION, **star
     )
 
 
@@ -241,27 +255,21 @@ def _mark_held_out(ax: Any, fit: LawFit, variable: int, held_out: HeldOutCheck) 
     """The held-out group's measured optimum (open square, bar: its band) and its
     prediction from the other groups (diamond, bar: where its measurement should fall)."""
     x, measured, predicted = held_out.values[variable], held_out.measured, held_out.prediction
+    label = f"held out {law_values(fit, held_out.values)}: measured {measured.lr:.3g}"
+    square = {"markerfacecolor": "none", "markersize": 10, "elinewidth": 2.0, "zorder": 4}
+    _point(
+        ax, (x, measured.lr), (measured.low, measured.high), label, fmt="s", color="black", **square
+    )
     verdict = "within" if held_out.within else "OUTSIDE"
-    ax.errorbar(
-        [x],
-        [measured.lr],
-        yerr=_bar([measured]),
-        fmt="s",
-        color="black",
-        markerfacecolor="none",
-        markersize=10,
-        elinewidth=2.0,
-        zorder=4,
-        label=f"held out {law_values(fit, held_out.values)}: measured {measured.lr:.3g}",
-    )
-    ax.errorbar(
-        [x],
-        [predicted.value],
-        yerr=_bar_to(predicted.value, predicted.measured_low, predicted.measured_high),
-        fmt="D",
-        color=HELD_OUT,
-        markersize=6,
-        capsize=5,
-        zorder=4,
-        label=f"predicted from the others: {predicted.value:.3g} ({verdict})",
-    )
+    label = f"predicted from the others: {predicted.value:.3g} ({verdict})"
+    diamond = {"markersize": 6, "capsize": 5, "zorder": 4}
+    bar = (predicted.measured_low, predicted.measured_high)
+    _point(ax, (x, predicted.value), bar, label, fmt="D", color=HELD_OUT, **diamond)
+
+
+def _point(
+    ax: Any, at: tuple[float, float], bar: tuple[float, float], label: str, **style: Any
+) -> None:
+    """A marker at ``at`` (x, y) with a vertical bar from ``bar[0]`` up to ``bar[1]``."""
+    (x, y), (low, high) = at, bar
+    ax.errorbar([x], [y], yerr=_bar_to(y, low, high), label=label, **style)
