@@ -46,11 +46,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from lrkit.cli.sweep_command import make_definition
 from lrkit.data.tensors import TensorData
 from lrkit.experiments.textbook import all_pairs
 from lrkit.models import build_model
-from lrkit.sweep.definition import TrialKey, pairs_grid
+from lrkit.sweep.definition import TrialKey, make_definition, pairs_grid
 from lrkit.sweep.engines.registry import EngineChoice, EngineRequest
 from lrkit.sweep.runner import SweepEvents, run_sweep
 from lrkit.sweep.store import Store

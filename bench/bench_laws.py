@@ -42,10 +42,11 @@ from typing import Any
 import torch
 
 from laws_models import mup_deep_mlp, mup_mlp, sp_deep_mlp, sp_mlp
-from lrkit.cli.laws_command import range_test_center
+from lrkit.advise.settings import AdviseSettings
 from lrkit.laws import check_largest, fit_law
+from lrkit.laws.driver import range_test_center
 from lrkit.laws.fit import Group
-from lrkit.laws.ladder import run_ladder
+from lrkit.laws.ladder import LadderPlan, run_ladder
 from lrkit.laws.points import Ladder
 from lrkit.laws.transfer import coordinate_check
 from lrkit.sweep.definition import SweepDefinition
@@ -74,7 +75,8 @@ def run_family(name: str, data_dir: Path | None, workers: int, repeats: int) -> 
     spec, factory, expected, held_out_family = FAMILIES[name]
     work = load_workload(spec, None, data_dir, None, 1 / 12, notify=lambda m: None)
     started = time.perf_counter()
-    center = range_test_center(factory, WIDTHS[0], work, "adam", 0.9, 0.0, BATCH_SIZE, EPOCHS, 0)
+    race = AdviseSettings(epochs=EPOCHS, batch_size=BATCH_SIZE, optimizer="adam", momentum=0.9)
+    center = range_test_center(factory, WIDTHS[0], work, race)
     definition = SweepDefinition(
         model=spec,
         data=str(data_dir or "mnist"),
@@ -91,15 +93,12 @@ def run_family(name: str, data_dir: Path | None, workers: int, repeats: int) -> 
     )
     (RESULTS / "laws").mkdir(parents=True, exist_ok=True)
     with Store.open(RESULTS / "laws" / f"{name}.sqlite") as store:
+        ladder = Ladder(WIDTHS, (len(work.train),), (EPOCHS,), (BATCH_SIZE,))
         rungs = run_ladder(
             factory,
-            Ladder(WIDTHS, (len(work.train),), (EPOCHS,), (BATCH_SIZE,)),
             work,
-            definition,
             store,
-            center_lr=center,
-            repeats=repeats,
-            name=name,
+            LadderPlan(ladder, definition, center, repeats=repeats, name=name),
             engine=EngineRequest(workers=workers),
         )
     seconds = time.perf_counter() - started

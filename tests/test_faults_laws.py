@@ -93,8 +93,8 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     def started(*args: object, **kwargs: object) -> None:
         raise AssertionError("training started before the input was refused")
 
-    monkeypatch.setattr("lrkit.cli.laws_command.range_test_center", started)
-    monkeypatch.setattr("lrkit.laws.ladder.run_ladder", started)
+    monkeypatch.setattr("lrkit.laws.driver.range_test_center", started)
+    monkeypatch.setattr("lrkit.laws.driver.run_ladder", started)
 
 
 def listing(folder: Path) -> set[str]:

@@ -13,7 +13,7 @@ from torch import nn
 
 from lrkit.data.tensors import TensorData
 from lrkit.laws import FitSettings, fit_law
-from lrkit.laws.ladder import MAX_WIDENINGS, Rung, lr_grid, run_ladder, widen
+from lrkit.laws.ladder import MAX_WIDENINGS, LadderPlan, Rung, lr_grid, run_ladder, widen
 from lrkit.laws.optimum import repeat_tolerance
 from lrkit.laws.points import Ladder
 from lrkit.sweep.definition import SweepDefinition
@@ -69,13 +69,9 @@ def widths_only(widths: tuple[int, ...] | list[int]) -> Ladder:
 def ladder(store: Store, widths: tuple[int, ...]) -> tuple[Rung, ...]:
     return run_ladder(
         family,
-        widths_only(widths),
         workload(),
-        DEFINITION,
         store,
-        center_lr=0.01,
-        octaves=1,
-        per_octave=2,
+        LadderPlan(widths_only(widths), DEFINITION, center_lr=0.01, octaves=1, per_octave=2),
         engine=EngineRequest("sequential"),
     )
 
@@ -111,13 +107,9 @@ def test_the_grid_grows_where_the_band_touches_its_top(tmp_path: Path) -> None:
     with Store.open(tmp_path / "low.sqlite") as store:
         (rung,) = run_ladder(
             family,
-            widths_only([16]),
             workload(),
-            DEFINITION,
             store,
-            center_lr=1e-6,
-            octaves=1,
-            per_octave=2,
+            LadderPlan(widths_only([16]), DEFINITION, center_lr=1e-6, octaves=1, per_octave=2),
             engine=EngineRequest("sequential"),
         )
     assert rung.widenings == MAX_WIDENINGS
@@ -132,14 +124,9 @@ def test_a_ladder_of_horizons_batch_sizes_and_repeats(tmp_path: Path) -> None:
     with Store.open(tmp_path / "h.sqlite") as store:
         rungs = run_ladder(
             family,
-            shape,
             workload(),
-            DEFINITION,
             store,
-            center_lr=0.01,
-            octaves=1,
-            per_octave=1,
-            repeats=2,
+            LadderPlan(shape, DEFINITION, center_lr=0.01, octaves=1, per_octave=1, repeats=2),
             engine=EngineRequest("sequential"),
         )
         rows = store.sweeps()
@@ -172,13 +159,9 @@ def test_an_examples_ladder_trains_on_the_first_n(tmp_path: Path) -> None:
     with Store.open(tmp_path / "e.sqlite") as store:
         rungs = run_ladder(
             family,
-            shape,
             workload(),
-            DEFINITION,
             store,
-            center_lr=0.01,
-            octaves=1,
-            per_octave=1,
+            LadderPlan(shape, DEFINITION, center_lr=0.01, octaves=1, per_octave=1),
             engine=EngineRequest("sequential"),
         )
         rows = {row.name: row for row in store.sweeps()}
@@ -206,10 +189,12 @@ def test_the_range_test_centre_does_not_depend_on_what_ran_before() -> None:
     """The grid's centre is the range test of the seed-0 model: the same whatever the global
     RNG held (it once took the init from it: a second family's centre moved 5x), and the
     caller's RNG is left as it was."""
-    from lrkit.cli.laws_command import range_test_center
+    from lrkit.advise.settings import AdviseSettings
+    from lrkit.laws.driver import range_test_center
 
     def centre(factory: Callable[[int], nn.Module] = narrow) -> float:
-        return range_test_center(factory, 4, workload(), "adam", 0.9, 0.0, 50, 1.0, 0)
+        race = AdviseSettings(epochs=1.0, batch_size=50, optimizer="adam", momentum=0.9)
+        return range_test_center(factory, 4, workload(), race)
 
     inits = []
     for seed in (0, 1, 2):

@@ -102,8 +102,14 @@ LAYERS = [
     ("lrkit.advise",),
     # the batch size, which races through advise
     ("lrkit.batchsize",),
-    # laws: a ladder of sweeps, a ladder of horizons branched off one run, its models' N
-    ("lrkit.laws.ladder", "lrkit.laws.branching", "lrkit.laws.parameters"),
+    # laws: a ladder of sweeps, a ladder of horizons branched off one run, its models' N, the
+    # driver
+    (
+        "lrkit.laws.ladder",
+        "lrkit.laws.branching",
+        "lrkit.laws.parameters",
+        "lrkit.laws.driver",
+    ),
     # 5: the textbook's experiments
     ("lrkit.experiments",),
     # 6, 7, 8: the edges
@@ -219,6 +225,7 @@ TORCH_FREE = [
     "lrkit.laws.points",
     "lrkit.laws.analysis",
     "lrkit.laws.words",
+    "lrkit.laws.settings",
     "lrkit.programs",
     "lrkit.suggestions",
 ]

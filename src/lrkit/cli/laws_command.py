@@ -5,15 +5,24 @@ whether the best lr moves with width at all."""
 
 from __future__ import annotations
 
-import math
 import sys
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lrkit import validation as check
+from lrkit.cli.laws_options import (
+    check_point_grid,
+    check_run,
+    check_shape,
+    check_targets,
+    engine_request,
+    laws_outputs,
+    parse_list,
+    size_ladder,
+)
 from lrkit.cli.laws_output import document, rung_rows, summary
 from lrkit.cli.options import (
     DataDirOption,
@@ -27,20 +36,17 @@ from lrkit.cli.options import (
     check_optimizer,
     parse_fraction,
 )
-from lrkit.cli.output import check_output_file, check_outputs, write_json
+from lrkit.cli.output import Outputs, write_json
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
-from lrkit.errors import InvalidParameterError, LrkitValueError
-from lrkit.sweep.engines.names import AUTO, SEQUENTIAL
-from lrkit.sweep.engines.registry import EngineRequest, check_address, check_engine, check_workers
-from lrkit.sweep.store_schema import check_path as check_store_path
+from lrkit.laws.settings import LawsSettings
 
 if TYPE_CHECKING:
-    from lrkit.laws.analysis import LawsAnalysis, Target
-    from lrkit.laws.ladder import SizeFactory
-    from lrkit.laws.points import Ladder
-    from lrkit.laws.transfer import CoordinateCheck
-    from lrkit.sweep.definition import SweepDefinition
+    from lrkit.laws.analysis import LawsAnalysis
+    from lrkit.laws.driver import LawsEvents, LawsRun
+    from lrkit.report.laws_section import LawEntry
+    from lrkit.sweep.engines.registry import EngineRequest
+    from lrkit.sweep.runner import SweepEvents
 
 HELP = "\n\n".join(
     [
@@ -76,13 +82,6 @@ HELP = "\n\n".join(
         "--optimizer adam --batch-size 128 --epochs 2 --store laws.sqlite --json laws.json",
     ]
 )
-
-
-def parse_list(option: str, text: str | None, kind: type) -> tuple[Any, ...] | None:
-    """A comma-separated ladder of positive values (None when not given)."""
-    from lrkit.sweep.definition import parse_grid
-
-    return None if text is None else tuple(sorted(parse_grid(option, text, kind)))
 
 
 def laws(
@@ -178,156 +177,96 @@ def laws(
     ] = None,
     report_file: ReportOption = None,
 ) -> None:
-    from lrkit.laws.analysis import Target, analyse, check_ladder, check_target_batch
-    from lrkit.laws.points import Ladder
-
-    if (widths is None) == (depths is None):
-        raise LrkitValueError("give the ladder's sizes as --widths or --depths (one of them)")
-    axis = "width" if widths is not None else "depth"
-    sizes = parse_list(f"--{axis}s", widths if widths is not None else depths, int)
-    assert sizes is not None
-    predict_size = predict_width if axis == "width" else predict_depth
-    other = predict_depth if axis == "width" else predict_width
-    if other is not None:
-        raise LrkitValueError(
-            f"--predict-{'depth' if axis == 'width' else 'width'}: the ladder is of {axis}s; "
-            f"give --predict-{axis}"
-        )
+    axis, sizes, predict_size = size_ladder(widths, depths, predict_width, predict_depth)
     check_targets(axis, predict_size, predict_examples, predict_epochs, predict_batch_size)
     horizons = parse_list("--epochs", epochs, float)
     batch_sizes = parse_list("--batch-size", batch_size, int)
-    set_sizes = parse_list("--examples", examples, int)
-    assert horizons is not None and batch_sizes is not None
+    set_sizes = None if examples is None else parse_list("--examples", examples, int)
     check_optimizer(optimizer, momentum, weight_decay)
-    if lr is not None:
-        check.positive_float("lr", lr)
-    check_point_grid(octaves, per_octave, repeats)
-    check_engine(engine)
-    workers = check_workers(workers, engine)
-    check_address(engine, address)
-    check.choice("device", device, ("auto", "cpu", "cuda"))
-    check.seed("seed", seed)
-    if check_transfer and axis != "width":
-        raise LrkitValueError("--check-transfer: the coordinate check needs a --widths ladder")
+    check_point_grid(lr, octaves, per_octave, repeats)
+    request = engine_request(engine, workers, address)
+    check_run(device, seed, check_transfer, axis)
     fraction = parse_fraction("val_fraction", val_fraction)
-    if plot is not None:
-        from lrkit.plots.figure import check_plot_path
-
-        check_plot_path(plot)
-    check_output_file("--store", store)
-    check_store_path(store, writing=True, must_exist=False)
-    outputs = check_outputs(
-        [("--json", json_file), ("--plot", plot), ("--report", report_file)],
-        others=[("--store", store)],
-        kept=f"finished runs are kept in {store}: run again to write it",
-    )
-    # The ladder's shape is checked before any data is loaded (its examples filled in below).
-    shape = Ladder(sizes, set_sizes or (1,), horizons, batch_sizes, axis)
-    check_ladder(shape)
-    check_target_batch(shape, predict_batch_size)
-
-    from lrkit.data.tensors import TensorData
-    from lrkit.imports import load_object
-    from lrkit.laws.ladder import run_ladder
-    from lrkit.laws.parameters import check_counts, ladder_counts
-    from lrkit.sweep.definition import SweepDefinition
-    from lrkit.training.device import resolve_device
-    from lrkit.workload import load_workload
-
-    work = load_workload(
-        model,
-        data,
-        data_dir,
-        loss,
-        fraction,
-        notify=lambda m: print(f"lrkit laws: {m}", file=sys.stderr),
-    )
-    if not isinstance(work.train, TensorData) or work.val is None:
-        raise LrkitValueError("--data: lrkit laws needs tensor data with a validation part")
-    n_train = len(work.train)
-    for option, values in (("examples", set_sizes or ()), ("batch_size", batch_sizes)):
-        if values and max(values) > n_train:
-            raise InvalidParameterError(
-                option, f"at most the training examples ({n_train})", max(values)
-            )
-    # Every run of the ladder trains at least one optimizer step and at most MAX_STEPS: the
-    # shortest horizon on the fewest examples in the largest batches, the longest on the most
-    # in the smallest.
-    examples_at = set_sizes or (n_train,)
-    check.budget_steps("epochs", min(horizons), min(examples_at), max(batch_sizes))
-    check.budget_steps("epochs", max(horizons), max(examples_at), min(batch_sizes))
-    ladder = Ladder(sizes, set_sizes or (n_train,), horizons, batch_sizes, axis)
-    factory = size_factory(load_object(model, "--model"), model, axis)
-    counts = ladder_counts(factory, sizes)
-    check_counts(counts, model, axis)
-    target = None
-    if any(
-        v is not None for v in (predict_size, predict_epochs, predict_examples, predict_batch_size)
-    ):
-        target = forecast_target(
-            factory,
-            counts,
-            ladder,
-            model,
-            Target(
-                predict_size or max(sizes),
-                0,
-                predict_examples or max(ladder.examples),
-                predict_epochs or max(horizons),
-                predict_batch_size,
-            ),
-        )
-    target_device = resolve_device(device)
-    smallest = ladder.points()[0]
-    definition = SweepDefinition(
+    outputs = laws_outputs(store, json_file, plot, report_file)
+    settings = LawsSettings(
         model=model,
+        sizes=sizes,
+        axis=axis,
+        epochs=horizons,
+        batch_sizes=batch_sizes,
+        examples=set_sizes,
+        predict_size=predict_size,
+        predict_examples=predict_examples,
+        predict_epochs=predict_epochs,
+        predict_batch_size=predict_batch_size,
         data=data or str(data_dir or "mnist"),
         loss=loss or "cross_entropy",
-        epochs=max(horizons),
-        eval_every=min(horizons) / 4,
-        val_fraction=float(fraction),
+        val_fraction=fraction,
         optimizer=optimizer,
         momentum=momentum,
         weight_decay=weight_decay,
         schedule=schedule,
-        batch_size_schedule=None,
         seed=seed,
+        lr=lr,
+        octaves=octaves,
+        per_octave=per_octave,
+        repeats=repeats,
+        branch=branch,
+        store=store,
+        name=name,
+        device=device,
+        check_transfer=check_transfer,
     )
-    from lrkit.laws.branching import run_branched
-    from lrkit.sweep.runner import SweepEvents
-    from lrkit.sweep.store import Store
+    check_shape(settings)
+    found = laws_run(settings, request, data, data_dir, loss)
+    print(
+        summary(
+            found.rungs, found.ladder, found.analysis, found.coordinates, found.center, lr is None
+        )
+    )
+    write_outputs(found, settings, outputs)
 
-    branching = branch and "epochs" in ladder.varies
-    if branching and engine not in (AUTO, SEQUENTIAL):
-        print(
-            f"lrkit laws: --engine {engine}: the horizons train from scratch on it (branching "
-            "runs on the sequential engine; --no-branch says so)",
-            file=sys.stderr,
-        )
-        branching = False
-    check_resumable(store, ladder, definition, name)
-    request = EngineRequest(engine, workers, address)
-    center = (
-        lr
-        if lr is not None
-        else range_test_center(
-            factory,
-            smallest.size,
-            replace(work, train=work.train.head(smallest.examples)),
-            optimizer,
-            momentum,
-            weight_decay,
-            smallest.batch_size,
-            smallest.epochs,
-            seed,
-        )
+
+def laws_run(
+    settings: LawsSettings,
+    request: EngineRequest,
+    data: str | None,
+    data_dir: Path | None,
+    loss: str | None,
+) -> LawsRun:
+    """The workload loaded (--data or --data-dir, --loss), and the driver run on it, its notes
+    on stderr and its runs' progress on a bar."""
+    from lrkit.laws.driver import run_laws
+    from lrkit.workload import load_workload
+
+    work = load_workload(settings.model, data, data_dir, loss, settings.val_fraction, note)
+    return run_laws(work, settings, request, terminal_events(settings.store))
+
+
+def note(message: str) -> None:
+    print(f"lrkit laws: {message}", file=sys.stderr)
+
+
+def terminal_events(store: Path) -> LawsEvents:
+    """Notes on stderr; Ctrl-C during the ladder says the store keeps its finished runs; a
+    bar over the runs."""
+    from lrkit.laws.driver import LawsEvents
+
+    return LawsEvents(
+        on_note=note,
+        storing=lambda: on_interrupt(
+            lambda: f"finished runs are kept in {store}: run again to resume"
+        ),
+        trials=runs_bar,
     )
-    with (
-        on_interrupt(lambda: f"finished runs are kept in {store}: run again to resume"),
-        request.session(),
-        progress() as bar,
-        Store.open(store) as opened,
-    ):
+
+
+@contextmanager
+def runs_bar() -> Iterator[SweepEvents]:
+    """A progress bar over each family's runs (restarted as each family starts)."""
+    from lrkit.sweep.runner import SweepEvents
+
+    with progress() as bar:
         done = [0]
 
         def on_trial_start(key: Any, index: int, total: int) -> None:
@@ -339,126 +278,49 @@ def laws(
             done[0] += 1
             bar.update(done[0], f"lr {key.lr:.3g}: {outcome.status}", key="runs")
 
-        rungs = run_ladder(
-            factory,
-            ladder,
-            work,
-            definition,
-            opened,
-            center_lr=center,
-            octaves=octaves,
-            per_octave=per_octave,
-            repeats=repeats,
-            name=name,
-            device=target_device,
-            engine=request,
-            events=SweepEvents(on_trial_start=on_trial_start, on_trial_end=on_trial_end),
-            horizons=run_branched if branching else None,
-        )
-    analysis = analyse(rungs, ladder, target, seed=seed)
-    coordinates = None
-    if check_transfer:
-        coordinates = run_coordinate_check(
-            factory, sizes, work, optimizer, center, momentum, weight_decay, min(batch_sizes)
-        )
-    print(summary(rungs, ladder, analysis, coordinates, center, lr is None))
+        yield SweepEvents(on_trial_start=on_trial_start, on_trial_end=on_trial_end)
+
+
+def write_outputs(found: LawsRun, settings: LawsSettings, outputs: Outputs) -> None:
+    """--json, --plot and --report, each as it is written; Ctrl-C says which were."""
+    json_file, plot = outputs.path("--json"), outputs.path("--plot")
+    report_file = outputs.path("--report")
     with on_interrupt(outputs.interrupted):
         if json_file is not None:
             with outputs.writing("--json", json_file):
-                write_json(json_file, document(rungs, ladder, analysis, coordinates, center))
+                write_json(
+                    json_file,
+                    document(
+                        found.rungs, found.ladder, found.analysis, found.coordinates, found.center
+                    ),
+                )
         if plot is not None:
             with outputs.writing("--plot", plot):
-                draw(analysis, plot)
+                draw(found.analysis, plot)
             print(f"wrote {plot}", file=sys.stderr)
         if report_file is not None:
             from lrkit.report.build import build_report, write_report
 
-            forecasts = {}
-            if analysis.forecast is not None:
-                forecasts = {analysis.forecast.lr_law: analysis.forecast.lr}
-                if analysis.forecast.batch_law is not None and analysis.forecast.batch_size:
-                    forecasts[analysis.forecast.batch_law] = analysis.forecast.batch_size
-            entries = [
-                (
-                    law.spec.name,
-                    law.fit,
-                    law.held_out,
-                    forecasts.get(law.spec.name),
-                    law.spec.quantity,
-                )
-                for law in analysis.laws
-            ]
-            sections = build_report(laws=entries, law_rungs=rung_rows(rungs, ladder))
+            sections = build_report(
+                laws=report_entries(found.analysis), law_rungs=rung_rows(found.rungs, found.ladder)
+            )
             with outputs.writing("--report", report_file):
-                write_report(report_file, sections, f"Learning-rate laws for {model}.")
+                write_report(report_file, sections, f"Learning-rate laws for {settings.model}.")
             print(f"wrote {report_file}", file=sys.stderr)
 
 
-def check_resumable(store: Path, ladder: Ladder, definition: SweepDefinition, name: str) -> None:
-    """An existing --store opened, and each sweep of the ladder it holds checked against the
-    ladder's definition, before any training (the range test included); a new store is
-    created only when the ladder starts, so that a refusal before then leaves nothing."""
-    from lrkit.laws.ladder import point_definition
-    from lrkit.sweep.store import Store
-
-    if not store.exists():
-        return
-    with Store.open(store) as opened:
-        for point in ladder.points():
-            opened.check_definition(
-                ladder.sweep_name(name, point), point_definition(definition, ladder, point)
-            )
-
-
-def check_targets(
-    axis: str,
-    size: int | None,
-    examples: int | None,
-    epochs: float | None,
-    batch_size: int | None,
-) -> None:
-    """The --predict-* options given, each in its range."""
-    from lrkit.advise.settings import MAX_EPOCHS
-    from lrkit.batchsize.settings import MAX_BATCH_SIZE
-    from lrkit.laws.points import MAX_EXAMPLES, check_size
-
-    if size is not None:
-        check_size(f"predict_{axis}", size)
-    if examples is not None:
-        check.int_in("predict_examples", examples, 1, MAX_EXAMPLES, "training examples")
-    if epochs is not None:
-        check.float_in("predict_epochs", epochs, 0.0, MAX_EPOCHS, low_open=True, high_open=False)
-    if batch_size is not None:
-        check.int_in("predict_batch_size", batch_size, 1, MAX_BATCH_SIZE)
-
-
-def check_point_grid(octaves: int, per_octave: int, repeats: int) -> None:
-    """--octaves and --per-octave in their ranges, and --repeats such that a point's grid,
-    widened as far as it may be, holds no more trials than a sweep runs."""
-    from lrkit.laws.ladder import MAX_WIDENINGS, check_grid
-    from lrkit.sweep.definition import check_grid_size
-
-    octaves, per_octave = check_grid(octaves, per_octave)
-    repeats = check.positive_int("repeats", repeats)
-    lrs = (2 * octaves + MAX_WIDENINGS) * per_octave + 1
-    check_grid_size(lrs * repeats, f"{lrs} lrs of a widened grid x {repeats} --repeats")
-
-
-def forecast_target(
-    factory: SizeFactory, counts: dict[int, int], ladder: Ladder, model: str, asked: Target
-) -> Target:
-    """The target the --predict-* options ask for, its N counted without building the model
-    (``laws.parameters.target_count``), saying so on stderr where it is extrapolated."""
-    from lrkit.laws.parameters import target_count
-
-    count = target_count(factory, counts, asked.size, model, ladder.axis)
-    if count.extrapolated:
-        print(
-            f"lrkit laws: N at {ladder.axis} {asked.size} is {count.parameters}, extrapolated "
-            f"as {count.extrapolated}",
-            file=sys.stderr,
-        )
-    return replace(asked, parameters=count.parameters, extrapolated=count.extrapolated)
+def report_entries(analysis: LawsAnalysis) -> list[LawEntry]:
+    """Each law for the report: its name, fit, held-out check, forecast (where it made one)
+    and the quantity it predicts."""
+    forecasts = {}
+    if analysis.forecast is not None:
+        forecasts = {analysis.forecast.lr_law: analysis.forecast.lr}
+        if analysis.forecast.batch_law is not None and analysis.forecast.batch_size:
+            forecasts[analysis.forecast.batch_law] = analysis.forecast.batch_size
+    return [
+        (law.spec.name, law.fit, law.held_out, forecasts.get(law.spec.name), law.spec.quantity)
+        for law in analysis.laws
+    ]
 
 
 def draw(analysis: LawsAnalysis, path: Path) -> None:
@@ -483,75 +345,3 @@ def draw(analysis: LawsAnalysis, path: Path) -> None:
     else:
         right.set_axis_off()
     save(fig, path)
-
-
-def size_factory(factory: object, spec: str, axis: str) -> Any:
-    """``size -> nn.Module`` from the user's factory, its failures as one-line errors."""
-    from lrkit.workload import built_model
-
-    if not callable(factory):
-        raise LrkitValueError(f"--model {spec} is not callable: give a function of the {axis}")
-    return lambda size: built_model(factory, spec, size, where=f" at {axis} {size}")
-
-
-def range_test_center(
-    factory: SizeFactory,
-    size: int,
-    work: Any,
-    optimizer: str,
-    momentum: float,
-    weight_decay: float,
-    batch_size: int,
-    epochs: float,
-    seed: int,
-) -> float:
-    """The range test's suggestion for the model at ``size`` (the ladder's smallest), over the
-    budget's steps; the model is initialised as the ladder's seed-``seed`` runs are (the global
-    RNG seeded inside, left as it was), so the grid's centre does not depend on what ran
-    before."""
-    from lrkit.advise.driver import budget_range_test
-    from lrkit.advise.settings import AdviseSettings
-    from lrkit.laws.ladder import at_size
-
-    settings = AdviseSettings(
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        seed=seed,
-    )
-    steps = math.ceil(epochs * math.ceil(len(work.train) / batch_size))
-    net = at_size(factory, size)(seed)
-    found = budget_range_test(net, work.train, work.val, settings, work.loss_fn, steps)
-    suggested = found.suggested_or_least
-    if suggested is None:
-        raise LrkitValueError(
-            "the range test at the smallest width suggested no learning rate (the loss never "
-            "fell): give --lr"
-        )
-    return float(suggested)
-
-
-def run_coordinate_check(
-    factory: Any,
-    ladder: tuple[int, ...],
-    work: Any,
-    optimizer: str,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    batch_size: int,
-) -> CoordinateCheck:
-    from lrkit.laws.transfer import coordinate_check
-    from lrkit.training.optimizers import make_optimizer
-
-    return coordinate_check(
-        factory,
-        lambda net: make_optimizer(optimizer, net, lr, momentum, weight_decay),
-        ladder,
-        work.train.x,
-        work.train.y,
-        work.loss_fn,
-        batch_size=min(batch_size, len(work.train)),
-    )

@@ -24,7 +24,6 @@ from lrkit.cli.progress import on_interrupt
 from lrkit.cli.report_command import ReportOption
 from lrkit.cli.sweep_command import (
     execute,
-    make_definition,
     report,
     summary_json,
     trials_kept,
@@ -32,7 +31,7 @@ from lrkit.cli.sweep_command import (
 )
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.experiments.textbook import GRIDS, all_pairs, grid_trials, judge
-from lrkit.sweep.definition import pairs_grid
+from lrkit.sweep.definition import make_definition, pairs_grid
 from lrkit.sweep.engines.names import LOCAL_ENGINES
 from lrkit.sweep.engines.registry import EngineRequest, check_engine, check_workers
 from lrkit.sweep.store_schema import check_path as check_store_path

@@ -32,6 +32,7 @@ from lrkit.errors import quoted
 from lrkit.sweep.definition import (
     SweepDefinition,
     TrialKey,
+    make_definition,
     parse_grid,
     product_grid,
 )
@@ -42,7 +43,6 @@ from lrkit.sweep.engines.registry import (
     check_workers,
 )
 from lrkit.sweep.store_schema import check_path as check_store_path
-from lrkit.training.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
     from lrkit.scaling import PowerLawFit
@@ -65,36 +65,6 @@ HELP = "\n\n".join(
         "Example: lrkit sweep --lr 0.1,0.3,0.5,0.7 --batch-size 16,32,128 --store runs.sqlite",
     ]
 )
-
-
-def make_definition(
-    model: str,
-    data_name: str,
-    loss: str | None,
-    epochs: float,
-    eval_every: float,
-    val_fraction: float,
-    optimizer: str,
-    momentum: float,
-    weight_decay: float,
-    schedule: str | None,
-    batch_size_schedule: str | None,
-    seed: int,
-) -> SweepDefinition:
-    return SweepDefinition(
-        model=model,
-        data=data_name,
-        loss=loss or "cross-entropy",
-        epochs=epochs,
-        eval_every=eval_every,
-        val_fraction=val_fraction,
-        optimizer=check.choice("optimizer", optimizer, OPTIMIZERS),
-        momentum=momentum if optimizer == "momentum" else 0.0,
-        weight_decay=check.nonnegative_float("weight_decay", weight_decay),
-        schedule=schedule,
-        batch_size_schedule=batch_size_schedule,
-        seed=seed,
-    )
 
 
 def execute(

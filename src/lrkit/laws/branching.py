@@ -47,9 +47,13 @@ takes the same steps up to the check that found it. Two things break the equalit
 - the vectorized engine, whose stacked arithmetic may differ from the plain loop's in the
   last bits, and GPU kernels that are not deterministic.
 
-Horizons run on the sequential engine, one trial at a time in this process (a trunk hands
-its state to its branches in memory). Checkpoints are not persisted: resumed, a key with
-some horizons missing trains its trunk again, up to the last branch point it needs.
+**Through the engine contract.** Every piece is a ``TrialJob`` handed to the sequential
+engine (``sweep.engines.registry``), one job at a time in this process, in the order the
+pieces depend on each other: a trunk segment from the last branch point (``plan.start``) to
+the next, kept as a checkpoint (``plan.keep_checkpoint``), then the branches that start from
+it. Each horizon's trial is stored by the runner's bookkeeping (``sweep.runner.TrialBook``),
+as a sweep's are. Checkpoints stay in memory and are not persisted: resumed, a key with some
+horizons missing trains its trunk again, up to the last branch point it needs.
 """
 
 from __future__ import annotations
@@ -62,11 +66,11 @@ import torch
 from lrkit.errors import LrkitValueError, quoted
 from lrkit.schedules.base import Schedule
 from lrkit.sweep.definition import SweepDefinition, TrialKey
-from lrkit.sweep.engines.contract import TrainingSetup, TrialJob
-from lrkit.sweep.engines.registry import sequential_choice
-from lrkit.sweep.runner import RunningRows, SweepEvents
+from lrkit.sweep.engines.contract import Engine, EngineEvents, TrainingSetup, TrialJob
+from lrkit.sweep.engines.registry import make_engine, sequential_choice
+from lrkit.sweep.runner import SweepEvents, TrialBook
 from lrkit.sweep.store import Store, StoredTrial
-from lrkit.sweep.trials import SweepPlan, check_plan, run_job, trial_jobs
+from lrkit.sweep.trials import SweepPlan, check_plan, trial_jobs
 from lrkit.training.records import Checkpoint, TrialOutcome, TrialPlan
 from lrkit.workload import Workload
 
@@ -165,38 +169,38 @@ def run_branched(
     done = [store.finished(s) for s in sweep_ids]
     todo = [(key, [i for i in range(len(plans)) if key not in done[i]]) for key in plans[0].grid]
     todo = [(key, missing) for key, missing in todo if missing]
-    total = sum(len(missing) for _, missing in todo)
+    choice = sequential_choice()
+    engine = make_engine(choice)
     if events.on_engine is not None:
-        events.on_engine(sequential_choice())
-    started = 0
-    rows = RunningRows(store)
-    with rows.forgotten_if_stopped():
+        events.on_engine(choice)
+    book = TrialBook(store, sum(len(missing) for _, missing in todo), events)
+    with book.rows.forgotten_if_stopped():
         for key, missing in todo:
             for i in missing:
-                rows.start(sweep_ids[i], key, plans[i].definition.seed + key.repeat)
-                if events.on_trial_start is not None:
-                    events.on_trial_start(key, started, total)
-                started += 1
-            for i, outcome in _horizons(key, plans, missing, setup):
-                rows.save(sweep_ids[i], key, outcome)
-                if events.on_trial_end is not None:
-                    events.on_trial_end(key, outcome)
+                book.start(sweep_ids[i], key, plans[i].definition.seed + key.repeat)
+            for i, outcome in _horizons(engine, key, plans, missing, setup):
+                book.end(sweep_ids[i], key, outcome)
     grid = set(plans[0].grid)
     return [[t for t in store.trials(p.name) if t.key in grid] for p in plans]
 
 
 def _horizons(
-    key: TrialKey, plans: Sequence[SweepPlan], missing: Sequence[int], setup: TrainingSetup
+    engine: Engine,
+    key: TrialKey,
+    plans: Sequence[SweepPlan],
+    missing: Sequence[int],
+    setup: TrainingSetup,
 ) -> Iterator[tuple[int, TrialOutcome]]:
     """(plan index, outcome) of each of ``missing``, as soon as each has ended: the trunk
-    trained from branch point to branch point, each horizon branched off where it leaves."""
+    trained by ``engine`` from branch point to branch point, each horizon branched off where
+    it leaves."""
     n_train = len(setup.train)
     jobs = [trial_jobs(p.definition, [key], n_train)[0] for p in plans]
     trunk = max(range(len(plans)), key=lambda i: plans[i].definition.epochs)
     at = {i: branch_point(jobs[trunk].plan, jobs[i].plan, n_train) for i in missing}
     for i in missing:
         if at[i].iteration == 0:
-            yield i, run_job(jobs[i], setup)
+            yield i, _trained(engine, jobs[i], setup)
     start: Checkpoint | None = None
     for iteration, progress in sorted({(b.iteration, b.progress) for b in at.values()}):
         if iteration == 0:
@@ -204,7 +208,7 @@ def _horizons(
         here = [i for i in missing if at[i].iteration == iteration]
         ending = [i for i in here if at[i].iterations == iteration]
         segment = _resumed(jobs[trunk], start, progress, keep_checkpoint=True)
-        outcome = run_job(segment, setup if ending else replace(setup, test=None))
+        outcome = _trained(engine, segment, setup if ending else replace(setup, test=None))
         if outcome.checkpoint is None:  # diverged or failed: so would every later horizon
             for i in missing:
                 if at[i].iteration >= iteration:
@@ -216,7 +220,17 @@ def _horizons(
                 yield i, replace(outcome, checkpoint=None)
             else:
                 branch = _resumed(jobs[i], start, jobs[i].plan.epochs, keep_checkpoint=False)
-                yield i, run_job(branch, setup)
+                yield i, _trained(engine, branch, setup)
+
+
+def _trained(engine: Engine, job: TrialJob, setup: TrainingSetup) -> TrialOutcome:
+    """The outcome of ``job``, trained by ``engine``. One job a call: the horizons of a key
+    share the key, which is all an engine reports an outcome by, and a trunk's next segment
+    starts from the checkpoint its last one ended with."""
+    ended: list[TrialOutcome] = []
+    engine.run([job], setup, EngineEvents(lambda _, outcome: ended.append(outcome)))
+    (outcome,) = ended
+    return outcome
 
 
 def _resumed(

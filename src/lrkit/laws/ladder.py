@@ -32,6 +32,7 @@ from torch import nn
 from lrkit import validation as check
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
+from lrkit.laws.branching import run_branched
 from lrkit.laws.optimum import STEP_LAW_TOLERANCE, Optimum, band_optimum, repeat_tolerance
 from lrkit.laws.points import Ladder, Point
 from lrkit.sweep.definition import SweepDefinition, product_grid
@@ -170,98 +171,128 @@ def point_definition(definition: SweepDefinition, ladder: Ladder, point: Point) 
     return replace(definition, model=model, data=data, epochs=point.epochs)
 
 
-HorizonRunner = Callable[
-    [Store, Sequence[SweepPlan], Workload, torch.device, SweepEvents | None],
-    list[list[StoredTrial]],
-]
+@dataclass(frozen=True)
+class LadderPlan:
+    """What a ladder runs: its points, how their runs train, each point's lr grid (the module's
+    docstring) and the names of its sweeps."""
+
+    ladder: Ladder
+    definition: SweepDefinition
+    """How every run trains; its ``model`` names the family (each point records
+    ``{model}@{size}``), its ``epochs`` are each point's own (``point_definition``)."""
+    center_lr: float
+    octaves: int = 2
+    per_octave: int = 4
+    repeats: int = 1
+    """Seeds at each lr: a point's loss there is their mean, its band widened to their noise."""
+    tolerance: float = STEP_LAW_TOLERANCE
+    """The band's relative width over the best loss (Step Law's 0.25%)."""
+    name: str = "laws"
+    """Prefix of the points' sweep names."""
+    branch: bool = False
+    """Train the horizons of one size, examples and batch size branched off one run per lr
+    (``laws.branching``, on the sequential engine) instead of each its own sweep."""
+
+    def __post_init__(self) -> None:
+        check.positive_int("repeats", self.repeats)
+
+
+HorizonTrainer = Callable[[Sequence[SweepPlan], Workload], list[list[StoredTrial]]]
+"""Trains the sweeps of one family's horizons on a workload; returns each sweep's trials."""
 
 
 def run_ladder(
     factory: SizeFactory,
-    ladder: Ladder,
     work: Workload,
-    definition: SweepDefinition,
     store: Store,
+    plan: LadderPlan,
     *,
-    center_lr: float,
-    octaves: int = 2,
-    per_octave: int = 4,
-    repeats: int = 1,
-    tolerance: float = STEP_LAW_TOLERANCE,
-    name: str = "laws",
     device: torch.device | None = None,
     engine: EngineRequest | None = None,
     events: SweepEvents | None = None,
-    horizons: HorizonRunner | None = None,
 ) -> tuple[Rung, ...]:
-    """Run the ladder of the module's docstring: ``factory(size)`` at each point on
-    ``work``'s data and loss (its own model factory is not used), trained as ``definition``
-    says (its ``model`` names the family: each point records ``{model}@{size}``; its
-    ``epochs`` are the point's), into ``store``. The horizons of one size, examples and batch
-    size share their grid (widened together); ``horizons`` trains them (default: each its own
-    sweep; ``laws.branching.run_branched`` trains one run per lr and branches the shorter
-    horizons off it)."""
-    repeats = check.positive_int("repeats", repeats)
-    device = device or torch.device("cpu")
+    """Run the ladder of the module's docstring as ``plan`` says: ``factory(size)`` at each
+    point on ``work``'s data and loss (its own model factory is not used), into ``store``, on
+    ``device`` (default the CPU). The horizons of one size, examples and batch size share
+    their grid (widened together); each is its own sweep on ``engine`` (default: auto), or,
+    with ``plan.branch``, they branch off one run per lr (``laws.branching.run_branched``)."""
+    target = device or torch.device("cpu")
     train = work.train
     if not isinstance(train, TensorData):
         raise LrkitValueError("--data: a ladder needs tensor data (TensorData or (x, y))")
-    largest = max(ladder.examples)
+    largest = max(plan.ladder.examples)
     if largest > len(train):
         raise LrkitValueError(
             f"--examples: at most the training examples ({len(train)}); got {largest}"
         )
 
-    def each_sweep(
-        store: Store,
-        plans: Sequence[SweepPlan],
-        work: Workload,
-        device: torch.device,
-        events: SweepEvents | None,
-    ) -> list[list[StoredTrial]]:
-        return [run_sweep(store, plan, work, device, events, engine) for plan in plans]
+    def horizons(plans: Sequence[SweepPlan], work: Workload) -> list[list[StoredTrial]]:
+        if plan.branch:
+            return run_branched(store, plans, work, target, events)
+        return [run_sweep(store, p, work, target, events, engine) for p in plans]
 
-    train_horizons = horizons or each_sweep
-    points = ladder.points()
     rungs: list[Rung] = []
     counts: dict[int, int] = {}
-    for first in points:
-        if first.epochs != min(ladder.epochs):
-            continue  # one family per (size, examples, batch size): its horizons together
-        family = [
-            p
-            for p in points
-            if (p.size, p.examples, p.batch_size) == (first.size, first.examples, first.batch_size)
-        ]
+    for family in _families(plan.ladder):
+        first = family[0]
         make_model = at_size(factory, first.size)
         if first.size not in counts:
-            counts[first.size] = parameter_count(make_model(definition.seed))
+            counts[first.size] = parameter_count(make_model(plan.definition.seed))
         point_work = replace(work, make_model=make_model, train=train.head(first.examples))
-        lrs = lr_grid(center_lr, octaves, per_octave)
-        widenings = 0
-        while True:
-            grid = product_grid(lrs, [first.batch_size], repeats)
-            plans = [
-                SweepPlan(ladder.sweep_name(name, p), point_definition(definition, ladder, p), grid)
-                for p in family
-            ]
-            found = train_horizons(store, plans, point_work, device, events)
-            made = [
-                (p, tuple(sorted(trials, key=lambda t: (t.lr, t.repeat))))
-                for p, trials in zip(family, found, strict=True)
-            ]
-            optima = [point_optimum(by_lr(trials), tolerance) for _, trials in made]
-            edges = [o for o in optima if o.at_edge]
-            if not edges or widenings == MAX_WIDENINGS:
-                break
-            upward = sum(o.high == max(lrs) for o in edges) >= sum(o.low == min(lrs) for o in edges)
-            lrs = widen(lrs, upward, per_octave)
-            widenings += 1
-        rungs.extend(
-            Rung(p, counts[p.size], lrs, trials, optimum, widenings, ladder.axis)
-            for (p, trials), optimum in zip(made, optima, strict=True)
-        )
+        rungs.extend(_family_rungs(plan, family, counts[first.size], point_work, horizons))
     return tuple(sorted(rungs, key=lambda r: r.point))
+
+
+def _families(ladder: Ladder) -> list[list[Point]]:
+    """The ladder's points by (size, examples, batch size), each family's horizons together,
+    in the order of their shortest horizon's point."""
+    points = ladder.points()
+    return [
+        [p for p in points if (p.size, p.examples, p.batch_size) == key]
+        for key in dict.fromkeys(
+            (p.size, p.examples, p.batch_size) for p in points if p.epochs == min(ladder.epochs)
+        )
+    ]
+
+
+def _family_rungs(
+    plan: LadderPlan,
+    family: Sequence[Point],
+    parameters: int,
+    work: Workload,
+    horizons: HorizonTrainer,
+) -> list[Rung]:
+    """The rungs of one family (its points differ only in their horizon) on ``work``: the
+    grid around ``plan.center_lr``, grown by an octave on the side the bands touch (the side
+    more of them touch, upward on a tie) up to ``MAX_WIDENINGS`` times."""
+    lrs = lr_grid(plan.center_lr, plan.octaves, plan.per_octave)
+    widenings = 0
+    while True:
+        grid = product_grid(lrs, [family[0].batch_size], plan.repeats)
+        sweeps = [
+            SweepPlan(
+                plan.ladder.sweep_name(plan.name, p),
+                point_definition(plan.definition, plan.ladder, p),
+                grid,
+            )
+            for p in family
+        ]
+        found = horizons(sweeps, work)
+        made = [
+            (p, tuple(sorted(trials, key=lambda t: (t.lr, t.repeat))))
+            for p, trials in zip(family, found, strict=True)
+        ]
+        optima = [point_optimum(by_lr(trials), plan.tolerance) for _, trials in made]
+        edges = [o for o in optima if o.at_edge]
+        if not edges or widenings == MAX_WIDENINGS:
+            break
+        upward = sum(o.high == max(lrs) for o in edges) >= sum(o.low == min(lrs) for o in edges)
+        lrs = widen(lrs, upward, plan.per_octave)
+        widenings += 1
+    return [
+        Rung(p, parameters, lrs, trials, optimum, widenings, plan.ladder.axis)
+        for (p, trials), optimum in zip(made, optima, strict=True)
+    ]
 
 
 def by_lr(trials: Sequence[StoredTrial]) -> list[tuple[float, list[float]]]:

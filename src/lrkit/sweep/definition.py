@@ -18,6 +18,7 @@ from typing import Any
 
 from lrkit import validation as check
 from lrkit.errors import LrkitValueError, shown
+from lrkit.training.optimizers import OPTIMIZERS
 
 MAX_TRIALS = 100_000
 """Trials a grid holds at most (the textbook's four grids hold 14): the grid, the store's
@@ -60,6 +61,40 @@ class SweepDefinition:
             for k in keys
             if stored.get(k) != now.get(k)
         ]
+
+
+def make_definition(
+    model: str,
+    data_name: str,
+    loss: str | None,
+    epochs: float,
+    eval_every: float,
+    val_fraction: float,
+    optimizer: str,
+    momentum: float,
+    weight_decay: float,
+    schedule: str | None,
+    batch_size_schedule: str | None,
+    seed: int,
+) -> SweepDefinition:
+    """A sweep's definition from its options, as a store records it: the loss cross-entropy
+    unless one is named, the optimizer one of ``training.optimizers.OPTIMIZERS``, the
+    momentum kept for the momentum optimizer only (0 for the others), the weight decay not
+    negative."""
+    return SweepDefinition(
+        model=model,
+        data=data_name,
+        loss=loss or "cross-entropy",
+        epochs=epochs,
+        eval_every=eval_every,
+        val_fraction=val_fraction,
+        optimizer=check.choice("optimizer", optimizer, OPTIMIZERS),
+        momentum=momentum if optimizer == "momentum" else 0.0,
+        weight_decay=check.nonnegative_float("weight_decay", weight_decay),
+        schedule=schedule,
+        batch_size_schedule=batch_size_schedule,
+        seed=seed,
+    )
 
 
 @dataclass(frozen=True, order=True)

@@ -1,7 +1,8 @@
 """Running a sweep: every trial of the grid that the store does not hold finished, through
 one engine (``sweep.engines``), each trial committed to the store as the engine reports that
 it ended. The runner chooses the engine and does the bookkeeping (mark running, save, progress)
-once for all of them; engines never import the runner."""
+once for all of them (``TrialBook``, which a ladder's branched horizons keep too); engines never
+import the runner."""
 
 from __future__ import annotations
 
@@ -71,12 +72,12 @@ def run_sweep(
     todo = [key for key in plan.grid if key not in done]
     if events.on_engine is not None:
         events.on_engine(choice)
-    rows = RunningRows(store)
-    with rows.forgotten_if_stopped():
+    book = TrialBook(store, len(todo), events)
+    with book.rows.forgotten_if_stopped():
         make_engine(choice, request.address).run(
             trial_jobs(plan.definition, todo, len(train)),
             setup.on(device),
-            _store_events(rows, sweep_id, plan, len(todo), events),
+            _store_events(book, sweep_id, plan, events),
         )
     grid = set(plan.grid)
     return [t for t in store.trials(plan.name) if t.key in grid]
@@ -116,29 +117,47 @@ class RunningRows:
             raise
 
 
+class TrialBook:
+    """The store's side of a run's trials, kept once for every caller of an engine: each
+    trial's row marked running as it starts and saved as it ends (``RunningRows``, so a stop
+    forgets the open ones), and ``events`` told of both, the starts counted against the
+    ``total`` the run will start. The trials may belong to several sweeps (a ladder of
+    horizons); the store's sweep of each is named by its id."""
+
+    def __init__(self, store: Store, total: int, events: SweepEvents) -> None:
+        self.rows = RunningRows(store)
+        self.total = total
+        self.events = events
+        self.started = 0
+
+    def start(self, sweep_id: int, key: TrialKey, seed: int) -> None:
+        self.rows.start(sweep_id, key, seed)
+        if self.events.on_trial_start is not None:
+            self.events.on_trial_start(key, self.started, self.total)
+        self.started += 1
+
+    def end(self, sweep_id: int, key: TrialKey, outcome: TrialOutcome) -> None:
+        self.rows.save(sweep_id, key, outcome)
+        if self.events.on_trial_end is not None:
+            self.events.on_trial_end(key, outcome)
+
+
 def _store_events(
-    rows: RunningRows, sweep_id: int, plan: SweepPlan, total: int, events: SweepEvents
+    book: TrialBook, sweep_id: int, plan: SweepPlan, events: SweepEvents
 ) -> EngineEvents:
     """The engine's reports, each trial's row written by this process alone: marked running
     when its group starts, saved with its curve in one transaction when it ends."""
     definition = plan.definition
-    started = 0
 
     def on_start(keys: Sequence[TrialKey]) -> None:
-        nonlocal started
         for key in keys:
-            rows.start(sweep_id, key, definition.seed + key.repeat)
-            if events.on_trial_start is not None:
-                events.on_trial_start(key, started, total)
-            started += 1
+            book.start(sweep_id, key, definition.seed + key.repeat)
 
     def on_check(key: TrialKey, point: CurvePoint, progress: float) -> None:
         if events.on_check is not None:
             events.on_check(key, point, progress, definition.epochs)
 
     def on_done(key: TrialKey, outcome: TrialOutcome) -> None:
-        rows.save(sweep_id, key, outcome)
-        if events.on_trial_end is not None:
-            events.on_trial_end(key, outcome)
+        book.end(sweep_id, key, outcome)
 
     return EngineEvents(on_done, on_start, on_check if events.on_check is not None else None)
