@@ -555,8 +555,7 @@ def run_coordinate_check(
         factory,
         lambda net: make_optimizer(optimizer, net, lr, momentum, weight_decay),
         ladder,
-        work.train.x,
-        work.train.y,
+        work.train,
         work.loss_fn,
         batch_size=min(batch_size, len(work.train)),
     )
