@@ -109,8 +109,7 @@ def run_family(name: str, data_dir: Path | None, workers: int, repeats: int) -> 
         factory,
         lambda net: make_optimizer("adam", net, center),
         WIDTHS,
-        work.train.x,
-        work.train.y,
+        work.train,
         work.loss_fn,
         batch_size=BATCH_SIZE,
     )

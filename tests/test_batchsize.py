@@ -352,8 +352,7 @@ def test_step_times_are_measured_for_every_size_and_leave_the_model_alone() -> N
         nn.CrossEntropyLoss(),
         data(),
         [8, 32, 128],
-        "adam",
-        1e-3,
+        lambda net: make_optimizer("adam", net, 1e-3),
         on_size=lambda s: seen.append(s.batch_size),
     )
     assert [t.batch_size for t in times] == seen == [8, 32, 128]

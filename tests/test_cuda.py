@@ -161,12 +161,15 @@ def test_the_time_choice_on_cuda_measures_step_times_on_the_gpu() -> None:
     from lrkit.batchsize.model import choose, predict
     from lrkit.batchsize.throughput import measure_step_times
     from lrkit.data.tensors import TensorData
+    from lrkit.training.optimizers import make_optimizer
 
     train = load_mnist(bundled_sample_dir()).train
     data = TensorData(train.x.cuda(), train.y.cuda())
     model = build_model("mnist-cnn", 0).cuda()
     sizes = [16, 64, 256, 1024]
-    times = measure_step_times(model, nn.CrossEntropyLoss(), data, sizes, "momentum", 0.01)
+    times = measure_step_times(
+        model, nn.CrossEntropyLoss(), data, sizes, lambda net: make_optimizer("momentum", net, 0.01)
+    )
     per_example = [t.seconds / t.batch_size for t in times]
     # A GPU step costs about the same at small batches: per example it falls with the batch.
     assert per_example[0] > 4 * per_example[-1]

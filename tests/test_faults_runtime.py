@@ -37,8 +37,8 @@ from lrkit.sweep.engines.registry import EngineRequest
 from lrkit.sweep.runner import SweepEvents, run_sweep
 from lrkit.sweep.store import Store
 from lrkit.sweep.trials import SweepPlan
-from lrkit.training.data_parallel import train_data_parallel
-from lrkit.training.loop import TrialPlan, train_trial
+from lrkit.training.data_parallel import DataParallel
+from lrkit.training.loop import TrialHooks, TrialPlan, train_trial
 from lrkit.training.running_loss import RunningLoss
 from lrkit.training.vectorized.loop import StackedRun, StackedTrial
 from lrkit.workload import Workload
@@ -210,8 +210,15 @@ def test_the_data_parallel_loop_holds_no_more_tensors_as_steps_pass_between_chec
     live = LiveTensors((10, 110))
     optimizer.step = live.after(optimizer.step)  # type: ignore[method-assign,assignment]
     loss = nn.CrossEntropyLoss()
-    outcome = train_data_parallel(
-        model, optimizer, loss, examples(STEPS), examples(20), LONG_INTERVAL
+    outcome = train_trial(
+        model,
+        optimizer,
+        loss,
+        examples(STEPS),
+        examples(20),
+        None,
+        LONG_INTERVAL,
+        TrialHooks(sharding=DataParallel()),
     )
     assert outcome.points[-1].iteration == STEPS
     assert live.growth() < 10, live.counts

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.laws.transfer import coordinate_check, slope_interval
 
@@ -62,8 +63,7 @@ def test_the_standard_parametrization_grows_and_mup_stays_flat() -> None:
         standard,
         lambda m: torch.optim.Adam(m.parameters(), lr=1e-2),
         WIDTHS,
-        x,
-        y,
+        TensorData(x, y),
         loss,
         seeds=(0, 1),
     )
@@ -72,7 +72,7 @@ def test_the_standard_parametrization_grows_and_mup_stays_flat() -> None:
     assert verdicts["2"] == "grows" and not sp.flat, verdicts
     hidden = next(layer for layer in sp.layers if layer.layer == "2")
     assert hidden.sizes[-1][1] > 3 * hidden.sizes[0][1]  # 8x the width, >3x the activations
-    mu = coordinate_check(MuMLP, mu_adam, WIDTHS, x, y, loss, seeds=(0, 1))
+    mu = coordinate_check(MuMLP, mu_adam, WIDTHS, TensorData(x, y), loss, seeds=(0, 1))
     assert mu.flat, [(layer.layer, layer.slope, layer.interval) for layer in mu.layers]
     assert set(mu.curves) == {"inp", "hid", "out"} and len(mu.curves["out"][64]) == 5
     assert mu.to_json()["flat"] is True
@@ -91,11 +91,11 @@ def test_bad_input_is_refused() -> None:
     loss = nn.CrossEntropyLoss()
     adam = lambda m: torch.optim.Adam(m.parameters(), lr=1e-2)  # noqa: E731
     with pytest.raises(LrkitValueError, match="at least 3 widths"):
-        coordinate_check(standard, adam, (64, 64, 128), x, y, loss)
+        coordinate_check(standard, adam, (64, 64, 128), TensorData(x, y), loss)
 
     def growing(width: int) -> nn.Module:
         extra = [nn.Linear(width, width)] if width > 100 else []
         return nn.Sequential(nn.Linear(20, width), *extra, nn.Linear(width, 2))
 
     with pytest.raises(LrkitValueError, match="layers differ between widths"):
-        coordinate_check(growing, adam, WIDTHS, x, y, loss, seeds=(0,))
+        coordinate_check(growing, adam, WIDTHS, TensorData(x, y), loss, seeds=(0,))

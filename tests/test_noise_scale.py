@@ -20,7 +20,7 @@ from lrkit.noise.estimators import (
     ratio_with_jackknife,
     two_batch_estimate,
 )
-from lrkit.noise.tracking import NoiseSettings, track_noise_scale
+from lrkit.noise.tracking import NoiseSettings, RunNames, track_noise_scale
 from lrkit.training.loop import TrialPlan, train_trial
 
 
@@ -132,8 +132,7 @@ def test_tracking_measures_at_every_check() -> None:
         train,
         val,
         settings,
-        "tiny",
-        "synthetic",
+        RunNames("tiny", "synthetic"),
     )
     assert [p.epoch for p in result.points] == [0.0, 0.25, 0.5, 0.75, 1.0]
     # the measurements did not change the training: the same weights as a run without them

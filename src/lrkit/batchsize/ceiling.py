@@ -28,10 +28,10 @@ from torch import nn
 
 from lrkit.batchsize.result import Ceiling
 from lrkit.batchsize.settings import CEILING_METHODS
-from lrkit.batchsize.throughput import train_step
 from lrkit.data.tensors import TensorData
 from lrkit.training.evaluate import LossFn
 from lrkit.training.state import preserved, restore
+from lrkit.training.step import train_step
 
 SAFE_SHARE = 0.5
 """The share of the available memory a CPU ceiling assumes training may use."""

@@ -196,10 +196,7 @@ def advise_batch_size(
         loss_fn,
         train,
         fitting,
-        race.optimizer,
-        noise.lr,
-        momentum=race.momentum,
-        weight_decay=race.weight_decay,
+        lambda net: make_optimizer(race.optimizer, net, noise.lr, race.momentum, race.weight_decay),
         seed=race.seed,
     )
     seconds_per_step = {s.batch_size: s.seconds for s in steps}

@@ -3,10 +3,10 @@
 For each size: a fresh copy of the model and its optimizer, ``WARMUP`` steps untimed (the
 first calls allocate and pick kernels), then steps timed until ``MIN_SECONDS`` have passed
 and at least ``MIN_STEPS`` were taken (at most ``MAX_STEPS``); the median of the timed steps
-is the step time. A step is the training loop's (``training.loop``): gather a batch of random
-examples, zero the gradients, forward, loss, backward, optimizer step; on CUDA each step
-ends with a synchronisation so that it is timed whole. It is one model's step, as the user's
-training will run it, not the race's stacked ones.
+is the step time. A step is the trial loop's (``training.step.train_step``) on a batch of
+random examples: zero the gradients, forward, loss, backward, optimizer step; on CUDA each
+step ends with a synchronisation so that it is timed whole. It is one model's step, as the
+user's training will run it, not the race's stacked ones.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import nn
 
 from lrkit.data.tensors import TensorData
 from lrkit.training.evaluate import LossFn
-from lrkit.training.optimizers import make_optimizer
+from lrkit.training.step import MakeOptimizer, train_step
 
 WARMUP = 2
 MIN_STEPS = 5
@@ -51,42 +51,25 @@ class StepTime:
         }
 
 
-def train_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: LossFn,
-    x: torch.Tensor,
-    y: torch.Tensor,
-) -> None:
-    """One step of the training loop on the batch ``(x, y)``."""
-    optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(model(x), y)
-    loss.backward()  # type: ignore[no-untyped-call]
-    optimizer.step()
-
-
 def measure_step_times(
     model: nn.Module,
     loss_fn: LossFn,
     train: TensorData,
     batch_sizes: Sequence[int],
-    optimizer: str,
-    lr: float,
+    make_optimizer: MakeOptimizer,
     *,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
     seed: int = 0,
     on_size: Callable[[StepTime], None] | None = None,
 ) -> tuple[StepTime, ...]:
-    """Time a training step of (a copy of) ``model`` at each of ``batch_sizes``; ``model``
-    itself is not touched."""
+    """Time a training step of (a copy of) ``model``, with ``make_optimizer(copy)``, at each of
+    ``batch_sizes``; ``model`` itself is not touched."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     cuda = train.x.device.type == "cuda"
     found = []
     for size in batch_sizes:
         trial = copy.deepcopy(model)
         trial.train()
-        opt = make_optimizer(optimizer, trial, lr, momentum, weight_decay)
+        opt = make_optimizer(trial)
         times: list[float] = []
         spent, taken = 0.0, 0
         while taken < WARMUP + MIN_STEPS or (spent < MIN_SECONDS and taken < WARMUP + MAX_STEPS):

@@ -115,7 +115,7 @@ def noise(
     outputs = check_outputs([("--json", json_file), ("--plot", plot)])
 
     from lrkit.data.tensors import TensorData
-    from lrkit.noise.tracking import track_noise_scale
+    from lrkit.noise.tracking import RunNames, track_noise_scale
     from lrkit.training import distributed
     from lrkit.training.device import resolve_device
     from lrkit.training.fit_check import check_model_fits
@@ -161,8 +161,7 @@ def noise(
                 work.train.to(target),
                 work.val.to(target),
                 settings,
-                work.model_name,
-                work.data_name,
+                RunNames(work.model_name, work.data_name),
                 on_point=lambda p: bar.update(p.epoch, f"B_simple {p.b_simple:.3g}"),
             )
 

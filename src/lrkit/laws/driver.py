@@ -266,8 +266,7 @@ def _coordinate_check(
             settings.optimizer, net, lr, settings.momentum, settings.weight_decay
         ),
         settings.sizes,
-        train.x,
-        train.y,
+        train,
         work.loss_fn,
         batch_size=min(min(settings.batch_sizes), len(train)),
     )

@@ -24,8 +24,10 @@ import torch
 from torch import nn
 
 from lrkit import validation as check
+from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.training.evaluate import LossFn
+from lrkit.training.step import MakeOptimizer, train_step
 
 FLAT_SLOPE = 0.1
 """|slope| below this (A_l changing by less than 7% per doubling of the width) is flat."""
@@ -65,7 +67,6 @@ T_90 = (
 
 
 MakeModel = Callable[[int], nn.Module]
-MakeOptimizer = Callable[[nn.Module], torch.optim.Optimizer]
 
 
 @dataclass(frozen=True)
@@ -160,22 +161,22 @@ def coordinate_check(
     make_model: MakeModel,
     make_optimizer: MakeOptimizer,
     widths: Sequence[int],
-    x: torch.Tensor,
-    y: torch.Tensor,
+    data: TensorData,
     loss_fn: LossFn,
     *,
     steps: int = 5,
     batch_size: int = 64,
     seeds: Sequence[int] = (0, 1, 2),
 ) -> CoordinateCheck:
-    """Train ``make_model(width)`` with ``make_optimizer(model)`` for ``steps`` steps at each
-    width and seed, on batches of ``(x, y)``; record each layer's activation size over the
-    first ``batch_size`` examples after every step (layers: the submodules with parameters
-    and no children, as named by ``named_modules``)."""
+    """Train ``make_model(width)`` with ``make_optimizer(model)`` for ``steps`` steps
+    (``training.step.train_step``) at each width and seed, on batches of ``data``; record each
+    layer's activation size over the first ``batch_size`` examples after every step (layers:
+    the submodules with parameters and no children, as named by ``named_modules``)."""
     widths = tuple(sorted(check.positive_int("widths", w) for w in widths))
     if len(set(widths)) < 3:
         raise LrkitValueError(f"a coordinate check needs at least 3 widths; got {list(widths)}")
     steps = check.positive_int("steps", steps)
+    x, y = data.x, data.y
     batch_size = check.int_in("batch_size", batch_size, 1, len(x), "the examples")
     if not seeds:
         raise LrkitValueError("give at least one seed")
@@ -207,10 +208,7 @@ def coordinate_check(
             for step in range(steps):
                 index = order[(step * batch_size) % len(x) :][:batch_size]
                 model.train()
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x[index]), y[index])
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
+                train_step(model, optimizer, loss_fn, x[index], y[index])
                 model.eval()
                 for name, size in activation_sizes(model, probe, names).items():
                     history[name].append(size)

@@ -1,7 +1,7 @@
 """Tracking the gradient noise scale over a training run, and the critical batch size it
 gives (McCandlish et al. 2018).
 
-The model trains with the plain loop (``training.loop``); at every check (each
+The model trains on the trial loop (``training.loop``); at every check (each
 ``measure_every`` epochs, and at the start) a ``NoiseMeter`` measures B_simple on fresh
 examples drawn by its own generator. The critical batch size is read as the smoothed
 B_simple at the end of training: B_crit ~ B_noise, and B_simple is the paper's estimate of
@@ -12,7 +12,8 @@ global batches of ``batch_size`` x world examples (each rank its share of each, 
 single process would read), and the two-batch estimator comes for free at every step
 (``training.distributed.NoiseHook``: each rank's own gradient is the small batch, the
 all-reduced one the big batch); a point at each check pools the steps since the previous
-check, so there is no point at iteration 0.
+check, so there is no point at iteration 0. Either way the measurements hook into the one
+loop: at its checks, and (the free estimator) after each of its steps.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -38,10 +39,11 @@ from lrkit.noise.estimators import (
     two_batch_from_norms,
 )
 from lrkit.training import distributed
-from lrkit.training.data_parallel import train_data_parallel
+from lrkit.training.data_parallel import DataParallel
+from lrkit.training.distributed import Shard
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_model_fits
-from lrkit.training.loop import train_trial
+from lrkit.training.loop import OneProcess, TrialHooks, train_trial
 from lrkit.training.records import CurvePoint, TrialPlan
 
 DATA_PARALLEL_ESTIMATOR = "two-batch-ddp"
@@ -200,6 +202,15 @@ class NoiseSettings:
         return min(DEFAULT_EXAMPLES, n_train) if self.examples is None else self.examples
 
 
+@dataclass(frozen=True)
+class RunNames:
+    """What a run's record calls its model and data."""
+
+    model: str = ""
+    """Empty: the model's class name."""
+    data: str = ""
+
+
 def track_noise_scale(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -207,15 +218,16 @@ def track_noise_scale(
     train: TensorData,
     val: TensorData,
     settings: NoiseSettings,
-    model_name: str = "",
-    data_name: str = "",
+    names: RunNames | None = None,
     on_point: Callable[[NoisePoint], None] | None = None,
 ) -> NoiseRun:
-    """Train ``model`` as ``settings`` say and measure B_simple at every check.
+    """Train ``model`` as ``settings`` say (``training.loop.train_trial``) and measure
+    B_simple at every check.
 
-    On a DDP model (world > 1) ``settings.batch_size`` is the batch of each rank and the
-    estimator (auto or two-batch) is the free one of the all-reduce, measured at every step;
-    per-example measures at the checks as in one process."""
+    On a DDP model (world > 1) ``settings.batch_size`` is the batch of each rank, the loop
+    shards and reduces (``training.data_parallel.DataParallel``), and the estimator (auto or
+    two-batch) is the free one of the all-reduce, measured at every step; per-example
+    measures at the checks as in one process."""
     settings.check(len(train))
     check_model_fits(
         distributed.unwrap(model),
@@ -224,125 +236,138 @@ def track_noise_scale(
         train.y[: settings.batch_size],
         targets=(train.y, val.y),
     )
-    if distributed.is_ddp(model):
-        if distributed.world_size() > 1:
-            return _track_data_parallel(
-                model, optimizer, loss_fn, train, val, settings, model_name, data_name, on_point
-            )
+    data_parallel = distributed.is_ddp(model) and distributed.world_size() > 1
+    if not data_parallel:
         model = distributed.unwrap(model)  # one process: DDP adds nothing
     started = time.perf_counter()
-    estimator = choose_estimator(model, settings.estimator)
-    per_group = settings.batch_size * (settings.big_factor if estimator == "two-batch" else 1)
-    groups = max(2, settings.examples_for(len(train)) // per_group)
-    meter = NoiseMeter(
-        train.x,
-        train.y,
-        estimator,
-        settings.batch_size,
-        groups,
-        settings.big_factor,
-        seed=settings.seed + 1,
-    )
-    points: list[NoisePoint] = []
-
-    def on_check(point: CurvePoint, progress: float) -> None:
-        found, smoothed = meter.measure(model, loss_fn)
-        points.append(noise_point(point, found, smoothed))
-        if on_point is not None:
-            on_point(points[-1])
-
-    plan = settings.plan()
-    outcome = train_trial(model, optimizer, loss_fn, train, val, None, plan, on_check)
-    return NoiseRun(
-        model=model_name or type(model).__name__,
-        data=data_name,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        estimator=estimator,
-        examples_per_measurement=groups * per_group,
-        points=tuple(points),
-        status=outcome.status,
-        seconds=time.perf_counter() - started,
-        diverged_at=outcome.diverged_iteration,
-    )
-
-
-def _track_data_parallel(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: LossFn,
-    train: TensorData,
-    val: TensorData,
-    settings: NoiseSettings,
-    model_name: str,
-    data_name: str,
-    on_point: Callable[[NoisePoint], None] | None,
-) -> NoiseRun:
-    """``track_noise_scale`` on a DDP model in a job of world > 1 processes."""
-    started = time.perf_counter()
-    world = distributed.world_size()
-    module = distributed.unwrap(model)
-    global_batch = settings.batch_size * world
-    if global_batch > len(train):
+    world = distributed.world_size() if data_parallel else 1
+    if data_parallel and settings.batch_size * world > len(train):
         raise InvalidParameterError(
             "batch_size",
             f"at most the training examples over the ranks ({len(train)} / {world})",
             settings.batch_size,
         )
-    free = settings.estimator in ("auto", "two-batch")
-    estimator = DATA_PARALLEL_ESTIMATOR if free else settings.estimator
-    points: list[NoisePoint] = []
-    hook = distributed.NoiseHook()
-    smoother = NoiseSmoother()
-    meter: NoiseMeter | None = None
-    if free:
-        hook.attach(model)
+    measurements: _Measurements
+    if data_parallel and settings.estimator in ("auto", "two-batch"):
+        measurements = _OverRanks(model, world)
     else:
-        groups = max(2, settings.examples_for(len(train)) // settings.batch_size)
-        meter = NoiseMeter(
-            train.x, train.y, estimator, settings.batch_size, groups, seed=settings.seed + 1
-        )
+        measurements = _AtChecks(distributed.unwrap(model), loss_fn, train, settings)
+    points: list[NoisePoint] = []
     examples = 0
 
     def on_check(point: CurvePoint, progress: float) -> None:
         nonlocal examples
-        found: NoiseEstimate
-        if meter is not None:
-            found, smoothed = meter.measure(module, loss_fn)
-        else:
-            small, big, sizes = hook.collect()
-            found = two_batch_from_norms(small, big, sizes, world, estimator)
-            smoothed = smoother.add(found)
+        measured = measurements.at_check(point)
+        if measured is None:
+            return
+        found, smoothed = measured
         examples = found.examples or examples
         points.append(noise_point(point, found, smoothed))
         if on_point is not None:
             on_point(points[-1])
 
-    plan = settings.plan()
+    hooks = TrialHooks(
+        on_check=on_check,
+        on_step=measurements.after_step,
+        sharding=DataParallel() if data_parallel else OneProcess(),
+    )
     try:
-        outcome = train_data_parallel(
-            model,
-            optimizer,
-            loss_fn,
-            train,
-            val,
-            plan,
-            on_check,
-            hook.end_step if free else None,
-            check_at_start=not free,
-        )
+        outcome = train_trial(model, optimizer, loss_fn, train, val, None, settings.plan(), hooks)
     finally:
-        hook.active = False  # the model keeps the hook; from now on it only averages
+        measurements.close()
+    names = names or RunNames()
     return NoiseRun(
-        model=model_name or type(module).__name__,
-        data=data_name,
-        batch_size=global_batch,
+        model=names.model or type(distributed.unwrap(model)).__name__,
+        data=names.data,
+        batch_size=settings.batch_size * world,
         lr=settings.lr,
-        estimator=estimator,
+        estimator=measurements.estimator,
         examples_per_measurement=examples,
         points=tuple(points),
         status=outcome.status,
         seconds=time.perf_counter() - started,
-        diverged_at=outcome.diverged_iteration,
         world_size=world,
+        diverged_at=outcome.diverged_iteration,
     )
+
+
+class _Measurements(Protocol):
+    """Where a run's measurements of B_simple come from."""
+
+    estimator: str
+
+    def at_check(self, point: CurvePoint) -> tuple[NoiseEstimate, float] | None:
+        """(the measurement at this check, the smoothed B_simple so far), or None: no point."""
+        ...
+
+    def after_step(self, shard: Shard) -> None:
+        """Hear the step that just ran, on this process's ``shard`` of its batch."""
+        ...
+
+    def close(self) -> None:
+        """The run is over (or failed)."""
+        ...
+
+
+class _AtChecks:
+    """A measurement at every check, the start included, on fresh training examples drawn by
+    a ``NoiseMeter`` (per-example gradients, or two batch sizes: ``big_factor`` batches of
+    ``batch_size`` a group)."""
+
+    def __init__(
+        self, module: nn.Module, loss_fn: LossFn, train: TensorData, settings: NoiseSettings
+    ) -> None:
+        self.module, self.loss_fn = module, loss_fn
+        self.estimator = choose_estimator(module, settings.estimator)
+        big = settings.big_factor if self.estimator == "two-batch" else 1
+        groups = max(2, settings.examples_for(len(train)) // (settings.batch_size * big))
+        self.meter = NoiseMeter(
+            train.x,
+            train.y,
+            self.estimator,
+            settings.batch_size,
+            groups,
+            settings.big_factor,
+            seed=settings.seed + 1,
+        )
+
+    def at_check(self, point: CurvePoint) -> tuple[NoiseEstimate, float]:
+        """The meter's measurement of the model as it stands."""
+        return self.meter.measure(self.module, self.loss_fn)
+
+    def after_step(self, shard: Shard) -> None:
+        """Nothing: the steps are not measured."""
+
+    def close(self) -> None:
+        """Nothing held."""
+
+
+class _OverRanks:
+    """The free two-batch estimate of a data-parallel job (``training.distributed.NoiseHook``
+    on the DDP ``model``): each rank's own gradient is the small batch, the all-reduced one
+    the big batch; a point at each check pools the steps since the previous check, so there
+    is none at the start."""
+
+    estimator = DATA_PARALLEL_ESTIMATOR
+
+    def __init__(self, model: nn.Module, world: int) -> None:
+        self.world = world
+        self.hook = distributed.NoiseHook()
+        self.hook.attach(model)
+        self.smoother = NoiseSmoother()
+
+    def at_check(self, point: CurvePoint) -> tuple[NoiseEstimate, float] | None:
+        """The estimate pooled over the steps since the previous check (a collective)."""
+        if point.iteration == 0:
+            return None
+        found = two_batch_from_norms(*self.hook.collect(), self.world, self.estimator)
+        return found, self.smoother.add(found)
+
+    def after_step(self, shard: Shard) -> None:
+        """Keep the step's norms with B_small = every rank's rows where the global batch
+        divided evenly among the ranks (weight 1), else drop them."""
+        self.hook.end_step(int(shard.x.shape[0]) if shard.weight == 1.0 else None)
+
+    def close(self) -> None:
+        """The model keeps the hook; from now on it only averages."""
+        self.hook.active = False

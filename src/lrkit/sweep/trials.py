@@ -20,7 +20,7 @@ from lrkit.schedules.spec import Filled, batch_size_schedule_for_option, lr_sche
 from lrkit.sweep.definition import SweepDefinition, TrialKey
 from lrkit.sweep.engines.contract import OnCheck, OnDone, TrainingSetup, TrialJob, failed_outcome
 from lrkit.training.fit_check import check_model_fits
-from lrkit.training.loop import train_trial
+from lrkit.training.loop import TrialHooks, train_trial
 from lrkit.training.optimizers import make_optimizer
 from lrkit.training.records import CurvePoint, TrialOutcome, TrialPlan
 from lrkit.workload import Workload
@@ -174,7 +174,7 @@ def run_job(
             setup.val,
             setup.test,
             job.plan,
-            _guarded(on_check),
+            TrialHooks(on_check=_guarded(on_check)),
         )
     except CallbackError as exc:
         raise exc.original from None

@@ -1,6 +1,6 @@
-"""The schedule of a training run, shared by every training loop (the plain loop, the
-vectorized engine and the data-parallel loop): which examples each step reads, when a check
-falls, and when the run ends.
+"""The schedule of a training run, shared by every training loop (the trial loop, in one
+process or data-parallel, and the vectorized engine): which examples each step reads, when a
+check falls, and when the run ends.
 
 - Each epoch reads a fresh permutation of the training set, drawn from a generator seeded
   with the run's seed, one draw per epoch, cut into batches of the epoch's batch size (the

@@ -1,5 +1,5 @@
-"""The training loss between two checks, in constant memory, for every training loop (plain,
-vectorized, data-parallel).
+"""The training loss between two checks, in constant memory, for every training loop (the
+trial loop, in one process or data-parallel, and the vectorized one).
 
 A check reports, for each trial, the mean training loss of the steps since the previous
 check and whether one of them was not finite (the trial diverged at the first such
