@@ -29,12 +29,8 @@ from lrkit.batchsize.ceiling import (
     search_ceiling,
 )
 from lrkit.batchsize.crossing import PROJECTION_REACH, first_reached, projected_crossing
-from lrkit.batchsize.driver import (
-    advise_batch_size,
-    candidate_sizes,
-    soonest,
-    soonest_projected,
-)
+from lrkit.batchsize.driver import advise_batch_size, candidate_sizes
+from lrkit.batchsize.judging import soonest, soonest_projected
 from lrkit.batchsize.model import (
     choose,
     epochs_progress,
@@ -43,7 +39,7 @@ from lrkit.batchsize.model import (
     predict,
     steps_factor,
 )
-from lrkit.batchsize.settings import BatchSettings
+from lrkit.batchsize.settings import BatchSettings, CeilingSettings
 from lrkit.batchsize.throughput import measure_step_times
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
@@ -299,7 +295,7 @@ def test_the_probe_stops_at_the_first_out_of_memory_and_restores_everything_bitw
     assert np.array_equal(np.random.get_state()[1], rng[1])  # noqa: NPY002
     assert torch.equal(torch.get_rng_state(), rng[2])
     # Auto probes only on CUDA; asked for, it probes here too.
-    asked = find_ceiling(model, opt, optimizer, loss_fn, train, method="probe", limit=300)
+    asked = find_ceiling(model, opt, optimizer, loss_fn, train, CeilingSettings("probe", limit=300))
     assert asked.batch_size == 100
 
 

@@ -9,45 +9,37 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from lrkit.errors import InvalidParameterError, LrkitValueError, option_name
 
 
-def _real(name: str, value: object, requirement: str) -> float:
+def _real(
+    name: str, value: object, requirement: str, holds: Callable[[float], bool] | None = None
+) -> float:
+    """``value`` as a finite float for which ``holds`` is true (when given); else the error
+    that names ``requirement``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidParameterError(name, requirement, value)
     result = float(value)
-    if not math.isfinite(result):
+    if not math.isfinite(result) or (holds is not None and not holds(result)):
         raise InvalidParameterError(name, requirement, value)
     return result
 
 
 def positive_float(name: str, value: object) -> float:
     """A finite number > 0."""
-    requirement = "a finite number > 0"
-    result = _real(name, value, requirement)
-    if result <= 0:
-        raise InvalidParameterError(name, requirement, value)
-    return result
+    return _real(name, value, "a finite number > 0", lambda r: r > 0)
 
 
 def nonnegative_float(name: str, value: object) -> float:
     """A finite number >= 0."""
-    requirement = "a finite number >= 0"
-    result = _real(name, value, requirement)
-    if result < 0:
-        raise InvalidParameterError(name, requirement, value)
-    return result
+    return _real(name, value, "a finite number >= 0", lambda r: r >= 0)
 
 
 def nonzero_float(name: str, value: object) -> float:
     """A finite number other than 0."""
-    requirement = "a finite number other than 0"
-    result = _real(name, value, requirement)
-    if result == 0:
-        raise InvalidParameterError(name, requirement, value)
-    return result
+    return _real(name, value, "a finite number other than 0", lambda r: r != 0)
 
 
 def float_in(
@@ -65,59 +57,54 @@ def float_in(
     left = "(" if low_open else "["
     right = ")" if high_open else "]"
     requirement = f"a number in {left}{low:g}, {high:g}{right}" + (f" ({why})" if why else "")
-    result = _real(name, value, requirement)
-    too_low = result <= low if low_open else result < low
-    too_high = result >= high if high_open else result > high
-    if too_low or too_high:
-        raise InvalidParameterError(name, requirement, value)
-    return result
+
+    def inside(result: float) -> bool:
+        above = result > low if low_open else result >= low
+        below = result < high if high_open else result <= high
+        return above and below
+
+    return _real(name, value, requirement, inside)
 
 
-def _integer(name: str, value: object, requirement: str) -> int:
+def _integer(
+    name: str, value: object, requirement: str, holds: Callable[[int], bool] | None = None
+) -> int:
+    """``value`` as an int (a float with an integral value is accepted) for which ``holds``
+    is true (when given); else the error that names ``requirement``."""
     if isinstance(value, bool):
         raise InvalidParameterError(name, requirement, value)
     if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real) and float(value).is_integer():
-        return int(float(value))
-    raise InvalidParameterError(name, requirement, value)
+        result = int(value)
+    elif isinstance(value, numbers.Real) and float(value).is_integer():
+        result = int(float(value))
+    else:
+        raise InvalidParameterError(name, requirement, value)
+    if holds is not None and not holds(result):
+        raise InvalidParameterError(name, requirement, value)
+    return result
 
 
 def positive_int(name: str, value: object) -> int:
     """An integer > 0 (a float with an integral value is accepted)."""
-    requirement = "an integer > 0"
-    result = _integer(name, value, requirement)
-    if result <= 0:
-        raise InvalidParameterError(name, requirement, value)
-    return result
+    return _integer(name, value, "an integer > 0", lambda r: r > 0)
 
 
 def nonnegative_int(name: str, value: object) -> int:
     """An integer >= 0 (a float with an integral value is accepted)."""
-    requirement = "an integer >= 0"
-    result = _integer(name, value, requirement)
-    if result < 0:
-        raise InvalidParameterError(name, requirement, value)
-    return result
+    return _integer(name, value, "an integer >= 0", lambda r: r >= 0)
 
 
 def int_at_least(name: str, value: object, low: int, why: str = "") -> int:
     """An integer >= ``low``; ``why`` says where the bound comes from, in the message."""
     requirement = f"an integer >= {low}" + (f" ({why})" if why else "")
-    result = _integer(name, value, requirement)
-    if result < low:
-        raise InvalidParameterError(name, requirement, value)
-    return result
+    return _integer(name, value, requirement, lambda r: r >= low)
 
 
 def int_in(name: str, value: object, low: int, high: int, why: str = "") -> int:
     """An integer in ``[low, high]`` (a float with an integral value is accepted); ``why``
     says where a bound comes from, in the message."""
     requirement = f"an integer in [{low}, {high}]" + (f" ({why})" if why else "")
-    result = _integer(name, value, requirement)
-    if not low <= result <= high:
-        raise InvalidParameterError(name, requirement, value)
-    return result
+    return _integer(name, value, requirement, lambda r: low <= r <= high)
 
 
 SEED_MAX = 2**32 - 1
@@ -132,11 +119,7 @@ def seed(name: str, value: object) -> int:
 
 def greater_than(name: str, value: object, bound: float) -> float:
     """A finite number > ``bound``."""
-    requirement = f"a finite number > {bound:g}"
-    result = _real(name, value, requirement)
-    if result <= bound:
-        raise InvalidParameterError(name, requirement, value)
-    return result
+    return _real(name, value, f"a finite number > {bound:g}", lambda r: r > bound)
 
 
 MAX_CHECKS = 100_000

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lrkit import validation as check
 from lrkit.data.mnist import load_mnist, resolve_data_dir
-from lrkit.data.tensors import TensorData
+from lrkit.data.tensors import TensorData, tensor_data_from
 from lrkit.errors import LrkitValueError, quoted
 from lrkit.imports import is_import_path, load_object
 from lrkit.models import MODELS, build_model
@@ -114,18 +114,15 @@ def loss_from(spec: str | None) -> LossFn:
 
 
 def _as_train_data(value: object, spec: str, part: str) -> TrainData:
-    if isinstance(value, (TensorData, Dataset, DataLoader)):
+    if isinstance(value, (Dataset, DataLoader)):
         return value
-    if (
-        isinstance(value, tuple)
-        and len(value) == 2
-        and all(isinstance(t, torch.Tensor) for t in value)
-    ):
-        return TensorData(value[0], value[1])
-    raise LrkitValueError(
-        f"--data {quoted(spec)}: {part} must be TensorData, an (inputs, targets) pair of "
-        f"tensors, a Dataset or a DataLoader, got {type(value).__name__}"
-    )
+    tensors = tensor_data_from(value)
+    if tensors is None:
+        raise LrkitValueError(
+            f"--data {quoted(spec)}: {part} must be TensorData, an (inputs, targets) pair of "
+            f"tensors, a Dataset or a DataLoader, got {type(value).__name__}"
+        )
+    return tensors
 
 
 def _as_tensors(value: object, spec: str, part: str) -> TensorData:

@@ -17,7 +17,6 @@ benchmark's tuning problems, the smoothing's lag carrying the minimum past the t
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from lrkit.advise.plan import Rung, check_budget, race_plan, trial_epochs
 from lrkit.advise.race import OnRaceCheck, RaceFailed, RaceSetup, race
 from lrkit.advise.result import Advice, RacedCandidate
 from lrkit.advise.settings import MIN_VAL_EXAMPLES, AdviseSettings
-from lrkit.data.tensors import TensorData
+from lrkit.data.tensors import TensorData, tensor_data
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.rangetest.find import find_lr
 from lrkit.rangetest.programs import exponential_range
@@ -40,6 +39,7 @@ from lrkit.rangetest.result import RangeTestResult
 from lrkit.rangetest.settings import RangeTestSettings
 from lrkit.sweep.engines.contract import TrainingSetup
 from lrkit.sweep.engines.registry import EngineChoice, EngineRequest, choose_engine, make_engine
+from lrkit.training.device import model_device
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_finite, check_model_fits
 from lrkit.training.optimizers import make_optimizer
@@ -283,28 +283,6 @@ def model_factory(model: ModelLike) -> Callable[[int], nn.Module]:
             "trains its own copy: give a factory seed -> model instead"
         ) from None
     return lambda seed: copy.deepcopy(model)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    first = next(itertools.chain(model.parameters(), model.buffers()), None)
-    if first is None:
-        raise LrkitValueError("the model has no parameters to train")
-    return first.device
-
-
-def tensor_data(data: TensorData | tuple[torch.Tensor, torch.Tensor], part: str) -> TensorData:
-    if isinstance(data, TensorData):
-        return data
-    if (
-        isinstance(data, tuple)
-        and len(data) == 2
-        and all(isinstance(t, torch.Tensor) for t in data)
-    ):
-        return TensorData(data[0], data[1])
-    raise LrkitValueError(
-        f"{part} must be TensorData or an (inputs, targets) pair of tensors, got "
-        f"{type(data).__name__}"
-    )
 
 
 def range_test_settings(settings: AdviseSettings, steps_per_run: int) -> RangeTestSettings:

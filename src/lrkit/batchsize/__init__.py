@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lrkit.batchsize.model import MODES
-from lrkit.batchsize.settings import BatchSettings
+from lrkit.batchsize.settings import BatchSettings, CeilingSettings
 
 if TYPE_CHECKING:
     from lrkit.batchsize.ceiling import find_ceiling
     from lrkit.batchsize.driver import advise_batch_size
 
-__all__ = ["MODES", "BatchSettings", "advise_batch_size", "find_ceiling"]
+__all__ = ["MODES", "BatchSettings", "CeilingSettings", "advise_batch_size", "find_ceiling"]
 
 
 def __getattr__(name: str) -> Any:

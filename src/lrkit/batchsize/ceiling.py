@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from lrkit.batchsize.result import Ceiling
-from lrkit.batchsize.settings import CEILING_METHODS
+from lrkit.batchsize.settings import CeilingSettings
 from lrkit.data.tensors import TensorData
 from lrkit.training.evaluate import LossFn
 from lrkit.training.state import preserved, restore
@@ -212,15 +212,13 @@ def find_ceiling(
     optimizer_name: str,
     loss_fn: LossFn,
     train: TensorData,
-    *,
-    method: str = "auto",
-    memory: int | None = None,
-    start: int = 8,
-    limit: int | None = None,
+    settings: CeilingSettings | None = None,
 ) -> Ceiling:
-    """The ceiling by ``method`` (auto: probe on CUDA, memory elsewhere)."""
-    if method not in CEILING_METHODS:
-        raise ValueError(f"method must be one of {', '.join(CEILING_METHODS)}, got {method!r}")
-    if method == "probe" or (method == "auto" and train.x.device.type == "cuda"):
-        return probe_ceiling(model, optimizer, loss_fn, train, start=start, limit=limit)
-    return estimate_ceiling(model, loss_fn, train, optimizer_name, memory=memory, limit=limit)
+    """The ceiling by ``settings.method`` (auto: probe on CUDA, memory elsewhere);
+    ``optimizer_name`` says how much state the memory model counts (``STATE_TENSORS``)."""
+    how = settings or CeilingSettings()
+    if how.method == "probe" or (how.method == "auto" and train.x.device.type == "cuda"):
+        return probe_ceiling(model, optimizer, loss_fn, train, start=how.start, limit=how.limit)
+    return estimate_ceiling(
+        model, loss_fn, train, optimizer_name, memory=how.memory, limit=how.limit
+    )

@@ -2,11 +2,11 @@
 the user's budget on the user's machine.
 
     ceiling (``batchsize.ceiling``) -> candidate sizes (``min_batch_size`` doubling, up to
-    the ceiling and an eighth of the training examples) -> their step times
-    (``batchsize.throughput``) -> the noise scale (``lrkit.noise``; for a target, where the
-    target is reached) -> the model's choice (``batchsize.model``) -> the learning-rate
-    race (``lrkit.advise``) at it and its neighbours B/2 and 2B -> the measured outcome
-    decides.
+    the ceiling and an eighth of the training examples) -> the noise scale (``lrkit.noise``;
+    for a target, where the target is reached) -> their step times
+    (``batchsize.throughput``) -> the model's choice (``batchsize.model``) -> the
+    learning-rate race (``lrkit.advise``) at it and its neighbours B/2 and 2B -> the measured
+    outcome decides (``batchsize.judging``).
 
 The noise scale is measured at ``NOISE_BATCH`` (the nearest candidate) training at half the
 range test's suggestion there (a rate safely below the race's candidates): the smoothed
@@ -17,29 +17,6 @@ target (checked ``NOISE_CHECKS_TO_TARGET`` times over half the budget, the races
 at its end where it never does): the loss the person asked for. Otherwise it is read after
 ``NOISE_EPOCHS`` (``NOISE_CHECKS`` measurements), an early reading that leans to smaller
 batches; the race at the neighbours is there to overrule the model where it is wrong.
-
-How the races are judged, by mode:
-
-- target: in each race, the candidate that first reached the target on its validation
-  curve (wherever the race left it: one left behind at a sixth of the budget may have been
-  there first), its epoch times the steps per epoch and the measured step time; the soonest
-  batch size wins, with that candidate's lr (as raced: the lr that reached the target is
-  measured at that horizon, so no horizon correction applies). The race's winner at half the
-  budget is the best value there, which is not the objective. Where no race reached it,
-  the candidates that ran to their race's end with a last value within ``NEAR_TARGET``
-  standard errors of the target are projected by the trend of their curves
-  (``batchsize.crossing``, at most to the budget's epochs), and the soonest projection
-  stands, marked as projected, in place of the model's untested choice. A measured crossing
-  always outranks a projection, and a curve far from the target is not projected: on the
-  bundled 6,000-image sample the trend of batch 256's curve, at 0.84 after 2 epochs and
-  still steep, projected 0.92 by 2.7 epochs, which three seeds never reached in 4. Where
-  nothing is projected either, the model's choice stands with its race's advice, and the
-  advice says so.
-- time: each race's budget is the epochs that ``seconds`` of training allow at its measured
-  step time; the best value where the races decide (half the budget) wins; where a raced
-  size is within noise of it the model's choice is kept.
-- epochs: every race has the same epochs; the best value wins, and of those within noise of
-  it the largest batch (the same examples in less wall time).
 """
 
 from __future__ import annotations
@@ -47,7 +24,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 from torch import nn
@@ -58,24 +36,23 @@ from lrkit.advise.driver import (
     advise,
     budget_range_test,
     check_race_data,
-    model_device,
     model_factory,
     resolve_metric,
-    tensor_data,
 )
 from lrkit.advise.plan import check_budget, least_budget
 from lrkit.advise.race import OnRaceCheck, RaceFailed
-from lrkit.advise.result import RacedCandidate
 from lrkit.advise.settings import MAX_EPOCHS
 from lrkit.batchsize.ceiling import find_ceiling
-from lrkit.batchsize.crossing import first_reached, projected_crossing, reaches
-from lrkit.batchsize.model import choose, neighbours, predict, steps_factor
-from lrkit.batchsize.result import BatchAdvice, NoiseMeasurement, RacedBatch
-from lrkit.batchsize.settings import BatchSettings
+from lrkit.batchsize.crossing import reaches
+from lrkit.batchsize.judging import decide, project, read_race
+from lrkit.batchsize.model import BatchPrediction, choose, neighbours, predict, steps_factor
+from lrkit.batchsize.result import BatchAdvice, Ceiling, NoiseMeasurement, RacedBatch
+from lrkit.batchsize.settings import BatchSettings, CeilingSettings
 from lrkit.batchsize.throughput import measure_step_times
-from lrkit.data.tensors import TensorData
+from lrkit.data.tensors import TensorData, tensor_data
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.noise.tracking import NoiseSettings, track_noise_scale
+from lrkit.training.device import model_device
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_model_fits
 from lrkit.training.optimizers import make_optimizer
@@ -93,11 +70,49 @@ MIN_STEPS_PER_EPOCH = 8
 MIN_RACE_STEPS = 12
 """Steps a race's budget must hold at least (its first rung takes a sixth)."""
 RACED = 3
-NEAR_TARGET = 2.0
-"""A curve is projected only if its last value is within this many of its standard errors
-of the target (a trend read far from the target overshoots: see the module's docstring)."""
 
 OnStage = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BatchInputs:
+    """What every stage works on, checked before any of them runs: the settings, the model
+    factory and its first model, the data on that model's device, the loss and the metric
+    the races are judged by."""
+
+    settings: BatchSettings
+    make_model: Callable[[int], nn.Module]
+    first: nn.Module
+    train: TensorData
+    val: TensorData
+    loss_fn: LossFn
+    metric: str
+
+    @property
+    def budget(self) -> float | None:
+        """The races' epochs; None in mode time, where each size has its own."""
+        return None if self.settings.mode == "time" else self.settings.race.epochs
+
+
+@dataclass(frozen=True)
+class Races:
+    """The races at the sizes raced: those that gave advice, those skipped (mode time: too
+    few steps in the time) and those that failed (no candidate finished), with why."""
+
+    raced: list[RacedBatch]
+    skipped: list[int]
+    failed: dict[int, str]
+
+    def left_out(self) -> str:
+        """What the advice's reason adds about the sizes skipped and failed."""
+        said = ""
+        if self.skipped:
+            sizes = ", ".join(map(str, self.skipped))
+            said += f" (not raced: batch size {sizes}, too few steps in the time)"
+        if self.failed:
+            sizes = ", ".join(map(str, self.failed))
+            said += f" (not advised: batch size {sizes}, no candidate finished)"
+        return said
 
 
 def candidate_sizes(
@@ -142,8 +157,67 @@ def advise_batch_size(
     """
     started = time.perf_counter()
     settings = settings or BatchSettings()
+    inputs = check_inputs(model, train, val, settings, loss_fn or nn.CrossEntropyLoss())
+    stage = on_stage or (lambda _: None)
+    sizes = candidate_sizes(
+        settings.min_batch_size, len(inputs.train), settings.max_batch_size, inputs.budget
+    )
+    stage("ceiling")
+    ceiling, fitting = measure_ceiling(inputs, sizes)
+    stage("noise scale")
+    noise = measure_noise(
+        inputs.make_model,
+        inputs.train,
+        inputs.val,
+        settings,
+        inputs.loss_fn,
+        fitting,
+        inputs.metric,
+    )
+    stage("step times")
+    seconds_per_step = step_seconds(inputs, fitting, noise.lr)
+    predictions = predict(
+        {b: seconds_per_step.get(b, math.nan) for b in sizes},
+        noise.b_noise,
+        {b: ceiling.fits(b) for b in sizes},
+    )
+    predicted = choose(predictions, settings.mode)
+    raced = neighbours(predicted, predictions, RACED)
+    races = race_sizes(inputs, raced, seconds_per_step, stage, on_check, address)
+    chosen, reason = decide(settings, inputs.metric, predicted, races.raced)
+    best = next(r for r in races.raced if r.batch_size == chosen)
+    return BatchAdvice(
+        batch_size=chosen,
+        lr=best.lr,
+        metric=inputs.metric,
+        mode=settings.mode,
+        reason=reason + races.left_out(),
+        predicted=predicted,
+        noise=noise,
+        ceiling=ceiling,
+        predictions=predictions,
+        races=tuple(races.raced),
+        epochs=settings.race.epochs,
+        target=settings.target,
+        time_budget=settings.time,
+        seconds=time.perf_counter() - started,
+        predicted_seconds=predicted_seconds(best, noise.b_noise, predictions),
+        model=type(inputs.first).__name__,
+        data=type(inputs.train).__name__,
+    )
+
+
+def check_inputs(
+    model: ModelLike,
+    train: TensorData | tuple[torch.Tensor, torch.Tensor],
+    val: TensorData | tuple[torch.Tensor, torch.Tensor],
+    settings: BatchSettings,
+    loss_fn: LossFn,
+) -> BatchInputs:
+    """The inputs on the model's device, refused before any work where the smallest batch
+    leaves fewer than ``MIN_STEPS_PER_EPOCH`` steps an epoch, the budget gives a race no
+    step, the model does not fit the data or an accuracy target lies outside (0, 1]."""
     race = settings.race
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
     make_model = model_factory(model)
     first = make_model(race.seed)
     device = model_device(first)
@@ -156,68 +230,75 @@ def advise_batch_size(
             f"at most an eighth of the training examples ({len(train) // MIN_STEPS_PER_EPOCH})",
             smallest,
         )
-    budget = None if settings.mode == "time" else race.epochs  # in mode time, each size's own
-    if budget is not None:
-        check_budget(budget, len(train), smallest)
+    if settings.mode != "time":
+        check_budget(race.epochs, len(train), smallest)
     check_model_fits(
         first, loss_fn, train.x[:smallest], train.y[:smallest], targets=(train.y, val.y)
     )
     metric = resolve_metric(race.metric, first, train)
     if settings.target is not None:
         check_target(settings.target, metric)
-    stage = on_stage or (lambda _: None)
+    return BatchInputs(settings, make_model, first, train, val, loss_fn, metric)
 
-    sizes = candidate_sizes(smallest, len(train), settings.max_batch_size, budget)
-    stage("ceiling")
-    optimizer = make_optimizer(race.optimizer, first, 1e-3, race.momentum, race.weight_decay)
+
+def measure_ceiling(inputs: BatchInputs, sizes: list[int]) -> tuple[Ceiling, list[int]]:
+    """The largest batch that fits (``batchsize.ceiling``, up to the largest candidate), and
+    the candidate ``sizes`` under it; refused where none is."""
+    settings, race = inputs.settings, inputs.settings.race
+    optimizer = make_optimizer(race.optimizer, inputs.first, 1e-3, race.momentum, race.weight_decay)
     ceiling = find_ceiling(
-        first,
+        inputs.first,
         optimizer,
         race.optimizer,
-        loss_fn,
-        train,
-        method=settings.ceiling,
-        memory=settings.memory,
-        start=smallest,
-        limit=sizes[-1],
+        inputs.loss_fn,
+        inputs.train,
+        CeilingSettings(
+            settings.ceiling, settings.memory, start=settings.min_batch_size, limit=sizes[-1]
+        ),
     )
     fitting = [b for b in sizes if ceiling.fits(b)]
     if not fitting:
         raise LrkitValueError(
-            f"not even a batch of {smallest} examples fits ({ceiling.method}: the largest is "
-            f"{ceiling.batch_size}); give --min-batch-size lower, or --memory"
+            f"not even a batch of {settings.min_batch_size} examples fits ({ceiling.method}: "
+            f"the largest is {ceiling.batch_size}); give --min-batch-size lower, or --memory"
         )
+    return ceiling, fitting
 
-    stage("noise scale")
-    noise = measure_noise(make_model, train, val, settings, loss_fn, fitting, metric)
-    stage("step times")
+
+def step_seconds(inputs: BatchInputs, fitting: list[int], lr: float) -> dict[int, float]:
+    """Batch size -> the seconds a training step takes at it (``batchsize.throughput``), at
+    the noise run's ``lr``."""
+    race = inputs.settings.race
     steps = measure_step_times(
-        first,
-        loss_fn,
-        train,
+        inputs.first,
+        inputs.loss_fn,
+        inputs.train,
         fitting,
-        lambda net: make_optimizer(race.optimizer, net, noise.lr, race.momentum, race.weight_decay),
+        lambda net: make_optimizer(race.optimizer, net, lr, race.momentum, race.weight_decay),
         seed=race.seed,
     )
-    seconds_per_step = {s.batch_size: s.seconds for s in steps}
-    predictions = predict(
-        {b: seconds_per_step.get(b, math.nan) for b in sizes},
-        noise.b_noise,
-        {b: ceiling.fits(b) for b in sizes},
-    )
-    predicted = choose(predictions, settings.mode)
+    return {s.batch_size: s.seconds for s in steps}
 
-    races: list[RacedBatch] = []
+
+def race_sizes(
+    inputs: BatchInputs,
+    sizes: list[int],
+    seconds_per_step: dict[int, float],
+    stage: OnStage,
+    on_check: OnRaceCheck | None,
+    address: str | None,
+) -> Races:
+    """The learning-rate race (``lrkit.advise``) at each of ``sizes`` on its budget
+    (``race_epochs``); for a target that no race reached, each race's projected crossing
+    (``judging.project``). Refused where no size was raced or none gave advice."""
+    settings, n_train = inputs.settings, len(inputs.train)
+    higher = inputs.metric == "accuracy"
+    raced: list[RacedBatch] = []
     skipped: list[int] = []
     failed: dict[int, str] = {}
-    raced = neighbours(predicted, predictions, RACED)
-    epochs_at = {size: race.epochs for size in raced}
-    if settings.mode == "time" and settings.time is not None:
-        epochs_at = {
-            s: time_epochs(settings.time, seconds_per_step[s], len(train), s) for s in raced
-        }
-    for size in raced:
-        per_epoch = math.ceil(len(train) / size)
+    epochs_at = race_epochs(settings, sizes, seconds_per_step, n_train)
+    for size in sizes:
+        per_epoch = math.ceil(n_train / size)
         epochs = epochs_at[size]
         if settings.mode == "time" and epochs * per_epoch < MIN_RACE_STEPS:
             skipped.append(size)
@@ -225,69 +306,62 @@ def advise_batch_size(
         stage(f"race at batch size {size}")
         try:
             found = advise(
-                make_model,
-                train,
-                val,
+                inputs.make_model,
+                inputs.train,
+                inputs.val,
                 settings.race_at(size, epochs),
-                loss_fn=loss_fn,
+                loss_fn=inputs.loss_fn,
                 on_check=on_check,
                 address=address,
             )
         except RaceFailed as failure:
             failed[size] = str(failure)
             continue
-        lr, reached, reached_at = found.lr, None, None
-        if settings.target is not None:
-            reaching = soonest(found.candidates, settings.target, metric == "accuracy")
-            if reaching is not None:
-                lr, reached = reaching
-                reached_at = reached * per_epoch * seconds_per_step[size]
-        races.append(RacedBatch(size, epochs, per_epoch, found, lr, reached, reached_at))
-    if settings.target is not None and all(r.epochs_to_target is None for r in races):
-        races = [project(r, settings.target, metric == "accuracy", seconds_per_step) for r in races]
-    if not races and failed:
-        raise RaceFailed("; ".join(f"batch size {b}: {why}" for b, why in failed.items()))
-    if not races:
-        shortest = MIN_RACE_STEPS * min(seconds_per_step[b] for b in skipped)
-        raise InvalidParameterError(
-            "time",
-            f"long enough for {MIN_RACE_STEPS} steps (at least {shortest:.3g} s)",
-            settings.time,
-        )
+        step = seconds_per_step[size]
+        raced.append(read_race(size, epochs, per_epoch, found, step, settings.target, higher))
+    if settings.target is not None and all(r.epochs_to_target is None for r in raced):
+        raced = [project(r, settings.target, higher, seconds_per_step) for r in raced]
+    races = Races(raced, skipped, failed)
+    if not raced:
+        refuse_unraced(races, seconds_per_step, settings.time)
+    return races
 
-    chosen, reason = _decide(settings, metric, predicted, races)
-    predicted_seconds: tuple[tuple[int, float], ...] = ()
-    best = next(r for r in races if r.batch_size == chosen)
-    if best.epochs_to_target is not None:
-        taken = best.epochs_to_target * best.steps_per_epoch
-        s_min = taken / steps_factor(chosen, noise.b_noise)
-        predicted_seconds = tuple(
-            (p.batch_size, s_min * p.steps_factor * p.step_seconds) for p in predictions if p.fits
-        )
-    if skipped:
-        reason += (
-            f" (not raced: batch size {', '.join(map(str, skipped))}, too few steps in the time)"
-        )
-    if failed:
-        reason += f" (not advised: batch size {', '.join(map(str, failed))}, no candidate finished)"
-    return BatchAdvice(
-        batch_size=chosen,
-        lr=best.lr,
-        metric=metric,
-        mode=settings.mode,
-        reason=reason,
-        predicted=predicted,
-        noise=noise,
-        ceiling=ceiling,
-        predictions=predictions,
-        races=tuple(races),
-        epochs=race.epochs,
-        target=settings.target,
-        time_budget=settings.time,
-        seconds=time.perf_counter() - started,
-        predicted_seconds=predicted_seconds,
-        model=type(first).__name__,
-        data=type(train).__name__,
+
+def race_epochs(
+    settings: BatchSettings, sizes: list[int], seconds_per_step: dict[int, float], n_train: int
+) -> dict[int, float]:
+    """Each size's race budget: the race's epochs; in mode time, the epochs that
+    ``settings.time`` seconds of training take at its step time (``time_epochs``)."""
+    if settings.mode == "time" and settings.time is not None:
+        return {s: time_epochs(settings.time, seconds_per_step[s], n_train, s) for s in sizes}
+    return {size: settings.race.epochs for size in sizes}
+
+
+def refuse_unraced(
+    races: Races, seconds_per_step: dict[int, float], time_budget: float | None
+) -> NoReturn:
+    """Where no race gave advice: why, as ``RaceFailed`` (races without a finisher) or as
+    a --time too short for ``MIN_RACE_STEPS`` steps at any size."""
+    if races.failed:
+        raise RaceFailed("; ".join(f"batch size {b}: {why}" for b, why in races.failed.items()))
+    shortest = MIN_RACE_STEPS * min(seconds_per_step[b] for b in races.skipped)
+    raise InvalidParameterError(
+        "time", f"long enough for {MIN_RACE_STEPS} steps (at least {shortest:.3g} s)", time_budget
+    )
+
+
+def predicted_seconds(
+    best: RacedBatch, b_noise: float, predictions: tuple[BatchPrediction, ...]
+) -> tuple[tuple[int, float], ...]:
+    """For a target that the chosen size's race reached: the model's seconds to it at every
+    size that fits, S_min (1 + B_noise / B) t(B), with S_min from the steps that race took
+    (steps = S_min (1 + B_noise / B) at its size); empty otherwise."""
+    if best.epochs_to_target is None:
+        return ()
+    taken = best.epochs_to_target * best.steps_per_epoch
+    s_min = taken / steps_factor(best.batch_size, b_noise)
+    return tuple(
+        (p.batch_size, s_min * p.steps_factor * p.step_seconds) for p in predictions if p.fits
     )
 
 
@@ -387,120 +461,3 @@ def measure_noise(
     return NoiseMeasurement(
         b_noise, read.b_simple_stderr, size, lr, read.epoch, run.estimator, run.seconds, reached
     )
-
-
-def soonest(
-    candidates: tuple[RacedCandidate, ...], target: float, higher: bool
-) -> tuple[float, float] | None:
-    """The lr that reached ``target`` first on its curve, and the epoch it did (the smaller
-    lr on a tie); None where none did."""
-    reached = [
-        (epoch, c.lr)
-        for c in candidates
-        if c.status == "done" and (epoch := first_reached(c.curve, target, higher)) is not None
-    ]
-    if not reached:
-        return None
-    epoch, lr = min(reached)
-    return lr, epoch
-
-
-def project(
-    race: RacedBatch, target: float, higher: bool, seconds_per_step: dict[int, float]
-) -> RacedBatch:
-    """``race`` with its soonest projected crossing (``soonest_projected``), if any."""
-    found = soonest_projected(race.advice.candidates, target, higher, race.epochs)
-    if found is None:
-        return race
-    lr, epoch = found
-    seconds = epoch * race.steps_per_epoch * seconds_per_step[race.batch_size]
-    return replace(race, lr=lr, epochs_to_target=epoch, seconds_to_target=seconds, projected=True)
-
-
-def soonest_projected(
-    candidates: tuple[RacedCandidate, ...], target: float, higher: bool, limit: float
-) -> tuple[float, float] | None:
-    """Of the candidates that ran to the race's end within ``NEAR_TARGET`` standard errors
-    of ``target`` there (the race could not tell them from reaching it), the lr whose curve's
-    trend reaches ``target`` first (``crossing.projected_crossing``, within ``limit``
-    epochs), and that epoch (the smaller lr on a tie); None where none is projected to."""
-    done = [c for c in candidates if c.status == "done" and c.curve]
-    if not done:
-        return None
-    end = max(c.curve[-1][0] for c in done)
-    projected = [
-        (epoch, c.lr)
-        for c in done
-        if c.curve[-1][0] >= end
-        and abs(c.value - target) <= NEAR_TARGET * c.value_std
-        and (epoch := projected_crossing(c.curve, target, higher, limit)) is not None
-    ]
-    if not projected:
-        return None
-    epoch, lr = min(projected)
-    return lr, epoch
-
-
-def _within(a: RacedBatch, b: RacedBatch) -> bool:
-    spread = math.hypot(a.value_std, b.value_std)
-    return math.isfinite(spread) and abs(a.value - b.value) <= 2 * spread
-
-
-def _decide(
-    settings: BatchSettings, metric: str, predicted: int, races: list[RacedBatch]
-) -> tuple[int, str]:
-    """The batch size the races' outcomes choose, and why, in one sentence."""
-    unit = "accuracy" if metric == "accuracy" else "loss"
-    if settings.mode == "target":
-        reached = [r for r in races if r.seconds_to_target is not None]
-        if not reached:
-            half = max(r.advice.decided_at for r in races)
-            # The model's choice, or the raced size nearest it where its race had no finisher.
-            size = min(races, key=lambda r: abs(math.log(r.batch_size / predicted))).batch_size
-            whose = "the noise-scale model's choice"
-            if size != predicted:
-                whose = f"the raced size nearest {whose} ({predicted})"
-            return size, (
-                f"no raced batch size reached validation {unit} {settings.target:g} within "
-                f"{half:g} epochs, so batch size {size} is {whose}, untested against the "
-                f"target: give more --epochs"
-            )
-        first = min(reached, key=lambda r: r.seconds_to_target or math.inf)
-        how = (
-            f"is projected to reach validation {unit} {settings.target:g} soonest among those "
-            f"raced ({first.seconds_to_target:.3g} s of training, {first.epochs_to_target:.3g} "
-            f"epochs, from its curve's trend past the race's {first.advice.decided_at:.3g} "
-            f"epochs: no raced size reached it, so this is untested; more --epochs would "
-            f"measure it)"
-            if first.projected
-            else f"reached validation {unit} {settings.target:g} soonest among those raced "
-            f"({first.seconds_to_target:.3g} s of training, {first.epochs_to_target:.3g} "
-            f"epochs)"
-        )
-        return first.batch_size, (
-            f"batch size {first.batch_size} at lr {first.lr:.4g} {how}; the noise-scale "
-            f"model predicted {predicted}"
-        )
-    higher = metric == "accuracy"
-    best = max(races, key=lambda r: r.value if higher else -r.value)
-    tied = [r for r in races if r is best or _within(r, best)]
-    if settings.mode == "epochs":
-        pick = max(tied, key=lambda r: r.batch_size)
-        why = (
-            f"batch size {pick.batch_size} did best in {settings.race.epochs:g} epochs"
-            if pick is best
-            else f"batch size {pick.batch_size} was within noise of the best "
-            f"({best.batch_size}) in {settings.race.epochs:g} epochs, with the same examples in "
-            f"less time"
-        )
-        return pick.batch_size, f"{why}; the noise-scale model predicted {predicted}"
-    model_pick = next((r for r in tied if r.batch_size == predicted), None)
-    pick = model_pick or best
-    budget = f"{settings.time:g} s of training"
-    why = (
-        f"batch size {pick.batch_size} did best in {budget}"
-        if pick is best
-        else f"batch size {pick.batch_size}, the noise-scale model's choice, was within noise "
-        f"of the best ({best.batch_size}) in {budget}"
-    )
-    return pick.batch_size, why

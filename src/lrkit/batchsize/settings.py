@@ -25,6 +25,31 @@ can advise on by racing."""
 
 
 @dataclass(frozen=True)
+class CeilingSettings:
+    """How the largest batch that fits is found (``batchsize.ceiling``), and between which
+    sizes.
+
+    Args:
+        method: auto (probe on CUDA, the memory model elsewhere), probe or memory.
+        memory: bytes the memory model may assume training uses (default: half the
+            available memory).
+        start: the first size the probe tries (it doubles from there).
+        limit: the largest size considered (default: the training examples).
+    """
+
+    method: str = "auto"
+    memory: int | None = None
+    start: int = DEFAULT_MIN_BATCH_SIZE
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in CEILING_METHODS:
+            raise ValueError(
+                f"method must be one of {', '.join(CEILING_METHODS)}, got {self.method!r}"
+            )
+
+
+@dataclass(frozen=True)
 class BatchSettings:
     """The budget and the search.
 

@@ -57,14 +57,15 @@ def report(
         (option, p) for option, given in (("--find", find), ("--noise", noise)) for p in given or []
     ]
     outputs = check_outputs([("--out", out)], others=inputs)
-    from lrkit.report.build import build_report, write_report
+    from lrkit.report.build import StoreSweeps, build_report, write_report
     from lrkit.report.results import load_noise_run, load_range_test
 
     range_tests = [(load_range_test(p), p.name) for p in find or []]
     runs = [(load_noise_run(p), p.name) for p in noise or []]
     if store is not None:
         check_store_path(store, writing=False, must_exist=True)
-    sections = build_report(store, name, None, range_tests, runs)
+    sweeps = StoreSweeps(store, name) if store is not None else None
+    sections = build_report(sweeps, range_tests, runs)
     sources = [
         s
         for s in ([store.name] if store else []) + [p.name for p in [*(find or []), *(noise or [])]]

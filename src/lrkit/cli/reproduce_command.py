@@ -241,10 +241,11 @@ def reproduce(
                 with outputs.writing("--json", json_file):
                     write_json(json_file, document)
             if report_file is not None:
-                from lrkit.report.build import build_report, write_report
+                from lrkit.report.build import StoreSweeps, build_report, write_report
 
                 sections = build_report(
-                    store_path, "textbook", val_size, wall_seconds=time.perf_counter() - started
+                    StoreSweeps(store_path, "textbook", val_size),
+                    wall_seconds=time.perf_counter() - started,
                 )
                 lead = (
                     f"lrkit reproduce: the textbook's grids, {epochs:g} epochs, {work.data_name}. "

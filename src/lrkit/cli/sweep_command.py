@@ -425,9 +425,9 @@ def sweep(
                 with outputs.writing("--json", json_file):
                     write_json(json_file, document)
             if report_file is not None:
-                from lrkit.report.build import build_report, write_report
+                from lrkit.report.build import StoreSweeps, build_report, write_report
 
-                sections = build_report(store, name, val_size)
+                sections = build_report(StoreSweeps(store, name, val_size))
                 with outputs.writing("--report", report_file):
                     write_report(report_file, sections, f"Sweep {quoted(name)} in {store}.")
                 print(f"wrote {report_file}", file=sys.stderr)

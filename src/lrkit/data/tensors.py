@@ -59,6 +59,31 @@ class TensorData:
         return TensorData(self.x[:cut], self.y[:cut]), TensorData(self.x[cut:], self.y[cut:])
 
 
+def tensor_data_from(value: object) -> TensorData | None:
+    """``value`` as ``TensorData``: itself, or an ``(inputs, targets)`` pair of tensors; None
+    for anything else (each caller says, in its own words, what it takes)."""
+    if isinstance(value, TensorData):
+        return value
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(t, torch.Tensor) for t in value)
+    ):
+        return TensorData(value[0], value[1])
+    return None
+
+
+def tensor_data(data: TensorData | tuple[torch.Tensor, torch.Tensor], part: str) -> TensorData:
+    """``data`` as ``TensorData``, or an error that names the ``part`` (train, val) it is."""
+    tensors = tensor_data_from(data)
+    if tensors is None:
+        raise LrkitValueError(
+            f"{part} must be TensorData or an (inputs, targets) pair of tensors, got "
+            f"{type(data).__name__}"
+        )
+    return tensors
+
+
 class BatchStream:
     """Batches of ``batch_size`` cut by index from a fresh seeded permutation each epoch.
 

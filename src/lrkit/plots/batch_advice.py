@@ -7,6 +7,7 @@ first, or was projected to) against training time; projected times are open circ
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from lrkit.batchsize.result import BatchAdvice
 from lrkit.plots.figure import pyplot, save
@@ -16,32 +17,24 @@ def plot_batch_advice(found: BatchAdvice, path: Path) -> None:
     """Draw ``found`` and save the figure to ``path`` (PNG, SVG or PDF)."""
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12.8, 4.6))
+    _draw_model(left, found)
+    _draw_races(right, found)
+    fig.suptitle(
+        f"lrkit advise: {found.model}; advised batch size {found.batch_size}, lr {found.lr:.3g}",
+        fontsize="medium",
+    )
+    fig.tight_layout()
+    save(fig, path)
+
+
+def _draw_model(left: Any, found: BatchAdvice) -> None:
+    """Left: the model's predicted time against batch size (to the target where a race
+    reached it, else relative to the best), the measured step time on a second axis, the
+    raced sizes, the advised one and B_noise."""
     fitting = [p for p in found.predictions if p.fits]
     sizes = [p.batch_size for p in fitting]
     if found.predicted_seconds:
-        left.plot(
-            [b for b, _ in found.predicted_seconds],
-            [s for _, s in found.predicted_seconds],
-            marker="o",
-            color="#1f77b4",
-            label="predicted time to the target",
-        )
-        for projected, label in ((False, "measured in the race"), (True, "projected (untested)")):
-            points = [
-                r
-                for r in found.races
-                if r.seconds_to_target is not None and r.projected is projected
-            ]
-            if points:
-                left.scatter(
-                    [r.batch_size for r in points],
-                    [r.seconds_to_target for r in points],
-                    facecolors="none" if projected else "black",
-                    edgecolors="black",
-                    zorder=3,
-                    label=label,
-                )
-        left.set_ylabel("seconds of training to the target")
+        _draw_times_to_target(left, found)
     else:
         left.plot(
             sizes,
@@ -80,6 +73,36 @@ def plot_batch_advice(found: BatchAdvice, path: Path) -> None:
         "the model: steps S_min (1 + B_noise / B) at the measured step time", fontsize="medium"
     )
 
+
+def _draw_times_to_target(left: Any, found: BatchAdvice) -> None:
+    """The model's seconds to the target at each size, and the races' own: measured (filled)
+    or projected (open)."""
+    left.plot(
+        [b for b, _ in found.predicted_seconds],
+        [s for _, s in found.predicted_seconds],
+        marker="o",
+        color="#1f77b4",
+        label="predicted time to the target",
+    )
+    for projected, label in ((False, "measured in the race"), (True, "projected (untested)")):
+        points = [
+            r for r in found.races if r.seconds_to_target is not None and r.projected is projected
+        ]
+        if points:
+            left.scatter(
+                [r.batch_size for r in points],
+                [r.seconds_to_target for r in points],
+                facecolors="none" if projected else "black",
+                edgecolors="black",
+                zorder=3,
+                label=label,
+            )
+    left.set_ylabel("seconds of training to the target")
+
+
+def _draw_races(right: Any, found: BatchAdvice) -> None:
+    """Right: each race's curve (its winner's, or the lr that reached the target first)
+    against seconds of training at the measured step time; the target, if any."""
     step = {p.batch_size: p.step_seconds for p in found.predictions}
     for race in found.races:
         advice = race.advice
@@ -99,9 +122,3 @@ def plot_batch_advice(found: BatchAdvice, path: Path) -> None:
     right.set_ylabel(f"validation {found.metric}")
     right.set_title("each race's winner", fontsize="medium")
     right.legend(fontsize="x-small", loc="best")
-    fig.suptitle(
-        f"lrkit advise: {found.model}; advised batch size {found.batch_size}, lr {found.lr:.3g}",
-        fontsize="medium",
-    )
-    fig.tight_layout()
-    save(fig, path)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lrkit.plots.figure import pyplot, save
+from lrkit.rangetest.core import Hold
 from lrkit.rangetest.result import RangeTestResult, RoundResult
 
 _COLOURS = {
@@ -35,8 +37,19 @@ def plot_range_test(result: RangeTestResult, path: Path) -> None:
 
 
 def _draw_round(ax: Any, round_result: RoundResult, index: int, result: RangeTestResult) -> None:
-    record = round_result.record
-    points = record.points
+    """One round's panel: its curves, the holds' losses, the lrs marked, then its view."""
+    holds = [h for h in round_result.record.holds if h.complete]
+    evaluated = [h for h in holds if h.eval_loss is not None]
+    _draw_curves(ax, round_result)
+    _draw_holds(ax, holds, evaluated)
+    _mark_lrs(ax, round_result, index, result.method)
+    _frame(ax, round_result, evaluated, index)
+
+
+def _draw_curves(ax: Any, round_result: RoundResult) -> None:
+    """The batch loss and its smoothed curve; with repeats, the others faintly and their
+    mean."""
+    points = round_result.record.points
     x = np.log10([p.lr for p in points])
     losses = np.array([p.loss for p in points])
     finite = np.isfinite(losses)
@@ -62,59 +75,63 @@ def _draw_round(ax: Any, round_result: RoundResult, index: int, result: RangeTes
             linewidth=1.6,
             label=f"mean of {len(round_result.records)} repeats ({round_result.curve})",
         )
-    holds = [h for h in record.holds if h.complete]
+
+
+def _draw_holds(ax: Any, holds: list[Hold], evaluated: list[Hold]) -> None:
+    """Each hold's mean loss (where a hold is longer than one iteration) and its evaluation
+    loss at its end (where it was evaluated), at its lr."""
     if any(h.iterations > 1 for h in holds):
-        ax.plot(
-            np.log10([h.lr for h in holds]),
-            [h.mean_loss for h in holds],
-            "o",
-            color="#ff7f0e",
-            markersize=3,
-            label="mean over hold",
-        )
-    evaluated = [h for h in holds if h.eval_loss is not None]
+        means = [h.mean_loss for h in holds]
+        _plot_at_holds(ax, holds, means, "o", color="#ff7f0e", label="mean over hold")
     if evaluated:
-        ax.plot(
-            np.log10([h.lr for h in evaluated]),
-            [h.eval_loss for h in evaluated],
+        losses = [h.eval_loss for h in evaluated]
+        _plot_at_holds(
+            ax,
+            evaluated,
+            losses,
             "-s",
             color="black",
-            markersize=3,
             linewidth=1.0,
             label="eval loss at end of hold",
         )
-    marks = (
-        round_result.suggestions
-        if index == 0
-        else {"turning_point": round_result.suggestions["turning_point"]}
-    )
+
+
+def _plot_at_holds(
+    ax: Any, holds: list[Hold], values: Sequence[float | None], fmt: str, **style: Any
+) -> None:
+    """``values``, one a hold, against log10 of the holds' lrs, in small markers."""
+    ax.plot(np.log10([h.lr for h in holds]), values, fmt, markersize=3, **style)
+
+
+def _mark_lrs(ax: Any, round_result: RoundResult, index: int, method: str) -> None:
+    """Vertical lines at the suggestions (every rule's in the first round, the turning
+    point's in the others; solid: the method chosen), at the turn and where the loss
+    diverged."""
+    suggestions = round_result.suggestions
+    marks = suggestions if index == 0 else {"turning_point": suggestions["turning_point"]}
     for name, lr in marks.items():
         if lr is None or lr <= 0:
             continue
-        style = "-" if name == result.method else "--"
-        ax.axvline(
-            math.log10(lr),
-            color=_COLOURS.get(name, "0.3"),
-            linestyle=style,
-            linewidth=1.2,
-            label=f"{name}: {lr:.3g}",
-        )
-    if round_result.turning_point is not None:
-        ax.axvline(
-            math.log10(round_result.turning_point.lr),
-            color=_COLOURS["turning_point"],
-            linestyle=":",
-            linewidth=1.0,
-            label=f"turn: {round_result.turning_point.lr:.3g}",
-        )
-    if record.diverged_at is not None:
-        ax.axvline(
-            math.log10(record.diverged_at),
-            color="black",
-            linestyle=":",
-            linewidth=0.8,
-            label=f"diverged: {record.diverged_at:.3g}",
-        )
+        style = "-" if name == method else "--"
+        _mark_lr(ax, lr, f"{name}: {lr:.3g}", _COLOURS.get(name, "0.3"), style, 1.2)
+    turn = round_result.turning_point
+    if turn is not None:
+        _mark_lr(ax, turn.lr, f"turn: {turn.lr:.3g}", _COLOURS["turning_point"], ":", 1.0)
+    diverged = round_result.record.diverged_at
+    if diverged is not None:
+        _mark_lr(ax, diverged, f"diverged: {diverged:.3g}", "black", ":", 0.8)
+
+
+def _mark_lr(ax: Any, lr: float, label: str, colour: str, style: str, width: float) -> None:
+    """A vertical line at ``lr`` on the panel's log10 axis."""
+    ax.axvline(math.log10(lr), color=colour, linestyle=style, linewidth=width, label=label)
+
+
+def _frame(ax: Any, round_result: RoundResult, evaluated: list[Hold], index: int) -> None:
+    """The panel's view (the descent and the turn; a narrowed round's fine steps), labels,
+    title, grid and legend."""
+    record = round_result.record
+    points = record.points
     # Show the descent and the turn; the divergent tail would flatten everything else.
     shown = [p.smoothed_loss for p in points if math.isfinite(p.smoothed_loss)]
     shown += [h.eval_loss for h in evaluated if h.eval_loss is not None]

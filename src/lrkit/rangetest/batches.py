@@ -4,15 +4,13 @@ and repeat); on a DDP model, this rank's shard of each global batch."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lrkit import validation as check
-from lrkit.data.tensors import BatchStream, TensorData
+from lrkit.data.tensors import BatchStream, TensorData, tensor_data_from
 from lrkit.errors import LrkitValueError
 from lrkit.rangetest.rounds import RunnerBatches
 from lrkit.training import distributed
@@ -20,27 +18,16 @@ from lrkit.training import distributed
 DataLike = TensorData | tuple[torch.Tensor, torch.Tensor] | Dataset | DataLoader  # type: ignore[type-arg]
 
 
-def model_device(model: nn.Module) -> torch.device:
-    first = next(itertools.chain(model.parameters(), model.buffers()), None)
-    if first is None:
-        raise LrkitValueError("the model has no parameters to train")
-    return first.device
-
-
 def as_tensor_data(
     data: TensorData | tuple[torch.Tensor, torch.Tensor], device: torch.device
 ) -> TensorData:
-    if isinstance(data, TensorData):
-        return data.to(device)
-    if (
-        isinstance(data, tuple)
-        and len(data) == 2
-        and all(isinstance(t, torch.Tensor) for t in data)
-    ):
-        return TensorData(data[0], data[1]).to(device)
-    raise LrkitValueError(
-        f"expected TensorData or an (inputs, targets) pair of tensors, got {type(data).__name__}"
-    )
+    tensors = tensor_data_from(data)
+    if tensors is None:
+        raise LrkitValueError(
+            "expected TensorData or an (inputs, targets) pair of tensors, got "
+            f"{type(data).__name__}"
+        )
+    return tensors.to(device)
 
 
 def rank_local(loader: DataLoader) -> bool:  # type: ignore[type-arg]

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
-from lrkit.rangetest.batches import DataLike, as_tensor_data, batch_source, model_device, rank_local
+from lrkit.rangetest.batches import DataLike, as_tensor_data, batch_source, rank_local
 from lrkit.rangetest.core import RoundRecord, Step
 from lrkit.rangetest.programs import LrProgram, narrow
 from lrkit.rangetest.reading import combine_rounds, program_index, read_round
@@ -34,6 +34,7 @@ from lrkit.rangetest.stacked_rounds import run_stacked_round, stacking_problem
 from lrkit.sweep.engines.names import SEQUENTIAL, VECTORIZED, may_stack
 from lrkit.training import distributed
 from lrkit.training import state as training_state
+from lrkit.training.device import model_device
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_finite, check_model_fits
 

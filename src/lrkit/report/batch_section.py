@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from lrkit.batchsize.result import BatchAdvice
-from lrkit.report.page import Figure, Section, Table
-from lrkit.report.sweep_section import svg_of
+from lrkit.report.page import Section, Table, svg_figure
 
 
 def batch_advice_section(found: BatchAdvice, source: str) -> Section:
@@ -49,9 +48,8 @@ def batch_advice_section(found: BatchAdvice, source: str) -> Section:
             )
         ],
         figures=[
-            Figure(
-                svg_of(lambda path: plot_batch_advice(found, path)),
-                "image/svg+xml",
+            svg_figure(
+                lambda path: plot_batch_advice(found, path),
                 "Left, the predicted time against batch size with the measured step time; "
                 "right, each race's winner against training time.",
                 "batch-advice",

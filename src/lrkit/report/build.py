@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import platform
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from lrkit.advise.result import Advice
@@ -40,26 +41,36 @@ def machine_section(wall_seconds: float | None = None) -> Section:
     return Section("Machine and versions", tables=[Table(["", ""], rows)])
 
 
-def sweep_sections(store_path: Path, name: str | None, val_size: int | None) -> list[Section]:
-    """Settings, curves and best learning rates of each sweep in the store (or ``name``); the
-    store is only read."""
+@dataclass(frozen=True)
+class StoreSweeps:
+    """The sweeps of the store at ``path`` to report: every one, or the one ``name``d;
+    ``val_size`` (validation examples) lets a single repeat be judged for noise
+    (``sweep.analysis.best_lr_by_batch_size``)."""
+
+    path: Path
+    name: str | None = None
+    val_size: int | None = None
+
+
+def sweep_sections(sweeps: StoreSweeps) -> list[Section]:
+    """Settings, curves and best learning rates of each of ``sweeps``; the store is only
+    read."""
     from lrkit.sweep.store import Store
 
+    name = sweeps.name
     sections: list[Section] = []
-    with Store.open(store_path, read_only=True) as store:
+    with Store.open(sweeps.path, read_only=True) as store:
         if name is not None:
             store.check_sweep(name)
         for row in [r for r in store.sweeps() if name is None or r.name == name]:
             trials = store.trials(row.name)
             if trials:
-                sections += sweep_report(row, trials, val_size)
+                sections += sweep_report(row, trials, sweeps.val_size)
     return sections
 
 
 def build_report(
-    store_path: Path | None = None,
-    name: str | None = None,
-    val_size: int | None = None,
+    sweeps: StoreSweeps | None = None,
     range_tests: Sequence[tuple[RangeTestResult, str]] = (),
     noise_runs: Sequence[tuple[NoiseRun, str]] = (),
     wall_seconds: float | None = None,
@@ -76,8 +87,8 @@ def build_report(
     sections += [advice_section(found.chosen.advice, source) for found, source in batch_advice]
     sections += [advice_section(found, source) for found, source in advice]
     sections += laws_sections(laws, law_rungs)
-    if store_path is not None:
-        sections += sweep_sections(store_path, name, val_size)
+    if sweeps is not None:
+        sections += sweep_sections(sweeps)
     sections += [range_test_section(result, source) for result, source in range_tests]
     sections += [noise_section(run, source) for run, source in noise_runs]
     sections.append(machine_section(wall_seconds))

@@ -5,7 +5,8 @@ its warnings and the figure against each variable; last, the held-out checks tog
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from lrkit.errors import LrkitValueError
 from lrkit.laws.fit import HeldOutCheck, LawFit, Prediction
@@ -17,8 +18,7 @@ from lrkit.laws.words import (
     resolution_sentence,
     symbol,
 )
-from lrkit.report.page import Figure, Section, Table
-from lrkit.report.sweep_section import svg_of
+from lrkit.report.page import Section, Table, svg_figure
 
 LawEntry = tuple[str, LawFit, HeldOutCheck | None, Prediction | None, str]
 """A law as the report shows it: its title, the fit, its held-out check, a prediction and its
@@ -102,18 +102,16 @@ def law_section(
         )
         paragraphs += [f"Warning: {w}." for w in prediction.warnings]
 
-    def svg(variable: int) -> bytes:
-        return svg_of(
-            lambda path: save(
-                plot_law(
-                    fit,
-                    variable=variable,
-                    prediction=prediction,
-                    held_out=held_out,
-                    quantity=quantity,
-                ),
-                path,
-            )
+    def draw(variable: int) -> Callable[[Path], None]:
+        return lambda path: save(
+            plot_law(
+                fit,
+                variable=variable,
+                prediction=prediction,
+                held_out=held_out,
+                quantity=quantity,
+            ),
+            path,
         )
 
     marks = []
@@ -124,9 +122,8 @@ def law_section(
     if held_out is not None:
         marks.append("the square and diamond the held-out group measured and predicted")
     figures = [
-        Figure(
-            svg(i),
-            "image/svg+xml",
+        svg_figure(
+            draw(i),
             f"Each group's optimum against {name} (bar: its band of near-best runs; hollow at "
             "the grid's edge) with the law and the shaded interval of its refits"
             + "".join(f"; {m}" for m in marks)
@@ -190,11 +187,8 @@ def held_out_section(checks: Sequence[tuple[str, LawFit, HeldOutCheck]]) -> Sect
             )
         ],
         figures=[
-            Figure(
-                svg_of(
-                    lambda path: save(plot_held_out([(t, held) for t, _, held in checks]), path)
-                ),
-                "image/svg+xml",
+            svg_figure(
+                lambda path: save(plot_held_out([(t, held) for t, _, held in checks]), path),
                 "Predicted against measured optimum, each law's check a point (bars: where a "
                 "measurement should fall, and the measured band), about y = x and a factor of "
                 "sqrt(2) either way.",

@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
@@ -43,6 +45,15 @@ class Figure:
     mime: str
     caption: str
     alt: str
+
+
+def svg_figure(draw: Callable[[Path], None], caption: str, alt: str) -> Figure:
+    """The SVG file that ``draw(path)`` writes, as a figure with its ``caption`` and ``alt``
+    text."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "figure.svg"
+        draw(path)
+        return Figure(path.read_bytes(), "image/svg+xml", caption, alt)
 
 
 @dataclass(frozen=True)

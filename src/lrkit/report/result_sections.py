@@ -7,8 +7,7 @@ import math
 from lrkit.advise.result import Advice, RacedCandidate
 from lrkit.noise.tracking import NoiseRun
 from lrkit.rangetest.result import RangeTestResult
-from lrkit.report.page import Figure, Section, Table
-from lrkit.report.sweep_section import svg_of
+from lrkit.report.page import Section, Table, svg_figure
 
 WHICH_RULE = (
     "Which to use: the turning point (the default) is half the lr where the loss stops "
@@ -39,9 +38,8 @@ def range_test_section(result: RangeTestResult, source: str) -> Section:
         [lead, WHICH_RULE],
         tables=[Table(["rule", "lr", ""], rows, "Every suggestion rule on this curve.")],
         figures=[
-            Figure(
-                svg_of(lambda p: plot_range_test(result, p)),
-                "image/svg+xml",
+            svg_figure(
+                lambda p: plot_range_test(result, p),
                 "Loss against log10(lr), a panel per round; the vertical lines are the "
                 "suggestions (solid: the one chosen) and where the loss diverged. Read where "
                 "the loss stops falling: the lr to train with sits below it.",
@@ -82,9 +80,8 @@ def noise_section(run: NoiseRun, source: str) -> Section:
         ],
         tables=[Table(["epoch", "B_simple", "smoothed"], rows)],
         figures=[
-            Figure(
-                svg_of(lambda p: plot_noise_scale(run, p)),
-                "image/svg+xml",
+            svg_figure(
+                lambda p: plot_noise_scale(run, p),
                 "B_simple = tr(Sigma) / |G|^2 over training (log scale), with its standard "
                 "error and the smoothed curve; the dashed line is the training batch size. "
                 "It grows as the loss falls: the batch size worth using grows with it.",
@@ -153,9 +150,8 @@ def advice_section(advice: Advice, source: str) -> Section:
             )
         ],
         figures=[
-            Figure(
-                svg_of(lambda p: plot_advice(advice, p)),
-                "image/svg+xml",
+            svg_figure(
+                lambda p: plot_advice(advice, p),
                 "Left, the range test with the candidates marked; right, each candidate's "
                 "validation curve over the race, ending where it was left behind. The advised "
                 "rate is drawn bold.",

@@ -6,22 +6,13 @@ ranking (:func:`lrkit.sweep.analysis.scored_trials`)."""
 from __future__ import annotations
 
 import math
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from lrkit.report.page import Figure, Section, Table
+from lrkit.report.page import Figure, Section, Table, svg_figure
 from lrkit.scaling import FORMULAS, compare_rules
 from lrkit.sweep.analysis import BestLr, best_lr_by_batch_size, fit_best, scored_trials
 from lrkit.sweep.store import StoredTrial, SweepRow
-
-
-def svg_of(draw: Callable[[Path], None]) -> bytes:
-    """What ``draw(path)`` writes to an SVG file."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "figure.svg"
-        draw(path)
-        return path.read_bytes()
 
 
 def sweep_report(
@@ -92,9 +83,8 @@ def curves_section(trials: Sequence[StoredTrial]) -> Section:
         "Validation accuracy",
         figures=[
             *curves,
-            Figure(
-                svg_of(lambda p: plot_heatmap(trials, p)),
-                "image/svg+xml",
+            svg_figure(
+                lambda p: plot_heatmap(trials, p),
                 "Final validation accuracy for every batch size x learning rate. The best cell "
                 "of each row moving right as the batch grows is the scaling the rules describe.",
                 "heatmap of batch size x learning rate",
@@ -109,9 +99,8 @@ def _curve_figure(size: int, group: Sequence[StoredTrial]) -> Figure:
     def draw(path: Path) -> None:
         plot_accuracy_vs_iteration(group, path)
 
-    return Figure(
-        svg_of(draw),
-        "image/svg+xml",
+    return svg_figure(
+        draw,
         f"Batch size {size}: validation accuracy against iteration, a line per learning rate "
         "(bands: the spread over repeats). Read which lr climbs fastest and which ends highest.",
         f"accuracy against iteration at batch size {size}",
@@ -160,9 +149,8 @@ def _add_rules(section: Section, best: dict[int, BestLr]) -> None:
     from lrkit.plots.sweep import plot_fit
 
     section.figures.append(
-        Figure(
-            svg_of(lambda p: plot_fit(best, fit, p)),
-            "image/svg+xml",
+        svg_figure(
+            lambda p: plot_fit(best, fit, p),
             "The best lr against the batch size on log axes, with the fitted power law and "
             "the linear and square-root rules through the smallest batch: the rule whose line "
             "passes through the points is the one to use for this model.",

@@ -87,14 +87,10 @@ _TRIAL_FIELDS = (
     "repeat",
     "seed",
     "status",
-    "seconds",
-    "diverged_iteration",
-    "final_val_loss",
-    "final_val_accuracy",
-    "best_val_accuracy",
-    "test_accuracy",
+    *schema.TRIAL_RESULT_COLUMNS,
     "error",
 )
+"""The fields of ``StoredTrial`` that ``Store.trials`` selects, in its query's order."""
 
 
 @dataclass(frozen=True)
@@ -372,10 +368,10 @@ class Store:
         size, lr, repeat."""
         # A version-1 store, read as it is, has no error column: none of its trials failed.
         error = "t.error" if self.version >= 2 else "NULL"
+        results = ", ".join(f"t.{column}" for column in schema.TRIAL_RESULT_COLUMNS)
         query = (
-            "SELECT t.id, s.name, t.batch_size, t.lr, t.repeat, t.seed, t.status, t.seconds, "
-            "t.diverged_iteration, t.final_val_loss, t.final_val_accuracy, t.best_val_accuracy, "
-            f"t.test_accuracy, {error} FROM trials t JOIN sweeps s ON s.id = t.sweep_id "
+            "SELECT t.id, s.name, t.batch_size, t.lr, t.repeat, t.seed, t.status, "
+            f"{results}, {error} FROM trials t JOIN sweeps s ON s.id = t.sweep_id "
             "WHERE t.status != 'running'"
             + (" AND s.name = ?" if name is not None else "")
             + " ORDER BY s.id, t.batch_size, t.lr, t.repeat"

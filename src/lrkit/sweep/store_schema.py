@@ -66,6 +66,15 @@ SCHEMA = (
 )
 """The statements that create a store of the current version."""
 
+TRIAL_RESULT_COLUMNS = (
+    "seconds",
+    "diverged_iteration",
+    "final_val_loss",
+    "final_val_accuracy",
+    "best_val_accuracy",
+    "test_accuracy",
+)
+"""The columns of a trial's results, in its row and in ``StoredTrial``, in this order."""
 TRIALS_V1_COLUMNS = (
     "id",
     "sweep_id",
@@ -76,12 +85,7 @@ TRIALS_V1_COLUMNS = (
     "status",
     "started_at",
     "finished_at",
-    "seconds",
-    "diverged_iteration",
-    "final_val_loss",
-    "final_val_accuracy",
-    "best_val_accuracy",
-    "test_accuracy",
+    *TRIAL_RESULT_COLUMNS,
 )
 _COLUMNS_V1 = {
     "meta": ("key", "value"),

@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import torch
@@ -23,10 +24,10 @@ from torch import nn
 
 from lrkit.data.tensors import TensorData
 from lrkit.training.checkpoint import on_cpu
-from lrkit.training.clock import Position
+from lrkit.training.clock import Clock, Position
 from lrkit.training.evaluate import LossFn
 from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome, TrialPlan
-from lrkit.training.running_loss import RunningLoss
+from lrkit.training.running_loss import IntervalLoss, RunningLoss
 from lrkit.training.vectorized.loss import StackedLoss
 from lrkit.training.vectorized.network import StackedNetwork, stack_models
 from lrkit.training.vectorized.sgd import StackedSGD
@@ -62,6 +63,55 @@ def check_stack(trials: Sequence[StackedTrial]) -> None:
             "trials of one stack must share batch size, epochs, eval_every, batch-size "
             "schedule and starting position"
         )
+
+
+class StackCurves:
+    """What a stacked run has recorded: each trial's points (from its checkpoint's, where it
+    started from one) and, once it ends, its outcome; ``on_check`` and ``on_end`` hear of
+    each as it comes. A trial's seconds are its share of the stack's wall time since the
+    run began (the time so far over the number of trials), on top of its checkpoint's."""
+
+    def __init__(
+        self,
+        trials: Sequence[StackedTrial],
+        on_check: OnTrialCheck | None,
+        on_end: OnTrialEnd | None,
+    ) -> None:
+        self.started = time.perf_counter()
+        self.starts = [t.plan.start for t in trials]
+        self.points = [list(s.points) if s is not None else [] for s in self.starts]
+        self.ended: list[TrialOutcome | None] = [None] * len(trials)
+        self.on_check, self.on_end = on_check, on_end
+
+    def record(
+        self,
+        alive: list[int],
+        progress: float,
+        iteration: int,
+        train_losses: list[float],
+        evaluated: list[tuple[float, float]],
+    ) -> None:
+        """A check's point for each trial in ``alive`` (by stack position)."""
+        for position, index in enumerate(alive):
+            point = CurvePoint(iteration, progress, train_losses[position], *evaluated[position])
+            self.points[index].append(point)
+            if self.on_check is not None:
+                self.on_check(index, point, progress)
+
+    def seconds(self, index: int) -> float:
+        """Trial ``index``'s seconds so far."""
+        start = self.starts[index]
+        share = (time.perf_counter() - self.started) / len(self.starts)
+        return share + (start.seconds if start else 0.0)
+
+    def end(self, index: int, outcome: TrialOutcome) -> None:
+        self.ended[index] = outcome
+        if self.on_end is not None:
+            self.on_end(index, outcome)
+
+    def outcomes(self) -> list[TrialOutcome]:
+        """The outcomes of the trials that ended, in the trials' order."""
+        return [o for o in self.ended if o is not None]
 
 
 class StackedRun:
@@ -109,63 +159,22 @@ class StackedRun:
     def run(
         self, on_check: OnTrialCheck | None = None, on_end: OnTrialEnd | None = None
     ) -> list[TrialOutcome]:
-        started = time.perf_counter()
+        """Train every trial to its end: done, or diverged and dropped from the stack. Each
+        check's points go to ``on_check`` and each outcome to ``on_end`` as it comes; the
+        outcomes, in the trials' order."""
         plan = self.trials[0].plan
-        train = self.train
-        k_all = len(self.trials)
-        clock = plan.clock(len(train), self.seeds, train.x.device)
-        schedules = [t.plan.schedule for t in self.trials]
-        scheduled = any(s is not None for s in schedules)
-        outcomes: list[TrialOutcome | None] = [None] * k_all
-        starts = [t.plan.start for t in self.trials]
-        points = [list(s.points) if s is not None else [] for s in starts]
-
-        def finish(index: int, status: str, at: int | None, test_accuracy: float | None) -> None:
-            start = starts[index]
-            seconds = (time.perf_counter() - started) / k_all + (start.seconds if start else 0.0)
-            checkpoint = None
-            if status == "done" and self.trials[index].plan.keep_checkpoint:
-                checkpoint = self._checkpoint(index, clock.position, points[index], seconds)
-            outcome = TrialOutcome(
-                status, at, tuple(points[index]), test_accuracy, seconds, checkpoint=checkpoint
-            )
-            outcomes[index] = outcome
-            if on_end is not None:
-                on_end(index, outcome)
-
-        def record(
-            progress: float,
-            iteration: int,
-            train_losses: list[float],
-            evaluated: list[tuple[float, float]],
-        ) -> None:
-            for position, index in enumerate(self.alive):
-                point = CurvePoint(
-                    iteration, progress, train_losses[position], *evaluated[position]
-                )
-                points[index].append(point)
-                if on_check is not None:
-                    on_check(index, point, progress)
-
+        clock = plan.clock(len(self.train), self.seeds, self.train.x.device)
+        curves = StackCurves(self.trials, on_check, on_end)
+        finish = partial(self._finish, curves, clock)
+        scheduled = any(t.plan.schedule is not None for t in self.trials)
         if plan.start is None:
-            record(0.0, 0, [math.nan] * k_all, self.evaluate(self.val))
-        losses = RunningLoss(len(self.alive), train.x.device)
+            no_loss = [math.nan] * len(self.trials)
+            curves.record(self.alive, 0.0, 0, no_loss, self.evaluate(self.val))
+        losses = RunningLoss(len(self.alive), self.train.x.device)
         for step in clock:
-            if self.shared_batches:
-                x, y = train.x[step.examples[0]], train.y[step.examples[0]]
-                y = y.expand(len(self.alive), *y.shape)
-            else:
-                index = step.examples[self.order_of_trial]
-                x, y = train.x[index], train.y[index]
+            x, y = self._batch(step.examples)
             if scheduled:
-                self.sgd.set_lrs(
-                    [
-                        s(step.iteration - 1)
-                        if (s := schedules[i]) is not None
-                        else self.trials[i].plan.lr
-                        for i in self.alive
-                    ]
-                )
+                self.sgd.set_lrs(self._scheduled_lrs(step.iteration - 1))
             output = self.network.forward(x, True)
             step_losses, grad = self.loss.value_and_grad(output, y)
             self.network.backward(grad)
@@ -173,29 +182,73 @@ class StackedRun:
             losses.add(step_losses)
             if not step.check:
                 continue
-            interval = losses.read(step.iteration)
-            at = {p: i for p, i in enumerate(interval.diverged_at) if i is not None}
-            means = without(list(interval.mean), self._end_diverged(at, finish))
-            if not self.alive:
-                break
-            evaluated = self.evaluate(self.val)
-            # A finite training loss but a validation loss that is not: diverged at the check,
-            # as in ``training.loop``.
-            at = {
-                p: step.iteration
-                for p, (loss, _) in enumerate(evaluated)
-                if not math.isfinite(loss)
-            }
-            gone = self._end_diverged(at, finish)
-            means, evaluated = without(means, gone), without(evaluated, gone)
+            means, evaluated = self._check(step.iteration, losses.read(step.iteration), finish)
             if not self.alive:
                 break
             losses.restart(len(self.alive))
-            record(step.progress, step.iteration, means, evaluated)
+            curves.record(self.alive, step.progress, step.iteration, means, evaluated)
+        self._finish_alive(finish)
+        return curves.outcomes()
+
+    def _batch(self, examples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A step's inputs and targets from its ``examples`` (a row per seed): one batch that
+        every live trial shares (its targets repeated for each), or each trial's own."""
+        train = self.train
+        if self.shared_batches:
+            x, y = train.x[examples[0]], train.y[examples[0]]
+            return x, y.expand(len(self.alive), *y.shape)
+        index = examples[self.order_of_trial]
+        return train.x[index], train.y[index]
+
+    def _scheduled_lrs(self, t: int) -> list[float]:
+        """Each live trial's lr at step ``t`` of its schedule (a trial without one keeps its
+        lr)."""
+        plans = [self.trials[i].plan for i in self.alive]
+        return [p.schedule(t) if p.schedule is not None else p.lr for p in plans]
+
+    def _check(
+        self, iteration: int, interval: IntervalLoss, finish: OnDiverged
+    ) -> tuple[list[float], list[tuple[float, float]]]:
+        """A check after ``iteration``: the trials whose training loss stopped being finite
+        in the ``interval`` end as diverged there; the others are evaluated, and those whose
+        validation loss is not finite end as diverged at the check, as in ``training.loop``.
+        The mean training loss and (validation loss, accuracy) of the trials left."""
+        at = {p: i for p, i in enumerate(interval.diverged_at) if i is not None}
+        means = without(list(interval.mean), self._end_diverged(at, finish))
+        if not self.alive:
+            return [], []
+        evaluated = self.evaluate(self.val)
+        at = {p: iteration for p, (loss, _) in enumerate(evaluated) if not math.isfinite(loss)}
+        gone = self._end_diverged(at, finish)
+        return without(means, gone), without(evaluated, gone)
+
+    def _finish(
+        self,
+        curves: StackCurves,
+        clock: Clock,
+        index: int,
+        status: str,
+        at: int | None,
+        test_accuracy: float | None,
+    ) -> None:
+        """End trial ``index`` with ``status`` (diverged ``at`` an iteration, or done with its
+        ``test_accuracy``); a done trial that keeps its checkpoint hands one back."""
+        seconds = curves.seconds(index)
+        points = curves.points[index]
+        checkpoint = None
+        if status == "done" and self.trials[index].plan.keep_checkpoint:
+            checkpoint = self._checkpoint(index, clock.position, points, seconds)
+        outcome = TrialOutcome(
+            status, at, tuple(points), test_accuracy, seconds, checkpoint=checkpoint
+        )
+        curves.end(index, outcome)
+
+    def _finish_alive(self, finish: OnDiverged) -> None:
+        """The trials still in the stack end done, with their test accuracy where there is a
+        test set."""
         test_results = self.evaluate(self.test) if self.test is not None and self.alive else None
-        for position, index_ in enumerate(self.alive):
-            finish(index_, "done", None, test_results[position][1] if test_results else None)
-        return [o for o in outcomes if o is not None]
+        for position, index in enumerate(self.alive):
+            finish(index, "done", None, test_results[position][1] if test_results else None)
 
     def _resume(self, k: int, start: Checkpoint) -> None:
         """Trial ``k`` goes on from ``start``: its weights and momentum buffers."""
