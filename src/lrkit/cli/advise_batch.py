@@ -3,41 +3,27 @@ learning rate (``lrkit.batchsize``), printed, and written as JSON, a figure and 
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
-from lrkit.cli.output import Outputs, text_table, write_json
+from lrkit.cli.advise_output import summary
+from lrkit.cli.output import Outputs, text_table, write_ending
 from lrkit.cli.progress import on_interrupt, progress
 
 if TYPE_CHECKING:
+    from lrkit.advise.on_workload import RaceWorkload
     from lrkit.batchsize.result import BatchAdvice
     from lrkit.batchsize.settings import BatchSettings
-    from lrkit.workload import Workload
+    from lrkit.report.page import Section
 
 
 def run_batch_advice(
-    work: Workload,
-    device: torch.device,
-    settings: BatchSettings,
-    address: str | None,
-    json_file: Path | None,
-    plot: Path | None,
-    report_file: Path | None,
-    outputs: Outputs,
+    work: RaceWorkload, settings: BatchSettings, address: str | None, outputs: Outputs
 ) -> None:
-    from lrkit.batchsize.driver import advise_batch_size
-    from lrkit.cli.advise_output import summary
-    from lrkit.data.tensors import TensorData
-    from lrkit.errors import LrkitValueError
+    """The batch size and its learning rate, a progress bar a stage; printed, then written
+    where asked."""
+    from lrkit.batchsize.on_workload import advise_batch_size_workload
 
-    if not isinstance(work.train, TensorData) or work.val is None:
-        raise LrkitValueError(
-            "--data: advise needs tensor data (TensorData or (x, y)) with a validation part"
-        )
     with progress() as bar, on_interrupt(outputs.interrupted):
         trained: dict[float, float] = {}
 
@@ -49,22 +35,7 @@ def run_batch_advice(
             trained[lr] = done
             bar.update(0.0, f"lr {lr:.3g}, {sum(trained.values()):.3g} trial-epochs")
 
-        found = advise_batch_size(
-            lambda s: work.make_model(s).to(device),
-            work.train,
-            work.val,
-            settings,
-            loss_fn=work.loss_fn,
-            on_stage=on_stage,
-            on_check=on_check,
-            address=address,
-        )
-    model, data = work.model_name, work.data_name
-    races = tuple(
-        dataclasses.replace(r, advice=dataclasses.replace(r.advice, model=model, data=data))
-        for r in found.races
-    )
-    found = dataclasses.replace(found, races=races, model=model, data=data)
+        found = advise_batch_size_workload(work, settings, on_stage, on_check, address)
     chosen = found.chosen.advice
     print(batch_summary(found))
     print()
@@ -74,24 +45,25 @@ def run_batch_advice(
             f"for the target, the lr that reached it first ({found.lr:.4g}) is advised, not the "
             f"race's best value at {chosen.decided_at:g} epochs"
         )
-    with on_interrupt(outputs.interrupted):
-        if json_file is not None:
-            with outputs.writing("--json", json_file):
-                write_json(json_file, found.to_json())
-        if plot is not None:
-            from lrkit.plots.batch_advice import plot_batch_advice
+    write_ending(
+        outputs,
+        document=found.to_json,
+        figure=lambda path: _plot(found, path),
+        page=lambda: _page(found),
+    )
 
-            with outputs.writing("--plot", plot):
-                plot_batch_advice(found, plot)
-            print(f"wrote {plot}", file=sys.stderr)
-        if report_file is not None:
-            from lrkit.report.build import build_report, write_report
 
-            sections = build_report(batch_advice=[(found, "this run")])
-            lead = f"Advice for {found.model} on {found.data}."
-            with outputs.writing("--report", report_file):
-                write_report(report_file, sections, lead)
-            print(f"wrote {report_file}", file=sys.stderr)
+def _plot(found: BatchAdvice, path: Path) -> None:
+    from lrkit.plots.batch_advice import plot_batch_advice
+
+    plot_batch_advice(found, path)
+
+
+def _page(found: BatchAdvice) -> tuple[list[Section], str]:
+    from lrkit.report.build import build_report
+
+    sections = build_report(batch_advice=[(found, "this run")])
+    return sections, f"Advice for {found.model} on {found.data}."
 
 
 def batch_summary(found: BatchAdvice) -> str:
