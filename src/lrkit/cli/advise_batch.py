@@ -3,18 +3,16 @@ learning rate (``lrkit.batchsize``), printed, and written as JSON, a figure and 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lrkit.cli.advise_output import summary
-from lrkit.cli.output import Outputs, text_table, write_ending
+from lrkit.cli.output import Outputs, text_table, write_result
 from lrkit.cli.progress import on_interrupt, progress
 
 if TYPE_CHECKING:
     from lrkit.advise.on_workload import RaceWorkload
     from lrkit.batchsize.result import BatchAdvice
     from lrkit.batchsize.settings import BatchSettings
-    from lrkit.report.page import Section
 
 
 def run_batch_advice(
@@ -45,25 +43,7 @@ def run_batch_advice(
             f"for the target, the lr that reached it first ({found.lr:.4g}) is advised, not the "
             f"race's best value at {chosen.decided_at:g} epochs"
         )
-    write_ending(
-        outputs,
-        document=found.to_json,
-        figure=lambda path: _plot(found, path),
-        page=lambda: _page(found),
-    )
-
-
-def _plot(found: BatchAdvice, path: Path) -> None:
-    from lrkit.plots.batch_advice import plot_batch_advice
-
-    plot_batch_advice(found, path)
-
-
-def _page(found: BatchAdvice) -> tuple[list[Section], str]:
-    from lrkit.report.build import build_report
-
-    sections = build_report(batch_advice=[(found, "this run")])
-    return sections, f"Advice for {found.model} on {found.data}."
+    write_result(outputs, found)
 
 
 def batch_summary(found: BatchAdvice) -> str:

@@ -32,7 +32,7 @@ from lrkit.cli.options import (
     parse_bytes,
     parse_fraction,
 )
-from lrkit.cli.output import Outputs, check_result_outputs, notes, write_ending
+from lrkit.cli.output import Outputs, check_result_outputs, notes, write_result
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import LrkitValueError
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from lrkit.advise.on_workload import RaceWorkload
     from lrkit.advise.result import Advice
     from lrkit.batchsize.settings import BatchSettings
-    from lrkit.report.page import Section
 
 HELP = "\n\n".join(
     [
@@ -195,12 +194,7 @@ def advise(
     if advice.engine_reason is not None:
         notes("advise")(f"one trial a process: {advice.engine_reason}")
     print(summary(advice))
-    write_ending(
-        outputs,
-        document=advice.to_json,
-        figure=lambda path: _plot(advice, path),
-        page=lambda: _page(advice),
-    )
+    write_result(outputs, advice)
 
 
 def _race_settings(
@@ -259,19 +253,6 @@ def _race(
         advice = advise_workload(work, settings, on_check, address)
         bar.finish()
     return advice
-
-
-def _plot(advice: Advice, path: Path) -> None:
-    from lrkit.plots.advise import plot_advice
-
-    plot_advice(advice, path)
-
-
-def _page(advice: Advice) -> tuple[list[Section], str]:
-    from lrkit.report.build import build_report
-
-    sections = build_report(advice=[(advice, "this run")])
-    return sections, f"Advice for {advice.model} on {advice.data}."
 
 
 def batch_settings(

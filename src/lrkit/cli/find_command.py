@@ -31,7 +31,7 @@ from lrkit.cli.output import (
     notes,
     on_each_rank,
     text_table,
-    write_ending,
+    write_result,
 )
 from lrkit.cli.progress import progress
 from lrkit.cli.report_command import ReportOption
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
     from lrkit.rangetest.core import Step
     from lrkit.rangetest.find import OnRoundStep
     from lrkit.rangetest.result import RangeTestResult
-    from lrkit.report.page import Section
 
 HELP = "\n\n".join(
     [
@@ -256,25 +255,7 @@ def _report(result: RangeTestResult, outputs: Outputs) -> None:
     if result.engine_reason is not None:
         notes("find")(f"plain loop: {result.engine_reason}")
     print(summary(result))
-    write_ending(
-        outputs,
-        document=result.to_json,
-        figure=lambda path: _plot(result, path),
-        page=lambda: _page(result),
-    )
-
-
-def _plot(result: RangeTestResult, path: Path) -> None:
-    from lrkit.plots.rangetest import plot_range_test
-
-    plot_range_test(result, path)
-
-
-def _page(result: RangeTestResult) -> tuple[list[Section], str]:
-    from lrkit.report.build import build_report
-
-    sections = build_report(range_tests=[(result, "this run")])
-    return sections, f"Range test of {result.model} on {result.data}."
+    write_result(outputs, result)
 
 
 def build_program(

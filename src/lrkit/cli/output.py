@@ -35,6 +35,9 @@ from lrkit.errors import LrkitValueError, shortened
 if TYPE_CHECKING:
     import torch
 
+    from lrkit.advise.result import Advice
+    from lrkit.batchsize.result import BatchAdvice
+    from lrkit.rangetest.result import RangeTestResult
     from lrkit.report.page import Section
 
 Cell = str | int | float
@@ -370,6 +373,52 @@ def write_ending(
                 written = figures(folder.path)
             for path in written:
                 print(f"wrote {path}", file=sys.stderr)
+
+
+def write_result(outputs: Outputs, result: RangeTestResult | Advice | BatchAdvice) -> None:
+    """The end of ``lrkit find`` and ``lrkit advise`` (:func:`write_ending`): the result as
+    JSON, its figure, and a report page of its sections (``report.build``) under a lead
+    naming its model and data."""
+    write_ending(
+        outputs,
+        document=result.to_json,
+        figure=lambda path: _draw(result, path),
+        page=lambda: _page(result),
+    )
+
+
+def _draw(result: RangeTestResult | Advice | BatchAdvice, path: Path) -> None:
+    from lrkit.advise.result import Advice
+    from lrkit.rangetest.result import RangeTestResult
+
+    if isinstance(result, RangeTestResult):
+        from lrkit.plots.rangetest import plot_range_test
+
+        plot_range_test(result, path)
+    elif isinstance(result, Advice):
+        from lrkit.plots.advise import plot_advice
+
+        plot_advice(result, path)
+    else:
+        from lrkit.plots.batch_advice import plot_batch_advice
+
+        plot_batch_advice(result, path)
+
+
+def _page(result: RangeTestResult | Advice | BatchAdvice) -> tuple[list[Section], str]:
+    from lrkit.advise.result import Advice
+    from lrkit.rangetest.result import RangeTestResult
+    from lrkit.report.build import build_report
+
+    this_run = "this run"
+    if isinstance(result, RangeTestResult):
+        sections = build_report(range_tests=[(result, this_run)])
+        return sections, f"Range test of {result.model} on {result.data}."
+    if isinstance(result, Advice):
+        sections = build_report(advice=[(result, this_run)])
+    else:
+        sections = build_report(batch_advice=[(result, this_run)])
+    return sections, f"Advice for {result.model} on {result.data}."
 
 
 def notes(verb: str, shown: bool = True) -> Callable[[str], None]:
