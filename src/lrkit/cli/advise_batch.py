@@ -49,24 +49,35 @@ def run_batch_advice(
 def batch_summary(found: BatchAdvice) -> str:
     """The table of candidate batch sizes and the sentence of advice."""
     noise = found.noise
-    ceiling = found.ceiling
-    if ceiling.method == "probe":
-        how = "probed: " + ", ".join(
-            f"{b}{'' if ok else ' (out of memory)'}" for b, ok in ceiling.tried
-        )
-    else:
-        how = (
-            f"estimated: {ceiling.example_bytes or 0:,.0f} bytes per example, "
-            f"{(ceiling.memory_bytes or 0) / 2**30:.3g} GiB assumed available"
-        )
     lines = [
         f"advise: {found.model} on {found.data}, {found.races[0].advice.optimizer}, for "
         f"{found.budget()}; {found.seconds:.1f} s",
         f"noise scale: B_noise = {noise.b_noise:.3g} ± {noise.stderr:.2g} ({noise.estimator}, "
         f"at batch size {noise.batch_size}, lr {noise.lr:.3g}, {noise.where()})",
-        f"largest batch that fits: {ceiling.batch_size} ({how})",
+        f"largest batch that fits: {found.ceiling.batch_size} ({_how_found(found)})",
         "",
+        _candidates_table(found),
+        "",
+        f"advised: batch size {found.batch_size}, learning rate {found.lr:.4g}: {found.reason}",
     ]
+    return "\n".join(lines)
+
+
+def _how_found(found: BatchAdvice) -> str:
+    """How the largest batch that fits was found: the sizes probed, or the estimate."""
+    ceiling = found.ceiling
+    if ceiling.method == "probe":
+        return "probed: " + ", ".join(
+            f"{b}{'' if ok else ' (out of memory)'}" for b, ok in ceiling.tried
+        )
+    return (
+        f"estimated: {ceiling.example_bytes or 0:,.0f} bytes per example, "
+        f"{(ceiling.memory_bytes or 0) / 2**30:.3g} GiB assumed available"
+    )
+
+
+def _candidates_table(found: BatchAdvice) -> str:
+    """Each candidate batch size: its step time, the model's prediction, the race's outcome."""
     rows: list[list[str | int | float]] = []
     for p in found.predictions:
         mark = "<- advised" if p.batch_size == found.batch_size else ""
@@ -87,14 +98,5 @@ def batch_summary(found: BatchAdvice) -> str:
     value = f"race: {found.metric}" + (
         " (± noise), time to target" if found.mode == "target" else " (± noise)"
     )
-    lines.append(
-        text_table(
-            ["batch", "step ms", "examples/s", "S/S_min", "time/best", "epochs' worth", value, ""],
-            rows,
-        )
-    )
-    lines.append("")
-    lines.append(
-        f"advised: batch size {found.batch_size}, learning rate {found.lr:.4g}: {found.reason}"
-    )
-    return "\n".join(lines)
+    header = ["batch", "step ms", "examples/s", "S/S_min", "time/best", "epochs' worth", value, ""]
+    return text_table(header, rows)
