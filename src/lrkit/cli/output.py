@@ -6,9 +6,10 @@ A verb checks its output paths (``--json``, ``--plot``, ``--report``, ``--plot-d
 two options naming one file (where the second would replace the first), exits 2 before hours
 of training rather than after them. It writes them at the end through the :class:`Outputs`
 that check returned, the usual ones with :func:`write_ending` (``--json``, ``--plot``,
-``--report``, a folder of figures): each file whole or not at all (:mod:`lrkit.atomic`); a
-write that still fails (a full disk, a folder removed meanwhile) exits 2 naming the option,
-the path and what was kept; Ctrl-C says which outputs were written and which not.
+``--report``, a folder of figures; :func:`write_result` for a range test's or an advice's):
+each file whole or not at all (:mod:`lrkit.atomic`); a write that still fails (a full disk, a
+folder removed meanwhile) exits 2 naming the option, the path and what was kept; Ctrl-C says
+which outputs were written and which not.
 """
 
 from __future__ import annotations
