@@ -96,7 +96,7 @@ LAYERS = [
         "lrkit.laws.transfer",
     ),
     # 3: the range test's driver and noise tracking
-    ("lrkit.rangetest", "lrkit.noise.tracking"),
+    ("lrkit.rangetest", "lrkit.noise.tracking", "lrkit.noise.on_workload"),
     # 4: sweeps and their engines; advise, which races through them
     ("lrkit.sweep",),
     ("lrkit.advise",),

@@ -214,3 +214,21 @@ def split_validation(
             message, cli_message="--val-fraction" + message[len("val_fraction") :]
         )
     return train, val
+
+
+@dataclass(frozen=True)
+class WorkloadSource:
+    """A workload as the command line names it, loaded by :meth:`load` (see
+    :func:`load_workload`): ``--model``, ``--data``, ``--data-dir``, ``--loss`` and the share
+    of tensor training data held out for validation."""
+
+    model: str
+    data: str | None
+    data_dir: Path | None
+    loss: str | None
+    val_fraction: float
+
+    def load(self, notify: Callable[[str], None], min_val: int = 1) -> Workload:
+        return load_workload(
+            self.model, self.data, self.data_dir, self.loss, self.val_fraction, notify, min_val
+        )

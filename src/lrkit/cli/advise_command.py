@@ -3,8 +3,6 @@ curve."""
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +12,6 @@ from lrkit import validation as check
 from lrkit.advise.settings import (
     DEFAULT_EPOCHS,
     MAX_CANDIDATES,
-    MIN_VAL_EXAMPLES,
     AdviseSettings,
 )
 from lrkit.batchsize.settings import DEFAULT_MIN_BATCH_SIZE, MAX_BATCH_SIZE
@@ -30,17 +27,20 @@ from lrkit.cli.options import (
     ValFractionOption,
     WeightDecayOption,
     WorkersOption,
+    check_device,
     check_optimizer,
     parse_bytes,
     parse_fraction,
 )
-from lrkit.cli.output import check_outputs, write_json
+from lrkit.cli.output import Outputs, check_result_outputs, notes, write_result
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import LrkitValueError
 from lrkit.sweep.engines.registry import check_address, check_engine, check_workers
 
 if TYPE_CHECKING:
+    from lrkit.advise.on_workload import RaceWorkload
+    from lrkit.advise.result import Advice
     from lrkit.batchsize.settings import BatchSettings
 
 HELP = "\n\n".join(
@@ -158,6 +158,60 @@ def advise(
     ] = None,
     report_file: ReportOption = None,
 ) -> None:
+    race = _race_settings(
+        epochs,
+        batch_size,
+        min_batch_size,
+        optimizer,
+        momentum,
+        weight_decay,
+        metric,
+        seed,
+        candidates,
+        engine,
+        workers,
+    )
+    batch = batch_settings(
+        race, batch_size, target, time_budget, min_batch_size, max_batch_size, memory, ceiling
+    )
+    check_device(device)
+    check_address(engine, address)
+    fraction = parse_fraction("val_fraction", val_fraction)
+    outputs = check_result_outputs(json_file, plot, report_file)
+
+    from lrkit.advise.on_workload import load_race_workload
+    from lrkit.training.device import resolve_device
+    from lrkit.workload import WorkloadSource
+
+    source = WorkloadSource(model, data, data_dir, loss, fraction)
+    work = load_race_workload(source, resolve_device(device), notes("advise"))
+    if batch is not None:
+        from lrkit.cli.advise_batch import run_batch_advice
+
+        run_batch_advice(work, batch, address, outputs)
+        return
+    advice = _race(work, race, address, outputs)
+    if advice.engine_reason is not None:
+        notes("advise")(f"one trial a process: {advice.engine_reason}")
+    print(summary(advice))
+    write_result(outputs, advice)
+
+
+def _race_settings(
+    epochs: float,
+    batch_size: int | None,
+    min_batch_size: int | None,
+    optimizer: str,
+    momentum: float,
+    weight_decay: float,
+    metric: str,
+    seed: int,
+    candidates: int,
+    engine: str,
+    workers: int | None,
+) -> AdviseSettings:
+    """The race's settings, checked (the optimizer's and the engine's options first); its
+    batch size the smallest considered where the batch size is to be chosen."""
     check_optimizer(optimizer, momentum, weight_decay)
     check_engine(engine)
     smallest = (
@@ -165,7 +219,7 @@ def advise(
         if min_batch_size is None
         else check.int_in("min_batch_size", min_batch_size, 1, MAX_BATCH_SIZE)
     )
-    settings = AdviseSettings(
+    return AdviseSettings(
         epochs=epochs,
         batch_size=smallest if batch_size is None else batch_size,
         optimizer=optimizer,
@@ -177,39 +231,17 @@ def advise(
         engine=engine,
         workers=check_workers(workers, engine),
     )
-    batch = batch_settings(
-        settings, batch_size, target, time_budget, min_batch_size, max_batch_size, memory, ceiling
-    )
-    check.choice("device", device, ("auto", "cpu", "cuda"))
-    check_address(engine, address)
-    fraction = parse_fraction("val_fraction", val_fraction)
-    if plot is not None:
-        from lrkit.plots.figure import check_plot_path
 
-        check_plot_path(plot)
-    outputs = check_outputs([("--json", json_file), ("--plot", plot), ("--report", report_file)])
 
-    from lrkit.advise.driver import advise as run_advise
+def _race(
+    work: RaceWorkload, settings: AdviseSettings, address: str | None, outputs: Outputs
+) -> Advice:
+    """The race, with a progress bar over the most it can train (every candidate, every
+    rung)."""
+    from lrkit.advise.on_workload import advise_workload
     from lrkit.advise.plan import race_plan, trial_epochs
-    from lrkit.data.tensors import TensorData
-    from lrkit.training.device import resolve_device
-    from lrkit.workload import load_workload
 
-    target_device = resolve_device(device)
-    work = load_workload(
-        model, data, data_dir, loss, fraction, notify=_note, min_val=MIN_VAL_EXAMPLES
-    )
-    if not isinstance(work.train, TensorData) or work.val is None:
-        raise LrkitValueError(
-            "--data: advise needs tensor data (TensorData or (x, y)) with a validation part"
-        )
-    if batch is not None:
-        from lrkit.cli.advise_batch import run_batch_advice
-
-        run_batch_advice(work, target_device, batch, address, json_file, plot, report_file, outputs)
-        return
-    # The progress bar's total is the most the race can train (every candidate, every rung).
-    most = trial_epochs(race_plan(epochs, candidates), candidates)
+    most = trial_epochs(race_plan(settings.epochs, settings.candidates), settings.candidates)
     with progress() as bar, on_interrupt(outputs.interrupted):
         bar.start("race (trial-epochs)", most)
         trained: dict[float, float] = {}
@@ -218,38 +250,9 @@ def advise(
             trained[lr] = done
             bar.update(sum(trained.values()), f"lr {lr:.3g}")
 
-        advice = run_advise(
-            lambda s: work.make_model(s).to(target_device),
-            work.train,
-            work.val,
-            settings,
-            loss_fn=work.loss_fn,
-            on_check=on_check,
-            address=address,
-        )
+        advice = advise_workload(work, settings, on_check, address)
         bar.finish()
-    advice = dataclasses.replace(advice, model=work.model_name, data=work.data_name)
-    if advice.engine_reason is not None:
-        _note(f"one trial a process: {advice.engine_reason}")
-    print(summary(advice))
-    with on_interrupt(outputs.interrupted):
-        if json_file is not None:
-            with outputs.writing("--json", json_file):
-                write_json(json_file, advice.to_json())
-        if plot is not None:
-            from lrkit.plots.advise import plot_advice
-
-            with outputs.writing("--plot", plot):
-                plot_advice(advice, plot)
-            print(f"wrote {plot}", file=sys.stderr)
-        if report_file is not None:
-            from lrkit.report.build import build_report, write_report
-
-            sections = build_report(advice=[(advice, "this run")])
-            lead = f"Advice for {advice.model} on {advice.data}."
-            with outputs.writing("--report", report_file):
-                write_report(report_file, sections, lead)
-            print(f"wrote {report_file}", file=sys.stderr)
+    return advice
 
 
 def batch_settings(
@@ -300,7 +303,3 @@ def batch_settings(
         ceiling=ceiling or "auto",
         race=race,
     )
-
-
-def _note(message: str) -> None:
-    print(f"lrkit advise: {message}", file=sys.stderr)

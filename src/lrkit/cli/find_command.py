@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,8 +24,16 @@ from lrkit.cli.options import (
     check_optimizer,
     parse_fraction,
 )
-from lrkit.cli.output import Outputs, check_outputs, format_number, text_table, write_json
-from lrkit.cli.progress import on_interrupt, progress
+from lrkit.cli.output import (
+    Outputs,
+    check_result_outputs,
+    format_number,
+    notes,
+    on_each_rank,
+    text_table,
+    write_result,
+)
+from lrkit.cli.progress import progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import LrkitValueError, quoted
 from lrkit.rangetest.core import check_stopping
@@ -43,12 +51,12 @@ from lrkit.rangetest.settings import CURVES, MAX_REPEATS, RangeTestSettings
 from lrkit.rangetest.suggestions import DEFAULT_SUGGESTION, SUGGESTIONS
 from lrkit.sweep.engines.names import LOCAL_ENGINES
 from lrkit.sweep.engines.registry import check_engine
-from lrkit.training.optimizers import make_optimizer
 
 if TYPE_CHECKING:
     import torch
 
     from lrkit.rangetest.core import Step
+    from lrkit.rangetest.find import OnRoundStep
     from lrkit.rangetest.result import RangeTestResult
 
 HELP = "\n\n".join(
@@ -138,31 +146,30 @@ def find(
     ] = None,
     report_file: ReportOption = None,
 ) -> None:
-    # Check every option before any work.
-    check.positive_int("batch_size", batch_size)
-    check.nonnegative_int("eval_size", eval_size)
-    check.choice("curve", curve, CURVES)
-    check.choice("suggest", suggest, tuple(SUGGESTIONS))
-    check_optimizer(optimizer, momentum, weight_decay)
-    check_stopping(smoothing, diverge_factor)
-    check.int_in("repeats", repeats, 1, MAX_REPEATS, "the vectorized engine's largest stack")
-    check_engine(engine, LOCAL_ENGINES)
-    check.seed("seed", seed)
-    fraction = parse_fraction("val_fraction", val_fraction)
-    program = build_program(segments, exp, linear, hold)
-    check_rounds(program, rounds, points)
-    figure = None if no_plot else plot
-    if figure is not None:
-        from lrkit.plots.figure import check_plot_path
-
-        check_plot_path(figure)
-    outputs = check_outputs([("--json", json_file), ("--plot", figure), ("--report", report_file)])
-
-    from lrkit.data.tensors import TensorData
-    from lrkit.rangetest.find import find_lr
-    from lrkit.training import distributed
-    from lrkit.training.device import resolve_device
-    from lrkit.workload import load_workload
+    fraction, program = _check_options(
+        batch_size,
+        eval_size,
+        curve,
+        suggest,
+        optimizer,
+        momentum,
+        weight_decay,
+        smoothing,
+        diverge_factor,
+        repeats,
+        engine,
+        seed,
+        val_fraction,
+        segments,
+        exp,
+        linear,
+        hold,
+        rounds,
+        points,
+    )
+    outputs = check_result_outputs(json_file, None if no_plot else plot, report_file)
+    from lrkit.rangetest.on_workload import WorkloadRangeTest, range_test_workload
+    from lrkit.workload import WorkloadSource
 
     settings = RangeTestSettings(
         batch_size=batch_size,
@@ -179,76 +186,76 @@ def find(
         accumulation_steps=check.positive_int("accumulate", accumulate),
         amp=amp,
     )
+    source = WorkloadSource(model, data, data_dir, loss, fraction)
+    run = WorkloadRangeTest(source, settings, optimizer, momentum, weight_decay, eval_size)
 
-    def run_test(target: torch.device, main: bool) -> RangeTestResult:
-        # The model lives only in this call: a DDP model must be gone before its process
-        # group is (see training.distributed.torchrun_group).
-        work = load_workload(
-            model, data, data_dir, loss, fraction, notify=_note if main else _quiet
-        )
-        net = distributed.wrap(work.make_model(seed).to(target), target)
-        opt = make_optimizer(optimizer, net, program.lrs[0], momentum, weight_decay)
-        eval_data = work.val.head(eval_size) if (work.val is not None and eval_size > 0) else None
-        train = work.train.to(target) if isinstance(work.train, TensorData) else work.train
+    def measure(target: torch.device, main: bool) -> RangeTestResult:
+        return range_test_workload(run, target, notes("find", main), lambda: _round_bars(main))
 
-        with progress(None if main else False) as bar:
-            current = {"round": -1}
-
-            def on_step(index: int, step: Step, total: int) -> None:
-                if index != current["round"]:
-                    bar.finish(str(current["round"]))  # a round can stop early
-                    current["round"] = index
-                    bar.start(f"round {index + 1}", total, key=str(index))
-                bar.update(step.iteration + 1, f"lr {step.lr:.3g}", key=str(index))
-
-            result = find_lr(
-                net,
-                train,
-                settings,
-                loss_fn=work.loss_fn,
-                optimizer=opt,
-                eval_data=eval_data,
-                on_step=on_step,
-            )
-            bar.finish(str(current["round"]))
-        return dataclasses.replace(result, model=work.model_name, data=work.data_name)
-
-    # Under torchrun this is one process of a data-parallel job (a DDP model, --batch-size
-    # examples per rank); rank 0 alone prints and writes the files.
-    with distributed.torchrun_group(resolve_device(device)) as target:
-        main = distributed.is_main()
-        with on_interrupt(outputs.interrupted):
-            result = run_test(target, main)
-            if main:
-                _report(result, json_file, figure, report_file, outputs)
+    on_each_rank(device, outputs, measure, lambda result: _report(result, outputs))
 
 
-def _report(
-    result: RangeTestResult,
-    json_file: Path | None,
-    figure: Path | None,
-    report_file: Path | None,
-    outputs: Outputs,
-) -> None:
+def _check_options(
+    batch_size: int,
+    eval_size: int,
+    curve: str,
+    suggest: str,
+    optimizer: str,
+    momentum: float,
+    weight_decay: float,
+    smoothing: float,
+    diverge_factor: float,
+    repeats: int,
+    engine: str,
+    seed: int,
+    val_fraction: str,
+    segments: str | None,
+    exp: str | None,
+    linear: str | None,
+    hold: int,
+    rounds: int,
+    points: int,
+) -> tuple[float, LrProgram]:
+    """Every option of the test checked before any work, in this order; the validation
+    fraction and the program."""
+    check.positive_int("batch_size", batch_size)
+    check.nonnegative_int("eval_size", eval_size)
+    check.choice("curve", curve, CURVES)
+    check.choice("suggest", suggest, tuple(SUGGESTIONS))
+    check_optimizer(optimizer, momentum, weight_decay)
+    check_stopping(smoothing, diverge_factor)
+    check.int_in("repeats", repeats, 1, MAX_REPEATS, "the vectorized engine's largest stack")
+    check_engine(engine, LOCAL_ENGINES)
+    check.seed("seed", seed)
+    fraction = parse_fraction("val_fraction", val_fraction)
+    program = build_program(segments, exp, linear, hold)
+    check_rounds(program, rounds, points)
+    return fraction, program
+
+
+@contextmanager
+def _round_bars(drawn: bool) -> Iterator[OnRoundStep]:
+    """A progress bar a round, drawn where ``drawn`` (rank 0) and stderr is a terminal; a
+    round's bar ends where the round stopped (it can stop early)."""
+    with progress(None if drawn else False) as bar:
+        current = {"round": -1}
+
+        def on_step(index: int, step: Step, total: int) -> None:
+            if index != current["round"]:
+                bar.finish(str(current["round"]))
+                current["round"] = index
+                bar.start(f"round {index + 1}", total, key=str(index))
+            bar.update(step.iteration + 1, f"lr {step.lr:.3g}", key=str(index))
+
+        yield on_step
+        bar.finish(str(current["round"]))
+
+
+def _report(result: RangeTestResult, outputs: Outputs) -> None:
     if result.engine_reason is not None:
-        _note(f"plain loop: {result.engine_reason}")
+        notes("find")(f"plain loop: {result.engine_reason}")
     print(summary(result))
-    if json_file is not None:
-        with outputs.writing("--json", json_file):
-            write_json(json_file, result.to_json())
-    if figure is not None:
-        from lrkit.plots.rangetest import plot_range_test
-
-        with outputs.writing("--plot", figure):
-            plot_range_test(result, figure)
-        print(f"wrote {figure}", file=sys.stderr)
-    if report_file is not None:
-        from lrkit.report.build import build_report, write_report
-
-        sections = build_report(range_tests=[(result, "this run")])
-        with outputs.writing("--report", report_file):
-            write_report(report_file, sections, f"Range test of {result.model} on {result.data}.")
-        print(f"wrote {report_file}", file=sys.stderr)
+    write_result(outputs, result)
 
 
 def build_program(
@@ -285,7 +292,18 @@ def build_program(
 
 def summary(result: RangeTestResult) -> str:
     """The table printed at the end: rounds, then every suggestion with the chosen one marked."""
-    lines = [
+    lines = [_heading(result), "", _rounds_table(result), ""]
+    lines += [_suggestions_table(result), "", _suggested(result)]
+    if result.suggested_lr_by_repeat:
+        each = ", ".join(
+            "-" if v is None else format_number(v) for v in result.suggested_lr_by_repeat
+        )
+        lines.append(f"each repeat alone: {each}")
+    return "\n".join(lines)
+
+
+def _heading(result: RangeTestResult) -> str:
+    return (
         f"range test: {result.model} on {result.data}, batch size {result.batch_size}"
         + (
             f" ({result.batch_size // result.world_size} per rank x {result.world_size} ranks)"
@@ -295,19 +313,21 @@ def summary(result: RangeTestResult) -> str:
         + f", {result.device}, {result.engine} engine"
         + (f", {result.repeats} repeats" if result.repeats > 1 else "")
         + f", {result.seconds:.1f} s"
-    ]
+    )
+
+
+def _rounds_table(result: RangeTestResult) -> str:
     rows: list[list[str | int | float]] = []
     for i, r in enumerate(result.rounds):
         turn = "-" if r.turning_point is None else format_number(r.turning_point.lr)
         diverged = r.record.diverged_at
         stopped = "completed" if diverged is None else f"diverged at {format_number(diverged)}"
         rows.append([i + 1, _short(r.record.program), len(r.record.points), r.curve, turn, stopped])
-    lines += [
-        "",
-        text_table(["round", "program", "iterations", "curve", "turn", "stopped"], rows),
-        "",
-    ]
-    suggestion_rows = [
+    return text_table(["round", "program", "iterations", "curve", "turn", "stopped"], rows)
+
+
+def _suggestions_table(result: RangeTestResult) -> str:
+    rows = [
         [
             name,
             "-" if lr is None else format_number(lr),
@@ -315,29 +335,23 @@ def summary(result: RangeTestResult) -> str:
         ]
         for name, lr in result.suggestions.items()
     ]
-    lines.append(text_table(["rule", "lr", ""], suggestion_rows))
-    lines.append("")
+    return text_table(["rule", "lr", ""], rows)
+
+
+def _suggested(result: RangeTestResult) -> str:
+    """The suggestion, or why there is none."""
     if not_finite_from_the_start(result):
-        lines.append(
+        return (
             "no suggestion: the loss was not finite from the first iteration, at the smallest "
             f"lr ({format_number(result.rounds[0].record.points[0].lr)}); check the model, "
             "the data and the loss"
         )
-    elif result.suggested_lr is None:
-        lines.append(
+    if result.suggested_lr is None:
+        return (
             f"no {result.method} suggestion: the loss never turned; widen the program's range "
             "or read another rule above"
         )
-    else:
-        lines.append(
-            f"suggested learning rate: {format_number(result.suggested_lr)} ({result.method})"
-        )
-    if result.suggested_lr_by_repeat:
-        each = ", ".join(
-            "-" if v is None else format_number(v) for v in result.suggested_lr_by_repeat
-        )
-        lines.append(f"each repeat alone: {each}")
-    return "\n".join(lines)
+    return f"suggested learning rate: {format_number(result.suggested_lr)} ({result.method})"
 
 
 def not_finite_from_the_start(result: RangeTestResult) -> bool:
@@ -350,11 +364,3 @@ def not_finite_from_the_start(result: RangeTestResult) -> bool:
 
 def _short(text: str, limit: int = 48) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _note(message: str) -> None:
-    print(f"lrkit find: {message}", file=sys.stderr)
-
-
-def _quiet(message: str) -> None:
-    """The notes of ranks other than 0 (rank 0 says the same)."""

@@ -4,7 +4,8 @@ batch size it gives (McCandlish et al. 2018)."""
 from __future__ import annotations
 
 import math
-import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,18 +22,26 @@ from lrkit.cli.options import (
     OptimizerOption,
     ValFractionOption,
     WeightDecayOption,
+    check_device,
     check_optimizer,
     parse_fraction,
 )
-from lrkit.cli.output import Outputs, check_outputs, format_number, text_table, write_json
-from lrkit.cli.progress import on_interrupt, progress
-from lrkit.errors import LrkitValueError
+from lrkit.cli.output import (
+    Outputs,
+    check_result_outputs,
+    format_number,
+    notes,
+    on_each_rank,
+    text_table,
+    write_ending,
+)
+from lrkit.cli.progress import progress
 from lrkit.noise import ESTIMATORS
 
 if TYPE_CHECKING:
     import torch
 
-    from lrkit.noise.tracking import NoisePoint, NoiseRun
+    from lrkit.noise.tracking import NoisePoint, NoiseRun, NoiseSettings
 
 HELP = "\n\n".join(
     [
@@ -91,10 +100,38 @@ def noise(
         Path | None, typer.Option("--json", help="Write the measurements as JSON.")
     ] = None,
 ) -> None:
+    settings = _tracking_settings(lr, batch_size, epochs, measure_every, examples, estimator, seed)
+    check_optimizer(optimizer, momentum, weight_decay)
+    check_device(device)
+    fraction = parse_fraction("val_fraction", val_fraction)
+    outputs = check_result_outputs(json_file, plot)
+    from lrkit.noise.on_workload import WorkloadNoiseRun, track_workload
+    from lrkit.workload import WorkloadSource
+
+    source = WorkloadSource(model, data, data_dir, loss, fraction)
+    run = WorkloadNoiseRun(source, settings, optimizer, momentum, weight_decay)
+
+    def measure(target: torch.device, main: bool) -> NoiseRun:
+        return track_workload(run, target, notes("noise", main), lambda: _epochs_bar(main, epochs))
+
+    on_each_rank(device, outputs, measure, lambda result: _report(result, outputs))
+
+
+def _tracking_settings(
+    lr: float,
+    batch_size: int,
+    epochs: float,
+    measure_every: float | None,
+    examples: int | None,
+    estimator: str,
+    seed: int,
+) -> NoiseSettings:
+    """The training and measurements, checked: --epochs first, as the default
+    --measure-every follows it."""
     from lrkit.noise.tracking import MEASURE_EVERY, NoiseSettings
 
-    check.budget_epochs("epochs", epochs)  # first: the default --measure-every follows it
-    settings = NoiseSettings(
+    check.budget_epochs("epochs", epochs)
+    return NoiseSettings(
         lr=lr,
         batch_size=batch_size,
         epochs=epochs,
@@ -105,92 +142,37 @@ def noise(
         estimator=check.choice("estimator", estimator, ESTIMATORS),
         seed=seed,
     ).check()
-    check_optimizer(optimizer, momentum, weight_decay)
-    check.choice("device", device, ("auto", "cpu", "cuda"))
-    fraction = parse_fraction("val_fraction", val_fraction)
-    if plot is not None:
-        from lrkit.plots.figure import check_plot_path
-
-        check_plot_path(plot)
-    outputs = check_outputs([("--json", json_file), ("--plot", plot)])
-
-    from lrkit.data.tensors import TensorData
-    from lrkit.noise.tracking import RunNames, track_noise_scale
-    from lrkit.training import distributed
-    from lrkit.training.device import resolve_device
-    from lrkit.training.fit_check import check_model_fits
-    from lrkit.training.optimizers import make_optimizer
-    from lrkit.workload import load_workload
-
-    def run_tracking(target: torch.device, main: bool) -> NoiseRun:
-        # The model lives only in this call: a DDP model must be gone before its process
-        # group is (see training.distributed.torchrun_group).
-        world = distributed.world_size()
-        work = load_workload(
-            model,
-            data,
-            data_dir,
-            loss,
-            fraction,
-            notify=lambda m: print(f"lrkit noise: {m}", file=sys.stderr) if main else None,
-        )
-        if not isinstance(work.train, TensorData) or work.val is None:
-            raise LrkitValueError(
-                "--data: the noise scale needs tensor data (TensorData or (x, y)) with a "
-                "validation part"
-            )
-        if batch_size * world > len(work.train):
-            check.positive_int("batch_size", batch_size)
-            per_rank = f" over {world} ranks" if world > 1 else ""
-            raise LrkitValueError(
-                f"--batch-size must be at most the number of training examples{per_rank} "
-                f"({len(work.train)}{f' / {world}' if world > 1 else ''}), got {batch_size}"
-            )
-        settings.check(len(work.train))  # before the model: nothing is built for nothing
-        module = work.make_model(seed).to(target)
-        first = work.train.head(batch_size).to(target)
-        check_model_fits(module, work.loss_fn, first.x, first.y, targets=(work.train.y, work.val.y))
-        net = distributed.wrap(module, target)
-        opt = make_optimizer(optimizer, net, lr, momentum, weight_decay)
-        with progress(None if main else False) as bar:
-            bar.start("epochs", epochs)
-            return track_noise_scale(
-                net,
-                opt,
-                work.loss_fn,
-                work.train.to(target),
-                work.val.to(target),
-                settings,
-                RunNames(work.model_name, work.data_name),
-                on_point=lambda p: bar.update(p.epoch, f"B_simple {p.b_simple:.3g}"),
-            )
-
-    # Under torchrun this is one process of a data-parallel job (a DDP model, --batch-size
-    # examples per rank); rank 0 alone prints and writes the files.
-    with distributed.torchrun_group(resolve_device(device)) as target:
-        main = distributed.is_main()
-        with on_interrupt(outputs.interrupted):
-            result = run_tracking(target, main)
-            if main:
-                _report(result, json_file, plot, outputs)
 
 
-def _report(result: NoiseRun, json_file: Path | None, plot: Path | None, outputs: Outputs) -> None:
+@contextmanager
+def _epochs_bar(drawn: bool, epochs: float) -> Iterator[Callable[[NoisePoint], None]]:
+    """A progress bar over the epochs, drawn where ``drawn`` (rank 0) and stderr is a
+    terminal, with the last B_simple."""
+    with progress(None if drawn else False) as bar:
+        bar.start("epochs", epochs)
+        yield lambda p: bar.update(p.epoch, f"B_simple {p.b_simple:.3g}")
+
+
+def _report(result: NoiseRun, outputs: Outputs) -> None:
     print(summary(result))
-    if json_file is not None:
-        with outputs.writing("--json", json_file):
-            write_json(json_file, result.to_json())
-    if plot is not None and result.points:
-        from lrkit.plots.noise import plot_noise_scale
+    figure = (lambda path: _plot(result, path)) if result.points else None
+    write_ending(outputs, document=result.to_json, figure=figure)
 
-        with outputs.writing("--plot", plot):
-            plot_noise_scale(result, plot)
-        print(f"wrote {plot}", file=sys.stderr)
+
+def _plot(result: NoiseRun, path: Path) -> None:
+    from lrkit.plots.noise import plot_noise_scale
+
+    plot_noise_scale(result, path)
 
 
 def summary(result: NoiseRun) -> str:
-    points = result.points
-    lines = [
+    """What ``lrkit noise`` prints: the run, its measurements through training, and the
+    critical batch size they give."""
+    return "\n".join([_heading(result), "", *_findings(result)])
+
+
+def _heading(result: NoiseRun) -> str:
+    return (
         f"gradient noise scale: {result.model} on {result.data}, batch size {result.batch_size}"
         + (
             f" ({result.batch_size // result.world_size} per rank x {result.world_size} ranks)"
@@ -198,19 +180,31 @@ def summary(result: NoiseRun) -> str:
             else ""
         )
         + f", lr {format_number(result.lr)}, {result.estimator} estimator "
-        f"({result.examples_per_measurement} examples a measurement), {result.seconds:.1f} s",
-        "",
-    ]
+        f"({result.examples_per_measurement} examples a measurement), {result.seconds:.1f} s"
+    )
+
+
+def _findings(result: NoiseRun) -> list[str]:
+    """The measurements' table, B_simple through training, how the training ended and the
+    critical batch size; or why nothing was measured."""
+    points = result.points
     if not points:
-        lines.append(f"no measurement: training {result.status} before the first check")
-        return "\n".join(lines)
+        return [f"no measurement: training {result.status} before the first check"]
     if result.status == "diverged" and not any(_measured(p) for p in points):
-        lines.append(
+        return [
             f"training diverged at iteration {result.diverged_at}, so no noise scale was "
             "measured: the gradients were not finite from the start, before any step; check "
             "the model, the data and the loss"
-        )
-        return "\n".join(lines)
+        ]
+    middle = points[len(points) // 2]
+    through = "B_simple at the start / middle / end of training: " + " / ".join(
+        _plus_minus(p.b_simple, p.b_simple_stderr) for p in (points[0], middle, points[-1])
+    )
+    return [_points_table(points), "", through, *_ending(result), _critical(result)]
+
+
+def _points_table(points: Sequence[NoisePoint]) -> str:
+    """At most about 12 measurements, evenly spaced, the last always."""
     step = max(1, math.ceil(len(points) / 12))
     shown = [*points[:-1:step], points[-1]]
     rows: list[list[str | int | float]] = [
@@ -225,40 +219,35 @@ def summary(result: NoiseRun) -> str:
         ]
         for p in shown
     ]
-    lines.append(
-        text_table(
-            ["epoch", "iteration", "B_simple", "smoothed", "|G|^2", "tr(Sigma)", "val loss"], rows
-        )
-    )
-    lines.append("")
-    middle = points[len(points) // 2]
-    lines.append(
-        "B_simple at the start / middle / end of training: "
-        + " / ".join(
-            _plus_minus(p.b_simple, p.b_simple_stderr) for p in (points[0], middle, points[-1])
-        )
-    )
+    header = ["epoch", "iteration", "B_simple", "smoothed", "|G|^2", "tr(Sigma)", "val loss"]
+    return text_table(header, rows)
+
+
+def _ending(result: NoiseRun) -> list[str]:
+    """A line where the training did not end as planned."""
     if result.status == "diverged":
-        lines.append(
+        return [
             f"training diverged at iteration {result.diverged_at}: the last measurements are "
             "not meaningful"
-        )
-    elif result.status != "done":
-        lines.append(f"training {result.status}: the last measurements are not meaningful")
+        ]
+    if result.status != "done":
+        return [f"training {result.status}: the last measurements are not meaningful"]
+    return []
+
+
+def _critical(result: NoiseRun) -> str:
     critical = result.critical_batch_size
-    if math.isfinite(critical):
-        regime = (
-            "below it: larger batches would still cut the number of steps almost in proportion"
-            if result.batch_size < critical
-            else "above it: larger batches buy few fewer steps"
-        )
-        lines.append(
-            f"critical batch size ~ {_number(critical)} (the smoothed B_simple at the end; it "
-            f"grows as the loss falls); training at batch {result.batch_size} is {regime}"
-        )
-    else:
-        lines.append("critical batch size: not measured (|G|^2 estimated at or below zero)")
-    return "\n".join(lines)
+    if not math.isfinite(critical):
+        return "critical batch size: not measured (|G|^2 estimated at or below zero)"
+    regime = (
+        "below it: larger batches would still cut the number of steps almost in proportion"
+        if result.batch_size < critical
+        else "above it: larger batches buy few fewer steps"
+    )
+    return (
+        f"critical batch size ~ {_number(critical)} (the smoothed B_simple at the end; it "
+        f"grows as the loss falls); training at batch {result.batch_size} is {regime}"
+    )
 
 
 def _measured(point: NoisePoint) -> bool:

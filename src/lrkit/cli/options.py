@@ -36,6 +36,7 @@ MomentumOption = Annotated[
 ]
 WeightDecayOption = Annotated[float, typer.Option(help="Weight decay.")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+DEVICES = ("auto", "cpu", "cuda")
 EngineOption = Annotated[
     str,
     typer.Option(
@@ -72,6 +73,11 @@ def check_optimizer(optimizer: str, momentum: float, weight_decay: float) -> Non
     check.choice("optimizer", optimizer, OPTIMIZERS)
     check.float_in("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True)
     check.nonnegative_float("weight_decay", weight_decay)
+
+
+def check_device(device: str) -> str:
+    """--device: one of ``DEVICES`` (whether CUDA is there is asked when the work starts)."""
+    return check.choice("device", device, DEVICES)
 
 
 BYTE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 2**10, "m": 10**6, "mb": 10**6}

@@ -5,9 +5,11 @@ A verb checks its output paths (``--json``, ``--plot``, ``--report``, ``--plot-d
 ``--out``...) together with :func:`check_outputs` first, so a path that cannot be written, or
 two options naming one file (where the second would replace the first), exits 2 before hours
 of training rather than after them. It writes them at the end through the :class:`Outputs`
-that check returned: each file whole or not at all (:mod:`lrkit.atomic`); a write that still
-fails (a full disk, a folder removed meanwhile) exits 2 naming the option, the path and what
-was kept; Ctrl-C says which outputs were written and which not.
+that check returned, the usual ones with :func:`write_ending` (``--json``, ``--plot``,
+``--report``, a folder of figures; :func:`write_result` for a range test's or an advice's):
+each file whole or not at all (:mod:`lrkit.atomic`); a write that still fails (a full disk, a
+folder removed meanwhile) exits 2 naming the option, the path and what was kept; Ctrl-C says
+which outputs were written and which not.
 """
 
 from __future__ import annotations
@@ -19,17 +21,28 @@ import io
 import json
 import os
 import stat
+import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lrkit.atomic import write_text
+from lrkit.cli.progress import on_interrupt
 from lrkit.errors import LrkitValueError, shortened
 
+if TYPE_CHECKING:
+    import torch
+
+    from lrkit.advise.result import Advice
+    from lrkit.batchsize.result import BatchAdvice
+    from lrkit.rangetest.result import RangeTestResult
+    from lrkit.report.page import Section
+
 Cell = str | int | float
+Result = TypeVar("Result")
 
 
 def format_number(value: float) -> str:
@@ -213,6 +226,10 @@ class Outputs:
         """The path given as ``option``, None where it was not given."""
         return next((o.path for o in self._outputs if o.option == option), None)
 
+    def folder(self) -> Output | None:
+        """The folder the verb writes files into, None where it has none (or none given)."""
+        return next((o for o in self._outputs if o.names is not None), None)
+
     @contextmanager
     def writing(self, option: str, path: Path) -> Iterator[Path]:
         """Around the writing of output ``path`` (given as ``option``), as :func:`writing`,
@@ -305,3 +322,134 @@ def _identity(path: Path) -> tuple[object, ...] | None:
     except OSError:
         return ("path", os.path.realpath(path))
     return ("file", status.st_dev, status.st_ino) if stat.S_ISREG(status.st_mode) else None
+
+
+def check_result_outputs(
+    json_file: Path | None, plot: Path | None, report_file: Path | None = None
+) -> Outputs:
+    """A verb's ``--json``, ``--plot`` and ``--report``, checked as :func:`check_outputs`
+    does, the figure's kind (its suffix) first."""
+    if plot is not None:
+        from lrkit.plots.figure import check_plot_path
+
+        check_plot_path(plot)
+    return check_outputs([("--json", json_file), ("--plot", plot), ("--report", report_file)])
+
+
+def write_ending(
+    outputs: Outputs,
+    *,
+    document: Callable[[], object] | None = None,
+    figure: Callable[[Path], object] | None = None,
+    page: Callable[[], tuple[Sequence[Section], str]] | None = None,
+    figures: Callable[[Path], Sequence[Path]] | None = None,
+) -> None:
+    """The end of a verb: each output whose option was given and that the verb has, in this
+    order: ``--json`` (``document()``), ``--plot`` (``figure(path)`` draws it), ``--report``
+    (``page()``: its sections and lead line) and the verb's folder of figures
+    (``figures(folder)`` writes them and returns their paths), each said on stderr (``wrote
+    PATH``) but the JSON. A write that fails exits 2 as :meth:`Outputs.writing` says; Ctrl-C
+    says which were written and which not."""
+    with on_interrupt(outputs.interrupted):
+        json_file = outputs.path("--json")
+        if document is not None and json_file is not None:
+            with outputs.writing("--json", json_file):
+                write_json(json_file, document())
+        plot = outputs.path("--plot")
+        if figure is not None and plot is not None:
+            with outputs.writing("--plot", plot):
+                figure(plot)
+            print(f"wrote {plot}", file=sys.stderr)
+        report_file = outputs.path("--report")
+        if page is not None and report_file is not None:
+            from lrkit.report.build import write_report
+
+            sections, lead = page()
+            with outputs.writing("--report", report_file):
+                write_report(report_file, sections, lead)
+            print(f"wrote {report_file}", file=sys.stderr)
+        folder = outputs.folder()
+        if figures is not None and folder is not None:
+            with outputs.writing(folder.option, folder.path):
+                written = figures(folder.path)
+            for path in written:
+                print(f"wrote {path}", file=sys.stderr)
+
+
+def write_result(outputs: Outputs, result: RangeTestResult | Advice | BatchAdvice) -> None:
+    """The end of ``lrkit find`` and ``lrkit advise`` (:func:`write_ending`): the result as
+    JSON, its figure, and a report page of its sections (``report.build``) under a lead
+    naming its model and data."""
+    write_ending(
+        outputs,
+        document=result.to_json,
+        figure=lambda path: _draw(result, path),
+        page=lambda: _page(result),
+    )
+
+
+def _draw(result: RangeTestResult | Advice | BatchAdvice, path: Path) -> None:
+    from lrkit.advise.result import Advice
+    from lrkit.rangetest.result import RangeTestResult
+
+    if isinstance(result, RangeTestResult):
+        from lrkit.plots.rangetest import plot_range_test
+
+        plot_range_test(result, path)
+    elif isinstance(result, Advice):
+        from lrkit.plots.advise import plot_advice
+
+        plot_advice(result, path)
+    else:
+        from lrkit.plots.batch_advice import plot_batch_advice
+
+        plot_batch_advice(result, path)
+
+
+def _page(result: RangeTestResult | Advice | BatchAdvice) -> tuple[list[Section], str]:
+    from lrkit.advise.result import Advice
+    from lrkit.rangetest.result import RangeTestResult
+    from lrkit.report.build import build_report
+
+    this_run = "this run"
+    if isinstance(result, RangeTestResult):
+        sections = build_report(range_tests=[(result, this_run)])
+        return sections, f"Range test of {result.model} on {result.data}."
+    if isinstance(result, Advice):
+        sections = build_report(advice=[(result, this_run)])
+    else:
+        sections = build_report(batch_advice=[(result, this_run)])
+    return sections, f"Advice for {result.model} on {result.data}."
+
+
+def notes(verb: str, shown: bool = True) -> Callable[[str], None]:
+    """What a verb says along the way (``lrkit VERB: message`` on stderr); nothing where not
+    ``shown`` (the ranks of a data-parallel job but 0, which says the same)."""
+
+    def note(message: str) -> None:
+        if shown:
+            print(f"lrkit {verb}: {message}", file=sys.stderr)
+
+    return note
+
+
+def on_each_rank(
+    device: str,
+    outputs: Outputs,
+    measure: Callable[[torch.device, bool], Result],
+    report: Callable[[Result], None],
+) -> None:
+    """``measure(device, is rank 0)``, then ``report`` of what it measured on rank 0 alone.
+    Under ``torchrun`` this process is one rank of a data-parallel job (a DDP model,
+    --batch-size examples per rank); ``measure`` makes the model and lets it go before
+    returning: a DDP model must be gone before its process group is (see
+    ``training.distributed.torchrun_group``). Ctrl-C says which outputs were written."""
+    from lrkit.training import distributed
+    from lrkit.training.device import resolve_device
+
+    with distributed.torchrun_group(resolve_device(device)) as target:
+        main = distributed.is_main()
+        with on_interrupt(outputs.interrupted):
+            result = measure(target, main)
+            if main:
+                report(result)

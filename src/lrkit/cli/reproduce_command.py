@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,9 +18,17 @@ from lrkit.cli.options import (
     EngineOption,
     ValFractionOption,
     WorkersOption,
+    check_device,
     parse_fraction,
 )
-from lrkit.cli.output import Outputs, check_output_file, check_outputs, text_table, write_json
+from lrkit.cli.output import (
+    Outputs,
+    check_output_file,
+    check_outputs,
+    notes,
+    text_table,
+    write_ending,
+)
 from lrkit.cli.progress import on_interrupt
 from lrkit.cli.report_command import ReportOption
 from lrkit.cli.sweep_command import (
@@ -31,12 +40,15 @@ from lrkit.cli.sweep_command import (
 )
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.experiments.textbook import GRIDS, all_pairs, grid_trials, judge
-from lrkit.sweep.definition import make_definition, pairs_grid
+from lrkit.sweep.definition import SweepDefinition, TrialKey, make_definition, pairs_grid
 from lrkit.sweep.engines.names import LOCAL_ENGINES
 from lrkit.sweep.engines.registry import EngineRequest, check_engine, check_workers
 from lrkit.sweep.store_schema import check_path as check_store_path
 
 if TYPE_CHECKING:
+    from lrkit.experiments.batch_size_demo import Arm, ArmResult, DemoPlan
+    from lrkit.experiments.textbook import Verdict
+    from lrkit.report.page import Section
     from lrkit.scaling import PowerLawFit
     from lrkit.sweep.analysis import BestLr
     from lrkit.sweep.store import StoredTrial
@@ -125,7 +137,36 @@ def reproduce(
 ) -> None:
     started = time.perf_counter()
     epochs = epochs if epochs is not None else (2.0 if quick else 30.0)
-    check.choice("device", device, ("auto", "cpu", "cuda"))
+    fraction = _check_options(
+        device, engine, workers, seed, val_fraction, bs_schedule, repeats, epochs, report_file
+    )
+    store_path, outputs = _check_outputs_and_store(out, store, bs_schedule, json_file, report_file)
+    from lrkit.workload import WorkloadSource
+
+    source = WorkloadSource("mnist-mlp", None, data_dir, None, fraction)
+    work = source.load(notes("reproduce"))
+    run = TextbookRun(
+        work, epochs, fraction, seed, store_path, device, EngineRequest(engine, workers)
+    )
+    if bs_schedule:
+        _bs_schedule(run, out, outputs)
+    else:
+        _grids(run, repeats, out, outputs, started)
+
+
+def _check_options(
+    device: str,
+    engine: str,
+    workers: int | None,
+    seed: int,
+    val_fraction: str,
+    bs_schedule: bool,
+    repeats: int,
+    epochs: float,
+    report_file: Path | None,
+) -> float:
+    """The options but the outputs, checked in this order; the validation fraction."""
+    check_device(device)
     check_engine(engine, LOCAL_ENGINES)
     check_workers(workers, engine)
     check.seed("seed", seed)
@@ -143,6 +184,17 @@ def reproduce(
                 f"--report belongs to the grids: --bs-schedule writes {BS_SUMMARY} into --out"
             )
     check_epochs(epochs)
+    return fraction
+
+
+def _check_outputs_and_store(
+    out: Path,
+    store: Path | None,
+    bs_schedule: bool,
+    json_file: Path | None,
+    report_file: Path | None,
+) -> tuple[Path, Outputs]:
+    """The store (--store, else one in --out) and the outputs, checked writable and apart."""
     default_store = out / ("bs-schedule.sqlite" if bs_schedule else "reproduce.sqlite")
     store_path = store or default_store
     outputs = check_outputs(
@@ -153,107 +205,132 @@ def reproduce(
     )
     check_output_file("--store", store_path)
     check_store_path(store_path, writing=True, must_exist=False)
-    from lrkit.workload import load_workload
+    return store_path, outputs
 
-    work = load_workload(
-        "mnist-mlp",
-        None,
-        data_dir,
-        None,
-        fraction,
-        notify=lambda m: print(f"lrkit reproduce: {m}", file=sys.stderr),
-    )
-    if bs_schedule:
-        _bs_schedule(
-            work, epochs, fraction, seed, out, store_path, device, engine, workers, outputs
+
+@dataclass(frozen=True)
+class TextbookRun:
+    """What the grids and the --bs-schedule arms share: mnist-mlp on MNIST trained with
+    plain SGD, checked every half epoch, into one store."""
+
+    work: Workload
+    epochs: float
+    val_fraction: float
+    seed: int
+    store: Path
+    device: str
+    engine: EngineRequest
+
+    def definition(
+        self, epochs: float, schedule: str | None = None, batch_size_schedule: str | None = None
+    ) -> SweepDefinition:
+        return make_definition(
+            "mnist-mlp",
+            self.work.data_name,
+            None,
+            epochs,
+            EVAL_EVERY,
+            self.val_fraction,
+            "sgd",
+            0.0,
+            0.0,
+            schedule,
+            batch_size_schedule,
+            self.seed,
         )
-        return
-    definition = make_definition(
-        "mnist-mlp",
-        work.data_name,
-        None,
-        epochs,
-        EVAL_EVERY,
-        fraction,
-        "sgd",
-        0.0,
-        0.0,
-        None,
-        None,
-        seed,
-    )
+
+    def sweep(
+        self, name: str, definition: SweepDefinition, grid: tuple[TrialKey, ...]
+    ) -> tuple[list[StoredTrial], int]:
+        """The sweep run into the store (``sweep_command.execute``)."""
+        return execute(
+            name, definition, grid, self.store, self.work, self.device, self.engine, "reproduce"
+        )
+
+
+def _grids(run: TextbookRun, repeats: int, out: Path, outputs: Outputs, started: float) -> None:
+    """The textbook's grids: their trials, the chapter's figures and claims, the summary."""
+    definition = run.definition(run.epochs)
     grid = pairs_grid(all_pairs(), check.positive_int("repeats", repeats))
-    with on_interrupt(lambda: trials_kept(store_path, {"textbook": grid})):
-        trials, ran = execute(
-            "textbook",
-            definition,
-            grid,
-            store_path,
-            work,
-            device,
-            EngineRequest(engine, workers),
-            "reproduce",
-        )
-        print(f"{len(trials)} trials, {ran} run now, {len(trials) - ran} from {store_path}")
-        val_size = len(work.val) if work.val is not None else None
+    with on_interrupt(lambda: trials_kept(run.store, {"textbook": grid})):
+        trials, ran = run.sweep("textbook", definition, grid)
+        print(f"{len(trials)} trials, {ran} run now, {len(trials) - ran} from {run.store}")
+        val_size = len(run.work.val) if run.work.val is not None else None
         best, fit, text = report(trials, "final", val_size)
         verdicts = judge(trials, val_size)
-        rows: list[list[str | int | float]] = [
-            [
-                t.batch_size,
-                t.lr,
-                t.status,
-                f"{t.final_val_accuracy or 0.0:.4f}",
-                f"{t.best_val_accuracy or 0.0:.4f}",
-                f"{t.test_accuracy or 0.0:.4f}",
-                f"{t.seconds or 0.0:.1f}",
-            ]
-            for t in trials
-            if t.repeat == 0
-        ]
-        table = text_table(
-            ["batch", "lr", "status", "final val acc", "best val acc", "test acc", "seconds"], rows
-        )
         claims = "\n".join(f"- {v.sentence()}" for v in verdicts)
-        summary = (
-            f"# lrkit reproduce: {len(trials)} trials, {epochs:g} epochs, {work.data_name}\n\n"
-            f"```\n{table}\n```\n\n```\n{text}\n```\n\n## The chapter's claims\n\n{claims}\n"
-        )
         with on_interrupt(outputs.interrupted):
             with outputs.writing("--out", out):
                 figures = _grid_figures(trials, best, fit, out)
-                write_text(out / SUMMARY, summary)
+                write_text(out / SUMMARY, _grids_summary(trials, run, text, claims))
             print(text)
             print()
             print("the chapter's claims:")
             print(claims)
             for path in [*figures, out / SUMMARY]:
                 print(f"wrote {path}", file=sys.stderr)
-            if json_file is not None:
-                from lrkit.sweep.analysis import best_lr_by_batch_size
+            write_ending(
+                outputs,
+                document=lambda: _grids_document(trials, best, fit, verdicts, val_size),
+                page=lambda: _grids_page(run, verdicts, val_size, started),
+            )
 
-                by_best = best_lr_by_batch_size(trials, "best", val_size)
-                document = summary_json(trials, best, by_best, fit)
-                document["claims"] = [
-                    {"claim": v.claim.text, "verdict": v.verdict, "best_lr": v.best_lr}
-                    for v in verdicts
-                ]
-                with outputs.writing("--json", json_file):
-                    write_json(json_file, document)
-            if report_file is not None:
-                from lrkit.report.build import StoreSweeps, build_report, write_report
 
-                sections = build_report(
-                    StoreSweeps(store_path, "textbook", val_size),
-                    wall_seconds=time.perf_counter() - started,
-                )
-                lead = (
-                    f"lrkit reproduce: the textbook's grids, {epochs:g} epochs, {work.data_name}. "
-                    "The chapter's claims: " + "; ".join(v.sentence() for v in verdicts) + "."
-                )
-                with outputs.writing("--report", report_file):
-                    write_report(report_file, sections, lead)
-                print(f"wrote {report_file}", file=sys.stderr)
+def _grids_summary(trials: list[StoredTrial], run: TextbookRun, text: str, claims: str) -> str:
+    """OUT/summary.md: the trials of repeat 0, the best lrs and the fit, the claims."""
+    rows: list[list[str | int | float]] = [
+        [
+            t.batch_size,
+            t.lr,
+            t.status,
+            f"{t.final_val_accuracy or 0.0:.4f}",
+            f"{t.best_val_accuracy or 0.0:.4f}",
+            f"{t.test_accuracy or 0.0:.4f}",
+            f"{t.seconds or 0.0:.1f}",
+        ]
+        for t in trials
+        if t.repeat == 0
+    ]
+    table = text_table(
+        ["batch", "lr", "status", "final val acc", "best val acc", "test acc", "seconds"], rows
+    )
+    return (
+        f"# lrkit reproduce: {len(trials)} trials, {run.epochs:g} epochs, {run.work.data_name}\n\n"
+        f"```\n{table}\n```\n\n```\n{text}\n```\n\n## The chapter's claims\n\n{claims}\n"
+    )
+
+
+def _grids_document(
+    trials: list[StoredTrial],
+    best: dict[int, BestLr],
+    fit: PowerLawFit | None,
+    verdicts: list[Verdict],
+    val_size: int | None,
+) -> dict[str, Any]:
+    """The sweep's ``--json`` document, with the claims' verdicts."""
+    from lrkit.sweep.analysis import best_lr_by_batch_size
+
+    by_best = best_lr_by_batch_size(trials, "best", val_size)
+    document = summary_json(trials, best, by_best, fit)
+    document["claims"] = [
+        {"claim": v.claim.text, "verdict": v.verdict, "best_lr": v.best_lr} for v in verdicts
+    ]
+    return document
+
+
+def _grids_page(
+    run: TextbookRun, verdicts: list[Verdict], val_size: int | None, started: float
+) -> tuple[list[Section], str]:
+    from lrkit.report.build import StoreSweeps, build_report
+
+    sections = build_report(
+        StoreSweeps(run.store, "textbook", val_size), wall_seconds=time.perf_counter() - started
+    )
+    lead = (
+        f"lrkit reproduce: the textbook's grids, {run.epochs:g} epochs, {run.work.data_name}. "
+        "The chapter's claims: " + "; ".join(v.sentence() for v in verdicts) + "."
+    )
+    return sections, lead
 
 
 def _grid_figures(
@@ -285,100 +362,32 @@ def _grid_figures(
     return figures
 
 
-def _bs_schedule(
-    work: Workload,
-    epochs: float,
-    fraction: float,
-    seed: int,
-    out: Path,
-    store_path: Path,
-    device: str,
-    engine: str,
-    workers: int | None,
-    outputs: Outputs,
-) -> None:
+def _bs_schedule(run: TextbookRun, out: Path, outputs: Outputs) -> None:
     """``--bs-schedule``: the two arms as two named sweeps of one store, their table, summary
     and figure."""
     from lrkit.data.tensors import TensorData
     from lrkit.experiments import batch_size_demo
-    from lrkit.sweep.definition import TrialKey
 
-    assert isinstance(work.train, TensorData)  # the MNIST files are read as tensors
-    plan = batch_size_demo.plan_demo(epochs, len(work.train))
+    assert isinstance(run.work.train, TensorData)  # the MNIST files are read as tensors
+    plan = batch_size_demo.plan_demo(run.epochs, len(run.work.train))
     grids = {arm.sweep: (TrialKey(arm.batch_size, arm.lr, 0),) for arm in plan.arms}
-    with on_interrupt(lambda: trials_kept(store_path, grids)):
-        results = []
-        for arm in plan.arms:
-            definition = make_definition(
-                "mnist-mlp",
-                work.data_name,
-                None,
-                plan.epochs,
-                EVAL_EVERY,
-                fraction,
-                "sgd",
-                0.0,
-                0.0,
-                arm.schedule,
-                arm.batch_size_schedule,
-                seed,
-            )
-            trials, ran = execute(
-                arm.sweep,
-                definition,
-                grids[arm.sweep],
-                store_path,
-                work,
-                device,
-                EngineRequest(engine, workers),
-                "reproduce",
-            )
-            (trial,) = trials
-            print(
-                f"{arm.name}: {arm.describe()}: " + ("run now" if ran else f"from {store_path}"),
-                file=sys.stderr,
-            )
-            results.append(
-                batch_size_demo.arm_result(
-                    arm,
-                    plan.n_train,
-                    trial.status,
-                    trial.points,
-                    trial.final_val_accuracy,
-                    trial.best_val_accuracy,
-                    trial.test_accuracy,
-                    trial.seconds,
-                )
-            )
+    with on_interrupt(lambda: trials_kept(run.store, grids)):
+        results = [_run_arm(run, plan, arm, grids[arm.sweep]) for arm in plan.arms]
         decay, increase = results
         table = text_table(batch_size_demo.HEADER, batch_size_demo.table_rows(results))
-        steps = ", ".join(str(m) for m in plan.milestones)
-        word = "epoch" if len(plan.milestones) == 1 else "epochs"
         heading = (
-            f"decay the lr or increase the batch size: {plan.epochs} epochs of {work.data_name} "
-            f"({plan.n_train} training examples), factor {plan.factor:g} at {word} {steps}"
+            f"decay the lr or increase the batch size: {plan.epochs} epochs of "
+            f"{run.work.data_name} ({plan.n_train} training examples), factor "
+            f"{plan.factor:g} at {_at_milestones(plan)}"
         )
         sentence = batch_size_demo.verdict(plan, decay, increase)
         print(heading)
         print(table)
         print(sentence)
-
-        from lrkit.plots.batch_size import ArmCurve, plot_batch_size_schedule
-
-        figure = out / BS_FIGURE
-        summary = out / BS_SUMMARY
+        figure, summary = out / BS_FIGURE, out / BS_SUMMARY
         with on_interrupt(outputs.interrupted):
             with outputs.writing("--out", out):
-                plot_batch_size_schedule(
-                    [ArmCurve(f"{r.arm.name}: {r.arm.describe()}", r.points) for r in results],
-                    plan.milestones,
-                    figure,
-                    title=(
-                        f"{plan.epochs} epochs of {work.data_name.split(' (/')[0]} "
-                        f"({plan.n_train} training examples): lr divided by {plan.factor:g}, or "
-                        f"batch multiplied by {plan.factor:g}, at {word} {steps}"
-                    ),
-                )
+                _bs_figure(results, plan, run.work.data_name, figure)
                 write_text(
                     summary,
                     f"# lrkit reproduce --bs-schedule\n\n{heading}.\n\n```\n{table}\n```\n\n"
@@ -386,7 +395,47 @@ def _bs_schedule(
                 )
             for path in (figure, summary):
                 print(f"wrote {path}", file=sys.stderr)
-            json_file = outputs.path("--json")
-            if json_file is not None:
-                with outputs.writing("--json", json_file):
-                    write_json(json_file, batch_size_demo.to_json(plan, decay, increase))
+            write_ending(outputs, document=lambda: batch_size_demo.to_json(plan, decay, increase))
+
+
+def _run_arm(run: TextbookRun, plan: DemoPlan, arm: Arm, grid: tuple[TrialKey, ...]) -> ArmResult:
+    """One arm trained (or read from the store), said on stderr."""
+    from lrkit.experiments import batch_size_demo
+
+    definition = run.definition(plan.epochs, arm.schedule, arm.batch_size_schedule)
+    (trial,), ran = run.sweep(arm.sweep, definition, grid)
+    print(
+        f"{arm.name}: {arm.describe()}: " + ("run now" if ran else f"from {run.store}"),
+        file=sys.stderr,
+    )
+    return batch_size_demo.arm_result(
+        arm,
+        plan.n_train,
+        trial.status,
+        trial.points,
+        trial.final_val_accuracy,
+        trial.best_val_accuracy,
+        trial.test_accuracy,
+        trial.seconds,
+    )
+
+
+def _at_milestones(plan: DemoPlan) -> str:
+    """``epoch 10`` or ``epochs 10, 20``."""
+    steps = ", ".join(str(m) for m in plan.milestones)
+    return f"{'epoch' if len(plan.milestones) == 1 else 'epochs'} {steps}"
+
+
+def _bs_figure(results: list[ArmResult], plan: DemoPlan, data_name: str, path: Path) -> None:
+    from lrkit.plots.batch_size import ArmCurve, plot_batch_size_schedule
+
+    plot_batch_size_schedule(
+        [ArmCurve(f"{r.arm.name}: {r.arm.describe()}", r.points) for r in results],
+        plan.milestones,
+        path,
+        title=(
+            f"{plan.epochs} epochs of {data_name.split(' (/')[0]} ({plan.n_train} training "
+            f"examples): lr divided by {plan.factor:g}, or batch multiplied by {plan.factor:g}, "
+            f"at {_at_milestones(plan)}"
+        ),
+    )

@@ -12,9 +12,10 @@ from typing import Annotated, TypeVar
 import typer
 
 from lrkit import validation as check
-from lrkit.cli.output import check_outputs, csv_table, dumps, text_table, write_json
+from lrkit.cli.output import check_result_outputs, csv_table, dumps, text_table, write_json
 from lrkit.errors import LrkitValueError, option_name
 from lrkit.schedules import compose, registry
+from lrkit.schedules.base import Schedule
 from lrkit.schedules.curve import ParamValue, sample
 from lrkit.schedules.spec import parse_params, parse_value, split_spec
 
@@ -174,51 +175,22 @@ def schedule(
         print(describe_all())
         return
     output_format = check.choice("format", output_format, FORMATS)
-    iters = check.positive_int("iters", iters)
-    every = check.positive_int("every", every) if every is not None else max(1, iters // 20)
-    printed = -(-iters // every)
-    if printed > MAX_ROWS:
-        raise LrkitValueError(
-            f"--iters {iters} with --every {every} prints {printed} rows; at most {MAX_ROWS}: "
-            "raise --every or lower --iters"
-        )
-    if plot is not None:
-        from lrkit.plots.figure import check_plot_path
-
-        check_plot_path(plot)
-    outputs = check_outputs([("--json", json_file), ("--plot", plot)])
+    iters, every = _check_rows(iters, every)
+    outputs = check_result_outputs(json_file, plot)
     shared = _given_params(given)
-    shared_warmup: dict[str, ParamValue] = {"warmup_mode": warmup_mode}
-    if warmup_iters is not None:
-        shared_warmup["warmup_iters"] = warmup_iters
-    if warmup_start_factor is not None:
-        shared_warmup["warmup_start_factor"] = warmup_start_factor
+    shared_warmup = _shared_warmup(warmup_iters, warmup_mode, warmup_start_factor)
     requests = _requests(names or [], compare)
-    built = []
-    for request in requests:
-        params = _merge(request, shared, single=len(requests) == 1, iters=iters)
-        sched = registry.create(request.name, **params)
-        warm = {**shared_warmup, **request.warmup}
-        if "warmup_iters" in warm:
-            sched = compose.warmup(
-                sched,
-                warm["warmup_iters"],  # type: ignore[arg-type]
-                warm["warmup_mode"],  # type: ignore[arg-type]
-                warm.get("warmup_start_factor"),  # type: ignore[arg-type]
-            )
-            params = {**params, **warm}
-        built.append((request.name, sched, params))
+    single = len(requests) == 1
+    built = [_build(r, shared, shared_warmup, single=single, iters=iters) for r in requests]
     curves = [sample(f, iters, every, name=n, params=p) for n, f, p in built]
-    if len(requests) > 1:
+    if not single:
         _check_all_used(shared, requests)
     labels = [r.label for r in requests]
-    document = (
-        curves[0].to_json() if len(curves) == 1 else {"schedules": [c.to_json() for c in curves]}
-    )
+    document = curves[0].to_json() if single else {"schedules": [c.to_json() for c in curves]}
     if output_format == "json":
         print(dumps(document))
     else:
-        header = ["iteration", "lr"] if len(curves) == 1 else ["iteration", *labels]
+        header = ["iteration", "lr"] if single else ["iteration", *labels]
         rows = [[t, *(c.lrs[i] for c in curves)] for i, t in enumerate(curves[0].iterations)]
         print(text_table(header, rows) if output_format == "table" else csv_table(header, rows))
     if json_file is not None:
@@ -233,6 +205,55 @@ def schedule(
         with outputs.writing("--plot", plot):
             plot_schedules(drawn, plot, labels=labels, log_y=log_y)
         print(f"wrote {plot}", file=sys.stderr)
+
+
+def _check_rows(iters: int, every: int | None) -> tuple[int, int]:
+    """--iters and --every (default: a twentieth of the iterations), printing at most
+    ``MAX_ROWS`` rows."""
+    iters = check.positive_int("iters", iters)
+    every = check.positive_int("every", every) if every is not None else max(1, iters // 20)
+    printed = -(-iters // every)
+    if printed > MAX_ROWS:
+        raise LrkitValueError(
+            f"--iters {iters} with --every {every} prints {printed} rows; at most {MAX_ROWS}: "
+            "raise --every or lower --iters"
+        )
+    return iters, every
+
+
+def _shared_warmup(
+    warmup_iters: int | None, warmup_mode: str, warmup_start_factor: float | None
+) -> dict[str, ParamValue]:
+    """The warm-up options, for every curve (a curve's own warm-up keys win)."""
+    warmup: dict[str, ParamValue] = {"warmup_mode": warmup_mode}
+    if warmup_iters is not None:
+        warmup["warmup_iters"] = warmup_iters
+    if warmup_start_factor is not None:
+        warmup["warmup_start_factor"] = warmup_start_factor
+    return warmup
+
+
+def _build(
+    request: CurveRequest,
+    shared: dict[str, ParamValue],
+    shared_warmup: dict[str, ParamValue],
+    *,
+    single: bool,
+    iters: int,
+) -> tuple[str, Schedule, dict[str, ParamValue]]:
+    """One curve's name, schedule (behind its warm-up, where it has one) and parameters."""
+    params = _merge(request, shared, single=single, iters=iters)
+    sched = registry.create(request.name, **params)
+    warm = {**shared_warmup, **request.warmup}
+    if "warmup_iters" in warm:
+        sched = compose.warmup(
+            sched,
+            warm["warmup_iters"],  # type: ignore[arg-type]
+            warm["warmup_mode"],  # type: ignore[arg-type]
+            warm.get("warmup_start_factor"),  # type: ignore[arg-type]
+        )
+        params = {**params, **warm}
+    return request.name, sched, params
 
 
 def _given_params(given: dict[str, ParamValue]) -> dict[str, ParamValue]:

@@ -4,7 +4,8 @@ report the best lr per batch size, the fit of lr* against batch size, and the fi
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,10 +23,19 @@ from lrkit.cli.options import (
     ValFractionOption,
     WeightDecayOption,
     WorkersOption,
+    check_device,
     check_optimizer,
     parse_fraction,
 )
-from lrkit.cli.output import check_output_file, check_outputs, format_number, text_table, write_json
+from lrkit.cli.output import (
+    Outputs,
+    check_output_file,
+    check_outputs,
+    format_number,
+    notes,
+    text_table,
+    write_ending,
+)
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import quoted
@@ -45,10 +55,13 @@ from lrkit.sweep.engines.registry import (
 from lrkit.sweep.store_schema import check_path as check_store_path
 
 if TYPE_CHECKING:
+    from lrkit.report.page import Section
     from lrkit.scaling import PowerLawFit
     from lrkit.sweep.analysis import BestLr
+    from lrkit.sweep.engines.registry import EngineChoice
+    from lrkit.sweep.runner import SweepEvents
     from lrkit.sweep.store import StoredTrial
-    from lrkit.workload import TrainData
+    from lrkit.workload import TrainData, Workload
 
 EVAL_EVERY = 0.5
 """Epochs between checks unless told otherwise: the textbook's half epoch."""
@@ -72,39 +85,43 @@ def execute(
     definition: SweepDefinition,
     grid: tuple[TrialKey, ...],
     store_path: Path,
-    work: Any,
+    work: Workload,
     device: str,
     engine: EngineRequest,
     verb: str = "sweep",
 ) -> tuple[list[StoredTrial], int]:
-    """Check the plan, open the store, run what is missing with progress bars; the trials and
-    how many of them ran now (the rest came from the store).
+    """Run the sweep into the store with progress bars (``sweep.driver.sweep_into_store``);
+    the trials and how many of them ran now (the rest came from the store)."""
+    from lrkit.sweep.driver import sweep_into_store
+    from lrkit.sweep.trials import SweepPlan
 
-    Bars: trials finished, and epochs trained summed over the trials (stacks of trials train
-    side by side in the vectorized engine)."""
-    from lrkit.sweep.engines.registry import EngineChoice
-    from lrkit.sweep.runner import SweepEvents, run_sweep
-    from lrkit.sweep.store import Store
-    from lrkit.sweep.trials import SweepPlan, check_plan
-    from lrkit.training.device import resolve_device
-
-    target = resolve_device(device)
+    ran: list[TrialKey] = []
     plan = SweepPlan(name, definition, grid)
-    check_plan(plan, work, target)
-    # Ray is reached before the store is touched: an address it cannot reach writes nothing.
-    with engine.session(), progress() as bar, Store.open(store_path) as store:
+    trials = sweep_into_store(
+        plan, store_path, work, device, engine, lambda: _trial_bars(definition.epochs, verb, ran)
+    )
+    return trials, len(ran)
+
+
+@contextmanager
+def _trial_bars(epochs: float, verb: str, ran: list[TrialKey]) -> Iterator[SweepEvents]:
+    """Progress bars: trials finished (each appended to ``ran``), and epochs trained summed
+    over the trials (stacks of trials train side by side in the vectorized engine); a note
+    where the engine is not the one asked for."""
+    from lrkit.sweep.runner import SweepEvents
+
+    with progress() as bar:
         epochs_done: dict[TrialKey, float] = {}
-        ran: list[TrialKey] = []
 
         def on_engine(choice: EngineChoice) -> None:
             if choice.reason is not None:
                 how = "one trial per Ray task" if choice.remote else "one trial at a time"
-                print(f"lrkit {verb}: {how}: {choice.reason}", file=sys.stderr)
+                notes(verb)(f"{how}: {choice.reason}")
 
         def on_trial_start(key: TrialKey, index: int, total: int) -> None:
             if index == 0:
                 bar.start("trials", total, key="trials")
-                bar.start("epochs", total * definition.epochs, key="epochs")
+                bar.start("epochs", total * epochs, key="epochs")
             epochs_done[key] = 0.0
 
         def on_check(key: TrialKey, point: Any, done: float, total: float) -> None:
@@ -114,19 +131,17 @@ def execute(
 
         def on_trial_end(key: TrialKey, outcome: Any) -> None:
             ran.append(key)
-            epochs_done[key] = definition.epochs
+            epochs_done[key] = epochs
             bar.update(
                 len(ran), f"batch {key.batch_size}, lr {key.lr:g}: {outcome.status}", key="trials"
             )
 
-        events = SweepEvents(
+        yield SweepEvents(
             on_trial_start=on_trial_start,
             on_check=on_check,
             on_trial_end=on_trial_end,
             on_engine=on_engine,
         )
-        trials = run_sweep(store, plan, work, target, events, engine)
-    return trials, len(ran)
 
 
 def report(
@@ -257,18 +272,12 @@ def summary_json(
 def trials_kept(store_path: Path, grids: Mapping[str, Sequence[TrialKey]]) -> str:
     """What Ctrl-C leaves of sweeps (name -> grid) into ``store_path``: the trials finished
     so far, committed one by one as they ended."""
-    from lrkit.sweep.store import Store
+    from lrkit.sweep.driver import finished_trials
 
     total = sum(len(grid) for grid in grids.values())
-    finished = 0
-    if store_path.is_file():
-        with Store.open(store_path, create=False) as store:
-            for name, grid in grids.items():
-                keys = set(grid)
-                finished += sum(t.key in keys for t in store.trials(name, with_points=False))
     return (
-        f"{finished} of {total} trials finished and kept in {store_path}; run the same "
-        "command again to resume"
+        f"{finished_trials(store_path, grids)} of {total} trials finished and kept in "
+        f"{store_path}; run the same command again to resume"
     )
 
 
@@ -354,41 +363,19 @@ def sweep(
     ] = None,
     report_file: ReportOption = None,
 ) -> int:
-    lrs = parse_grid("--lr", lr, float)
-    sizes = parse_grid("--batch-size", batch_size, int)
-    grid = product_grid(lrs, sizes, check.positive_int("repeats", repeats))
-    check.budget_epochs("epochs", epochs)  # first: the default --eval-every follows it
-    if eval_every is None:
-        eval_every = check.default_between_checks(EVAL_EVERY, epochs)
-    check.epochs_between_checks("eval_every", eval_every, epochs)
+    grid, sizes, eval_every = _check_grid(lr, batch_size, repeats, epochs, eval_every)
     check_optimizer(optimizer, momentum, weight_decay)
     check.seed("seed", seed)
     check.choice("metric", metric, ("final", "best"))
-    check.choice("device", device, ("auto", "cpu", "cuda"))
+    check_device(device)
     check_engine(engine)
     check_workers(workers, engine)
-    check_output_file("--store", store)
-    check_store_path(store, writing=True, must_exist=False)
-    from lrkit.plots.sweep import FIGURES
-
-    outputs = check_outputs(
-        [("--json", json_file), ("--report", report_file)],
-        folder=("--plot-dir", plot_dir, FIGURES),
-        others=[("--store", store)],
-        kept=trials_safe_in(store),
-    )
+    outputs = _check_store_and_outputs(store, json_file, report_file, plot_dir)
     check_address(engine, address)
     fraction = parse_fraction("val_fraction", val_fraction)
-    from lrkit.workload import load_workload
+    from lrkit.workload import WorkloadSource
 
-    work = load_workload(
-        model,
-        data,
-        data_dir,
-        loss,
-        fraction,
-        notify=lambda m: print(f"lrkit sweep: {m}", file=sys.stderr),
-    )
+    work = WorkloadSource(model, data, data_dir, loss, fraction).load(notes("sweep"))
     check_budget(epochs, work.train, sizes)
     definition = make_definition(
         model,
@@ -405,41 +392,81 @@ def sweep(
         seed,
     )
     with on_interrupt(lambda: trials_kept(store, {name: grid})):
-        trials, ran = execute(
-            name, definition, grid, store, work, device, EngineRequest(engine, workers, address)
-        )
+        request = EngineRequest(engine, workers, address)
+        trials, ran = execute(name, definition, grid, store, work, device, request)
         val_size = len(work.val) if work.val is not None else None
         best, fit, text = report(trials, metric, val_size)
-        other = "best" if metric == "final" else "final"
-        from lrkit.sweep.analysis import best_lr_by_batch_size
-
-        from_store = len(trials) - ran
         shown = f"sweep {quoted(name)} in {store}"
-        print(f"{shown}: {len(trials)} trials, {ran} run now, {from_store} stored")
+        print(f"{shown}: {len(trials)} trials, {ran} run now, {len(trials) - ran} stored")
         print(text)
-        with on_interrupt(outputs.interrupted):
-            if json_file is not None:
-                document = summary_json(
-                    trials, best, best_lr_by_batch_size(trials, other, val_size), fit
-                )
-                with outputs.writing("--json", json_file):
-                    write_json(json_file, document)
-            if report_file is not None:
-                from lrkit.report.build import StoreSweeps, build_report, write_report
-
-                sections = build_report(StoreSweeps(store, name, val_size))
-                with outputs.writing("--report", report_file):
-                    write_report(report_file, sections, f"Sweep {quoted(name)} in {store}.")
-                print(f"wrote {report_file}", file=sys.stderr)
-            if plot_dir is not None:
-                from lrkit.plots.sweep import write_sweep_figures
-
-                with outputs.writing("--plot-dir", plot_dir):
-                    written = write_sweep_figures(trials, best, fit, plot_dir)
-                for path in written:
-                    print(f"wrote {path}", file=sys.stderr)
+        write_ending(
+            outputs,
+            document=lambda: _document(trials, best, fit, metric, val_size),
+            page=lambda: _page(store, name, val_size),
+            figures=lambda folder: _figures(trials, best, fit, folder),
+        )
     failures = failed_trials_line(trials, store)
     if failures is not None:
         print(f"lrkit sweep: error: {failures}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_grid(
+    lr: str, batch_size: str, repeats: int, epochs: float, eval_every: float | None
+) -> tuple[tuple[TrialKey, ...], tuple[int, ...], float]:
+    """The grid (and its batch sizes) and the epochs between checks, checked: --epochs
+    before the default --eval-every, which follows it."""
+    lrs = parse_grid("--lr", lr, float)
+    sizes = parse_grid("--batch-size", batch_size, int)
+    grid = product_grid(lrs, sizes, check.positive_int("repeats", repeats))
+    check.budget_epochs("epochs", epochs)
+    if eval_every is None:
+        eval_every = check.default_between_checks(EVAL_EVERY, epochs)
+    check.epochs_between_checks("eval_every", eval_every, epochs)
+    return grid, sizes, eval_every
+
+
+def _check_store_and_outputs(
+    store: Path, json_file: Path | None, report_file: Path | None, plot_dir: Path | None
+) -> Outputs:
+    """--store a store that can be written (or made), then the outputs, none of them the
+    store."""
+    check_output_file("--store", store)
+    check_store_path(store, writing=True, must_exist=False)
+    from lrkit.plots.sweep import FIGURES
+
+    return check_outputs(
+        [("--json", json_file), ("--report", report_file)],
+        folder=("--plot-dir", plot_dir, FIGURES),
+        others=[("--store", store)],
+        kept=trials_safe_in(store),
+    )
+
+
+def _document(
+    trials: list[StoredTrial],
+    best: dict[int, BestLr],
+    fit: PowerLawFit | None,
+    metric: str,
+    val_size: int | None,
+) -> dict[str, Any]:
+    """The ``--json`` document, with the best lrs by the other metric too."""
+    from lrkit.sweep.analysis import best_lr_by_batch_size
+
+    other = "best" if metric == "final" else "final"
+    return summary_json(trials, best, best_lr_by_batch_size(trials, other, val_size), fit)
+
+
+def _page(store: Path, name: str, val_size: int | None) -> tuple[list[Section], str]:
+    from lrkit.report.build import StoreSweeps, build_report
+
+    return build_report(StoreSweeps(store, name, val_size)), f"Sweep {quoted(name)} in {store}."
+
+
+def _figures(
+    trials: list[StoredTrial], best: dict[int, BestLr], fit: PowerLawFit | None, folder: Path
+) -> list[Path]:
+    from lrkit.plots.sweep import write_sweep_figures
+
+    return write_sweep_figures(trials, best, fit, folder)
