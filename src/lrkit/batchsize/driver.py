@@ -153,7 +153,7 @@ def advise_batch_size(
         loss_fn: mean over the batch; default cross-entropy.
         on_stage: called with a short description as each stage begins.
         on_check: progress of every race: (candidate lr, the check, epochs it has trained).
-        address: the Ray cluster for ``engine="ray"``.
+        address: the Ray cluster for the ray engine.
     """
     started = time.perf_counter()
     settings = settings or BatchSettings()

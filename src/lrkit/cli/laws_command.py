@@ -5,7 +5,6 @@ whether the best lr moves with width at all."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +35,7 @@ from lrkit.cli.options import (
     check_optimizer,
     parse_fraction,
 )
-from lrkit.cli.output import Outputs, write_json
+from lrkit.cli.output import Outputs, notes, write_ending
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.laws.settings import LawsSettings
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
     from lrkit.laws.analysis import LawsAnalysis
     from lrkit.laws.driver import LawsEvents, LawsRun
     from lrkit.report.laws_section import LawEntry
+    from lrkit.report.page import Section
     from lrkit.sweep.engines.registry import EngineRequest
     from lrkit.sweep.runner import SweepEvents
 
@@ -239,12 +239,8 @@ def laws_run(
     from lrkit.laws.driver import run_laws
     from lrkit.workload import load_workload
 
-    work = load_workload(settings.model, data, data_dir, loss, settings.val_fraction, note)
+    work = load_workload(settings.model, data, data_dir, loss, settings.val_fraction, notes("laws"))
     return run_laws(work, settings, request, terminal_events(settings.store))
-
-
-def note(message: str) -> None:
-    print(f"lrkit laws: {message}", file=sys.stderr)
 
 
 def terminal_events(store: Path) -> LawsEvents:
@@ -253,7 +249,7 @@ def terminal_events(store: Path) -> LawsEvents:
     from lrkit.laws.driver import LawsEvents
 
     return LawsEvents(
-        on_note=note,
+        on_note=notes("laws"),
         storing=lambda: on_interrupt(
             lambda: f"finished runs are kept in {store}: run again to resume"
         ),
@@ -282,31 +278,24 @@ def runs_bar() -> Iterator[SweepEvents]:
 
 
 def write_outputs(found: LawsRun, settings: LawsSettings, outputs: Outputs) -> None:
-    """--json, --plot and --report, each as it is written; Ctrl-C says which were."""
-    json_file, plot = outputs.path("--json"), outputs.path("--plot")
-    report_file = outputs.path("--report")
-    with on_interrupt(outputs.interrupted):
-        if json_file is not None:
-            with outputs.writing("--json", json_file):
-                write_json(
-                    json_file,
-                    document(
-                        found.rungs, found.ladder, found.analysis, found.coordinates, found.center
-                    ),
-                )
-        if plot is not None:
-            with outputs.writing("--plot", plot):
-                draw(found.analysis, plot)
-            print(f"wrote {plot}", file=sys.stderr)
-        if report_file is not None:
-            from lrkit.report.build import build_report, write_report
+    """--json, --plot and --report through the verbs' one ending."""
+    write_ending(
+        outputs,
+        document=lambda: document(
+            found.rungs, found.ladder, found.analysis, found.coordinates, found.center
+        ),
+        figure=lambda path: draw(found.analysis, path),
+        page=lambda: _page(found, settings),
+    )
 
-            sections = build_report(
-                laws=report_entries(found.analysis), law_rungs=rung_rows(found.rungs, found.ladder)
-            )
-            with outputs.writing("--report", report_file):
-                write_report(report_file, sections, f"Learning-rate laws for {settings.model}.")
-            print(f"wrote {report_file}", file=sys.stderr)
+
+def _page(found: LawsRun, settings: LawsSettings) -> tuple[list[Section], str]:
+    from lrkit.report.build import build_report
+
+    sections = build_report(
+        laws=report_entries(found.analysis), law_rungs=rung_rows(found.rungs, found.ladder)
+    )
+    return sections, f"Learning-rate laws for {settings.model}."
 
 
 def report_entries(analysis: LawsAnalysis) -> list[LawEntry]:

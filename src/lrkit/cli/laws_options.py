@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lrkit import validation as check
+from lrkit.cli.options import check_device
 from lrkit.cli.output import Outputs, check_output_file, check_outputs
 from lrkit.errors import LrkitValueError
 from lrkit.laws.settings import LawsSettings
@@ -88,7 +89,7 @@ def engine_request(engine: str, workers: int | None, address: str | None) -> Eng
 
 def check_run(device: str, seed: int, check_transfer: bool, axis: str) -> None:
     """--device, --seed, and --check-transfer only on a ladder of widths."""
-    check.choice("device", device, ("auto", "cpu", "cuda"))
+    check_device(device)
     check.seed("seed", seed)
     if check_transfer and axis != "width":
         raise LrkitValueError("--check-transfer: the coordinate check needs a --widths ladder")
