@@ -138,6 +138,10 @@ BAD_INPUT = [
         "at most 100000",
     ),
     ([*LAWS, *WIDTHS, "--workers", "99"], "--workers must be an integer in [1, "),
+    (
+        [*LAWS, *WIDTHS, "--engine", "sequential", "--address", "ray://head:10001"],
+        "--address belongs to --engine ray",
+    ),
     # the store, checked and opened before the range test
     ([*LAWS, *WIDTHS, "--store", "file.txt/x.sqlite"], "--store file.txt/x.sqlite: file.txt is"),
     ([*LAWS, *WIDTHS, "--store", "adir"], "--store adir is a folder"),
