@@ -3,9 +3,10 @@
 at the end of that work, and reported apart from every other set.
 
 Every problem is of a kind the benchmark did not hold (multi-label, counts, a quantile, sets,
-counting objects in images, tabular data with categorical features). Two train with a linear
-warm-up and cosine decay to zero over the budget and two with an optimizer given by import
-path (``module:Class``, as ``--optimizer`` will take it); one does both, one decays by WSD.
+counting objects in images, tabular data with categorical features). Three train with a
+linear warm-up and cosine decay to zero over the budget and three with an optimizer given by
+import path (``module:Class``, as ``--optimizer`` will take it), two of them both; one warms
+up and decays by WSD; one is plain SGD at a constant lr.
 A problem's ``schedule`` is spelled as ``lrkit sweep --schedule`` takes it, its length the
 whole budget; ``warmup`` is a share of the budget in front of it. Its grid is of peak lrs,
 every grid run trained under the same schedule and warm-up (issue 27: "The grids for scheduled
