@@ -74,11 +74,6 @@ class EngineChoice:
         """Whether the trials run as Ray tasks."""
         return self.engine == RAY
 
-    @property
-    def stacked(self) -> bool:
-        """Whether trials of one batch size train side by side as one stacked network."""
-        return self.engine == VECTORIZED or (self.remote and self.reason is None)
-
 
 def _sequential(choice: EngineChoice, address: str | None) -> Engine:
     from lrkit.sweep.engines.sequential import SequentialEngine
@@ -150,7 +145,7 @@ def _workers(request: EngineRequest, spreads: bool, model: nn.Module, example: t
     from lrkit.sweep.engines.processes import default_workers
 
     if not spreads:
-        return request.workers or 1 if request.remote else 1
+        return (request.workers or 1) if request.remote else 1
     if request.workers:
         return check.positive_int("workers", request.workers)
     device = next(model.parameters(), example).device
