@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,15 +28,18 @@ from lrkit.advise.driver import (
     affordable,
     edge_extensions,
 )
-from lrkit.advise.horizon import ADAPTIVE, horizon_factor
+from lrkit.advise.horizon import horizon_factor
 from lrkit.advise.plan import race_plan, trial_epochs
 from lrkit.advise.race import EDGE_STEP, RaceFailed, RaceSetup, race, result_rank
 from lrkit.advise.result import RacedCandidate
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
+from lrkit.schedules.recipe import Recipe
 from lrkit.sweep.engines.contract import TrainingSetup
 from lrkit.sweep.engines.registry import EngineChoice, make_engine
-from lrkit.training.records import CurvePoint, TrialOutcome
+from lrkit.training.loop import train_trial
+from lrkit.training.optimizers import ADAPTIVE, OptimizerSpec
+from lrkit.training.records import CurvePoint, TrialOutcome, TrialPlan
 
 # candidates
 
@@ -213,9 +217,9 @@ def race_of(optimizer: str, lrs: list[float], extensions: int) -> tuple[list[flo
     train, val = problem()
     setup = TrainingSetup(make_model, nn.CrossEntropyLoss(), train, val, None, torch.device("cpu"))
     engine = make_engine(EngineChoice("sequential"), None)
-    rs = RaceSetup(setup, engine, 32, "accuracy", optimizer, 0.9, 0.0, 0)
+    rs = RaceSetup(setup, engine, 32, "accuracy", OptimizerSpec(optimizer, 0.9, 0.0), 0)
     candidates = [Candidate(lr, ("test",)) for lr in lrs]
-    raced, ranking = race(candidates, race_plan(3.0, len(lrs)), rs, None, extensions)
+    raced, ranking, _ = race(candidates, race_plan(3.0, len(lrs)), rs, None, extensions)
     assert [c.lr for c in raced] == sorted(c.lr for c in raced)
     return [c.lr for c in raced], ranking[0]
 
@@ -226,11 +230,19 @@ def race_of(optimizer: str, lrs: list[float], extensions: int) -> tuple[list[flo
 def test_the_horizon_factor_is_the_square_root_of_the_share_judged_for_adaptive_optimizers() -> (
     None
 ):
-    assert horizon_factor("adam", 1.5, 3.0) == pytest.approx(math.sqrt(0.5))
-    assert horizon_factor("adamw", 1.0, 9.0) == pytest.approx(1 / 3)
-    assert horizon_factor("sgd", 1.5, 3.0) == horizon_factor("momentum", 1.5, 3.0) == 1.0
-    assert horizon_factor("adam", 3.0, 3.0) == 1.0  # judged at the budget: nothing to scale
-    assert horizon_factor("adam", 0.0, 3.0) == 1.0
+    assert horizon_factor(OptimizerSpec("adam"), Recipe(), 1.5, 3.0) == pytest.approx(
+        math.sqrt(0.5)
+    )
+    assert horizon_factor(OptimizerSpec("adamw"), Recipe(), 1.0, 9.0) == pytest.approx(1 / 3)
+    assert (
+        horizon_factor(OptimizerSpec("sgd"), Recipe(), 1.5, 3.0)
+        == horizon_factor(OptimizerSpec("momentum"), Recipe(), 1.5, 3.0)
+        == 1.0
+    )
+    assert (
+        horizon_factor(OptimizerSpec("adam"), Recipe(), 3.0, 3.0) == 1.0
+    )  # judged at the budget: nothing to scale
+    assert horizon_factor(OptimizerSpec("adam"), Recipe(), 0.0, 3.0) == 1.0
 
 
 @given(
@@ -243,7 +255,7 @@ def test_the_horizon_factor_minimises_the_constant_step_bound_at_the_budget(
 ) -> None:
     # L(eta, t) = D^2 / (2 eta t) + eta G^2 / 2 is least at eta*(t) = D / (G sqrt t): the
     # factor carries eta*(judged_at) to eta*(budget), for the adaptive optimizers only.
-    factor = horizon_factor(optimizer, judged_at, budget)
+    factor = horizon_factor(OptimizerSpec(optimizer), Recipe(), judged_at, budget)
     if optimizer not in ADAPTIVE or judged_at >= budget:
         assert factor == 1.0
         return
@@ -452,7 +464,7 @@ def test_a_race_where_no_candidate_finished_advises_nothing() -> None:
 
 
 def test_the_race_ranks_finished_candidates_first_and_the_furthest_of_them_first() -> None:
-    rs = RaceSetup(None, None, 32, "accuracy", "sgd", 0.0, 0.0, 0)  # type: ignore[arg-type]
+    rs = RaceSetup(None, None, 32, "accuracy", OptimizerSpec("sgd", 0.0), 0)  # type: ignore[arg-type]
 
     def outcome(status: str, epochs: list[float], accuracy: float) -> TrialOutcome:
         points = tuple(CurvePoint(i, e, 0.5, 0.5, accuracy) for i, e in enumerate(epochs))
@@ -538,6 +550,24 @@ def test_cli_advise_on_a_users_regression_judges_the_loss(
         (["--candidates", "1"], "--candidates must be an integer in [2, 16], got 1"),
         (["--metric", "f1"], "--metric must be one of auto, accuracy, loss, got 'f1'"),
         (["--optimizer", "lion"], "--optimizer must be one of sgd, momentum, adam, adamw"),
+        (["--schedule", "nope"], "--schedule 'nope': unknown schedule 'nope'; choose one of"),
+        (["--schedule", "cosine:bogus=1"], "cosine takes max_iter, min_lr, not bogus"),
+        (["--schedule", "cosine:base_lr=1"], "base_lr comes from the candidate's lr"),
+        (["--warmup", "1"], "--warmup must be a number in [0, 1), got 1.0"),
+        (["--optimizer", "torch.nn:Linear"], "Linear is not a torch.optim.Optimizer subclass"),
+        (["--optimizer", "torch.optim:Lion"], "--optimizer 'torch.optim:Lion': torch.optim has"),
+        (["--optimizer-args", "{bad"], "--optimizer-args is not valid JSON"),
+        (
+            ["--optimizer", "adam", "--optimizer-args", '{"betas": [2, 0.9]}'],
+            "--optimizer-args: --optimizer adam refuses them: Invalid beta parameter",
+        ),
+        (["--finish"], "--finish trains the advised lr for --epochs at one batch size"),
+        (["--target", "0.9", "--finish"], "--target and --time give no length to train to"),
+        (["--save-model", "m.pt"], "--save-model writes the model --finish trains: add --finish"),
+        (
+            ["--batch-size", "32", "--finish", "--save-model", "file.txt/m.pt"],
+            "--save-model file.txt/m.pt: file.txt is a file",
+        ),
         (["--batch-size", "100000"], "--batch-size must be at most the number of training"),
         (["--engine", "fast"], "--engine must be one of auto, sequential, vectorized, ray"),
         (["--json", "file.txt/a.json"], "--json file.txt/a.json: file.txt is a file"),
@@ -566,3 +596,71 @@ def test_cli_advise_bad_input_exits_2_in_one_line(
     assert code == 2 and out == "", err
     assert len(errors) == 1 and "Traceback" not in err
     assert message in errors[0]
+
+
+# the user's recipe and the finished run
+
+
+def test_the_race_trains_the_recipe_and_finish_goes_on_to_the_same_model_as_one_run() -> None:
+    # Every candidate trains under the warm-up and cosine over the budget, the winner's peak
+    # is the advice, and --finish trains it on from the race's checkpoint: its model is the
+    # very one a single run of the recipe from the start makes (no dropout: bitwise).
+    train, val = problem()
+    found = advise(
+        make_model,
+        train,
+        val,
+        settings(engine="sequential", schedule="cosine", warmup=0.1, finish=True),
+    )
+    run = found.finished
+    assert run is not None and run.status == "done" and run.state is not None
+    assert run.lr == found.lr == found.raced_lr and found.horizon_factor == 1.0
+    assert run.resumed_at == found.decided_at == 1.5 and run.epochs_trained == 1.5
+    assert found.recipe == "cosine after a 10% warm-up"
+    steps = math.ceil(3.0 * math.ceil(len(train) / 32))
+    model = make_model(0)
+    plan = TrialPlan(
+        lr=run.lr,
+        batch_size=32,
+        epochs=3.0,
+        eval_every=0.75,
+        seed=0,
+        schedule=Recipe("cosine", 0.1).build(run.lr, steps),
+        keep_checkpoint=True,
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=run.lr)
+    alone = train_trial(model, optimizer, nn.CrossEntropyLoss(), train, val, None, plan)
+    assert alone.checkpoint is not None
+    for name, tensor in alone.checkpoint.model.items():
+        assert torch.equal(tensor, run.state.model[name]), name
+    assert run.value == alone.points[-1].val_accuracy
+    # The cost, both ways: the range test, the race and the second half of the winner.
+    trained = found.range_test_budgets + (found.trial_epochs + 1.5) / 3.0
+    assert found.budgets_trained == pytest.approx(trained)
+    assert found.beyond_one_run == pytest.approx(trained - 1.0)
+    document = found.to_json()
+    assert document["recipe"] == found.recipe and document["finished"]["resumed_at"] == 1.5
+    assert document["cost"]["beyond_one_run"] == pytest.approx(trained - 1.0)
+
+
+def test_the_python_api_takes_an_optimizer_factory_and_a_schedule_factory() -> None:
+    train, val = problem()
+    lengths: list[int] = []
+
+    def linear_decay(peak: float, iterations: int) -> Callable[[int], float]:
+        lengths.append(iterations)
+        return lambda t: peak * max(0.0, 1 - t / iterations)
+
+    found = advise(
+        make_model,
+        train,
+        val,
+        settings(engine="auto", warmup=0.05),
+        optimizer=lambda params, lr: torch.optim.NAdam(params, lr=lr),
+        schedule=linear_decay,
+    )
+    steps = math.ceil(3.0 * math.ceil(len(train) / 32))
+    assert set(lengths[1:]) == {steps - round(0.05 * steps)}  # the first: the recipe's check
+    assert found.engine == "sequential" and found.optimizer.startswith("a factory")
+    assert found.recipe == "a schedule of the caller's after a 5% warm-up"
+    assert found.horizon_factor == 1.0 and found.lr == found.raced_lr

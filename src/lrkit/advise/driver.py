@@ -20,6 +20,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,9 +28,9 @@ from torch import nn
 from lrkit.advise.candidates import candidate_lrs
 from lrkit.advise.confidence import as_good_as_winner, cautions
 from lrkit.advise.horizon import horizon_factor
-from lrkit.advise.plan import Rung, check_budget, race_plan, trial_epochs
-from lrkit.advise.race import OnRaceCheck, RaceFailed, RaceSetup, race
-from lrkit.advise.result import Advice, RacedCandidate
+from lrkit.advise.plan import CHECKS_PER_RUNG, Rung, check_budget, race_plan, trial_epochs
+from lrkit.advise.race import OnRaceCheck, RaceFailed, RaceSetup, metric_of, race, worst
+from lrkit.advise.result import Advice, FinishedRun, RacedCandidate
 from lrkit.advise.settings import MIN_VAL_EXAMPLES, AdviseSettings
 from lrkit.data.tensors import TensorData, tensor_data
 from lrkit.errors import InvalidParameterError, LrkitValueError
@@ -37,12 +38,15 @@ from lrkit.rangetest.find import find_lr
 from lrkit.rangetest.programs import exponential_range
 from lrkit.rangetest.result import RangeTestResult
 from lrkit.rangetest.settings import RangeTestSettings
-from lrkit.sweep.engines.contract import TrainingSetup
+from lrkit.schedules.recipe import Recipe, ScheduleFactory
+from lrkit.sweep.definition import TrialKey
+from lrkit.sweep.engines.contract import EngineEvents, TrainingSetup
 from lrkit.sweep.engines.registry import EngineChoice, EngineRequest, choose_engine, make_engine
 from lrkit.training.device import model_device
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_finite, check_model_fits
-from lrkit.training.optimizers import make_optimizer
+from lrkit.training.optimizers import OptimizerFactory, OptimizerSpec
+from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome
 
 ModelLike = nn.Module | Callable[[int], nn.Module]
 
@@ -64,43 +68,76 @@ def advise(
     loss_fn: LossFn | None = None,
     on_check: OnRaceCheck | None = None,
     address: str | None = None,
+    optimizer: OptimizerFactory | None = None,
+    schedule: ScheduleFactory | None = None,
 ) -> Advice:
-    """The learning rate that trains ``model`` best in ``settings.epochs`` epochs.
+    """The learning rate that trains ``model`` best in ``settings.epochs`` epochs under the
+    run's recipe (the schedule's peak, where it has one).
 
     Args:
         model: a model (each candidate trains a deep copy of it, from its initial weights)
             or a factory ``seed -> model`` (called with ``settings.seed``); on its device.
         train, val: tensors (``TensorData`` or ``(inputs, targets)``); the race is judged on
             ``val``.
-        settings: the budget, batch size, optimizer, metric and race (``AdviseSettings``).
+        settings: the budget, batch size, optimizer, recipe, metric and race
+            (``AdviseSettings``).
         loss_fn: mean over the batch; default cross-entropy.
         on_check: progress of the race: (candidate lr, the check, epochs it has trained).
         address: the Ray cluster for the ray engine (default: a local instance).
+        optimizer: a factory ``(parameters, lr) -> Optimizer`` in place of
+            ``settings.optimizer`` (e.g. ``lambda p, lr: torch.optim.RAdam(p, lr=lr)``).
+        schedule: a factory ``(peak lr, iterations) -> Schedule`` in place of
+            ``settings.schedule``, over the budget after ``settings.warmup``.
     """
     settings = settings or AdviseSettings()
+    spec = OptimizerSpec(
+        settings.optimizer,
+        settings.momentum,
+        settings.weight_decay,
+        settings.optimizer_args,
+        optimizer,
+    )
+    spec.check()
+    recipe = Recipe(settings.schedule, settings.warmup, schedule)
+    recipe.check()
     # The range test and the race draw (dropout masks) from a fork of the global RNG seeded by
     # the settings: the advice is the same whatever ran before, and the caller's RNG is kept.
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(settings.seed)
-        return _advise(model, train, val, settings, loss_fn, on_check, address)
+        work = _prepared(model, train, val, settings, loss_fn or nn.CrossEntropyLoss())
+        return _advise(work, settings, spec, recipe, on_check, address)
 
 
-def _advise(
+@dataclass(frozen=True)
+class _Prepared:
+    """The race's inputs, checked: the model factory, a first model, the data on its device,
+    the loss, the metric and the budget's steps."""
+
+    make_model: Callable[[int], nn.Module]
+    first: nn.Module
+    device: torch.device
+    train: TensorData
+    val: TensorData
+    loss_fn: LossFn
+    metric: str
+    steps: int
+
+
+def _prepared(
     model: ModelLike,
-    train: TensorData | tuple[torch.Tensor, torch.Tensor],
-    val: TensorData | tuple[torch.Tensor, torch.Tensor],
+    train_data: TensorData | tuple[torch.Tensor, torch.Tensor],
+    val_data: TensorData | tuple[torch.Tensor, torch.Tensor],
     settings: AdviseSettings,
-    loss_fn: LossFn | None,
-    on_check: OnRaceCheck | None,
-    address: str | None,
-) -> Advice:
-    started = time.perf_counter()
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    loss_fn: LossFn,
+) -> _Prepared:
+    """Everything checked before any training: the data, the batch size, the budget, one
+    forward pass of the model and loss, and the metric."""
     make_model = model_factory(model)
     first = make_model(settings.seed)
     device = model_device(first)
-    train, val = tensor_data(train, "train").to(device), tensor_data(val, "val").to(device)
+    train = tensor_data(train_data, "train").to(device)
+    val = tensor_data(val_data, "val").to(device)
     check_race_data(train, val)
     if settings.batch_size > len(train):
         raise InvalidParameterError(
@@ -109,42 +146,50 @@ def _advise(
             settings.batch_size,
         )
     check_budget(settings.epochs, len(train), settings.batch_size)
-    check_model_fits(
-        first,
-        loss_fn,
-        train.x[: settings.batch_size],
-        train.y[: settings.batch_size],
-        targets=(train.y, val.y),
-    )
+    batch = train.head(settings.batch_size)
+    check_model_fits(first, loss_fn, batch.x, batch.y, targets=(train.y, val.y))
     metric = resolve_metric(settings.metric, first, train)
     steps = math.ceil(settings.epochs * math.ceil(len(train) / settings.batch_size))
+    return _Prepared(make_model, first, device, train, val, loss_fn, metric, steps)
 
-    test_started = time.perf_counter()
-    found = budget_range_test(first, train, val, settings, loss_fn, steps)
-    range_test_seconds = time.perf_counter() - test_started
-    spent = sum(len(r.record.points) for r in found.rounds) / steps  # in runs of the budget
-    limit = affordable(settings.candidates, spent)
-    candidates, left_out = candidate_lrs(found.suggestions, found.method, limit)
 
-    choice = _engine(settings, make_model, train, device, address)
+def _advise(
+    work: _Prepared,
+    settings: AdviseSettings,
+    spec: OptimizerSpec,
+    recipe: Recipe,
+    on_check: OnRaceCheck | None,
+    address: str | None,
+) -> Advice:
+    started = time.perf_counter()
+    found = budget_range_test(
+        work.first, work.train, work.val, settings, work.loss_fn, work.steps, spec
+    )
+    range_test_seconds = time.perf_counter() - started
+    spent = sum(len(r.record.points) for r in found.rounds) / work.steps  # runs of the budget
+    candidates, left_out = candidate_lrs(
+        found.suggestions, found.method, affordable(settings.candidates, spent)
+    )
+    choice = _engine(settings, spec, work, address)
     plan = race_plan(settings.epochs, len(candidates))
-    extensions = edge_extensions(plan, len(candidates), spent, settings.epochs)
-    setup = TrainingSetup(make_model, loss_fn, train, val, None, device)
-    raced, ranking = race(
+    setup = TrainingSetup(work.make_model, work.loss_fn, work.train, work.val, None, work.device)
+    rs = RaceSetup(
+        setup,
+        make_engine(choice, address),
+        settings.batch_size,
+        work.metric,
+        spec,
+        settings.seed,
+        recipe,
+        work.steps,
+    )
+    raced, ranking, kept = race(
         candidates,
         plan,
-        RaceSetup(
-            setup,
-            make_engine(choice, address),
-            settings.batch_size,
-            metric,
-            settings.optimizer,
-            settings.momentum,
-            settings.weight_decay,
-            settings.seed,
-        ),
+        rs,
         on_check,
-        extensions,
+        edge_extensions(plan, len(candidates), spent, settings.epochs),
+        keep_final=settings.finish,
     )
     by_lr = {c.lr: c for c in raced}
     best = by_lr[ranking[0]]
@@ -152,16 +197,22 @@ def _advise(
         raise RaceFailed(no_finisher(raced))
     second = by_lr[ranking[1]] if len(ranking) > 1 else None
     runner_up = second if second is not None and second.epochs_run == best.epochs_run else None
-    factor = horizon_factor(settings.optimizer, best.epochs_run, settings.epochs)
+    factor = horizon_factor(spec, recipe, best.epochs_run, settings.epochs)
+    finished = (
+        finish_run(best.lr * factor, kept, rs, settings.epochs, on_check)
+        if settings.finish
+        else None
+    )
     low, high = as_good_as_winner(raced, best.lr)
+    trial_epochs_run = sum(c.epochs_run for c in raced)
     return Advice(
         lr=best.lr * factor,
         raced_lr=best.lr,
         horizon_factor=factor,
         batch_size=settings.batch_size,
-        metric=metric,
+        metric=work.metric,
         epochs=settings.epochs,
-        optimizer=settings.optimizer,
+        optimizer=spec.label,
         value=best.value,
         candidates=tuple(raced),
         runner_up=runner_up.lr if runner_up is not None else None,
@@ -171,13 +222,52 @@ def _advise(
         engine_reason=choice.reason,
         seconds=time.perf_counter() - started,
         range_test_seconds=range_test_seconds,
-        trial_epochs=trial_epochs(plan, len(candidates))
-        + (len(raced) - len(candidates)) * plan[0].epochs,
+        trial_epochs=trial_epochs_run,
         as_good=(low * factor, high * factor),
         cautions=cautions(raced, best.lr, plan[-1].epochs),
         left_out=left_out,
-        model=type(first).__name__,
-        data=type(train).__name__,
+        model=type(work.first).__name__,
+        data=type(work.train).__name__,
+        recipe=recipe.label(),
+        range_test_budgets=spent,
+        finished=finished,
+    )
+
+
+def finish_run(
+    lr: float,
+    kept: dict[float, Checkpoint],
+    rs: RaceSetup,
+    epochs: float,
+    on_check: OnRaceCheck | None,
+) -> FinishedRun:
+    """The advised lr trained to the full budget: on from the race's checkpoint of that lr
+    where it kept one (the winner's, when the advice is the winner), else from the start."""
+    start = kept.get(lr)
+    done = start.position.progress if start is not None else 0.0
+    plan = rs.plan(lr, epochs, (epochs - done) / CHECKS_PER_RUNG, start, keep=True)
+    outcomes: dict[float, TrialOutcome] = {}
+
+    def report(key: TrialKey, point: CurvePoint, progress: float) -> None:
+        if on_check is not None:
+            on_check(key.lr, point, progress)
+
+    rs.engine.run(
+        [rs.job(lr, plan)],
+        rs.setup,
+        EngineEvents(lambda key, outcome: outcomes.__setitem__(key.lr, outcome), None, report),
+    )
+    outcome = outcomes[lr]
+    points = outcome.points[1:]
+    return FinishedRun(
+        lr=lr,
+        status=outcome.status,
+        value=metric_of(points[-1], rs.metric) if points else worst(rs.metric),
+        epochs_trained=epochs - done,
+        resumed_at=done,
+        curve=tuple((p.epoch, metric_of(p, rs.metric)) for p in points),
+        error=outcome.error,
+        state=outcome.checkpoint,
     )
 
 
@@ -305,28 +395,28 @@ def budget_range_test(
     settings: AdviseSettings,
     loss_fn: LossFn,
     steps: int,
+    spec: OptimizerSpec | None = None,
 ) -> RangeTestResult:
+    """The range test for a budget of ``steps`` (see the module's docstring), with
+    ``spec``'s optimizer (default: the settings')."""
     test = range_test_settings(settings, steps)
-    optimizer = make_optimizer(
-        settings.optimizer, model, test.lr_program.lrs[0], settings.momentum, settings.weight_decay
+    spec = spec or OptimizerSpec(
+        settings.optimizer, settings.momentum, settings.weight_decay, settings.optimizer_args
     )
+    optimizer = spec.build(model.parameters(), test.lr_program.lrs[0])
     return find_lr(
         model, train, test, loss_fn=loss_fn, optimizer=optimizer, eval_data=val.head(EVAL_EXAMPLES)
     )
 
 
 def _engine(
-    settings: AdviseSettings,
-    make_model: Callable[[int], nn.Module],
-    train: TensorData,
-    device: torch.device,
-    address: str | None,
+    settings: AdviseSettings, spec: OptimizerSpec, work: _Prepared, address: str | None
 ) -> EngineChoice:
     """The engine the race runs on: the candidates spread over the CPU's cores by default,
     stacked where the model and optimizer allow."""
     request = EngineRequest(settings.engine, settings.workers, address, spread_trials=True)
-    model = make_model(settings.seed).to(device)
-    return choose_engine(request, settings.optimizer, model, train.x[:2])
+    model = work.make_model(settings.seed).to(work.device)
+    return choose_engine(request, spec.label, model, work.train.x[:2])
 
 
 def _within_noise(best: RacedCandidate, other: RacedCandidate | None) -> bool | None:

@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import math
 
-ADAPTIVE = ("adam", "adamw")
-"""Optimizers whose step is normalised per coordinate (``lrkit.training.optimizers``)."""
+from lrkit.schedules.recipe import Recipe
+from lrkit.training.optimizers import OptimizerSpec
 
 
-def horizon_factor(optimizer: str, judged_at: float, budget: float) -> float:
-    """sqrt(judged_at / budget) for an adaptive ``optimizer`` judged before the end of the
-    budget (epochs, both), else 1."""
-    if optimizer not in ADAPTIVE or not 0 < judged_at < budget:
+def horizon_factor(
+    optimizer: OptimizerSpec, recipe: Recipe, judged_at: float, budget: float
+) -> float:
+    """sqrt(judged_at / budget) for an adaptive ``optimizer`` at a constant lr judged before
+    the end of the budget (epochs, both), else 1."""
+    if not optimizer.adaptive or not recipe.constant or not 0 < judged_at < budget:
         return 1.0
     return math.sqrt(judged_at / budget)

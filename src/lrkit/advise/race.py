@@ -33,13 +33,15 @@ import itertools
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lrkit.advise.candidates import Candidate
 from lrkit.advise.plan import Rung
 from lrkit.advise.result import RacedCandidate
+from lrkit.schedules.recipe import Recipe
 from lrkit.sweep.definition import TrialKey
 from lrkit.sweep.engines.contract import Engine, EngineEvents, TrainingSetup, TrialJob
+from lrkit.training.optimizers import OptimizerSpec
 from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome, TrialPlan
 
 OnRaceCheck = Callable[[float, CurvePoint, float], None]
@@ -56,10 +58,40 @@ class RaceSetup:
     engine: Engine
     batch_size: int
     metric: str
-    optimizer: str
-    momentum: float
-    weight_decay: float
+    optimizer: OptimizerSpec
     seed: int
+    recipe: Recipe = field(default_factory=Recipe)
+    """Every candidate trains under it, its lr the recipe's peak."""
+    steps: int = 0
+    """The budget's steps: the recipe's length (0 for a constant lr only)."""
+
+    def job(self, lr: float, plan: TrialPlan) -> TrialJob:
+        """The trial of candidate ``lr`` under ``plan``, with the race's optimizer."""
+        spec = self.optimizer
+        return TrialJob(
+            TrialKey(self.batch_size, lr, 0),
+            plan,
+            spec.name,
+            spec.momentum if spec.name == "momentum" else 0.0,
+            spec.weight_decay,
+            spec.args,
+            spec.factory,
+        )
+
+    def plan(
+        self, lr: float, epochs: float, eval_every: float, start: Checkpoint | None, keep: bool
+    ) -> TrialPlan:
+        """Candidate ``lr`` trained to ``epochs`` in all under the recipe."""
+        return TrialPlan(
+            lr=lr,
+            batch_size=self.batch_size,
+            epochs=epochs,
+            eval_every=eval_every,
+            seed=self.seed,
+            schedule=self.recipe.build(lr, self.steps),
+            start=start,
+            keep_checkpoint=keep,
+        )
 
 
 class RaceFailed(RuntimeError):
@@ -98,10 +130,12 @@ def race(
     race_setup: RaceSetup,
     on_check: OnRaceCheck | None = None,
     extensions: int = 0,
-) -> tuple[list[RacedCandidate], list[float]]:
+    keep_final: bool = False,
+) -> tuple[list[RacedCandidate], list[float], dict[float, Checkpoint]]:
     """Run ``plan`` over ``candidates`` (and up to ``extensions`` more beyond their ends):
-    every candidate as it ended (in increasing lr), and all of them ranked, best first (see
-    ``result_rank``)."""
+    every candidate as it ended (in increasing lr), all of them ranked, best first (see
+    ``result_rank``), and, with ``keep_final``, the checkpoint where each survivor of the
+    last rung ended (to train on from)."""
     rs = race_setup
     alive = [c.lr for c in candidates]
     sources = {c.lr: c.sources for c in candidates}
@@ -110,9 +144,10 @@ def race(
     start = 0.0
     for index, rung in enumerate(plan):
         final = index == len(plan) - 1
-        outcomes = _run_rung(alive, rung, start, checkpoints, rs, on_check, keep=not final)
+        keep = keep_final or not final
+        outcomes = _run_rung(alive, rung, start, checkpoints, rs, on_check, keep=keep)
         if index == 0:
-            for lr, source in _extend(outcomes, rung, rs, on_check, extensions, final):
+            for lr, source in _extend(outcomes, rung, rs, on_check, extensions, keep):
                 sources[lr] = (source,)
                 alive.append(lr)
         last.update(outcomes)
@@ -122,7 +157,12 @@ def race(
             checkpoints[lr] = outcomes[lr].checkpoint
         start = rung.epochs
     raced = [_raced(lr, sources[lr], last[lr], rs) for lr in sorted(last)]
-    return raced, sorted(last, key=lambda lr: result_rank(last[lr], rs))
+    kept = {
+        lr: point
+        for lr, outcome in last.items()
+        if keep_final and (point := outcome.checkpoint) is not None
+    }
+    return raced, sorted(last, key=lambda lr: result_rank(last[lr], rs)), kept
 
 
 def _extend(
@@ -131,7 +171,7 @@ def _extend(
     rs: RaceSetup,
     on_check: OnRaceCheck | None,
     extensions: int,
-    final: bool,
+    keep: bool,
 ) -> list[tuple[float, str]]:
     """Add candidates beyond an end of the rung while the leader is there (see the module's
     docstring); ``outcomes`` gains theirs. The lrs added, with where they came from."""
@@ -150,7 +190,7 @@ def _extend(
             new, source = lrs[0] / EDGE_STEP, f"edge /{EDGE_STEP:g} below"
         else:
             break
-        outcomes.update(_run_rung([new], rung, 0.0, {new: None}, rs, on_check, keep=not final))
+        outcomes.update(_run_rung([new], rung, 0.0, {new: None}, rs, on_check, keep=keep))
         added.append((new, source))
     return added
 
@@ -165,21 +205,7 @@ def _run_rung(
     keep: bool,
 ) -> dict[float, TrialOutcome]:
     jobs = [
-        TrialJob(
-            TrialKey(rs.batch_size, lr, 0),
-            TrialPlan(
-                lr=lr,
-                batch_size=rs.batch_size,
-                epochs=rung.epochs,
-                eval_every=rung.eval_every(start),
-                seed=rs.seed,
-                start=checkpoints[lr],
-                keep_checkpoint=keep,
-            ),
-            rs.optimizer,
-            rs.momentum if rs.optimizer == "momentum" else 0.0,
-            rs.weight_decay,
-        )
+        rs.job(lr, rs.plan(lr, rung.epochs, rung.eval_every(start), checkpoints[lr], keep))
         for lr in alive
     ]
     outcomes: dict[float, TrialOutcome] = {}

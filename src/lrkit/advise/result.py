@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lrkit.rangetest.result import RangeTestResult
+from lrkit.training.records import Checkpoint
 
 
 def _finite(value: float) -> float | None:
@@ -41,6 +42,36 @@ class RacedCandidate:
             "value_std": _finite(self.value_std),
             "epochs_run": self.epochs_run,
             "status": self.status,
+            "error": self.error,
+            "curve": [[e, _finite(v)] for e, v in self.curve],
+        }
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """The advised lr trained to the full budget (``--finish``): the model the advice is for."""
+
+    lr: float
+    status: str
+    """done, diverged or failed."""
+    value: float
+    """The validation metric at the end of the budget."""
+    epochs_trained: float
+    """Epochs this run added: from where the race left it (``resumed_at``) to the budget."""
+    resumed_at: float
+    """The epochs the race had trained it (0: trained from the start)."""
+    curve: tuple[tuple[float, float], ...]
+    error: str | None = None
+    state: Checkpoint | None = None
+    """The trained model's and optimizer's state (not in the JSON)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "status": self.status,
+            "value": _finite(self.value),
+            "epochs_trained": self.epochs_trained,
+            "resumed_at": self.resumed_at,
             "error": self.error,
             "curve": [[e, _finite(v)] for e, v in self.curve],
         }
@@ -87,6 +118,26 @@ class Advice:
     """Rules whose suggestion was too far from the default's to race (rule, lr)."""
     model: str = ""
     data: str = ""
+    recipe: str = "constant"
+    """The run's lr over the budget, in words (``schedules.recipe.Recipe.label``): the
+    advised lr is its peak."""
+    range_test_budgets: float = 0.0
+    """The range test's steps, in runs of the budget."""
+    finished: FinishedRun | None = None
+    """The advised lr trained to the budget, with ``finish``."""
+
+    @property
+    def budgets_trained(self) -> float:
+        """Training of the range test, the race and the finishing run, in runs of the
+        budget."""
+        finishing = self.finished.epochs_trained if self.finished is not None else 0.0
+        return self.range_test_budgets + (self.trial_epochs + finishing) / self.epochs
+
+    @property
+    def beyond_one_run(self) -> float | None:
+        """With ``finish``, the training beyond the one run the user would have made anyway;
+        None without."""
+        return self.budgets_trained - 1.0 if self.finished is not None else None
 
     @property
     def decided_at(self) -> float:
@@ -137,5 +188,12 @@ class Advice:
             "left_out": [{"rule": rule, "lr": lr} for rule, lr in self.left_out],
             "model": self.model,
             "data": self.data,
+            "recipe": self.recipe,
+            "cost": {
+                "budgets_trained": self.budgets_trained,
+                "beyond_one_run": self.beyond_one_run,
+                "range_test": self.range_test_budgets,
+            },
+            "finished": self.finished.to_json() if self.finished is not None else None,
             "range_test": self.range_test.to_json(),
         }

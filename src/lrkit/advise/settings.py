@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lrkit import validation as check
+from lrkit.schedules.recipe import Recipe
 from lrkit.sweep.engines.names import AUTO, ENGINES
-from lrkit.training.optimizers import OPTIMIZERS
+from lrkit.training.optimizers import check_optimizer_name, optimizer_args
 
 METRICS = ("auto", "accuracy", "loss")
 """auto: accuracy for integer class labels, else the validation loss."""
@@ -35,10 +36,16 @@ class AdviseSettings:
 
     Args:
         epochs: the training budget the advice is for: every candidate is judged by the
-            validation metric it would reach after this many epochs at a fixed lr.
+            validation metric it would reach after this many epochs under the recipe.
         batch_size: examples per step, fixed.
-        optimizer: sgd (plain), momentum, adam or adamw; momentum and weight_decay as the
-            sweep takes them.
+        optimizer: sgd (plain), momentum, adam, adamw or ``module:Class`` (any
+            torch.optim.Optimizer); momentum and weight_decay as the sweep takes them.
+        optimizer_args: the optimizer's keyword arguments besides the lr, a JSON object.
+        schedule: the lr schedule of the run, ``NAME[:k=v,...]`` as ``lrkit sweep
+            --schedule`` takes it, over the whole budget (after the warm-up); None for a
+            constant lr. The advised lr is its peak.
+        warmup: the share of the budget warmed up linearly from 0 to the peak, in [0, 1).
+        finish: train the winner on to the full budget (``Advice.finished``).
         metric: accuracy, loss or auto (accuracy for integer class labels and a (batch,
             classes) output, else the validation loss, as for a regression or a sequence
             model).
@@ -57,6 +64,10 @@ class AdviseSettings:
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 0.0
+    optimizer_args: str | None = None
+    schedule: str | None = None
+    warmup: float = 0.0
+    finish: bool = False
     metric: str = "auto"
     seed: int = 0
     candidates: int = 6
@@ -66,12 +77,18 @@ class AdviseSettings:
     def __post_init__(self) -> None:
         check.float_in("epochs", self.epochs, 0.0, MAX_EPOCHS, low_open=True, high_open=False)
         check.positive_int("batch_size", self.batch_size)
-        check.choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_optimizer_name(self.optimizer)
         check.float_in("momentum", self.momentum, 0.0, 1.0, low_open=False, high_open=True)
         check.nonnegative_float("weight_decay", self.weight_decay)
+        optimizer_args(self.optimizer_args)
+        self.recipe().check()
         check.choice("metric", self.metric, METRICS)
         check.seed("seed", self.seed)
         check.int_in("candidates", self.candidates, 2, MAX_CANDIDATES)
         check.choice("engine", self.engine, ENGINES)
         if self.workers is not None:
             check.positive_int("workers", self.workers)
+
+    def recipe(self) -> Recipe:
+        """The run's lr over the budget: the warm-up, then the schedule."""
+        return Recipe(self.schedule, self.warmup)

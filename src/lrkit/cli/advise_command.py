@@ -23,7 +23,8 @@ from lrkit.cli.options import (
     LossOption,
     ModelOption,
     MomentumOption,
-    OptimizerOption,
+    OptimizerArgsOption,
+    RecipeOptimizerOption,
     ValFractionOption,
     WeightDecayOption,
     WorkersOption,
@@ -32,15 +33,16 @@ from lrkit.cli.options import (
     parse_bytes,
     parse_fraction,
 )
-from lrkit.cli.output import Outputs, check_result_outputs, notes, write_result
+from lrkit.cli.output import Outputs, check_outputs, notes, write_result
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
 from lrkit.errors import LrkitValueError
+from lrkit.schedules.recipe import Recipe
 from lrkit.sweep.engines.registry import check_address, check_engine, check_workers
 
 if TYPE_CHECKING:
     from lrkit.advise.on_workload import RaceWorkload
-    from lrkit.advise.result import Advice
+    from lrkit.advise.result import Advice, FinishedRun
     from lrkit.batchsize.settings import BatchSettings
 
 HELP = "\n\n".join(
@@ -130,9 +132,38 @@ def advise(
         int, typer.Option(help=f"Learning rates raced at most (2 .. {MAX_CANDIDATES}).")
     ] = 6,
     val_fraction: ValFractionOption = "1/12",
-    optimizer: OptimizerOption = "sgd",
+    optimizer: RecipeOptimizerOption = "sgd",
+    optimizer_args: OptimizerArgsOption = None,
     momentum: MomentumOption = 0.9,
     weight_decay: WeightDecayOption = 0.0,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="The run's lr schedule, NAME[:k=v,...] as lrkit sweep --schedule takes it "
+            "(e.g. cosine, linear, wsd:cooldown_fraction=0.2), over the whole budget after "
+            "the warm-up; every candidate trains under it and the advised lr is its peak. "
+            "Default: a constant lr."
+        ),
+    ] = None,
+    warmup: Annotated[
+        float,
+        typer.Option(help="Share of the budget warmed up linearly from 0 to the peak, in [0, 1)."),
+    ] = 0.0,
+    finish: Annotated[
+        bool,
+        typer.Option(
+            "--finish",
+            help="Train the advised lr on to the full budget (from the race's checkpoint of "
+            "the winner where it is the advice): the answer comes with the trained model.",
+        ),
+    ] = False,
+    save_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --finish: write the trained model as torch.save({'model': "
+            "state_dict, 'optimizer': state_dict})."
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed of the initial weights and the data order of every trial.")
     ] = 0,
@@ -162,9 +193,8 @@ def advise(
         epochs,
         batch_size,
         min_batch_size,
-        optimizer,
-        momentum,
-        weight_decay,
+        (optimizer, optimizer_args, momentum, weight_decay),
+        (schedule, warmup, finish),
         metric,
         seed,
         candidates,
@@ -177,7 +207,7 @@ def advise(
     check_device(device)
     check_address(engine, address)
     fraction = parse_fraction("val_fraction", val_fraction)
-    outputs = check_result_outputs(json_file, plot, report_file)
+    outputs = _outputs(json_file, plot, report_file, save_model, finish)
 
     from lrkit.advise.on_workload import load_race_workload
     from lrkit.training.device import resolve_device
@@ -195,24 +225,33 @@ def advise(
         notes("advise")(f"one trial a process: {advice.engine_reason}")
     print(summary(advice))
     write_result(outputs, advice)
+    if save_model is not None and advice.finished is not None:
+        save_finished(outputs, save_model, advice.finished)
 
 
 def _race_settings(
     epochs: float,
     batch_size: int | None,
     min_batch_size: int | None,
-    optimizer: str,
-    momentum: float,
-    weight_decay: float,
+    optimizer_options: tuple[str, str | None, float, float],
+    recipe_options: tuple[str | None, float, bool],
     metric: str,
     seed: int,
     candidates: int,
     engine: str,
     workers: int | None,
 ) -> AdviseSettings:
-    """The race's settings, checked (the optimizer's and the engine's options first); its
-    batch size the smallest considered where the batch size is to be chosen."""
-    check_optimizer(optimizer, momentum, weight_decay)
+    """The race's settings, checked (the optimizer's, the recipe's and the engine's options
+    first); its batch size the smallest considered where the batch size is to be chosen."""
+    optimizer, optimizer_args, momentum, weight_decay = optimizer_options
+    schedule, warmup, finish = recipe_options
+    check_optimizer(optimizer, momentum, weight_decay, optimizer_args, paths=True)
+    Recipe(schedule, warmup).check()
+    if finish and batch_size is None:
+        raise LrkitValueError(
+            "--finish trains the advised lr for --epochs at one batch size: give --batch-size "
+            "(--target and --time give no length to train to)"
+        )
     check_engine(engine)
     smallest = (
         DEFAULT_MIN_BATCH_SIZE
@@ -225,12 +264,55 @@ def _race_settings(
         optimizer=optimizer,
         momentum=momentum,
         weight_decay=weight_decay,
+        optimizer_args=optimizer_args,
+        schedule=schedule,
+        warmup=warmup,
+        finish=finish,
         metric=metric,
         seed=seed,
         candidates=candidates,
         engine=engine,
         workers=check_workers(workers, engine),
     )
+
+
+def _outputs(
+    json_file: Path | None,
+    plot: Path | None,
+    report_file: Path | None,
+    save_model: Path | None,
+    finish: bool,
+) -> Outputs:
+    """--json, --plot, --report and --save-model, each checked writable before any work;
+    --save-model only with --finish (there is no model to save without it)."""
+    if save_model is not None and not finish:
+        raise LrkitValueError("--save-model writes the model --finish trains: add --finish")
+    if plot is not None:
+        from lrkit.plots.figure import check_plot_path
+
+        check_plot_path(plot)
+    return check_outputs(
+        [
+            ("--json", json_file),
+            ("--plot", plot),
+            ("--report", report_file),
+            ("--save-model", save_model),
+        ]
+    )
+
+
+def save_finished(outputs: Outputs, path: Path, finished: FinishedRun) -> None:
+    """The trained model and optimizer, as ``torch.save({"model": ..., "optimizer": ...})``."""
+    import torch
+
+    from lrkit.atomic import replacing
+
+    if finished.state is None:
+        notes("advise")(f"--save-model: the finishing run {finished.status}; nothing saved")
+        return
+    state = {"model": finished.state.model, "optimizer": finished.state.optimizer}
+    with outputs.writing("--save-model", path) as target, replacing(target) as file:
+        torch.save(state, file)
 
 
 def _race(

@@ -14,9 +14,8 @@ def summary(advice: Advice) -> str:
     unit = "accuracy" if advice.metric == "accuracy" else "loss"
     lines = [
         f"advise: {advice.model} on {advice.data}, batch size {advice.batch_size}, "
-        f"{advice.optimizer}, {advice.epochs:g} epochs, {advice.engine} engine, "
-        f"{advice.seconds:.1f} s (range test {advice.range_test_seconds:.1f} s; "
-        f"{advice.trial_epochs / advice.epochs:.2g} budgets of training)",
+        f"{advice.optimizer}, {advice.recipe}, {advice.epochs:g} epochs, {advice.engine} "
+        f"engine, {advice.seconds:.1f} s (range test {advice.range_test_seconds:.1f} s)",
         "",
     ]
     rows: list[list[str | int | float]] = []
@@ -58,7 +57,31 @@ def summary(advice: Advice) -> str:
     if advice.left_out:
         far = ", ".join(f"{rule} {shown_lr(lr)}" for rule, lr in advice.left_out)
         lines.append(f"not raced (more than {REACH:g}x from the default's suggestion): {far}")
+    lines.extend(_finished(advice, unit))
+    lines.append(_cost(advice))
     return "\n".join(lines)
+
+
+def _finished(advice: Advice, unit: str) -> list[str]:
+    """The finishing run's line (with --finish)."""
+    run = advice.finished
+    if run is None:
+        return []
+    where = f"on from the race's {run.resumed_at:g} epochs" if run.resumed_at else "from the start"
+    if run.status != "done":
+        return [f"finishing run at {shown_lr(run.lr)} {run.status} ({where}): {run.error or ''}"]
+    return [
+        f"trained to {advice.epochs:g} epochs at {shown_lr(run.lr)} ({where}): validation "
+        f"{unit} {run.value:.4f}"
+    ]
+
+
+def _cost(advice: Advice) -> str:
+    """Training done, in runs of the budget: in all, and beyond the one run (with --finish)."""
+    said = f"cost: {advice.budgets_trained:.2f} budgets of training in all"
+    if advice.beyond_one_run is not None:
+        said += f", {advice.beyond_one_run:.2f} beyond the one run you would have made"
+    return said
 
 
 def shown_lr(lr: float) -> str:

@@ -18,7 +18,8 @@ from lrkit.cli.options import (
     LossOption,
     ModelOption,
     MomentumOption,
-    OptimizerOption,
+    OptimizerArgsOption,
+    RecipeOptimizerOption,
     ValFractionOption,
     WeightDecayOption,
     check_optimizer,
@@ -108,7 +109,8 @@ def find(
     suggest: Annotated[
         str, typer.Option(help="Rule for the suggested lr: " + ", ".join(SUGGESTIONS) + ".")
     ] = DEFAULT_SUGGESTION,
-    optimizer: OptimizerOption = "sgd",
+    optimizer: RecipeOptimizerOption = "sgd",
+    optimizer_args: OptimizerArgsOption = None,
     momentum: MomentumOption = 0.9,
     weight_decay: WeightDecayOption = 0.0,
     smoothing: Annotated[
@@ -151,7 +153,7 @@ def find(
         eval_size,
         curve,
         suggest,
-        optimizer,
+        (optimizer, optimizer_args),
         momentum,
         weight_decay,
         smoothing,
@@ -187,7 +189,9 @@ def find(
         amp=amp,
     )
     source = WorkloadSource(model, data, data_dir, loss, fraction)
-    run = WorkloadRangeTest(source, settings, optimizer, momentum, weight_decay, eval_size)
+    run = WorkloadRangeTest(
+        source, settings, optimizer, momentum, weight_decay, eval_size, optimizer_args
+    )
 
     def measure(target: torch.device, main: bool) -> RangeTestResult:
         return range_test_workload(run, target, notes("find", main), lambda: _round_bars(main))
@@ -200,7 +204,7 @@ def _check_options(
     eval_size: int,
     curve: str,
     suggest: str,
-    optimizer: str,
+    optimizer: tuple[str, str | None],
     momentum: float,
     weight_decay: float,
     smoothing: float,
@@ -222,7 +226,7 @@ def _check_options(
     check.nonnegative_int("eval_size", eval_size)
     check.choice("curve", curve, CURVES)
     check.choice("suggest", suggest, tuple(SUGGESTIONS))
-    check_optimizer(optimizer, momentum, weight_decay)
+    check_optimizer(optimizer[0], momentum, weight_decay, optimizer[1], paths=True)
     check_stopping(smoothing, diverge_factor)
     check.int_in("repeats", repeats, 1, MAX_REPEATS, "the vectorized engine's largest stack")
     check_engine(engine, LOCAL_ENGINES)

@@ -11,7 +11,12 @@ import typer
 
 from lrkit import validation as check
 from lrkit.errors import InvalidParameterError
-from lrkit.training.optimizers import OPTIMIZERS
+from lrkit.training.optimizers import (
+    OPTIMIZERS,
+    check_optimizer_name,
+    check_optimizer_spec,
+    is_path,
+)
 
 ModelOption = Annotated[
     str, typer.Option(help="Built-in model (mnist-mlp, logistic, mnist-cnn) or module:factory.")
@@ -30,6 +35,21 @@ LossOption = Annotated[
 ]
 OptimizerOption = Annotated[
     str, typer.Option(help="sgd (plain, the textbook's), momentum, adam or adamw.")
+]
+RecipeOptimizerOption = Annotated[
+    str,
+    typer.Option(
+        "--optimizer",
+        help="sgd (plain, the textbook's), momentum, adam, adamw, or module:Class: any "
+        "torch.optim.Optimizer subclass, e.g. torch.optim:RAdam.",
+    ),
+]
+OptimizerArgsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The optimizer's keyword arguments besides the lr, as a JSON object, e.g. "
+        '\'{"betas": [0.9, 0.95], "eps": 1e-8}\'.'
+    ),
 ]
 MomentumOption = Annotated[
     float, typer.Option(help="Momentum for --optimizer momentum, in [0, 1).")
@@ -66,13 +86,27 @@ def parse_fraction(name: str, text: str) -> float:
     return value
 
 
-def check_optimizer(optimizer: str, momentum: float, weight_decay: float) -> None:
+def check_optimizer(
+    optimizer: str,
+    momentum: float,
+    weight_decay: float,
+    args: str | None = None,
+    *,
+    paths: bool = False,
+) -> None:
     """--optimizer, --momentum and --weight-decay, as every verb that trains takes them:
     momentum is checked whichever the optimizer (a bad value is a typo to point out even
-    where it would go unused)."""
-    check.choice("optimizer", optimizer, OPTIMIZERS)
+    where it would go unused). A verb that also takes ``module:Class`` and --optimizer-args
+    (``paths``, ``args``) has the class imported and built once with them
+    (``training.optimizers.check_optimizer_spec``)."""
+    if paths:
+        check_optimizer_name(optimizer)
+    else:
+        check.choice("optimizer", optimizer, OPTIMIZERS)
     check.float_in("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True)
     check.nonnegative_float("weight_decay", weight_decay)
+    if paths and (is_path(optimizer) or args is not None):
+        check_optimizer_spec(optimizer, momentum, weight_decay, args)
 
 
 def check_device(device: str) -> str:

@@ -32,6 +32,8 @@ class WorkloadRangeTest:
     momentum: float = 0.9
     weight_decay: float = 0.0
     eval_size: int = 1000
+    optimizer_args: str | None = None
+    """JSON keyword arguments of the optimizer besides the lr (``training.optimizers``)."""
 
 
 def range_test_workload(
@@ -47,7 +49,9 @@ def range_test_workload(
     work = run.workload.load(notify)
     net = distributed.wrap(work.make_model(run.test.seed).to(device), device)
     first_lr = run.test.lr_program.lrs[0]
-    opt = make_optimizer(run.optimizer, net, first_lr, run.momentum, run.weight_decay)
+    opt = make_optimizer(
+        run.optimizer, net, first_lr, run.momentum, run.weight_decay, run.optimizer_args
+    )
     eval_data = (
         work.val.head(run.eval_size) if (work.val is not None and run.eval_size > 0) else None
     )

@@ -106,7 +106,7 @@ class Recipe:
         """The recipe in words: ``cosine after a 5% warm-up``, ``constant``."""
         name = self.schedule or ("a schedule of the caller's" if self.factory else "constant")
         if self.warmup:
-            return f"{name} after a {self.warmup:.3g} warm-up"
+            return f"{name} after a {100 * self.warmup:.3g}% warm-up"
         return name
 
     def to_json(self) -> dict[str, object]:

@@ -21,7 +21,6 @@ from lrkit.sweep.definition import SweepDefinition, TrialKey
 from lrkit.sweep.engines.contract import OnCheck, OnDone, TrainingSetup, TrialJob, failed_outcome
 from lrkit.training.fit_check import check_model_fits
 from lrkit.training.loop import TrialHooks, train_trial
-from lrkit.training.optimizers import make_optimizer
 from lrkit.training.records import CurvePoint, TrialOutcome, TrialPlan
 from lrkit.workload import Workload
 
@@ -163,9 +162,7 @@ def run_job(
     started = time.perf_counter()
     try:
         model = setup.make_model(job.plan.seed).to(setup.device)
-        optimizer = make_optimizer(
-            job.optimizer, model, job.plan.lr, job.momentum, job.weight_decay
-        )
+        optimizer = job.make_optimizer(model)
         return train_trial(
             model,
             optimizer,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lrkit import validation as check
@@ -97,9 +98,7 @@ def optimizer_args(text: str | None) -> dict[str, Any]:
 
 
 def _args_error(detail: str) -> LrkitValueError:
-    return LrkitValueError(
-        f"optimizer_args {detail}", cli_message=f"--optimizer-args {detail}"
-    )
+    return LrkitValueError(f"optimizer_args {detail}", cli_message=f"--optimizer-args {detail}")
 
 
 def make_optimizer(
@@ -142,7 +141,7 @@ def optimizer_builder(
         cls = optim.Adam if name == "adam" else optim.AdamW
 
     def build(params: Any, lr: float) -> optim.Optimizer:
-        return cls(params, lr=lr, **keywords)
+        return cls(params, lr=lr, **keywords)  # type: ignore[call-arg]
 
     return build
 
@@ -156,7 +155,7 @@ def check_optimizer_spec(
     import torch
 
     build = optimizer_builder(name, momentum, weight_decay, args)
-    dummy = torch.zeros(1, requires_grad=True)
+    dummy = torch.nn.Parameter(torch.zeros(1))
     try:
         build([dummy], 1e-3)
     except Exception as exc:
@@ -178,13 +177,45 @@ def check_factory(factory: OptimizerFactory) -> None:
             f"optimizer must be a name, module:Class or a factory (parameters, lr) -> "
             f"Optimizer, got {type(factory).__name__}"
         )
-    built = factory(iter([torch.zeros(1, requires_grad=True)]), 1e-3)
+    built = factory(iter([torch.nn.Parameter(torch.zeros(1))]), 1e-3)
     if not isinstance(built, optim.Optimizer):
         raise LrkitValueError(
             f"the optimizer factory returned {type(built).__name__}, not a torch.optim.Optimizer"
         )
 
 
-def adaptive(name: str) -> bool:
-    """Whether ``name`` is a named optimizer whose step is normalised per coordinate."""
-    return name in ADAPTIVE
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Which optimizer a run trains with: a name or path with its arguments, or a factory."""
+
+    name: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    args: str | None = None
+    factory: OptimizerFactory | None = None
+
+    def build(self, params: Any, lr: float) -> optim.Optimizer:
+        """The optimizer over ``params`` at ``lr``."""
+        if self.factory is not None:
+            return self.factory(params, lr)
+        return optimizer_builder(self.name, self.momentum, self.weight_decay, self.args)(params, lr)
+
+    def check(self) -> None:
+        """Refuse what cannot train before any training (see :func:`check_optimizer_spec`)."""
+        if self.factory is not None:
+            check_factory(self.factory)
+        else:
+            check_optimizer_spec(self.name, self.momentum, self.weight_decay, self.args)
+
+    @property
+    def label(self) -> str:
+        """The optimizer as a person names it: ``adam``, ``torch.optim:RAdam``, ``sgd with
+        arguments``, ``a factory``."""
+        if self.factory is not None:
+            return f"a factory ({getattr(self.factory, '__name__', type(self.factory).__name__)})"
+        return f"{self.name} with arguments" if self.args else self.name
+
+    @property
+    def adaptive(self) -> bool:
+        """A named optimizer whose step is normalised per coordinate (adam, adamw)."""
+        return self.factory is None and self.name in ADAPTIVE

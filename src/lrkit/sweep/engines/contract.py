@@ -46,7 +46,11 @@ from torch import nn
 from lrkit.data.tensors import TensorData
 from lrkit.sweep.definition import TrialKey
 from lrkit.training.evaluate import LossFn
+from lrkit.training.optimizers import OptimizerFactory, make_optimizer
 from lrkit.training.records import CurvePoint, TrialOutcome, TrialPlan
+
+STACKABLE_OPTIMIZERS = ("sgd", "momentum")
+"""The optimizers the vectorized engine implements (without --optimizer-args)."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,36 @@ class TrialJob:
     key: TrialKey
     plan: TrialPlan
     optimizer: str
-    """sgd, momentum, adam or adamw (``training.optimizers``)."""
+    """sgd, momentum, adam, adamw or ``module:Class`` (``training.optimizers``)."""
     momentum: float = 0.0
     weight_decay: float = 0.0
+    optimizer_args: str | None = None
+    """JSON keyword arguments of the optimizer besides the lr."""
+    optimizer_factory: OptimizerFactory | None = None
+    """(parameters, lr) -> optimizer, in place of the name (the Python API's form)."""
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The trial's optimizer over ``model`` at the plan's lr."""
+        if self.optimizer_factory is not None:
+            return self.optimizer_factory(model.parameters(), self.plan.lr)
+        return make_optimizer(
+            self.optimizer,
+            model,
+            self.plan.lr,
+            self.momentum,
+            self.weight_decay,
+            self.optimizer_args,
+        )
+
+    @property
+    def stackable(self) -> bool:
+        """Whether the vectorized engine can train it: plain or momentum SGD, named, with no
+        other arguments."""
+        return (
+            self.optimizer in STACKABLE_OPTIMIZERS
+            and self.optimizer_factory is None
+            and not self.optimizer_args
+        )
 
 
 @dataclass(frozen=True)

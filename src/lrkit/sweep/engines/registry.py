@@ -109,7 +109,7 @@ def sequential_choice(workers: int = 1) -> EngineChoice:
 def stacking_problem(optimizer: str, model: nn.Module, example: torch.Tensor) -> str | None:
     """Why trials of ``model`` trained by ``optimizer`` cannot be stacked (``example``: a
     batch of inputs on the model's device), or None."""
-    from lrkit.sweep.engines.stacked import STACKABLE_OPTIMIZERS
+    from lrkit.sweep.engines.contract import STACKABLE_OPTIMIZERS
 
     if optimizer not in STACKABLE_OPTIMIZERS:
         return f"the vectorized engine implements SGD (sgd, momentum), not {optimizer}"

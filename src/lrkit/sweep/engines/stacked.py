@@ -3,9 +3,9 @@ each stack trained in lockstep as one stacked network (``training.vectorized``),
 spread over worker processes on a CPU (``engines.processes``), the largest first.
 
 Each trial is reported as its stack finishes it (a diverged one as soon as it is found), in
-the caller's process. Only plain and momentum SGD stack (``STACKABLE_OPTIMIZERS``); the caller
-checks the model (``training.vectorized.network.check_stackable``) before choosing this
-engine.
+the caller's process. Only plain and momentum SGD with no other arguments stack
+(``TrialJob.stackable``); the caller checks the model
+(``training.vectorized.network.check_stackable``) before choosing this engine.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from lrkit.sweep.engines.processes import Send, run_units
 from lrkit.sweep.stacks import Stack, make_stacks
 from lrkit.sweep.trials import run_stack
 
-STACKABLE_OPTIMIZERS = ("sgd", "momentum")
-
 
 class StackedEngine:
     """Stacks of trials, in this process (``workers == 1``) or in forked workers."""
@@ -31,7 +29,7 @@ class StackedEngine:
 
     def run(self, jobs: Sequence[TrialJob], setup: TrainingSetup, events: EngineEvents) -> None:
         for job in jobs:
-            if job.optimizer not in STACKABLE_OPTIMIZERS:
+            if not job.stackable:
                 raise ValueError(f"the vectorized engine cannot train {job.optimizer}")
         stacks = make_stacks(jobs, self.workers, len(setup.train))
         run_units([partial(_train, stack) for stack in stacks], setup, self.workers, events)
