@@ -1037,24 +1037,32 @@ def scheduled_tuning(tuning: dict[str, Problem]) -> list[Problem]:
     with the recipe as a suffix; chosen before any of that method existed. One also trains
     with an optimizer given by import path: mnist-bn-mlp's SGD with momentum becomes
     ``torch.optim:AdamW`` with betas (0.9, 0.95) (its weight decay kept)."""
-    variants = [
-        ("mnist-cnn", "cosine", {"schedule": "cosine", "warmup": 0.05}),
-        ("mnist-relu-mlp", "cosine", {"schedule": "cosine", "warmup": 0.05}),
-        ("textbook-b16", "linear", {"schedule": "linear"}),
-        ("pointer-transformer", "cosine", {"schedule": "cosine", "warmup": 0.1}),
-        ("markov-gru", "wsd", {"schedule": "wsd", "warmup": 0.05}),
-        (
+
+    def variant(
+        base: str, suffix: str, schedule: str, warmup: float, optimizer: str = "", args: str = ""
+    ) -> Problem:
+        problem = tuning[base]
+        return dataclasses.replace(
+            problem,
+            name=f"{base}-{suffix}",
+            schedule=schedule,
+            warmup=warmup,
+            optimizer=optimizer or problem.optimizer,
+            optimizer_args=args,
+        )
+
+    return [
+        variant("mnist-cnn", "cosine", "cosine", 0.05),
+        variant("mnist-relu-mlp", "cosine", "cosine", 0.05),
+        variant("textbook-b16", "linear", "linear", 0.0),
+        variant("pointer-transformer", "cosine", "cosine", 0.1),
+        variant("markov-gru", "wsd", "wsd", 0.05),
+        variant(
             "mnist-bn-mlp",
             "adamw-cosine",
-            {
-                "schedule": "cosine",
-                "warmup": 0.05,
-                "optimizer": "torch.optim:AdamW",
-                "optimizer_args": '{"betas": [0.9, 0.95]}',
-            },
+            "cosine",
+            0.05,
+            "torch.optim:AdamW",
+            '{"betas": [0.9, 0.95]}',
         ),
-    ]
-    return [
-        dataclasses.replace(tuning[base], name=f"{base}-{suffix}", **fields)  # type: ignore[arg-type]
-        for base, suffix, fields in variants
     ]
