@@ -10,6 +10,14 @@ fixed, each reported apart; ``suggest_training.py``: the one training protocol;
 ``suggest_recipes.py``: the recipes). Each recipe's lr is trained with the same seeds
 (a grid run is reused when the lr equals a grid lr exactly).
 
+A problem may carry the user's recipe (issue 27): a warm-up and a schedule over the budget,
+an optimizer by import path with its arguments. Its grid is then of peak lrs, and every run
+of it, the grid's and each recipe's, trains under that recipe (the lr a recipe gives is the
+peak). Six such variants of tuning problems make the scheduled tuning set (role tuning;
+summarised with the tuning set and also on their own). Fresh set 5 (``suggest_fresh5.py``,
+six problems with recipes) is run once, at the end of issue 27: it is left out of every run
+(the default problems, ``--problems`` and ``--quick``) unless ``--include-fresh5`` is given.
+
 Scores (the definitions; ``suggest_scores.py`` implements them):
 
 - score of a run: the final check's validation accuracy (metric accuracy) or validation
@@ -39,9 +47,11 @@ Runs are cached per problem in ``bench/results/suggest/<problem>.json``: a rerun
 after a crash) does only what is missing. The work runs in worker processes (one thread
 each), the main process being the only writer.
 
+``--recipes grid`` runs the grid alone (no finder, no lr-free optimizer).
+
 Usage: python bench/bench_suggest.py [--quick] [--problems a,b] [--recipes r,s] [--redo r,s]
        [--seeds 0,1] [--data-dir DIR] [--out FILE] [--cache-dir DIR] [--workers 2]
-       [--list]
+       [--include-fresh5] [--list]
 """
 
 from __future__ import annotations
@@ -74,6 +84,8 @@ SEEDS = (0, 1)
 QUICK_PROBLEMS = ("sine-141", "textbook-b128", "mnist-logistic")
 QUICK_FALLBACK = "pointer-transformer"
 """The third quick problem when MNIST is absent."""
+GRID_ONLY = "grid"
+"""``--recipes grid``: the grid's runs alone."""
 
 
 # --- the cache: one JSON file per problem ------------------------------------------------
@@ -343,11 +355,22 @@ def fmt_value(value: float | None) -> str:
     return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
 
 
+def recipe_text(problem: Problem) -> str:
+    """The optimizer and, on a scheduled problem, its recipe: ``momentum``,
+    ``torch.optim:AdamW {"betas": [0.9, 0.95]}, cosine after a 0.05 warm-up``."""
+    text = problem.optimizer
+    if problem.optimizer_args:
+        text += f" {problem.optimizer_args}"
+    if problem.scheduled:
+        text += f", {problem.lr_recipe.label()}"
+    return text
+
+
 def print_problem(problem: Problem, score: ProblemScore, plan: Plan) -> None:
     role = problem.role
     print()
     print(
-        f"== {problem.name} ({role}; {problem.kind}; {problem.optimizer}, batch "
+        f"== {problem.name} ({role}; {problem.kind}; {recipe_text(problem)}, batch "
         f"{problem.batch_size}, {problem.epochs:g} epochs; {problem.metric}; one run "
         f"{score.run_seconds:.1f} s)"
     )
@@ -487,6 +510,11 @@ def main() -> None:
     )
     parser.add_argument("--seeds", help="comma-separated seeds (default 0,1; with --quick 0)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one thread each)")
+    parser.add_argument(
+        "--include-fresh5",
+        action="store_true",
+        help="let fresh set 5 run (it is run once, at the end of issue 27; left out otherwise)",
+    )
     parser.add_argument("--list", action="store_true", help="list the problems and stop")
     args = parser.parse_args()
 
@@ -497,14 +525,22 @@ def main() -> None:
             grid = f"{p.grid[0]:g}..{p.grid[-1]:g} ({len(p.grid)})"
             role = p.role
             print(
-                f"{p.name:<22} {role:<8} {p.kind:<23} {p.optimizer:<8} b{p.batch_size:<4} "
+                f"{p.name:<28} {role:<8} {p.kind:<23} {p.optimizer:<8} b{p.batch_size:<4} "
                 f"{p.epochs:>4g} ep  {p.metric:<8} {grid:<18} {p.model}"
+                + (f"; {recipe_text(p)}" if p.recipe_fields() else "")
             )
         return
     notes: list[str] = []
     chosen = parse_names(parser, "--problems", args.problems, list(registry))
     if chosen is None:
         chosen = list(QUICK_PROBLEMS) if args.quick else list(registry)
+        if not args.include_fresh5:
+            chosen = [n for n in chosen if registry[n].fresh != 5]
+    elif not args.include_fresh5 and (fresh5 := [n for n in chosen if registry[n].fresh == 5]):
+        parser.error(
+            f"--problems: {', '.join(fresh5)} in fresh set 5, which is run once, at the end "
+            "of issue 27: give --include-fresh5 to run it"
+        )
     if mnist_dir is None:
         skipped = [n for n in chosen if registry[n].needs_mnist]
         if skipped:
@@ -513,7 +549,10 @@ def main() -> None:
             chosen = [n for n in chosen if not registry[n].needs_mnist]
             if args.quick and args.problems is None:
                 chosen.append(QUICK_FALLBACK)
-    recipe_names = parse_names(parser, "--recipes", args.recipes, list(RECIPES)) or list(RECIPES)
+    recipe_names = parse_names(parser, "--recipes", args.recipes, [GRID_ONLY, *RECIPES]) or list(
+        RECIPES
+    )
+    recipe_names = [n for n in recipe_names if n != GRID_ONLY]
     if "advise" in recipe_names and (why := advise_available()) is not None:
         notes.append(f"the advise recipe is left out: {why}")
         recipe_names.remove("advise")
@@ -570,11 +609,17 @@ def main() -> None:
         "tuning": print_summary("summary: tuning set", tuning, plan),
         "held_out": print_summary("summary: held-out set (not used for tuning)", held_out, plan),
     }
+    scheduled = [s for s in tuning if registry[s.problem].scheduled]
+    if scheduled:
+        summary["tuning_scheduled"] = print_summary(
+            "summary: the tuning set's scheduled problems", scheduled, plan
+        )
     for number, title in (
         (1, "first fresh set (added after advise's race was fixed; led to its edge rule)"),
         (2, "second fresh set (added after the edge rule was fixed, run once)"),
         (3, "third fresh set (chosen before the horizon work, run once before the correction)"),
         (4, "fourth fresh set (chosen before the horizon correction was written, run once)"),
+        (5, "fifth fresh set (chosen before issue 27's code, run once at its end)"),
     ):
         fresh = [s for s in scores.values() if roles[s.problem] == f"fresh {number}"]
         if fresh:

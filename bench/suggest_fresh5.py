@@ -7,64 +7,29 @@ counting objects in images, tabular data with categorical features). Three train
 linear warm-up and cosine decay to zero over the budget and three with an optimizer given by
 import path (``module:Class``, as ``--optimizer`` will take it), two of them both; one warms
 up and decays by WSD; one is plain SGD at a constant lr.
-A problem's ``schedule`` is spelled as ``lrkit sweep --schedule`` takes it, its length the
-whole budget; ``warmup`` is a share of the budget in front of it. Its grid is of peak lrs,
-every grid run trained under the same schedule and warm-up (issue 27: "The grids for scheduled
-problems train under the same schedule"). Each data set is drawn by its own seeded generator.
+A problem's ``schedule`` is spelled as ``lrkit sweep --schedule`` takes it; ``warmup`` is a
+share of the budget in front of it, and the schedule runs over the rest, so that warm-up and
+schedule together last the whole budget (``lrkit.schedules.recipe``). Its grid is of peak
+lrs, every grid run trained under the same schedule and warm-up (issue 27: "The grids for
+scheduled problems train under the same schedule"). Each data set is drawn by its own seeded
+generator.
 
-These problems are not in ``suggest_problems.problems()`` yet: the benchmark's runner trains a
-constant lr with the optimizers ``lrkit.training.optimizers`` names, so it would run them
-wrongly. Issue 27's code adds them there, with the runner that honours ``schedule``,
-``warmup``, ``optimizer`` paths and ``optimizer_args``; nothing here changes after this
-commit but the plumbing that passes these fields on.
+The problems are ``suggest_problems.Problem``s with ``fresh=5``, listed by
+``suggest_problems.problems()``; ``bench_suggest.py`` leaves them out unless given
+``--include-fresh5`` (they are run once, at the end of issue 27). Nothing here changes after
+the commit that chose them but the plumbing that passes their fields on.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from lrkit.data.tensors import TensorData
-from suggest_problems import lr_grid, mlp, tanh_mlp
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class ScheduledProblem:
-    """One problem of fresh set 5: ``suggest_problems.Problem``'s fields, and the recipe."""
-
-    name: str
-    kind: str
-    model: str
-    optimizer: str
-    """A name of ``lrkit.training.optimizers`` or ``module:Class`` (a torch.optim.Optimizer)."""
-    optimizer_args: str
-    """JSON keyword arguments of the optimizer besides the lr ("" for none)."""
-    weight_decay: float
-    batch_size: int
-    epochs: float
-    metric: str
-    grid: tuple[float, ...]
-    """Peak learning rates."""
-    schedule: str | None
-    """None for a constant lr, else NAME[:k=v,...] as ``lrkit sweep --schedule`` takes it,
-    ``max_iter`` the whole budget."""
-    warmup: float
-    """The share of the budget warmed up linearly from 0 to the peak, in front of the
-    schedule."""
-    make_model: Callable[[], nn.Module]
-    make_data: Callable[[], tuple[TensorData, TensorData]]
-    loss_fn: LossFn
-    data: str
-    momentum: float = 0.9
-    fresh: int = 5
-
+from suggest_problems import Problem, lr_grid, mlp, tanh_mlp
 
 # --- data ------------------------------------------------------------------------------
 
@@ -255,10 +220,10 @@ def pinball_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return torch.maximum(QUANTILE * r, (QUANTILE - 1) * r).mean()
 
 
-def fresh_5() -> dict[str, ScheduledProblem]:
-    """The six problems of fresh set 5, by name."""
+def fresh_5() -> dict[str, Problem]:
+    """The six problems of fresh set 5, by name (fresh 5; held out, as every fresh set is)."""
     listed = [
-        ScheduledProblem(
+        Problem(
             name="tags-mlp-radam-cosine",
             kind="multi-label classification",
             model="24-128-8, ReLU, one sigmoid per tag",
@@ -275,8 +240,10 @@ def fresh_5() -> dict[str, ScheduledProblem]:
             make_data=multilabel_tags,
             loss_fn=nn.BCEWithLogitsLoss(),
             data="8 tags of a fixed random tanh teacher with logistic noise; 4,000 / 1,000",
+            held_out=True,
+            fresh=5,
         ),
-        ScheduledProblem(
+        Problem(
             name="counts-mlp-nadam",
             kind="count regression (Poisson)",
             model="10-64-64-1, tanh, the log rate",
@@ -293,8 +260,10 @@ def fresh_5() -> dict[str, ScheduledProblem]:
             make_data=poisson_counts,
             loss_fn=nn.PoissonNLLLoss(log_input=True),
             data="Poisson counts of a random tanh teacher's rate (mean about 3); 4,000 / 1,000",
+            held_out=True,
+            fresh=5,
         ),
-        ScheduledProblem(
+        Problem(
             name="quantile-mlp-momentum-cosine",
             kind="quantile regression",
             model="1-64-64-1, tanh, the 0.9 quantile",
@@ -311,8 +280,10 @@ def fresh_5() -> dict[str, ScheduledProblem]:
             make_data=heteroscedastic_quantile,
             loss_fn=pinball_loss,
             data="sin(3x) in noise that grows with |x|; 3,000 / 1,000",
+            held_out=True,
+            fresh=5,
         ),
-        ScheduledProblem(
+        Problem(
             name="sets-deepset-adamw-wsd",
             kind="set classification",
             model="Deep Sets: 2-64-64 per point, mean, 64-64-3",
@@ -329,8 +300,10 @@ def fresh_5() -> dict[str, ScheduledProblem]:
             make_data=point_sets,
             loss_fn=nn.CrossEntropyLoss(),
             data="sets of 12 points, class = how many lie in the unit disc; 4,000 / 1,000",
+            held_out=True,
+            fresh=5,
         ),
-        ScheduledProblem(
+        Problem(
             name="blobs-cnn-sgd",
             kind="counting objects in images",
             model="two 3x3 convolutions (8, 16), max-pool, global sum, linear",
@@ -347,8 +320,10 @@ def fresh_5() -> dict[str, ScheduledProblem]:
             make_data=blob_counts,
             loss_fn=nn.MSELoss(),
             data="16 x 16 images of 0-6 Gaussian blobs in noise; 3,000 / 1,000",
+            held_out=True,
+            fresh=5,
         ),
-        ScheduledProblem(
+        Problem(
             name="tabular-embed-adam-cosine",
             kind="tabular classification (numeric and categorical columns)",
             model="an embedding of 4 per category beside 6 numbers, 18-64-64-4 ReLU",
@@ -365,6 +340,8 @@ def fresh_5() -> dict[str, ScheduledProblem]:
             make_data=tabular_mixed,
             loss_fn=nn.CrossEntropyLoss(),
             data="6 numeric and 3 categorical columns, 4 classes of a noisy score; 5,000 / 1,000",
+            held_out=True,
+            fresh=5,
         ),
     ]
     return {p.name: p for p in listed}

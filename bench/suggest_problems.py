@@ -5,7 +5,14 @@ Each problem is fixed before any recipe is tuned: its data (a seeded generator o
 slice of the MNIST files), model, loss, optimizer, batch size, budget in epochs, metric and
 grid of fixed learning rates (1, 2, 5 x 10^k across the range where the model trains). Nine
 make the tuning set; three are held out (``held_out=True``): nothing may be tuned on them, and
-they are reported apart.
+they are reported apart; the fresh sets 1-5 (``fresh``) are each run once and reported apart.
+
+A problem may also carry the user's recipe (issue 27): an optimizer by import path
+(``module:Class``) with ``optimizer_args``, and a ``schedule`` with a ``warmup`` share, its
+grid then a grid of peak lrs, every run trained under the recipe (``suggest_training``). The
+scheduled tuning set (``scheduled_tuning``) is recipe variants of tuning problems, same
+model, data, budget and grid, chosen before any of issue 27's method existed; fresh set 5
+(``suggest_fresh5``) is run once, at the end of that issue.
 
 MNIST slices (of the 24,000-image training file and the 10,000-image test file): the tuning
 problems train on the first 4,000-8,000 training images and validate on images from 22,000 on
@@ -17,6 +24,7 @@ The textbook's network is ``lrkit.models.MODELS["mnist-mlp"]``, which built unde
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -31,6 +39,7 @@ from torch.nn import functional as F
 from lrkit.data.mnist import load_mnist
 from lrkit.data.tensors import TensorData
 from lrkit.models import MODELS
+from lrkit.schedules.recipe import Recipe
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -58,7 +67,8 @@ class Problem:
     model: str
     """The architecture, in words."""
     optimizer: str
-    """sgd, momentum (SGD with momentum 0.9), adam or adamw (``lrkit.training.optimizers``)."""
+    """sgd, momentum (SGD with momentum 0.9), adam, adamw, or ``module:Class`` (a
+    torch.optim.Optimizer), as ``lrkit.training.optimizers.make_optimizer`` takes it."""
     weight_decay: float
     batch_size: int
     epochs: float
@@ -80,8 +90,19 @@ class Problem:
     misses led to advise's edge rule, so it has been seen since), 2 for the second (added
     after the edge rule, run once, unchanged: what it showed led to the race's horizon
     work), 3 for the third (chosen before that work began, run once), 4 for the fourth
-    (chosen before the race's horizon correction was built, run once after it). Each set is
-    reported apart from the held-out set, which was looked at while advise was being built."""
+    (chosen before the race's horizon correction was built, run once after it), 5 for the
+    fifth (chosen before any code of issue 27, run once at its end: the runner leaves it out
+    unless asked). Each set is reported apart from the held-out set, which was looked at
+    while advise was being built."""
+    optimizer_args: str = ""
+    """JSON keyword arguments of the optimizer besides the lr ("" for none)."""
+    schedule: str | None = None
+    """None for a constant lr, else NAME[:k=v,...] as ``lrkit sweep --schedule`` takes it,
+    over the budget after the warm-up (``lrkit.schedules.recipe``); the grid is then of
+    peak lrs."""
+    warmup: float = 0.0
+    """The share of the budget warmed up linearly from 0 to the peak, in front of the
+    schedule; warm-up and schedule together last the budget."""
 
     @property
     def role(self) -> str:
@@ -93,9 +114,29 @@ class Problem:
         """24 checks over the budget."""
         return self.epochs / 24
 
+    @property
+    def lr_recipe(self) -> Recipe:
+        """The warm-up and schedule every run of the problem trains under."""
+        return Recipe(self.schedule, self.warmup)
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the lr moves over a run (a warm-up or a schedule)."""
+        return not self.lr_recipe.constant
+
+    def recipe_fields(self) -> dict[str, object]:
+        """The recipe's fields that differ from their defaults (``RECIPE_DEFAULTS``): {} for
+        a problem trained at a constant lr without optimizer arguments."""
+        return {
+            field: getattr(self, field)
+            for field, default in RECIPE_DEFAULTS.items()
+            if getattr(self, field) != default
+        }
+
     def signature(self) -> dict[str, object]:
         """What a cached run depends on (the grid is not part of it: a widened grid keeps
-        the runs it already has)."""
+        the runs it already has). The recipe's fields are in it only where they differ from
+        their defaults, so a constant-lr problem's signature is what it always was."""
         return {
             "kind": self.kind,
             "model": self.model,
@@ -107,7 +148,12 @@ class Problem:
             "metric": self.metric,
             "data": self.data,
             "version": DATA_VERSION,
+            **self.recipe_fields(),
         }
+
+
+RECIPE_DEFAULTS: dict[str, object] = {"optimizer_args": "", "schedule": None, "warmup": 0.0}
+"""The recipe fields of :class:`Problem` and their defaults (a constant lr)."""
 
 
 DATA_VERSION = 1
@@ -977,4 +1023,46 @@ def problems(mnist_dir: Path | None) -> dict[str, Problem]:
             data="recall of the token three steps back, 20 tokens over 8; 3,000 / 500",
         ),
     ]
-    return {p.name: p for p in listed}
+    from suggest_fresh5 import fresh_5  # it builds on this module's models
+
+    tuning = [p for p in listed if p.role == "tuning"]
+    others = [p for p in listed if p.role != "tuning"]
+    scheduled = scheduled_tuning({p.name: p for p in tuning})
+    return {p.name: p for p in (*tuning, *scheduled, *others, *fresh_5().values())}
+
+
+def scheduled_tuning(tuning: dict[str, Problem]) -> list[Problem]:
+    """The scheduled tuning set (issue 27's method is tuned on it): recipe variants of tuning
+    problems, each with the base's model, data, budget and grid (now of peak lrs), named
+    with the recipe as a suffix; chosen before any of that method existed. One also trains
+    with an optimizer given by import path: mnist-bn-mlp's SGD with momentum becomes
+    ``torch.optim:AdamW`` with betas (0.9, 0.95) (its weight decay kept)."""
+
+    def variant(
+        base: str, suffix: str, schedule: str, warmup: float, optimizer: str = "", args: str = ""
+    ) -> Problem:
+        problem = tuning[base]
+        return dataclasses.replace(
+            problem,
+            name=f"{base}-{suffix}",
+            schedule=schedule,
+            warmup=warmup,
+            optimizer=optimizer or problem.optimizer,
+            optimizer_args=args,
+        )
+
+    return [
+        variant("mnist-cnn", "cosine", "cosine", 0.05),
+        variant("mnist-relu-mlp", "cosine", "cosine", 0.05),
+        variant("textbook-b16", "linear", "linear", 0.0),
+        variant("pointer-transformer", "cosine", "cosine", 0.1),
+        variant("markov-gru", "wsd", "wsd", 0.05),
+        variant(
+            "mnist-bn-mlp",
+            "adamw-cosine",
+            "cosine",
+            0.05,
+            "torch.optim:AdamW",
+            '{"betas": [0.9, 0.95]}',
+        ),
+    ]

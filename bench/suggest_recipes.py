@@ -1,6 +1,11 @@
 """The recipes of ``bench_suggest.py``: each answers "which fixed learning rate?" for a
-problem, or, for the optimizers that claim to need none, trains in place of the problem's
-optimizer.
+problem (on a scheduled problem: which peak lr of the problem's recipe; every lr a recipe
+gives is trained under that recipe, as the grid is, ``suggest_training.train_run``), or, for
+the optimizers that claim to need none, trains in place of the problem's optimizer.
+
+Every finder that builds an optimizer builds the problem's (a name or ``module:Class``, with
+its ``optimizer_args``); the range tests themselves move the lr as their programs say, not
+by the problem's schedule.
 
 A *finder* runs once per problem and gives one or more recipes' learning rates:
 
@@ -25,15 +30,18 @@ A *finder* runs once per problem and gives one or more recipes' learning rates:
   examples), read by the default rule, turning_point: the program that part 3 of the issue
   compares with the textbook's, on its own.
 - ``advise``: ``lrkit.advise.advise`` with the problem's budget, batch size, optimizer and
-  metric, seed 100 (none of the grid's), one worker.
+  metric, seed 100 (none of the grid's), one worker; on a problem with a recipe (an
+  optimizer's arguments, a schedule or a warm-up) also its ``optimizer_args``, ``schedule``
+  and ``warmup``, and advise's lr is the recipe's peak.
 
 The conventional default needs no finder: 0.01 for sgd and momentum, 1e-3 for adam and
-adamw.
+adamw, and for an optimizer by import path the lr its class defaults to (its ``__init__``'s).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import math
 import time
@@ -48,10 +56,12 @@ from lrkit.rangetest.find import find_lr
 from lrkit.rangetest.programs import exponential_range
 from lrkit.rangetest.settings import RangeTestSettings
 from lrkit.rangetest.suggestions import valley
+from lrkit.training.optimizers import optimizer_class
 from suggest_problems import Problem
 from suggest_training import (
     LR_FREE_GIVEN,
     PROBLEM_OPTIMIZER,
+    budget_steps,
     build_model,
     problem_optimizer,
     seeded_model_factory,
@@ -108,12 +118,23 @@ def recipe_lr(recipe: Recipe, problem: Problem, finders: dict[str, Any]) -> floa
     if recipe.optimizer != PROBLEM_OPTIMIZER:
         return LR_FREE_GIVEN[recipe.optimizer]
     if recipe.finder is None:
-        return DEFAULT_LR[problem.optimizer]
+        return default_lr(problem)
     found = finders.get(recipe.finder)
     if found is None or found.get("status") != "done":
         return None
     lr = found["lrs"].get(recipe.key)
     return None if lr is None else float(lr)
+
+
+def default_lr(problem: Problem) -> float:
+    """The conventional default lr of the problem's optimizer: ``DEFAULT_LR`` for a name, the
+    class's own default for ``module:Class``."""
+    if problem.optimizer in DEFAULT_LR:
+        return DEFAULT_LR[problem.optimizer]
+    lr = inspect.signature(optimizer_class(problem.optimizer)).parameters["lr"].default
+    if not isinstance(lr, (int, float)):
+        raise ValueError(f"{problem.optimizer} has no default lr")
+    return float(lr)
 
 
 def advise_available() -> str | None:
@@ -171,7 +192,7 @@ def lrkit_held_sweep(problem: Problem, train: TensorData, val: TensorData) -> di
     from lrkit.advise.driver import EVAL_EXAMPLES, range_test_settings
     from lrkit.advise.settings import AdviseSettings
 
-    steps = math.ceil(problem.epochs * math.ceil(len(train) / problem.batch_size))
+    steps = budget_steps(problem, len(train))
     advise = AdviseSettings(epochs=problem.epochs, batch_size=problem.batch_size, seed=0)
     settings = range_test_settings(advise, steps)
     model = build_model(problem, 0)
@@ -272,6 +293,15 @@ def fastai_valley(problem: Problem, train: TensorData, val: TensorData) -> dict[
 def lrkit_advise(problem: Problem, train: TensorData, val: TensorData) -> dict[str, Any]:
     from lrkit.advise import AdviseSettings, advise
 
+    # The recipe's fields go only to a problem that has one, so that a constant-lr problem
+    # is advised as before (and by an AdviseSettings without them).
+    recipe: dict[str, Any] = {}
+    if problem.recipe_fields():
+        recipe = {
+            "optimizer_args": problem.optimizer_args or None,
+            "schedule": problem.schedule,
+            "warmup": problem.warmup,
+        }
     settings = AdviseSettings(
         epochs=problem.epochs,
         batch_size=problem.batch_size,
@@ -283,6 +313,7 @@ def lrkit_advise(problem: Problem, train: TensorData, val: TensorData) -> dict[s
         # The benchmark runs two tasks side by side, one a core; advise gets one core, as
         # every grid run does, so its cost is measured against them on equal terms.
         workers=1,
+        **recipe,
     )
     result = advise(seeded_model_factory(problem), train, val, settings, loss_fn=problem.loss_fn)
     to_json = getattr(result, "to_json", None)
@@ -313,9 +344,7 @@ def run_finder(name: str, problem: Problem, train: TensorData, val: TensorData) 
         found = {"status": "done", **FINDERS[name](problem, train, val)}
     except Exception as error:
         return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-    reference = train_run(
-        problem, train, val, PROBLEM_OPTIMIZER, DEFAULT_LR[problem.optimizer], ADVISE_SEED
-    )
+    reference = train_run(problem, train, val, PROBLEM_OPTIMIZER, default_lr(problem), ADVISE_SEED)
     if reference["status"] == "done":
         found["reference_seconds"] = reference["seconds"]
     return found

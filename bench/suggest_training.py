@@ -2,21 +2,26 @@
 recipe's learning rate, and the optimizers that claim to need none.
 
 A run of (problem, optimizer, lr, seed): the model is built under ``torch.manual_seed(seed)``
-and trained by lrkit's plain loop, ``lrkit.training.loop.train_trial``, at a constant lr for
-the problem's budget, reading the data in the order of ``seed``, with a check every
-``epochs / 24`` epochs. Its score is the final check's validation accuracy (metric accuracy)
-or validation loss (metric loss); a run that diverged scores 0 accuracy or an infinite loss
-(stored as null).
+and trained by lrkit's plain loop, ``lrkit.training.loop.train_trial``, for the problem's
+budget, reading the data in the order of ``seed``, with a check every ``epochs / 24`` epochs.
+The problem's optimizer (a name or ``module:Class``, with the problem's ``optimizer_args``)
+trains at a constant lr, or, on a scheduled problem, under the problem's recipe with ``lr``
+its peak: ``lrkit.schedules.recipe.Recipe(schedule, warmup).build(lr, N)``, N the budget's
+steps as the plan's clock counts them, ceil(epochs * ceil(n_train / batch_size)), the
+schedule read at step t = 0 .. N - 1 (a linear warm-up from 0 over the first warm-up share,
+then the schedule over the rest: a cosine reaches 0 at the budget's end). Its score is the
+final check's validation accuracy (metric accuracy) or validation loss (metric loss); a run
+that diverged scores 0 accuracy or an infinite loss (stored as null).
 
-The learning-rate-free optimizers replace the problem's optimizer, with the settings their
-READMEs give (lr 1.0 for Prodigy and D-Adaptation, Schedule-Free's default 0.0025, the
-problem's weight decay):
+The learning-rate-free optimizers replace the problem's optimizer (its ``optimizer_args``
+are not theirs), with the settings their READMEs give (lr 1.0 for Prodigy and D-Adaptation,
+Schedule-Free's default 0.0025, the problem's weight decay):
 
 - ``prodigy``: ``prodigyopt.Prodigy(params, lr=1.0, weight_decay=wd)`` (decoupled decay,
   its default);
 - ``dadaptation``: ``dadaptation.DAdaptAdam(params, lr=1.0, weight_decay=wd,
-  decouple=<the problem's optimizer is adamw>)``: its README asks for ``decouple=True`` in
-  place of AdamW and leaves it off (Adam's L2 penalty) otherwise;
+  decouple=<the problem's optimizer is AdamW, by name or path>)``: its README asks for
+  ``decouple=True`` in place of AdamW and leaves it off (Adam's L2 penalty) otherwise;
 - ``schedulefree``: ``schedulefree.AdamWScheduleFree(params, lr=0.0025, weight_decay=wd)``,
   its defaults otherwise (no warm-up). It needs ``optimizer.train()`` "at the same place you
   call ``model.train()``" and ``optimizer.eval()`` where you call ``model.eval()``:
@@ -25,6 +30,15 @@ problem's weight decay):
   ``train_trial``; with BatchNorm, the README's fix is applied before every evaluation
   (50 training batches through the model at the averaged weights to refresh the running
   statistics).
+
+On a scheduled problem: Prodigy and D-Adaptation train under the problem's recipe as a
+multiplier of their lr 1.0, ``Recipe(schedule, warmup).build(1.0, N)`` (their READMEs
+recommend a cosine schedule, the lr then the schedule's scale), Prodigy with
+``safeguard_warmup=True`` where the recipe warms up (its README's option for a warm-up, which
+would otherwise let it overestimate d); Schedule-Free takes the warm-up only, as its own
+``warmup_steps=W`` (W = the recipe's warm-up steps, round(warmup N)), at its constant lr
+0.0025 and with no decay (its README: no schedule is needed beyond the warm-up). Without a
+warm-up both options are at their defaults (False, 0), as before.
 """
 
 from __future__ import annotations
@@ -39,8 +53,9 @@ import torch
 from torch import nn
 
 from lrkit.data.tensors import TensorData
+from lrkit.schedules.base import Schedule
 from lrkit.training.loop import train_trial
-from lrkit.training.optimizers import make_optimizer
+from lrkit.training.optimizers import is_path, make_optimizer, optimizer_class
 from lrkit.training.records import TrialOutcome, TrialPlan
 from suggest_problems import Problem
 
@@ -71,26 +86,49 @@ def seeded_model_factory(problem: Problem) -> Callable[[int], nn.Module]:
     return make
 
 
+def budget_steps(problem: Problem, n_train: int) -> int:
+    """The steps of a run of the budget, as the plan's clock counts them:
+    ceil(epochs * ceil(n_train / batch_size))."""
+    return math.ceil(problem.epochs * math.ceil(n_train / problem.batch_size))
+
+
 def problem_optimizer(problem: Problem, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """The problem's optimizer over ``model`` at ``lr``."""
+    """The problem's optimizer (a name or ``module:Class``, with its ``optimizer_args``) over
+    ``model`` at ``lr``."""
     return make_optimizer(
         problem.optimizer,
         model,
         lr,
         momentum=problem.momentum,
         weight_decay=problem.weight_decay,
+        args=problem.optimizer_args or None,
     )
 
 
-def lr_free_optimizer(name: str, problem: Problem, model: nn.Module) -> torch.optim.Optimizer:
-    """A learning-rate-free optimizer over ``model``, as its README sets it up."""
+def decoupled(problem: Problem) -> bool:
+    """Whether the problem's optimizer is AdamW (by name or by import path)."""
+    if problem.optimizer == "adamw":
+        return True
+    return is_path(problem.optimizer) and issubclass(
+        optimizer_class(problem.optimizer), torch.optim.AdamW
+    )
+
+
+def lr_free_optimizer(
+    name: str, problem: Problem, model: nn.Module, steps: int
+) -> torch.optim.Optimizer:
+    """A learning-rate-free optimizer over ``model``, as its README sets it up; ``steps``,
+    the budget's (Schedule-Free's warm-up is the problem's share of them)."""
     params, wd = model.parameters(), problem.weight_decay
+    warmup = problem.lr_recipe.warmup_iterations(steps)  # 0 without a warm-up: the default
     # Prodigy and D-Adaptation print a line when weight decay is decoupled.
     with contextlib.redirect_stdout(io.StringIO()):
         if name == "prodigy":
             from prodigyopt import Prodigy
 
-            return Prodigy(params, lr=LR_FREE_GIVEN[name], weight_decay=wd)
+            return Prodigy(
+                params, lr=LR_FREE_GIVEN[name], weight_decay=wd, safeguard_warmup=warmup > 0
+            )
         if name == "dadaptation":
             from dadaptation import DAdaptAdam
 
@@ -98,12 +136,14 @@ def lr_free_optimizer(name: str, problem: Problem, model: nn.Module) -> torch.op
                 params,
                 lr=LR_FREE_GIVEN[name],
                 weight_decay=wd,
-                decouple=problem.optimizer == "adamw",
+                decouple=decoupled(problem),
             )
         if name == "schedulefree":
             from schedulefree import AdamWScheduleFree
 
-            return AdamWScheduleFree(params, lr=LR_FREE_GIVEN[name], weight_decay=wd)
+            return AdamWScheduleFree(
+                params, lr=LR_FREE_GIVEN[name], weight_decay=wd, warmup_steps=warmup
+            )
     raise ValueError(f"unknown learning-rate-free optimizer {name!r}")
 
 
@@ -144,14 +184,16 @@ def train_run(
     problem: Problem, train: TensorData, val: TensorData, optimizer: str, lr: float, seed: int
 ) -> dict[str, Any]:
     """One run of the protocol; ``optimizer`` is ``PROBLEM_OPTIMIZER`` (the problem's at
-    ``lr``) or a key of ``LR_FREE_GIVEN`` (``lr`` is then what it is given)."""
+    ``lr``, the peak of its recipe) or a key of ``LR_FREE_GIVEN`` (``lr`` is then what it is
+    given)."""
     model = build_model(problem, seed)
+    steps = budget_steps(problem, len(train))
     if optimizer == PROBLEM_OPTIMIZER:
         opt = problem_optimizer(problem, model, lr)
     else:
         if lr != LR_FREE_GIVEN[optimizer]:
             raise ValueError(f"{optimizer} is given lr {LR_FREE_GIVEN[optimizer]}, not {lr}")
-        opt = lr_free_optimizer(optimizer, problem, model)
+        opt = lr_free_optimizer(optimizer, problem, model, steps)
         if optimizer == "schedulefree":
             calibration = []
             if has_batch_norm(model):
@@ -160,7 +202,14 @@ def train_run(
             wrapped = ScheduleFreeModel(model, calibration)
             wrapped.schedule_free = opt
             model = wrapped
-    plan = TrialPlan(lr, problem.batch_size, problem.epochs, problem.eval_every, seed=seed)
+    plan = TrialPlan(
+        lr,
+        problem.batch_size,
+        problem.epochs,
+        problem.eval_every,
+        seed=seed,
+        schedule=run_schedule(problem, optimizer, lr, steps),
+    )
     try:
         outcome = train_trial(model, opt, problem.loss_fn, train, val, None, plan)
     except Exception as error:  # recorded as failed, and run again next time
@@ -171,10 +220,20 @@ def train_run(
             "status": "failed",
             "error": f"{type(error).__name__}: {error}",
         }
-    # Prodigy and D-Adaptation keep their estimate d in the group: the step they took is d * lr.
+    # Prodigy and D-Adaptation keep their estimate d in the group: the step they took is
+    # d * lr (at the recipe's peak, lr, on a scheduled problem).
     group = opt.param_groups[0]
-    effective_lr = float(group["d"]) * float(group["lr"]) if "d" in group else None
+    effective_lr = float(group["d"]) * lr if "d" in group else None
     return run_record(problem, optimizer, lr, seed, outcome, effective_lr)
+
+
+def run_schedule(problem: Problem, optimizer: str, lr: float, steps: int) -> Schedule | None:
+    """lr(t) of a run over the budget's ``steps``: the problem's recipe peaking at ``lr``
+    (for Prodigy and D-Adaptation a multiplier of their lr 1.0); None for a constant lr and
+    for Schedule-Free (its warm-up is its own)."""
+    if optimizer == "schedulefree":
+        return None
+    return problem.lr_recipe.build(lr, steps)
 
 
 def run_record(
