@@ -21,13 +21,15 @@ The ways (x = log lr):
 
 - none: the race's winner at T/2 as it is;
 - fixed: today's rule, the winner times ``lrkit.advise.horizon.horizon_factor`` (sqrt 1/2 for
-  adam and adamw, else 1);
+  adam and adamw, else 1, an optimizer by import path included); "fixed, halved": the square
+  root of that factor;
 - vertex: x2, the optimum at T/2 read as the vertex of a parabola (value, log value for a
   loss, against x) through the best survivor and its neighbours (``suggest_horizon.vertex``);
 - drift: the optimum's drift carried to T. x1 is the vertex at T/6 over every candidate of
   the first rung, x2 the vertex at T/2 over the three survivors; with eta*(t) ~ t^-alpha,
   alpha = (x1 - x2) / log 3 and x(T) = x2 - alpha log 2. alpha clamped to [-1, 1] or [0, 1],
-  or clamped to [-1, 1] and halved (shrunk towards 0);
+  or clamped to [-1, 1] and halved (shrunk towards 0); "drift to fixed": halfway between
+  the clamped alpha and the fixed rule's (1/2 for adam and adamw, else 0);
 - drift3: as drift, with the survivors' optimum also read at T/3; -alpha is the
   least-squares slope of x against log t over T/6, T/3 and T/2, carried on from x2;
 - forecast: the survivors' curves to T/2 extrapolated to T with a power law with a floor, one
