@@ -19,7 +19,7 @@ from torch import nn
 from cli_run import run
 from lrkit.advise import AdviseSettings, advise
 from lrkit.advise.candidates import MERGE_RATIO, REACH, Candidate, candidate_lrs
-from lrkit.advise.confidence import as_good_as_winner, cautions
+from lrkit.advise.confidence import as_good_as_winner, cautions, confidence
 from lrkit.advise.driver import (
     COST_TARGET,
     EXTENDED_TARGET,
@@ -312,6 +312,42 @@ def test_a_winner_at_an_end_of_the_candidates_is_said_so(first: float, count: in
     assert as_good_as_winner(tied, winner) == (lrs[0], lrs[-1])
 
 
+@given(
+    st.integers(3, 6),
+    st.integers(0, 5),
+    st.booleans(),
+    st.booleans(),
+)
+def test_the_label_is_confident_only_for_sgd_with_an_inner_winner_that_finished(
+    count: int, at: int, sgd: bool, short: bool
+) -> None:
+    lrs = [0.01 * 2.0**k for k in range(count)]
+    winner = lrs[min(at, count - 1)]
+    reached = 1.0 if short else 3.0  # the last rung is at 3 epochs
+    pool = [raced(lr, [(reached, 0.9 if lr == winner else 0.5)], 0.001) for lr in lrs]
+    said = confidence(pool, winner, 3.0, sgd, "adam")
+    inner = winner not in (lrs[0], lrs[-1])
+    assert (said.label == "confident") == (sgd and inner and not short)
+    assert said.reasons == () if said.label == "confident" else len(said.reasons) >= 1
+    assert any("with adam the best lr keeps moving" in r for r in said.reasons) == (not sgd)
+    assert set(cautions(pool, winner, 3.0)) <= set(said.reasons)  # the cautions are reasons
+
+
+@pytest.mark.parametrize(
+    ("spec", "sgd"),
+    [
+        (OptimizerSpec("sgd"), True),
+        (OptimizerSpec("momentum"), True),
+        (OptimizerSpec("torch.optim:SGD"), True),
+        (OptimizerSpec("adam"), False),
+        (OptimizerSpec("torch.optim:RAdam"), False),
+        (OptimizerSpec(factory=lambda p, lr: torch.optim.SGD(p, lr=lr)), False),
+    ],
+)
+def test_which_optimizers_count_as_sgd_for_the_label(spec: OptimizerSpec, sgd: bool) -> None:
+    assert spec.sgd == sgd
+
+
 def test_with_adam_the_advice_is_the_winner_scaled_to_the_budget() -> None:
     train, val = problem()
     found = advise(make_model, train, val, settings(engine="sequential", optimizer="adam"))
@@ -540,6 +576,8 @@ def test_cli_advise_on_a_users_regression_judges_the_loss(
     assert document["raced_lr"] in [c["lr"] for c in document["candidates"]]
     assert "that is the race's winner" in out and "<- won" in out
     assert "one trial a process" in err  # adamw does not stack
+    assert document["confidence"]["label"] == "unsure" and "confidence: unsure (with adamw" in out
+    assert document["recipe"] == "constant" and document["finished"] is None
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""How sure the race is (torch-free): what it could and could not tell apart, said plainly.
+"""How sure the race is (torch-free): what it could and could not tell apart, said plainly,
+and one label, ``confident`` or ``unsure``, with its reasons.
 
 The race ranks its candidates by their validation metric, but a ranking is only as good as
 the gaps between the values against their noise. Two statements follow from what it measured:
@@ -17,6 +18,23 @@ alike (so it is shown, not raised as a caution), and the winner lay at an end on
 them a miss; the other five misses came with no caution. The misses come mostly from the
 race's short horizon, which no statement about its noise can see: these say how much the
 race measured, not whether its advice holds over the whole budget.
+
+**The label.** The advice is ``unsure`` where one of three things holds, each a cause of the
+benchmark's misses, and ``confident`` otherwise:
+
+- *the horizon*: the optimizer is not SGD (plain or with momentum). The race judges at half
+  the budget; with SGD the best lr hardly moves between there and the budget (replayed on
+  the benchmark's grids, ``bench/suggest_extrapolate.py``: its drift exponent is 0.07 from a
+  sixth to half the budget and 0.00 from half to all of it), while with Adam and AdamW it
+  keeps falling (0.62, then 0.22) by an amount that differs from one problem and one seed to
+  the next, and that nothing the race measures predicts (correlation -0.31). An optimizer
+  given by path or factory is SGD only where it is ``torch.optim.SGD``;
+- *an end*: the winner is the smallest or largest lr raced;
+- *a short race*: no candidate that went on to the last rung finished.
+
+On the recorded benchmark (``bench/suggest_confidence.py``) five of the six misses on the
+problems advise was not tuned on came with Adam or AdamW; the rule was read off those misses,
+so its calibration there is in-sample, and fresh set 5 is the test it has not seen.
 """
 
 from __future__ import annotations
@@ -24,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from lrkit.advise.result import RacedCandidate
+from lrkit.advise.result import CONFIDENT, UNSURE, Confidence, RacedCandidate
 
 
 def as_good_as_winner(candidates: Sequence[RacedCandidate], winner: float) -> tuple[float, float]:
@@ -64,3 +82,22 @@ def cautions(
             f"there or at a {beyond} lr it did not try"
         )
     return tuple(said)
+
+
+def confidence(
+    candidates: Sequence[RacedCandidate],
+    winner: float,
+    last_rung: float,
+    sgd: bool,
+    optimizer: str,
+) -> Confidence:
+    """The label of the module's docstring: ``sgd`` says whether the optimizer is SGD (plain
+    or momentum), ``optimizer`` names it in the reason."""
+    reasons = list(cautions(candidates, winner, last_rung))
+    if not sgd:
+        reasons.insert(
+            0,
+            f"with {optimizer} the best lr keeps moving with the length of training, and the "
+            "race judged at half the budget: how far it moves there is a guess",
+        )
+    return Confidence(UNSURE if reasons else CONFIDENT, tuple(reasons))

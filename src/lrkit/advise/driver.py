@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from lrkit.advise.candidates import candidate_lrs
-from lrkit.advise.confidence import as_good_as_winner, cautions
+from lrkit.advise.confidence import as_good_as_winner, cautions, confidence
 from lrkit.advise.horizon import horizon_factor
 from lrkit.advise.plan import CHECKS_PER_RUNG, Rung, check_budget, race_plan, trial_epochs
 from lrkit.advise.race import OnRaceCheck, RaceFailed, RaceSetup, metric_of, race, worst
@@ -225,6 +225,7 @@ def _advise(
         trial_epochs=trial_epochs_run,
         as_good=(low * factor, high * factor),
         cautions=cautions(raced, best.lr, plan[-1].epochs),
+        confidence=confidence(raced, best.lr, plan[-1].epochs, spec.sgd, spec.label),
         left_out=left_out,
         model=type(work.first).__name__,
         data=type(work.train).__name__,

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lrkit.rangetest.result import RangeTestResult
-from lrkit.training.records import Checkpoint
 
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+CONFIDENT, UNSURE = "confident", "unsure"
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """How sure the advice is: ``confident`` or ``unsure``, and why it is unsure
+    (``advise.confidence``)."""
+
+    label: str
+    reasons: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {"label": self.label, "reasons": list(self.reasons)}
 
 
 @dataclass(frozen=True)
@@ -62,8 +76,9 @@ class FinishedRun:
     """The epochs the race had trained it (0: trained from the start)."""
     curve: tuple[tuple[float, float], ...]
     error: str | None = None
-    state: Checkpoint | None = None
-    """The trained model's and optimizer's state (not in the JSON)."""
+    state: Any = None
+    """The trained model's and optimizer's state, a ``training.records.Checkpoint`` (not in
+    the JSON; this module is torch-free)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +140,8 @@ class Advice:
     """The range test's steps, in runs of the budget."""
     finished: FinishedRun | None = None
     """The advised lr trained to the budget, with ``finish``."""
+    confidence: Confidence = field(default_factory=lambda: Confidence(UNSURE, ("not judged",)))
+    """``confident`` or ``unsure``, with the reasons (``advise.confidence``)."""
 
     @property
     def budgets_trained(self) -> float:
@@ -150,6 +167,14 @@ class Advice:
         if lr != self.raced_lr:
             return ""
         return "advised" if lr == self.lr else "won"
+
+    def confidence_note(self) -> str:
+        """``confident``, or ``unsure`` with the reasons the cautions do not already say."""
+        said = self.confidence
+        extra = [r for r in said.reasons if r not in self.cautions]
+        if extra:
+            return f"{said.label} ({'; '.join(extra)})"
+        return f"{said.label} (see the cautions)" if said.reasons else said.label
 
     def horizon_note(self) -> str | None:
         """Why the advised lr is not the race's winner, or None where it is."""
@@ -185,6 +210,7 @@ class Advice:
             "trial_epochs": self.trial_epochs,
             "as_good": list(self.as_good),
             "cautions": list(self.cautions),
+            "confidence": self.confidence.to_json(),
             "left_out": [{"rule": rule, "lr": lr} for rule, lr in self.left_out],
             "model": self.model,
             "data": self.data,

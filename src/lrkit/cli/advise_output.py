@@ -54,6 +54,7 @@ def summary(advice: Advice) -> str:
             f"{shown_lr(low)} to {shown_lr(high)}"
         )
     lines.extend(f"caution: {said}" for said in advice.cautions)
+    lines.append(f"confidence: {advice.confidence_note()}")
     if advice.left_out:
         far = ", ".join(f"{rule} {shown_lr(lr)}" for rule, lr in advice.left_out)
         lines.append(f"not raced (more than {REACH:g}x from the default's suggestion): {far}")

@@ -134,6 +134,7 @@ def advice_section(advice: Advice, source: str) -> Section:
         )
     for said in advice.cautions:
         lead += f" Caution: {said}."
+    lead += f" Confidence: {advice.confidence_note()}."
     return Section(
         f"Advice ({source})",
         [

@@ -216,6 +216,18 @@ class OptimizerSpec:
         return f"{self.name} with arguments" if self.args else self.name
 
     @property
+    def sgd(self) -> bool:
+        """SGD, plain or with momentum: named so, or a path to ``torch.optim.SGD`` (or a
+        subclass); a factory is not known to be."""
+        if self.factory is not None:
+            return False
+        if is_path(self.name):
+            from torch import optim
+
+            return issubclass(optimizer_class(self.name), optim.SGD)
+        return self.name in ("sgd", "momentum")
+
+    @property
     def adaptive(self) -> bool:
         """A named optimizer whose step is normalised per coordinate (adam, adamw)."""
         return self.factory is None and self.name in ADAPTIVE
