@@ -267,11 +267,11 @@ def test_advise_where_no_candidate_finished_exits_1_in_one_line(
 
     def nobody_finishes(
         candidates: list[Candidate], *args: object, **kwargs: object
-    ) -> tuple[list[RacedCandidate], list[float]]:
+    ) -> tuple[list[RacedCandidate], list[float], dict[float, object]]:
         raced = [
             RacedCandidate(c.lr, c.sources, 0.0, math.nan, 0.0, "diverged", ()) for c in candidates
         ]
-        return raced, [c.lr for c in candidates]
+        return raced, [c.lr for c in candidates], {}
 
     monkeypatch.setattr(driver, "race", nobody_finishes)
     code, out, err = run(with_user(ADVISE), capsys)
