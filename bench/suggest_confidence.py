@@ -52,6 +52,14 @@ def budgets_trained(details: dict[str, Any], steps: int) -> float:
     return points / steps + details["trial_epochs"] / details["epochs"]
 
 
+def beyond_one_run(details: dict[str, Any], trained: float) -> float:
+    """What ``--finish`` would have cost beyond one run: the advised lr trained on from the
+    race's checkpoint where it is the winner (the rest of the budget), else from the start."""
+    winner = next(c for c in details["candidates"] if c["lr"] == details["raced_lr"])
+    resumed = winner["epochs_run"] if details["lr"] == details["raced_lr"] else 0.0
+    return trained + (details["epochs"] - resumed) / details["epochs"] - 1.0
+
+
 def budget_steps(problem: dict[str, Any], n_train: int) -> int:
     return math.ceil(problem["epochs"] * math.ceil(n_train / problem["batch_size"]))
 
@@ -73,6 +81,7 @@ def row_of(
     spec = OptimizerSpec(problem["optimizer"])
     label = confidence(candidates, details["raced_lr"], last_rung, spec.sgd, spec.label)
     n_train = len(defined[name].make_data()[0]) if name in defined else None
+    trained = budgets_trained(details, budget_steps(problem, n_train)) if n_train else None
     return {
         "problem": name,
         "role": problem["role"],
@@ -85,8 +94,9 @@ def row_of(
         "advised_lr": result["lr"],
         "best_lr": scored["score"]["best"]["lr"],
         "cost_wall": result.get("cost"),
-        "budgets_trained": budgets_trained(details, budget_steps(problem, n_train))
-        if n_train
+        "budgets_trained": trained,
+        "beyond_one_run_with_finish": beyond_one_run(details, trained)
+        if trained is not None
         else None,
     }
 
@@ -104,6 +114,11 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         confident = [r for r in mine if r["label"] == CONFIDENT]
         unsure = [r for r in mine if r["label"] != CONFIDENT]
         costs = [r["budgets_trained"] for r in mine if r["budgets_trained"] is not None]
+        beyond = [
+            r["beyond_one_run_with_finish"]
+            for r in mine
+            if r["beyond_one_run_with_finish"] is not None
+        ]
         out.append(
             {
                 "set": group,
@@ -115,6 +130,7 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "unsure_within": sum(r["within_noise"] for r in unsure),
                 "median_budgets": statistics.median(costs) if costs else None,
                 "max_budgets": max(costs) if costs else None,
+                "median_beyond_with_finish": statistics.median(beyond) if beyond else None,
             }
         )
     return out
@@ -134,17 +150,25 @@ def main() -> None:
         for name, scored in document["problems"].items()
         if (row := row_of(name, scored, args.cache_dir, defined)) is not None
     ]
-    print("| problem | set | optimizer | recipe | label | within noise | budgets |")
-    print("|---|---|---|---|---|---|---:|")
+    print(
+        "| problem | set | optimizer | recipe | label | within noise | budgets | beyond one "
+        "run with --finish |"
+    )
+    print("|---|---|---|---|---|---|---:|---:|")
     for r in rows:
         cost = f"{r['budgets_trained']:.2f}" if r["budgets_trained"] is not None else "-"
+        beyond = r["beyond_one_run_with_finish"]
         print(
             f"| {r['problem']} | {r['role']} | {r['optimizer']} | {r['schedule'] or 'constant'} "
-            f"| {r['label']} | {'yes' if r['within_noise'] else 'no'} | {cost} |"
+            f"| {r['label']} | {'yes' if r['within_noise'] else 'no'} | {cost} | "
+            f"{'-' if beyond is None else f'{beyond:.2f}'} |"
         )
     print()
-    print("| set | within | confident: within | unsure: within | budgets (median, max) |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| set | within | confident: within | unsure: within | budgets (median, max) | "
+        "beyond one run with --finish (median) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     table = summary(rows)
     for s in table:
         cost = (
@@ -152,9 +176,11 @@ def main() -> None:
             if s["median_budgets"] is not None
             else "-"
         )
+        beyond = s["median_beyond_with_finish"]
         print(
             f"| {s['set']} | {s['within']} of {s['problems']} | {s['confident_within']} of "
-            f"{s['confident']} | {s['unsure_within']} of {s['unsure']} | {cost} |"
+            f"{s['confident']} | {s['unsure_within']} of {s['unsure']} | {cost} | "
+            f"{'-' if beyond is None else f'{beyond:.2f}'} |"
         )
     args.out.write_text(json.dumps({"rows": rows, "summary": table}, indent=2) + "\n")
 

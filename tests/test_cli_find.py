@@ -183,6 +183,12 @@ def test_user_model_and_data_by_import_path(
         (["--val-fraction", "x"], "--val-fraction must be a fraction in (0, 1) like 1/12"),
         (["--amp", "--device", "cpu"], "--amp needs --device cuda"),
         (["--plot", "fig.jpg"], "--plot must end in one of .png, .svg, .pdf"),
+        (["--optimizer", "torch.nn:Linear"], "Linear is not a torch.optim.Optimizer subclass"),
+        (["--optimizer-args", "{bad"], "--optimizer-args is not valid JSON"),
+        (
+            ["--optimizer", "torch.optim:RAdam", "--optimizer-args", '{"momentum": 0.9}'],
+            "--optimizer-args: torch.optim:RAdam refuses them",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -194,6 +200,17 @@ def test_bad_input_exits_2_with_one_line(
     lines = [line for line in err.strip().splitlines() if "shipped with lrkit" not in line]
     assert len(lines) == 1, err
     assert message in lines[0]
+
+
+def test_an_optimizer_by_path_with_its_arguments(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["find", "--optimizer", "torch.optim:RAdam", "--optimizer-args", '{"eps": 1e-6}']
+    code, out, err = run([*args, "--no-plot", "--json", "f.json"], capsys)
+    assert code == 0, err
+    assert "suggested learning rate" in out
+    assert "plain loop" in err  # RAdam does not stack
+    assert json.loads((workdir / "f.json").read_text())["suggested_lr"] > 0
 
 
 @pytest.mark.slow

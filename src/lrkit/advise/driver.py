@@ -225,7 +225,7 @@ def _advise(
         trial_epochs=trial_epochs_run,
         as_good=(low * factor, high * factor),
         cautions=cautions(raced, best.lr, plan[-1].epochs),
-        confidence=confidence(raced, best.lr, plan[-1].epochs, spec.sgd, spec.label),
+        confidence=confidence(raced, best.lr, plan[-1].epochs, spec.sgd, spec.named),
         left_out=left_out,
         model=type(work.first).__name__,
         data=type(work.train).__name__,

@@ -245,7 +245,9 @@ def measure_ceiling(inputs: BatchInputs, sizes: list[int]) -> tuple[Ceiling, lis
     """The largest batch that fits (``batchsize.ceiling``, up to the largest candidate), and
     the candidate ``sizes`` under it; refused where none is."""
     settings, race = inputs.settings, inputs.settings.race
-    optimizer = make_optimizer(race.optimizer, inputs.first, 1e-3, race.momentum, race.weight_decay)
+    optimizer = make_optimizer(
+        race.optimizer, inputs.first, 1e-3, race.momentum, race.weight_decay, race.optimizer_args
+    )
     ceiling = find_ceiling(
         inputs.first,
         optimizer,
@@ -274,7 +276,9 @@ def step_seconds(inputs: BatchInputs, fitting: list[int], lr: float) -> dict[int
         inputs.loss_fn,
         inputs.train,
         fitting,
-        lambda net: make_optimizer(race.optimizer, net, lr, race.momentum, race.weight_decay),
+        lambda net: make_optimizer(
+            race.optimizer, net, lr, race.momentum, race.weight_decay, race.optimizer_args
+        ),
         seed=race.seed,
     )
     return {s.batch_size: s.seconds for s in steps}
@@ -422,7 +426,9 @@ def measure_noise(
     else:
         epochs = min(NOISE_EPOCHS, race.epochs / 4)
     model = make_model(race.seed)
-    optimizer = make_optimizer(race.optimizer, model, lr, race.momentum, race.weight_decay)
+    optimizer = make_optimizer(
+        race.optimizer, model, lr, race.momentum, race.weight_decay, race.optimizer_args
+    )
     run = track_noise_scale(
         model,
         optimizer,

@@ -209,11 +209,16 @@ class OptimizerSpec:
 
     @property
     def label(self) -> str:
-        """The optimizer as a person names it: ``adam``, ``torch.optim:RAdam``, ``sgd with
-        arguments``, ``a factory``."""
+        """The optimizer as a person names it: ``adam``, ``torch.optim:RAdam {"eps": 1e-6}``
+        (with its arguments), ``a factory (make_adam)``."""
         if self.factory is not None:
             return f"a factory ({getattr(self.factory, '__name__', type(self.factory).__name__)})"
-        return f"{self.name} with arguments" if self.args else self.name
+        return f"{self.name} {self.args.strip()}" if self.args else self.name
+
+    @property
+    def named(self) -> str:
+        """The optimizer's name or path alone (``a factory's optimizer`` for a factory)."""
+        return "a factory's optimizer" if self.factory is not None else self.name
 
     @property
     def sgd(self) -> bool:
