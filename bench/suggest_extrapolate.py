@@ -61,6 +61,8 @@ from pathlib import Path
 from typing import Any
 
 from lrkit.advise.horizon import horizon_factor
+from lrkit.schedules.recipe import Recipe
+from lrkit.training.optimizers import OptimizerSpec
 from suggest_forecast import forecast_together
 from suggest_horizon import (
     ADVISE,
@@ -70,13 +72,14 @@ from suggest_horizon import (
     SHIFT,
     VAL_SIZE,
     Curve,
+    Seeded,
     cut,
     extend,
     key_of,
     measured,
     regret,
+    seeded,
     top,
-    value_of,
     vertex,
     worst,
 )
@@ -193,7 +196,8 @@ def predict(
     if way.how == "none":
         return winner
     # The fixed rule as an alpha: 1/2 for adam and adamw, else 0.
-    factor = horizon_factor(problem["optimizer"], epochs * JUDGED, epochs)
+    # (The constant-lr factor, whatever the recipe: advise applies none under a schedule.)
+    factor = horizon_factor(OptimizerSpec(problem["optimizer"]), Recipe(), epochs * JUDGED, epochs)
     fixed = -math.log(factor) / math.log(1 / JUDGED)
     if way.how == "fixed":
         return winner - fixed * way.shrink * math.log(1 / JUDGED)
@@ -259,40 +263,9 @@ def grid_optimum(curves: Sequence[Curve], lrs: Sequence[float], at: float, metri
     return vertex(lrs, {i: measured(cut(c, at), metric) for i, c in enumerate(curves)}, metric)
 
 
-@dataclass(frozen=True)
-class Seeded:
-    """One seed's curves and the other seed's regret at each grid lr."""
-
-    seed: int
-    curves: list[Curve]
-    regrets: list[float]
-    best: int
-
-
-def seeded(document: dict[str, Any]) -> list[Seeded]:
-    problem = document["problem"]
-    metric, grid = problem["metric"], sorted(problem["grid"])
-    runs = {(r["lr"], r["seed"]): r for r in document["runs"] if r["optimizer"] == "problem"}
-    seeds = sorted({s for _, s in runs})
-    out = []
-    for seed in seeds:
-        other = next((s for s in seeds if s != seed), seed)
-        if any((lr, seed) not in runs or (lr, other) not in runs for lr in grid):
-            continue
-        curves = [
-            (
-                runs[lr, seed]["curve"]["epoch"],
-                value_of(runs[lr, seed], metric),
-                value_of(runs[lr, seed], "loss"),
-            )
-            for lr in grid
-        ]
-        finals = [runs[lr, other]["score"] for lr in grid]
-        finals = [worst(metric) if f is None or not math.isfinite(f) else f for f in finals]
-        best = min(range(len(grid)), key=lambda i: key_of(metric)(finals[i]))
-        regrets = [regret(metric, finals[best], f) for f in finals]
-        out.append(Seeded(seed, curves, regrets, best))
-    return out
+def regrets_of(side: Seeded, metric: str) -> list[float]:
+    """The other seed's regret at each grid lr."""
+    return [regret(metric, side.finals[side.best], f) for f in side.finals]
 
 
 def problem_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -301,7 +274,8 @@ def problem_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
     metric, epochs, lrs = problem["metric"], problem["epochs"], sorted(problem["grid"])
     floor = FLOOR[metric]
     rows = []
-    for side in seeded(document):
+    for side in seeded(document, metric):
+        regrets = regrets_of(side, metric)
         first = max(0, side.best - CANDIDATES + 1 - SHIFT)
         last = min(side.best + SHIFT, len(lrs) - CANDIDATES)
         for start in range(first, last + 1):
@@ -316,7 +290,7 @@ def problem_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
             }
             for way in WAYS:
                 x = predict(way, race, problem, lrs, side.curves)
-                snap, interp = score(x, lrs, side.regrets)
+                snap, interp = score(x, lrs, regrets)
                 rows.append(
                     {
                         **common,
@@ -336,7 +310,7 @@ def grid_drift(document: dict[str, Any]) -> list[dict[str, float]]:
     problem = document["problem"]
     metric, epochs, lrs = problem["metric"], problem["epochs"], sorted(problem["grid"])
     out = []
-    for side in seeded(document):
+    for side in seeded(document, metric):
         x = [grid_optimum(side.curves, lrs, epochs * h, metric) for h in (1 / 6, 1 / 2, 1)]
         out.append(
             {

@@ -319,11 +319,23 @@ VAL_SIZE = [1000]
 """The validation examples of the problem being replayed (for the binomial error)."""
 
 
-def problem_rows(document: dict[str, Any], metric: str, epochs: float) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Seeded:
+    """One seed's curves at every grid lr, and the other seed's final values (the worst
+    where a run diverged) and best grid index: what a replay picks on and is scored on."""
+
+    seed: int
+    curves: list[Curve]
+    finals: list[float]
+    best: int
+
+
+def seeded(document: dict[str, Any], metric: str) -> list[Seeded]:
+    """Each seed of a problem's grid whose runs are all there, paired with the other seed."""
     grid = sorted(document["problem"]["grid"])
     runs = {(r["lr"], r["seed"]): r for r in document["runs"] if r["optimizer"] == "problem"}
     seeds = sorted({s for _, s in runs})
-    rows = []
+    out = []
     for seed in seeds:
         other = next((s for s in seeds if s != seed), seed)
         if any((lr, seed) not in runs or (lr, other) not in runs for lr in grid):
@@ -339,6 +351,15 @@ def problem_rows(document: dict[str, Any], metric: str, epochs: float) -> list[d
         finals = [runs[lr, other]["score"] for lr in grid]
         finals = [worst(metric) if f is None or not math.isfinite(f) else f for f in finals]
         best = min(range(len(grid)), key=lambda i: key_of(metric)(finals[i]))
+        out.append(Seeded(seed, curves, finals, best))
+    return out
+
+
+def problem_rows(document: dict[str, Any], metric: str, epochs: float) -> list[dict[str, Any]]:
+    grid = sorted(document["problem"]["grid"])
+    rows = []
+    for side in seeded(document, metric):
+        seed, curves, finals, best = side.seed, side.curves, side.finals, side.best
         first = max(0, best - CANDIDATES + 1 - SHIFT)
         last = min(best + SHIFT, len(grid) - CANDIDATES)
         for start in range(first, last + 1):
