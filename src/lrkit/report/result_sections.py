@@ -114,9 +114,9 @@ def advice_section(advice: Advice, source: str) -> Section:
     noise = {True: "within noise of it", False: "clearly behind it", None: "of unknown noise"}
     lead = (
         f"{advice.model} on {advice.data}, batch size {advice.batch_size}, {advice.optimizer}, "
-        f"a budget of {advice.epochs:g} epochs, {advice.engine} engine; {advice.seconds:.1f} s "
-        f"in all ({advice.range_test_seconds:.1f} s of range test, "
-        f"{advice.trial_epochs / advice.epochs:.2g} budgets of training). Advised learning "
+        f"lr {advice.recipe}, a budget of {advice.epochs:g} epochs, {advice.engine} engine; "
+        f"{advice.seconds:.1f} s in all ({advice.range_test_seconds:.1f} s of range test, "
+        f"{advice.budgets_trained:.2f} budgets of training). Advised learning "
         f"rate: {advice.lr:.4g}, validation {advice.metric} {advice.value:.4f} at "
         f"{advice.decided_at:g} epochs."
     )
@@ -135,6 +135,13 @@ def advice_section(advice: Advice, source: str) -> Section:
     for said in advice.cautions:
         lead += f" Caution: {said}."
     lead += f" Confidence: {advice.confidence_note()}."
+    run = advice.finished
+    if run is not None:
+        lead += (
+            f" Trained on to {advice.epochs:g} epochs at {run.lr:.4g} (--finish): {run.status}, "
+            f"validation {advice.metric} {run.value:.4f}; "
+            f"{advice.beyond_one_run or 0.0:.2f} budgets beyond that one run."
+        )
     return Section(
         f"Advice ({source})",
         [
