@@ -57,8 +57,13 @@ HELP = "\n\n".join(
         "largest candidate (or all are within noise), a larger one joins; while it is the "
         "smallest, a smaller one does. Trials of one rung run side by side (stacked on the "
         "vectorized engine for sgd and momentum, else one per process on a CPU core). With "
-        "adam and adamw the advice is the winner scaled to the full budget, x sqrt(1/2): "
-        "their best constant lr falls as one over the square root of the training time.",
+        "adam and adamw at a constant lr the advice is the winner scaled to the full budget, "
+        "x sqrt(1/2): their best constant lr falls as one over the square root of the "
+        "training time.",
+        "Every candidate trains your recipe: --schedule over the budget after a --warmup "
+        "share, the advised lr its peak; --optimizer takes module:Class with "
+        "--optimizer-args. --finish trains the advice on to the full budget (--save-model "
+        "writes it). The advice is labelled confident or unsure, with the reasons.",
         "Without --batch-size it chooses the batch size first: the largest that fits (probed "
         "on CUDA, estimated from --memory on a CPU), the step time at each size from "
         "--min-batch-size doubling, and the gradient noise scale (for a target, where a run "
@@ -68,7 +73,8 @@ HELP = "\n\n".join(
         "best from that many epochs). The learning rate is then raced at the predicted size "
         "and at half and twice it, and the measured outcome decides.",
         "The metric: accuracy for integer class labels, else the validation loss (--metric).",
-        "Example: lrkit advise --epochs 10 --batch-size 64 --optimizer adam --json advice.json; "
+        "Example: lrkit advise --epochs 10 --batch-size 64 --optimizer adamw --schedule cosine "
+        "--warmup 0.05 --finish --save-model model.pt --json advice.json; "
         "lrkit advise --metric accuracy --target 0.95 --epochs 10 --json advice.json",
     ]
 )
