@@ -580,6 +580,24 @@ def test_cli_advise_on_a_users_regression_judges_the_loss(
     assert document["recipe"] == "constant" and document["finished"] is None
 
 
+def test_cli_advise_finishes_a_scheduled_run_and_saves_the_model(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = ["--model", "advisemodels:make_model", "--data", "advisemodels:make_data"]
+    recipe = ["--schedule", "cosine", "--warmup", "0.1", "--finish", "--save-model", "m.pt"]
+    args = ["advise", *user, "--loss", "torch.nn:MSELoss", "--epochs", "2", "--batch-size", "16"]
+    code, out, err = run([*args, *recipe, "--json", "a.json"], capsys)
+    assert code == 0, err
+    document = json.loads((workdir / "a.json").read_text())
+    assert document["recipe"] == "cosine after a 10% warm-up"
+    assert document["finished"]["status"] == "done" and document["finished"]["lr"] == document["lr"]
+    assert "trained to 2 epochs at" in out and "beyond the one run you would have made" in out
+    saved = torch.load(workdir / "m.pt")
+    assert set(saved) == {"model", "optimizer"}
+    model = nn.Sequential(nn.Linear(1, 8), nn.Sigmoid(), nn.Linear(8, 1))
+    model.load_state_dict(saved["model"])  # the user's model, trained
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -679,6 +697,19 @@ def test_the_race_trains_the_recipe_and_finish_goes_on_to_the_same_model_as_one_
     document = found.to_json()
     assert document["recipe"] == found.recipe and document["finished"]["resumed_at"] == 1.5
     assert document["cost"]["beyond_one_run"] == pytest.approx(trained - 1.0)
+
+
+def test_keep_final_hands_back_the_last_rungs_survivors_checkpoints_only() -> None:
+    train, val = problem()
+    setup = TrainingSetup(make_model, nn.CrossEntropyLoss(), train, val, None, torch.device("cpu"))
+    engine = make_engine(EngineChoice("sequential"), None)
+    rs = RaceSetup(setup, engine, 32, "accuracy", OptimizerSpec("sgd"), 0)
+    candidates = [Candidate(lr, ("test",)) for lr in (0.05, 0.1, 0.2, 0.4)]
+    plan = race_plan(3.0, 4)
+    raced, _, kept = race(candidates, plan, rs, None, 0, keep_final=True)
+    survivors = {c.lr for c in raced if c.epochs_run == plan[-1].epochs}
+    assert set(kept) == survivors and len(survivors) == plan[0].keep
+    assert all(point.position.progress == plan[-1].epochs for point in kept.values())
 
 
 def test_the_python_api_takes_an_optimizer_factory_and_a_schedule_factory() -> None:

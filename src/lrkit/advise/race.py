@@ -157,9 +157,10 @@ def race(
             checkpoints[lr] = outcomes[lr].checkpoint
         start = rung.epochs
     raced = [_raced(lr, sources[lr], last[lr], rs) for lr in sorted(last)]
+    # ``outcomes`` holds the last rung's: its survivors' checkpoints, where asked for.
     kept = {
         lr: point
-        for lr, outcome in last.items()
+        for lr, outcome in outcomes.items()
         if keep_final and (point := outcome.checkpoint) is not None
     }
     return raced, sorted(last, key=lambda lr: result_rank(last[lr], rs)), kept

@@ -325,11 +325,12 @@ def _race(
     work: RaceWorkload, settings: AdviseSettings, address: str | None, outputs: Outputs
 ) -> Advice:
     """The race, with a progress bar over the most it can train (every candidate, every
-    rung)."""
+    rung, and the finishing run)."""
     from lrkit.advise.on_workload import advise_workload
     from lrkit.advise.plan import race_plan, trial_epochs
 
     most = trial_epochs(race_plan(settings.epochs, settings.candidates), settings.candidates)
+    most += settings.epochs if settings.finish else 0.0  # the finishing run, at most
     with progress() as bar, on_interrupt(outputs.interrupted):
         bar.start("race (trial-epochs)", most)
         trained: dict[float, float] = {}
