@@ -293,15 +293,6 @@ def fastai_valley(problem: Problem, train: TensorData, val: TensorData) -> dict[
 def lrkit_advise(problem: Problem, train: TensorData, val: TensorData) -> dict[str, Any]:
     from lrkit.advise import AdviseSettings, advise
 
-    # The recipe's fields go only to a problem that has one, so that a constant-lr problem
-    # is advised as before (and by an AdviseSettings without them).
-    recipe: dict[str, Any] = {}
-    if problem.recipe_fields():
-        recipe = {
-            "optimizer_args": problem.optimizer_args or None,
-            "schedule": problem.schedule,
-            "warmup": problem.warmup,
-        }
     settings = AdviseSettings(
         epochs=problem.epochs,
         batch_size=problem.batch_size,
@@ -313,7 +304,9 @@ def lrkit_advise(problem: Problem, train: TensorData, val: TensorData) -> dict[s
         # The benchmark runs two tasks side by side, one a core; advise gets one core, as
         # every grid run does, so its cost is measured against them on equal terms.
         workers=1,
-        **recipe,
+        optimizer_args=problem.optimizer_args or None,
+        schedule=problem.schedule,
+        warmup=problem.warmup,
     )
     result = advise(seeded_model_factory(problem), train, val, settings, loss_fn=problem.loss_fn)
     to_json = getattr(result, "to_json", None)
