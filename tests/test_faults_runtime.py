@@ -829,6 +829,17 @@ def test_a_stopped_run_ends_cleanly_and_says_what_it_kept(
     assert not (tmp_path / "a.json").exists()
 
 
+def test_a_stop_raised_inside_exec_still_exits_130(tmp_path: Path) -> None:
+    """A Ctrl-C landing in code that ``exec`` runs (dataclasses build methods so, as torch
+    imports lazily mid-training) made CPython note it unhandled and kill itself with SIGINT
+    at exit (status -2) after lrkit had printed its line: the CLI clears the note."""
+    (tmp_path / "stops.py").write_text('def model():\n    exec("raise KeyboardInterrupt")\n')
+    process = lrkit(tmp_path, ["find", "--model", "stops:model", "--device", "cpu"])
+    out, err = process.communicate(timeout=120)
+    assert (process.returncode, out) == (130, b""), err.decode()
+    assert err.decode().splitlines()[-1] == "lrkit find: interrupted: nothing written"
+
+
 @pytest.mark.slow
 @needs_proc
 def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:

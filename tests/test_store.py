@@ -422,3 +422,51 @@ def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path: Path) -> 
             if process.stdin is not None:
                 process.stdin.close()
             process.wait(timeout=60)
+
+
+class _StopAfter:
+    """A connection that raises KeyboardInterrupt once, just after ``statement`` has run:
+    where a Ctrl-C or SIGTERM handler can land between two statements of a transaction."""
+
+    def __init__(self, db: sqlite3.Connection, statement: str) -> None:
+        self._db = db
+        self._statement = statement
+        self.fired = False
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cursor = self._db.execute(sql, *args)
+        if not self.fired and sql == self._statement:
+            self.fired = True
+            raise KeyboardInterrupt
+        return cursor
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+@pytest.mark.parametrize("statement", ["BEGIN IMMEDIATE", "COMMIT"])
+def test_a_stop_between_statements_leaves_no_transaction_and_no_running_row(
+    tmp_path: Path, statement: str
+) -> None:
+    """A stop landing just after BEGIN (or COMMIT) of the next write: the run's clean-up
+    still takes its running rows out, and the store stays writable."""
+    from lrkit.sweep.runner import RunningRows
+
+    with Store.open(tmp_path / "s.sqlite") as store:
+        sweep_id = store.sweep("s", DEFINITION)
+        rows = RunningRows(store)
+        keys = [TrialKey(16, lr, 0) for lr in (0.1, 0.2, 0.3)]
+        real = store._db
+        with pytest.raises(KeyboardInterrupt), rows.forgotten_if_stopped():
+            for key in keys[:2]:
+                rows.start(sweep_id, key, 0)
+            store._db = _StopAfter(real, statement)  # type: ignore[assignment]
+            rows.start(sweep_id, keys[2], 0)
+        store._db = real
+        assert not real.in_transaction
+        assert store.finished(sweep_id) == set()
+        count = real.execute("SELECT COUNT(*) FROM trials WHERE status = 'running'")
+        assert count.fetchone() == (0,)
+        store.mark_running(sweep_id, keys[0], 0)
+        store.save_trial(sweep_id, keys[0], OUTCOME)
+        assert store.finished(sweep_id) == {keys[0]}

@@ -107,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         said = _one_line(str(exc))
         stopped = "terminated" if signum == signal.SIGTERM else "interrupted"
         print(f"{prog}: {stopped}" + (f": {said}" if said else ""), file=sys.stderr)
+        _forget_unhandled_interrupt()
         return 128 + signum
     except typer.Exit as exc:  # --help, --version
         return exc.exit_code
@@ -163,6 +164,17 @@ def _stop_signals_in_this_process_only(received: list[int]) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _forget_unhandled_interrupt() -> None:
+    """Clear CPython's note that a KeyboardInterrupt went unhandled, which a stop caught here
+    may have left. ``exec`` of a string notes it when one escapes the executed code, and at
+    exit the interpreter then kills itself with SIGINT (status -2) whatever ``main``
+    returned. A signal landing in code run by ``exec`` (``dataclasses`` builds ``__init__``
+    so, while torch imports lazily in the middle of training) set it in about one stop in
+    five. Each ``exec`` of a string starts by clearing the note, and this one raises
+    nothing."""
+    exec("None")
 
 
 SIGPIPE_EXIT = 128 + 13

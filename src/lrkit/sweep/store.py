@@ -445,13 +445,19 @@ def _read_only_connection(path: Path) -> sqlite3.Connection:
 
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
+    """One write transaction, rolled back on any exception. ``BEGIN`` is inside the ``try``
+    and the rollback asks whether a transaction is open: a Ctrl-C or SIGTERM handler raises
+    between two statements, so it may land just after ``BEGIN`` or just after ``COMMIT``,
+    and neither may leave the connection inside a transaction (every later one, the
+    clean-up of a stopped run's rows included, would then fail)."""
     try:
+        db.execute("BEGIN IMMEDIATE")
         yield
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 def _use_wal(db: sqlite3.Connection) -> None:
