@@ -15,7 +15,9 @@ The variants:
 - successive halving, advise's plan: every candidate to 1/6, the better half (3 of 6) on to
   1/2, where the best wins (2 budgets); each cut ranking by: measured (the value there),
   together (the forecast at the full budget, one power-law exponent for all,
-  ``suggest_forecast.forecast_together``), or, at 1/6, both (the union of the top 3 by each);
+  ``suggest_forecast.forecast_together``), at 1/6, both (the union of the top 3 by each), or
+  (with the edge rule) "last 2"/"last 3": the mean of the rung's last two or three checks, to
+  damp the noise of one check (issue 27);
 - halving with the edge rule (advise's race, ``lrkit.advise.race``): after the first cut,
   while the leader is the smallest candidate the next grid lr below joins, while it is the
   largest (or every candidate is within noise of it) the next above does, up to four; as
@@ -115,6 +117,8 @@ VARIANTS = [
     Variant("halving", "measured", "together"),
     Variant("halving", "both", "measured"),
     Variant("halving", prefer_smaller=True),
+    Variant("halving", "last 2", "last 2", edge=True),
+    Variant("halving", "last 3", "last 3", edge=True),
     Variant("halving", edge=True, pick="drift"),
     Variant("halving", edge=True, rungs=((1 / 6, 3), (1 / 2, 2), (1.0, 1))),
     Variant("halving", edge=True, rungs=((1 / 8, 3), (1 / 3, 2), (1.0, 1))),
@@ -168,9 +172,26 @@ def rank_of(value: float, curve: Curve, metric: str) -> tuple[float, float]:
     return -value, loss
 
 
+def last_checks(curve: Curve, metric: str, k: int, horizon: float) -> float:
+    """The mean of the value at the race's last ``k`` checks of the rung that a cut curve
+    ends (four a rung: the first rung is 0 to 1/6 of the budget, the second 1/6 to 1/2)."""
+    epochs, values = curve[0], curve[1]
+    if not values or not all(math.isfinite(v) for v in values):
+        return worst(metric)
+    end = epochs[-1]
+    start = 0.0 if end <= horizon / 6 * (1 + 1e-9) else horizon / 6
+    step = (end - start) / 4
+    at = [
+        min(range(len(epochs)), key=lambda i: abs(epochs[i] - (end - j * step))) for j in range(k)
+    ]
+    return statistics.fmean(values[i] for i in at)
+
+
 def scores(how: str, curves: Sequence[Curve], horizon: float, metric: str) -> list[float]:
     if how == "measured":
         return [measured(c, metric) for c in curves]
+    if how.startswith("last "):
+        return [last_checks(c, metric, int(how.split()[1]), horizon) for c in curves]
     found = forecast_together([(c[0], c[1]) for c in curves], horizon, metric)
     return [
         f.value
@@ -330,8 +351,10 @@ class Seeded:
     best: int
 
 
-def seeded(document: dict[str, Any], metric: str) -> list[Seeded]:
-    """Each seed of a problem's grid whose runs are all there, paired with the other seed."""
+def seeded(document: dict[str, Any], metric: str, constant: float = 0.0) -> list[Seeded]:
+    """Each seed of a problem's grid whose runs are all there, paired with the other seed;
+    a loss metric with the problem's ``constant`` added (``Problem.score_constant``)."""
+    shift = constant if metric == "loss" else 0.0
     grid = sorted(document["problem"]["grid"])
     runs = {(r["lr"], r["seed"]): r for r in document["runs"] if r["optimizer"] == "problem"}
     seeds = sorted({s for _, s in runs})
@@ -343,22 +366,24 @@ def seeded(document: dict[str, Any], metric: str) -> list[Seeded]:
         curves = [
             (
                 runs[lr, seed]["curve"]["epoch"],
-                value_of(runs[lr, seed], metric),
+                [v + shift for v in value_of(runs[lr, seed], metric)],
                 value_of(runs[lr, seed], "loss"),
             )
             for lr in grid
         ]
         finals = [runs[lr, other]["score"] for lr in grid]
-        finals = [worst(metric) if f is None or not math.isfinite(f) else f for f in finals]
+        finals = [worst(metric) if f is None or not math.isfinite(f) else f + shift for f in finals]
         best = min(range(len(grid)), key=lambda i: key_of(metric)(finals[i]))
         out.append(Seeded(seed, curves, finals, best))
     return out
 
 
-def problem_rows(document: dict[str, Any], metric: str, epochs: float) -> list[dict[str, Any]]:
+def problem_rows(
+    document: dict[str, Any], metric: str, epochs: float, constant: float = 0.0
+) -> list[dict[str, Any]]:
     grid = sorted(document["problem"]["grid"])
     rows = []
-    for side in seeded(document, metric):
+    for side in seeded(document, metric, constant):
         seed, curves, finals, best = side.seed, side.curves, side.finals, side.best
         first = max(0, best - CANDIDATES + 1 - SHIFT)
         last = min(best + SHIFT, len(grid) - CANDIDATES)
@@ -401,7 +426,7 @@ def main() -> None:
         if problem is None:
             continue
         VAL_SIZE[0] = len(problem.make_data()[1])
-        rows = problem_rows(document, problem.metric, problem.epochs)
+        rows = problem_rows(document, problem.metric, problem.epochs, problem.score_constant())
         for row in rows:
             where = "inside" if row["outside"] == 0 else "outside"
             table.setdefault((problem.role, where, row["variant"]), []).append(row)

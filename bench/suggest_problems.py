@@ -103,6 +103,14 @@ class Problem:
     warmup: float = 0.0
     """The share of the budget warmed up linearly from 0 to the peak, in front of the
     schedule; warm-up and schedule together last the budget."""
+    loss_constant: Callable[[], float] | None = None
+    """A constant that the training loss leaves out, added to every loss the benchmark
+    scores (never to training): the regret of a loss is a log ratio, which needs the whole
+    loss, not one shifted below zero (PyTorch's ``PoissonNLLLoss`` drops log y!)."""
+
+    def score_constant(self) -> float:
+        """What is added to each validation loss scored (0 but for ``loss_constant``)."""
+        return self.loss_constant() if self.loss_constant is not None else 0.0
 
     @property
     def role(self) -> str:

@@ -111,7 +111,9 @@ def score_problem(
         records = [runs.get((PROBLEM_OPTIMIZER, lr, s)) for s in seeds]
         if any(r is None for r in records):
             return None
-        scores = tuple(score_of(r, metric) for r in records if r is not None)
+        scores = tuple(
+            score_of(r, metric, problem.score_constant()) for r in records if r is not None
+        )
         diverged = sum(1 for r in records if r is not None and r["status"] != "done")
         points.append(GridPoint(lr, scores, mean_of(scores), sd_of(scores), diverged))
     best = points[0]
@@ -172,7 +174,7 @@ def score_recipe(
     if any(r is None for r in records):
         return RecipeScore(recipe.name, lr, (), worst, math.nan, False, False, cost, None, True)
     done = [r for r in records if r is not None]
-    scores = tuple(score_of(r, metric) for r in done)
+    scores = tuple(score_of(r, metric, problem.score_constant()) for r in done)
     mean = mean_of(scores)
     r = regret(metric, best.mean, mean)
     diverged = any(rec["status"] != "done" for rec in done)

@@ -272,9 +272,10 @@ def run_record(
     }
 
 
-def score_of(record: dict[str, Any], metric: str) -> float:
-    """A run's score, the worst one (0 accuracy, an infinite loss) where it has none."""
+def score_of(record: dict[str, Any], metric: str, constant: float = 0.0) -> float:
+    """A run's score, the worst one (0 accuracy, an infinite loss) where it has none; a
+    loss with the problem's ``constant`` added (``Problem.score_constant``)."""
     score = record.get("score")
     if score is None or record.get("status") != "done":
         return 0.0 if metric == "accuracy" else math.inf
-    return float(score)
+    return float(score) + (constant if metric == "loss" else 0.0)

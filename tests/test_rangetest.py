@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lrkit.errors import LrkitValueError
-from lrkit.rangetest.core import RangeTest
+from lrkit.rangetest.core import RangeTest, divergence_threshold
 from lrkit.rangetest.programs import exponential_range, parse_segments, segments_program
 from lrkit.rangetest.suggestions import find_turning_point
 
@@ -56,6 +58,59 @@ def test_smoothed_loss_above_k_times_best_stops_the_test() -> None:
     record = test.record()
     assert len(record.points) == 11
     assert "exceeded 3x" in record.stop_reason
+
+
+def run_unsmoothed(losses: list[float], factor: float = 4.0) -> tuple[int, str]:
+    """Tell ``losses`` one a step (no smoothing); the points told and the stop reason."""
+    test = RangeTest(exponential_range(1e-4, 1.0, len(losses)), 0.0, factor)
+    while (step := test.ask()) is not None:
+        test.tell(losses[step.iteration])
+    record = test.record()
+    return len(record.points), record.stop_reason
+
+
+def test_a_loss_falling_below_zero_does_not_stop_the_test() -> None:
+    """A Poisson or Gaussian NLL without its constant goes below zero as it falls: "4x its
+    minimum" would then lie below the minimum, and the test stopped at once (fresh set 5's
+    counts problem: at lr 0.0005, the loss still falling)."""
+    falling = [0.6, 0.3, -0.1, -0.6, -1.2, -1.9, -2.5, -2.7, -2.72, -2.71, -2.73, -2.7]
+    told, reason = run_unsmoothed(falling)
+    assert (told, reason) == (len(falling), "completed the program")
+
+
+def test_a_loss_below_zero_that_blows_up_stops_the_test() -> None:
+    # Minimum -2, first 1: the scale is max(2, 3) = 3, the threshold -2 + 3 * 3 = 7.
+    losses = [1.0, -1.0, -2.0, -1.5, 6.9, 7.1, 0.0]
+    told, reason = run_unsmoothed(losses)
+    assert told == 6
+    assert reason.startswith("diverged at lr") and "not above zero" in reason
+
+
+@given(st.lists(st.floats(0, 10), min_size=2, max_size=30), st.floats(-1e3, 1e3))
+def test_a_loss_that_only_falls_never_stops_the_test_wherever_its_zero_is(
+    drops: list[float], start: float
+) -> None:
+    """Whatever constant a loss leaves out (so wherever it crosses zero), one that never
+    rises runs the whole program."""
+    losses = [start - sum(drops[:i]) for i in range(len(drops))]
+    assert run_unsmoothed(losses) == (len(losses), "completed the program")
+
+
+@given(st.floats(-1e6, 0), st.floats(-1e6, 1e6), st.floats(1.01, 100))
+def test_below_zero_the_threshold_is_the_larger_scale_above_the_minimum(
+    minimum: float, first: float, factor: float
+) -> None:
+    scale = max(-minimum, first - minimum)
+    threshold = divergence_threshold(minimum, first, factor)
+    assert threshold == minimum + (factor - 1) * scale
+    assert threshold >= minimum
+
+
+@given(st.floats(1e-6, 1e6), st.floats(1e-6, 1e6), st.floats(1.01, 100))
+def test_with_a_positive_minimum_the_rule_is_factor_times_the_minimum(
+    minimum: float, first: float, factor: float
+) -> None:
+    assert divergence_threshold(minimum, first, factor) == factor * minimum
 
 
 def test_holds_average_their_losses_and_take_an_eval_loss() -> None:

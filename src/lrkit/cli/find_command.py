@@ -117,7 +117,12 @@ def find(
         float, typer.Option(help="Beta of the smoothed loss's moving average.")
     ] = 0.98,
     diverge_factor: Annotated[
-        float, typer.Option(help="Stop when the smoothed loss exceeds this times its minimum.")
+        float,
+        typer.Option(
+            help="Stop when the smoothed loss exceeds this times its minimum (for a loss below "
+            "zero, as a Poisson NLL: when it rises above its minimum by this minus 1 times "
+            "the larger of the minimum's size and its fall to it)."
+        ),
     ] = 4.0,
     accumulate: Annotated[
         int, typer.Option(help="Micro-batches per optimizer step (gradient accumulation).")

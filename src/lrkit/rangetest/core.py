@@ -12,7 +12,13 @@ caller; a JAX or numpy loop is another::
 
 Smoothing is the bias-corrected exponential moving average of Adam (Kingma & Ba 2015):
 avg_t = beta * avg_(t-1) + (1 - beta) * loss_t, smoothed_t = avg_t / (1 - beta ** (t + 1)).
-The test stops when a loss is not finite or smoothed_t > diverge_factor * min(smoothed).
+The test stops when a loss is not finite or when the smoothed loss has risen too far above
+its minimum m: smoothed_t > m + (diverge_factor - 1) * s, where s = m for a loss whose
+minimum is positive (smoothed_t > diverge_factor * m, Smith's and fastai's rule), and, once the
+minimum is zero or below (a negative log-likelihood without its constant, as PyTorch's
+``PoissonNLLLoss`` or ``GaussianNLLLoss``, where "4x the minimum" would be below the minimum),
+s = max(|m|, smoothed_0 - m): the larger of the minimum's size and how far the loss fell to it
+from the first smoothed value.
 """
 
 from __future__ import annotations
@@ -90,7 +96,8 @@ class RangeTest:
     Args:
         program: the learning rates and how long each is held.
         smoothing: beta of the bias-corrected moving average, in [0, 1).
-        diverge_factor: stop when the smoothed loss exceeds this times its minimum (> 1).
+        diverge_factor: stop when the smoothed loss exceeds this times its minimum (> 1; for
+            a minimum of zero or below, ``divergence_threshold``).
     """
 
     def __init__(
@@ -108,6 +115,7 @@ class RangeTest:
         self._average = 0.0
         self._beta_power = 1.0  # beta ** (number of finite losses told)
         self._best = math.inf
+        self._first = math.nan  # the first smoothed loss
         self._stop: str | None = None
         self._diverged_at: float | None = None
         self._awaiting_eval = False
@@ -148,8 +156,10 @@ class RangeTest:
         self._beta_power *= beta
         smoothed = self._average / (1.0 - self._beta_power)
         self._points.append(Point(step.iteration, step.lr, loss, smoothed))
-        if smoothed > self.diverge_factor * self._best:
-            self._diverge(step, f"the smoothed loss exceeded {self.diverge_factor:g}x its minimum")
+        if math.isnan(self._first):
+            self._first = smoothed
+        if smoothed > divergence_threshold(self._best, self._first, self.diverge_factor):
+            self._diverge(step, self._diverged_because())
             return
         if smoothed < self._best:
             self._best = smoothed
@@ -182,7 +192,28 @@ class RangeTest:
         self._holds.append(Hold(lr, mean, None, count, complete))
         self._hold_sum, self._hold_count = 0.0, 0
 
+    def _diverged_because(self) -> str:
+        factor = f"{self.diverge_factor:g}"
+        if self._best > 0:
+            return f"the smoothed loss exceeded {factor}x its minimum"
+        return (
+            f"the smoothed loss rose above its minimum ({self._best:.4g}, not above zero) by "
+            f"more than {self.diverge_factor - 1:g}x the larger of its size and its fall"
+        )
+
     def _diverge(self, step: Step, why: str) -> None:
         self._diverged_at = step.lr
         self._stop = f"diverged at lr {step.lr:g}: {why}"
         self._close_hold(step.lr, complete=False)
+
+
+def divergence_threshold(minimum: float, first: float, factor: float) -> float:
+    """The smoothed loss above which the test stops (the module's docstring): ``factor``
+    times a positive ``minimum``; for a minimum of zero or below, the minimum plus
+    ``factor - 1`` times the larger of its size and its fall from the ``first`` smoothed
+    loss. Infinite before any loss."""
+    if not math.isfinite(minimum):
+        return math.inf
+    if minimum > 0:
+        return factor * minimum
+    return minimum + (factor - 1) * max(-minimum, first - minimum)

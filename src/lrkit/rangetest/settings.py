@@ -56,7 +56,8 @@ class RangeTestSettings:
             tensors), else, with ``engine_reason`` saying why, runs them one after another
             (sequential).
         smoothing: beta of the smoothed loss's bias-corrected moving average.
-        diverge_factor: stop when the smoothed loss exceeds this times its minimum.
+        diverge_factor: stop when the smoothed loss exceeds this times its minimum (below
+            zero, as ``rangetest.core.divergence_threshold`` says).
         accumulation_steps: micro-batches per optimizer step (gradient accumulation).
         amp: mixed precision (CUDA only).
         eval_batch_size: examples per forward pass when measuring the evaluation loss.
