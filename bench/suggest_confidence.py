@@ -6,7 +6,7 @@ of training (the range test's steps and the race's trial-epochs over the budget'
 The claim under test (issue 27): advice labelled ``confident`` is within noise at least 90%
 of the time. The label's rule was read off the misses of the sets it is scored on here
 (tuning, held out, fresh 1-4, and the scheduled tuning set), so those rates are in-sample;
-fresh set 5, once run, is the test it has not seen, and is reported apart.
+fresh set 5 (run once, 2026-12-08) is the test it had not seen, reported apart.
 
 Usage: python bench/suggest_confidence.py [--results bench/results/bench_suggest.json]
        [--cache-dir bench/results/suggest] [--out bench/results/suggest_confidence.json]
