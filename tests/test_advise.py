@@ -638,8 +638,8 @@ def test_cli_advise_finishes_a_scheduled_run_and_saves_the_model(
                 "--metric",
                 "accuracy",
             ],
-            "--metric accuracy needs integer class labels and a (batch, classes) output, "
-            "got float targets: use --metric loss",
+            "--metric accuracy needs integer class labels and an output of class scores "
+            "(batch, classes), got float targets: use --metric loss",
         ),
     ],
 )

@@ -24,6 +24,7 @@ from lrkit.imports import is_import_path, load_object
 from lrkit.models import MODELS, build_model
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_finite
+from lrkit.training.outputs import CrossEntropy
 
 TrainData = TensorData | Dataset | DataLoader  # type: ignore[type-arg]
 
@@ -98,10 +99,11 @@ def built_model(
 
 
 def loss_from(spec: str | None) -> LossFn:
-    """Cross-entropy by default; else ``module:attribute``, a loss class (instantiated with no
-    arguments) or a function ``loss(output, target)``."""
+    """Cross-entropy by default (``training.outputs.CrossEntropy``: per token for a
+    (batch, length, vocabulary) output); else ``module:attribute``, a loss class
+    (instantiated with no arguments) or a function ``loss(output, target)``."""
     if spec is None:
-        return nn.CrossEntropyLoss()
+        return CrossEntropy()
     target = load_object(spec, "--loss")
     if isinstance(target, type):
         try:

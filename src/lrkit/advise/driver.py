@@ -46,6 +46,7 @@ from lrkit.training.device import model_device
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_finite, check_model_fits
 from lrkit.training.optimizers import OptimizerFactory, OptimizerSpec
+from lrkit.training.outputs import CrossEntropy, class_axis, output_tensor
 from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome
 
 ModelLike = nn.Module | Callable[[int], nn.Module]
@@ -105,7 +106,7 @@ def advise(
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(settings.seed)
-        work = _prepared(model, train, val, settings, loss_fn or nn.CrossEntropyLoss())
+        work = _prepared(model, train, val, settings, loss_fn or CrossEntropy())
         return _advise(work, settings, spec, recipe, on_check, address)
 
 
@@ -324,26 +325,23 @@ def affordable(most: int, spent: float) -> int:
 
 
 def resolve_metric(requested: str, model: nn.Module, train: TensorData) -> str:
-    """accuracy for integer class labels and a (batch, classes) output, else the loss; a
-    metric asked for that the data cannot give is refused."""
-    labels = not train.y.is_floating_point() and train.y.dim() == 1
+    """accuracy for integer class labels and an output that scores classes ((batch,
+    classes), or per token (batch, length, vocabulary): ``training.outputs.class_axis``),
+    else the loss; a metric asked for that the data cannot give is refused."""
     classifies = False
-    if labels:
+    if not train.y.is_floating_point():
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            classifies = model(train.x[:2]).dim() == 2
+            output = output_tensor(model(train.x[:2]))
         model.train(was_training)
+        classifies = class_axis(output, train.y[:2]) is not None
     if requested == "accuracy" and not classifies:
-        kind = (
-            "float targets"
-            if train.y.is_floating_point()
-            else "outputs that are not (batch, classes)"
-        )
+        kind = "float targets" if train.y.is_floating_point() else "outputs that score no classes"
+        need = "integer class labels and an output of class scores (batch, classes)"
         raise LrkitValueError(
-            f"metric accuracy needs integer class labels and a (batch, classes) output, got {kind}",
-            cli_message=f"--metric accuracy needs integer class labels and a (batch, classes) "
-            f"output, got {kind}: use --metric loss",
+            f"metric accuracy needs {need}, got {kind}",
+            cli_message=f"--metric accuracy needs {need}, got {kind}: use --metric loss",
         )
     if requested == "auto":
         return "accuracy" if classifies else "loss"

@@ -30,6 +30,7 @@ from lrkit.batchsize.result import Ceiling
 from lrkit.batchsize.settings import CeilingSettings
 from lrkit.data.tensors import TensorData
 from lrkit.training.evaluate import LossFn
+from lrkit.training.outputs import output_tensor
 from lrkit.training.state import preserved, restore
 from lrkit.training.step import train_step
 
@@ -158,7 +159,7 @@ def saved_bytes(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Ten
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = loss_fn(model(x), y)
+        loss = loss_fn(output_tensor(model(x)), y)
     del loss
     return total
 

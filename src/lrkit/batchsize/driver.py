@@ -56,6 +56,7 @@ from lrkit.training.device import model_device
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_model_fits
 from lrkit.training.optimizers import make_optimizer
+from lrkit.training.outputs import CrossEntropy
 
 NOISE_BATCH = 32
 NOISE_EPOCHS = 0.5
@@ -157,7 +158,7 @@ def advise_batch_size(
     """
     started = time.perf_counter()
     settings = settings or BatchSettings()
-    inputs = check_inputs(model, train, val, settings, loss_fn or nn.CrossEntropyLoss())
+    inputs = check_inputs(model, train, val, settings, loss_fn or CrossEntropy())
     stage = on_stage or (lambda _: None)
     sizes = candidate_sizes(
         settings.min_batch_size, len(inputs.train), settings.max_batch_size, inputs.budget

@@ -29,6 +29,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from lrkit.training.evaluate import LossFn
+from lrkit.training.outputs import output_tensor
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 PER_EXAMPLE_BUDGET = 256 * 2**20
@@ -94,7 +95,7 @@ def per_example_estimate(
     buffers = dict(model.named_buffers())
 
     def loss_one(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        out = functional_call(model, (p, buffers), (x.unsqueeze(0),))
+        out = output_tensor(functional_call(model, (p, buffers), (x.unsqueeze(0),)))
         return loss_fn(out, y.unsqueeze(0))
 
     per_example = vmap(grad(loss_one), in_dims=(None, 0, 0), randomness="different")
@@ -147,7 +148,7 @@ def _gradient(
 ) -> list[torch.Tensor]:
     params = [p for p in model.parameters() if p.requires_grad]
     with torch.enable_grad():
-        loss = loss_fn(model(x), y)
+        loss = loss_fn(output_tensor(model(x)), y)
         return [g.detach().double() for g in torch.autograd.grad(loss, params)]
 
 

@@ -26,6 +26,7 @@ from lrkit.rangetest.settings import RangeTestSettings
 from lrkit.training import distributed
 from lrkit.training.distributed import Shard
 from lrkit.training.evaluate import LossFn, evaluate
+from lrkit.training.outputs import output_tensor
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 RunnerBatches = Iterator[tuple[torch.Tensor, torch.Tensor] | Shard]
@@ -58,9 +59,9 @@ def run_round(
         x, y = (batch.x, batch.y) if isinstance(batch, Shard) else batch
         if settings.amp:
             with torch.autocast("cuda", dtype=torch.float16):
-                loss = loss_fn(model(x), y)
+                loss = loss_fn(output_tensor(model(x)), y)
         else:
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(output_tensor(model(x)), y)
         # A shard of an uneven global batch: its loss weighted so that DDP's mean of the
         # ranks' gradients is the global batch's (the weight is 1 otherwise).
         if isinstance(batch, Shard) and batch.weight != 1.0:

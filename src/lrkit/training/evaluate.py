@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lrkit.data.tensors import TensorData
+from lrkit.training.outputs import hits, output_tensor
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``loss(output, target)``: the mean over the batch, a scalar tensor."""
@@ -18,22 +19,28 @@ def evaluate(
     model: nn.Module, loss_fn: LossFn, data: TensorData, chunk: int | None = None
 ) -> tuple[float, float]:
     """(mean loss, accuracy) of ``model`` on all of ``data``, in one pass or in chunks of
-    ``chunk`` examples. Accuracy compares the argmax of a 2-D output with integer targets;
-    it is nan for any other output. The model's train/eval mode is given back."""
+    ``chunk`` examples. Accuracy is the share of counted targets (``outputs.IGNORE_INDEX``
+    left out) that the argmax over the output's class axis matches: per example for a
+    (batch, classes) output, per token for (batch, length, vocabulary)
+    (``training.outputs``); it is nan for any output that scores no classes. The model's
+    train/eval mode is given back."""
     was_training = model.training
     model.eval()
     size = len(data) if chunk is None else chunk
     loss_sum = torch.zeros((), dtype=torch.float64, device=data.x.device)
     correct = torch.zeros((), dtype=torch.int64, device=data.x.device)
-    classifies = not data.y.is_floating_point()
+    counted = torch.zeros((), dtype=torch.int64, device=data.x.device)
+    classifies = True
     with torch.no_grad():
         for start in range(0, len(data), size):
             x, y = data.x[start : start + size], data.y[start : start + size]
-            output = model(x)
+            output = output_tensor(model(x))
             loss_sum += loss_fn(output, y).double() * x.shape[0]
-            classifies = classifies and output.ndim == 2
-            if classifies:
-                correct += (output.argmax(dim=1) == y).sum()
+            scored = hits(output, y) if classifies else None
+            classifies = scored is not None
+            if scored is not None:
+                correct += scored[0]
+                counted += scored[1]
     model.train(was_training)
-    accuracy = float(correct) / len(data) if classifies else math.nan
+    accuracy = float(correct) / int(counted) if classifies and int(counted) else math.nan
     return float(loss_sum) / len(data), accuracy

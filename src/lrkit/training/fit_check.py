@@ -14,6 +14,7 @@ from torch import nn
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.training.evaluate import LossFn
+from lrkit.training.outputs import class_axis, output_tensor
 
 
 def check_finite(parts: Mapping[str, TensorData], source: str | None = None) -> None:
@@ -57,12 +58,13 @@ def check_model_fits(
     try:
         with torch.enable_grad():
             try:
-                output = model(x)
+                returned = model(x)
             except Exception as exc:
                 raise LrkitValueError(
                     f"the model fails on a batch of inputs of shape {tuple(x.shape)}: "
                     f"{type(exc).__name__}: {exc}"
                 ) from None
+            output = output_tensor(returned)
             if isinstance(loss_fn, nn.CrossEntropyLoss) and y.dtype == torch.int64:
                 _check_labels(output, y, (y, *targets), loss_fn.ignore_index)
             try:
@@ -109,10 +111,16 @@ def _check_labels(
             "output of the model)"
         )
         raise LrkitValueError(message, cli_message=f"--data: {message}")
-    if output.ndim != 2 or output.shape[0] != y.shape[0] or output.shape[1] <= high:
+    axis = class_axis(output, y)
+    if axis is None or output.shape[axis] <= high:
+        wanted = (
+            f"({y.shape[0]}, >= {high + 1})"
+            if y.dim() == 1
+            else f"{(*y.shape, high + 1)} or more classes on the last axis"
+        )
         message = (
             f"the model's output of shape {tuple(output.shape)} does not fit labels "
-            f"0..{high}: expected ({y.shape[0]}, >= {high + 1})"
+            f"0..{high} of shape {tuple(y.shape)}: expected {wanted}"
         )
         raise LrkitValueError(message, cli_message=f"--model and --data do not fit: {message}")
 

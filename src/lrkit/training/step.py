@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lrkit.training.evaluate import LossFn
+from lrkit.training.outputs import output_tensor
 
 MakeOptimizer = Callable[[nn.Module], torch.optim.Optimizer]
 """A model's optimizer, made fresh for it."""
@@ -31,7 +32,7 @@ def train_step(
     data-parallel rank's share of an uneven global batch (``training.distributed.Shard``);
     at 1 the loss is left as it is."""
     optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(model(x), y)
+    loss = loss_fn(output_tensor(model(x)), y)
     if weight != 1.0:
         loss = loss * weight
     loss.backward()  # type: ignore[no-untyped-call]

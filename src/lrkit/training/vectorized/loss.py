@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrkit.training.evaluate import LossFn
+from lrkit.training.outputs import CrossEntropy
 
 aten = torch.ops.aten
 
@@ -22,7 +23,8 @@ def is_plain_cross_entropy(loss_fn: LossFn) -> bool:
     if loss_fn is F.cross_entropy:
         return True
     return (
-        type(loss_fn) is nn.CrossEntropyLoss
+        isinstance(loss_fn, nn.CrossEntropyLoss)
+        and type(loss_fn) in (nn.CrossEntropyLoss, CrossEntropy)
         and loss_fn.weight is None
         and loss_fn.label_smoothing == 0.0
         and loss_fn.reduction == "mean"

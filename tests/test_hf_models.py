@@ -1,0 +1,213 @@
+"""Hugging Face models as they come (issue 28): a ``BertForSequenceClassification`` and a
+``GPT2LMHeadModel`` built from small configs (no download), given by import path, through
+``lrkit find``, ``advise`` and ``noise`` with no wrapper: their ``ModelOutput`` is read for its
+``.logits``, GPT-2's (batch, length, vocabulary) scores get token-level cross-entropy and
+token accuracy."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cli_run import run
+
+pytest.importorskip("transformers")
+
+HF_MODULE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+    from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+
+    VOCAB, LENGTH = 32, 12
+
+
+    def bert():
+        config = BertConfig(
+            vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=32, max_position_embeddings=LENGTH, num_labels=2,
+        )
+        return BertForSequenceClassification(config)
+
+
+    def gpt2():
+        config = GPT2Config(
+            vocab_size=VOCAB, n_positions=LENGTH, n_embd=16, n_layer=1, n_head=2,
+            bos_token_id=0, eos_token_id=0,
+        )
+        return GPT2LMHeadModel(config)
+
+
+    def classes():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randint(1, VOCAB, (600, LENGTH), generator=g)
+        y = (x[:, 0] > VOCAB // 2).long()
+        return {"train": (x[:500], y[:500]), "val": (x[500:], y[500:])}
+
+
+    def tokens():
+        # Counting sequences: each token is the one before plus one (mod VOCAB).
+        g = torch.Generator().manual_seed(0)
+        start = torch.randint(1, VOCAB, (600, 1), generator=g)
+        seq = (start + torch.arange(LENGTH + 1)) % VOCAB
+        return {"train": (seq[:500, :-1], seq[:500, 1:]), "val": (seq[500:, :-1], seq[500:, 1:])}
+
+
+    class Hidden(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(VOCAB, 4)
+
+        def forward(self, x):
+            return {"hidden": self.embed(x)}
+    """
+)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hfmodels.py").write_text(HF_MODULE)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "optimizer"),
+    [("hfmodels:bert", "hfmodels:classes", "adamw"), ("hfmodels:gpt2", "hfmodels:tokens", "sgd")],
+    ids=["bert", "gpt2"],
+)
+def test_find_runs_a_hugging_face_model_with_no_wrapper(
+    workdir: Path, capsys: pytest.CaptureFixture[str], model: str, data: str, optimizer: str
+) -> None:
+    code, out, err = run(
+        [
+            "find",
+            "--model",
+            model,
+            "--data",
+            data,
+            "--optimizer",
+            optimizer,
+            "--device",
+            "cpu",
+            "--json",
+            "f.json",
+            "--no-plot",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "suggested learning rate" in out
+    document = json.loads((workdir / "f.json").read_text())
+    assert len(document["rounds"][0]["points"]) > 100
+    assert any(v is not None for v in document["suggestions"].values())
+
+
+@pytest.mark.slow
+def test_advise_gives_token_accuracy_for_a_language_model(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        [
+            "advise",
+            "--model",
+            "hfmodels:gpt2",
+            "--data",
+            "hfmodels:tokens",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "2",
+            "--json",
+            "a.json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "advised learning rate" in out
+    document = json.loads((workdir / "a.json").read_text())
+    assert document["metric"] == "accuracy"
+    assert document["lr"] > 0
+    accuracies = [c["value"] for c in document["candidates"] if c["status"] == "done"]
+    assert max(accuracies) > 0.3  # counting by one is learnt well above chance (1/32)
+
+
+@pytest.mark.slow
+def test_advise_and_noise_run_bert(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(
+        [
+            "advise",
+            "--model",
+            "hfmodels:bert",
+            "--data",
+            "hfmodels:classes",
+            "--device",
+            "cpu",
+            "--optimizer",
+            "adamw",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "2",
+            "--json",
+            "a.json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    advice = json.loads((workdir / "a.json").read_text())
+    assert advice["metric"] == "accuracy" and advice["lr"] > 0
+    code, _, err = run(
+        [
+            "noise",
+            "--model",
+            "hfmodels:bert",
+            "--data",
+            "hfmodels:classes",
+            "--device",
+            "cpu",
+            "--optimizer",
+            "adamw",
+            "--lr",
+            "0.001",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "1",
+            "--json",
+            "n.json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    noise = json.loads((workdir / "n.json").read_text())
+    assert noise["points"] and all(p["b_simple"] > 0 for p in noise["points"])
+
+
+def test_an_output_lrkit_cannot_read_exits_2_in_one_line(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        [
+            "find",
+            "--model",
+            "hfmodels:Hidden",
+            "--data",
+            "hfmodels:tokens",
+            "--device",
+            "cpu",
+            "--no-plot",
+        ],
+        capsys,
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        "lrkit find: error: --model: the model returned dict with keys ['hidden']; lrkit needs "
+        "a tensor, an output with .logits (a Hugging Face ModelOutput), a dict with 'logits' "
+        "or a tuple whose first element is a tensor\n"
+    )
