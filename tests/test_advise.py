@@ -559,6 +559,9 @@ def test_cli_advise_writes_the_advice_its_figure_and_report(
     for candidate in document["candidates"]:
         assert set(candidate) >= {"lr", "batch_size", "value", "value_std", "epochs_run"}
     assert document["lr"] in [c["lr"] for c in document["candidates"]]
+    range_test = document["cost"]["range_test"]  # 160 steps of 172 in the budget
+    assert range_test == pytest.approx(160 / math.ceil(5500 / 32))
+    assert f"the range test alone took {range_test:.2f} (its least, 20 lrs of 8 steps" in out
     assert (workdir / "a.png").stat().st_size > 0
     assert "Advice (this run)" in (workdir / "a.html").read_text()
 
@@ -578,6 +581,8 @@ def test_cli_advise_on_a_users_regression_judges_the_loss(
     assert "one trial a process" in err  # adamw does not stack
     assert document["confidence"]["label"] == "unsure" and "confidence: unsure (with adamw" in out
     assert document["recipe"] == "constant" and document["finished"] is None
+    range_test = document["cost"]["range_test"]
+    assert ("the range test alone took" in out) == (range_test > 0.5)
 
 
 def test_cli_advise_finishes_a_scheduled_run_and_saves_the_model(

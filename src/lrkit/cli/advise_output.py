@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from lrkit.advise.candidates import REACH
+from lrkit.advise.driver import EXP_LRS, HOLD
 from lrkit.advise.result import Advice
 from lrkit.cli.output import format_number, text_table
 
@@ -82,7 +83,17 @@ def _cost(advice: Advice) -> str:
     said = f"cost: {advice.budgets_trained:.2f} budgets of training in all"
     if advice.beyond_one_run is not None:
         said += f", {advice.beyond_one_run:.2f} beyond the one run you would have made"
+    if advice.range_test_budgets > SHORT_BUDGET_RANGE_TEST:
+        said += (
+            f"; the range test alone took {advice.range_test_budgets:.2f} (its least, "
+            f"{EXP_LRS[0]} lrs of {HOLD} steps, is long against this budget)"
+        )
     return said
+
+
+SHORT_BUDGET_RANGE_TEST = 0.5
+"""A range test longer than this share of the budget is called out in the cost line (it is
+a quarter of the budget, but never fewer than ``EXP_LRS[0]`` held lrs)."""
 
 
 def shown_lr(lr: float) -> str:
