@@ -74,31 +74,24 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def lrkit(
+    capsys: pytest.CaptureFixture[str], verb: str, model: str, data: str, *more: str
+) -> tuple[int, str, str]:
+    """``lrkit VERB --model hfmodels:MODEL --data hfmodels:DATA --device cpu MORE``."""
+    where = ["--model", f"hfmodels:{model}", "--data", f"hfmodels:{data}", "--device", "cpu"]
+    return run([verb, *where, *more], capsys)
+
+
 @pytest.mark.parametrize(
     ("model", "data", "optimizer"),
-    [("hfmodels:bert", "hfmodels:classes", "adamw"), ("hfmodels:gpt2", "hfmodels:tokens", "sgd")],
+    [("bert", "classes", "adamw"), ("gpt2", "tokens", "sgd")],
     ids=["bert", "gpt2"],
 )
 def test_find_runs_a_hugging_face_model_with_no_wrapper(
     workdir: Path, capsys: pytest.CaptureFixture[str], model: str, data: str, optimizer: str
 ) -> None:
-    code, out, err = run(
-        [
-            "find",
-            "--model",
-            model,
-            "--data",
-            data,
-            "--optimizer",
-            optimizer,
-            "--device",
-            "cpu",
-            "--json",
-            "f.json",
-            "--no-plot",
-        ],
-        capsys,
-    )
+    more = ["--optimizer", optimizer, "--json", "f.json", "--no-plot"]
+    code, out, err = lrkit(capsys, "find", model, data, *more)
     assert code == 0, err
     assert "suggested learning rate" in out
     document = json.loads((workdir / "f.json").read_text())
@@ -110,24 +103,8 @@ def test_find_runs_a_hugging_face_model_with_no_wrapper(
 def test_advise_gives_token_accuracy_for_a_language_model(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(
-        [
-            "advise",
-            "--model",
-            "hfmodels:gpt2",
-            "--data",
-            "hfmodels:tokens",
-            "--device",
-            "cpu",
-            "--batch-size",
-            "32",
-            "--epochs",
-            "2",
-            "--json",
-            "a.json",
-        ],
-        capsys,
-    )
+    more = ["--batch-size", "32", "--epochs", "2", "--json", "a.json"]
+    code, out, err = lrkit(capsys, "advise", "gpt2", "tokens", *more)
     assert code == 0, err
     assert "advised learning rate" in out
     document = json.loads((workdir / "a.json").read_text())
@@ -139,50 +116,25 @@ def test_advise_gives_token_accuracy_for_a_language_model(
 
 @pytest.mark.slow
 def test_advise_and_noise_run_bert(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(
-        [
-            "advise",
-            "--model",
-            "hfmodels:bert",
-            "--data",
-            "hfmodels:classes",
-            "--device",
-            "cpu",
-            "--optimizer",
-            "adamw",
-            "--batch-size",
-            "32",
-            "--epochs",
-            "2",
-            "--json",
-            "a.json",
-        ],
-        capsys,
+    adamw = ["--optimizer", "adamw", "--batch-size", "32"]
+    code, _, err = lrkit(
+        capsys, "advise", "bert", "classes", *adamw, "--epochs", "2", "--json", "a.json"
     )
     assert code == 0, err
     advice = json.loads((workdir / "a.json").read_text())
     assert advice["metric"] == "accuracy" and advice["lr"] > 0
-    code, _, err = run(
-        [
-            "noise",
-            "--model",
-            "hfmodels:bert",
-            "--data",
-            "hfmodels:classes",
-            "--device",
-            "cpu",
-            "--optimizer",
-            "adamw",
-            "--lr",
-            "0.001",
-            "--batch-size",
-            "32",
-            "--epochs",
-            "1",
-            "--json",
-            "n.json",
-        ],
+    code, _, err = lrkit(
         capsys,
+        "noise",
+        "bert",
+        "classes",
+        *adamw,
+        "--lr",
+        "0.001",
+        "--epochs",
+        "1",
+        "--json",
+        "n.json",
     )
     assert code == 0, err
     noise = json.loads((workdir / "n.json").read_text())
@@ -192,19 +144,7 @@ def test_advise_and_noise_run_bert(workdir: Path, capsys: pytest.CaptureFixture[
 def test_an_output_lrkit_cannot_read_exits_2_in_one_line(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(
-        [
-            "find",
-            "--model",
-            "hfmodels:Hidden",
-            "--data",
-            "hfmodels:tokens",
-            "--device",
-            "cpu",
-            "--no-plot",
-        ],
-        capsys,
-    )
+    code, out, err = lrkit(capsys, "find", "Hidden", "tokens", "--no-plot")
     assert (code, out) == (2, "")
     assert err == (
         "lrkit find: error: --model: the model returned dict with keys ['hidden']; lrkit needs "
