@@ -28,7 +28,18 @@ from torch import nn
 from lrkit.advise.candidates import candidate_lrs
 from lrkit.advise.confidence import as_good_as_winner, cautions, confidence
 from lrkit.advise.horizon import horizon_factor
-from lrkit.advise.plan import CHECKS_PER_RUNG, Rung, check_budget, race_plan, trial_epochs
+from lrkit.advise.plan import (
+    CHECKS_PER_RUNG,
+    EXP_END,
+    EXP_LRS,
+    EXP_START,
+    HOLD,
+    RANGE_TEST_SHARE,
+    Rung,
+    check_budget,
+    race_plan,
+    trial_epochs,
+)
 from lrkit.advise.race import OnRaceCheck, RaceFailed, RaceSetup, metric_of, race, worst
 from lrkit.advise.result import Advice, FinishedRun, RacedCandidate
 from lrkit.advise.settings import MIN_VAL_EXAMPLES, AdviseSettings
@@ -51,12 +62,6 @@ from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome
 
 ModelLike = nn.Module | Callable[[int], nn.Module]
 
-RANGE_TEST_SHARE = 0.25
-"""The range test's iterations at most, as a share of one run's steps (unless that is fewer
-than ``EXP_LRS[0]`` lrs)."""
-EXP_START, EXP_END = 1e-6, 10.0
-HOLD = 8
-EXP_LRS = (20, 120)
 EVAL_EXAMPLES = 256
 
 

@@ -32,6 +32,16 @@ from dataclasses import dataclass
 
 from lrkit import validation as check
 
+RANGE_TEST_SHARE = 0.25
+"""The range test's iterations at most, as a share of one run's steps (unless that is fewer
+than ``EXP_LRS[0]`` lrs)."""
+EXP_START, EXP_END = 1e-6, 10.0
+"""The range test's exponential sweep (``advise.driver``)."""
+HOLD = 8
+"""Iterations each lr of the range test is held."""
+EXP_LRS = (20, 120)
+"""The fewest and the most lrs of the range test."""
+
 RUNG_FRACTIONS = (1 / 6, 1 / 2)
 """Where candidates are compared, as fractions of the budget."""
 SHORTEST_RUNG = min(b - a for a, b in itertools.pairwise((0.0, *RUNG_FRACTIONS)))

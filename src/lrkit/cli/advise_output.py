@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from lrkit.advise.candidates import REACH
-from lrkit.advise.driver import EXP_LRS, HOLD
+from lrkit.advise.plan import EXP_LRS, HOLD
 from lrkit.advise.result import Advice
 from lrkit.cli.output import format_number, text_table
 
