@@ -18,13 +18,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from lrkit import validation as check
 from lrkit.data.mnist import load_mnist, resolve_data_dir
+from lrkit.data.named import named_data
 from lrkit.data.tensors import TensorData, tensor_data_from
 from lrkit.errors import LrkitValueError, quoted
 from lrkit.imports import is_import_path, load_object
 from lrkit.models import MODELS, build_model
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_finite
-from lrkit.training.outputs import CrossEntropy
+from lrkit.training.outputs import CrossEntropy, default_loss
 
 TrainData = TensorData | Dataset | DataLoader  # type: ignore[type-arg]
 
@@ -116,13 +117,17 @@ def loss_from(spec: str | None) -> LossFn:
 
 
 def _as_train_data(value: object, spec: str, part: str) -> TrainData:
+    named = named_data(value)
+    if named is not None:
+        return named
     if isinstance(value, (Dataset, DataLoader)):
         return value
     tensors = tensor_data_from(value)
     if tensors is None:
         raise LrkitValueError(
             f"--data {quoted(spec)}: {part} must be TensorData, an (inputs, targets) pair of "
-            f"tensors, a Dataset or a DataLoader, got {type(value).__name__}"
+            f"tensors, a Dataset or a DataLoader, or dicts with 'labels' (a datasets.Dataset, "
+            f"a list of dicts, a DataLoader of dicts), got {type(value).__name__}"
         )
     return tensors
 
@@ -147,8 +152,11 @@ def load_workload(
 ) -> Workload:
     """Resolve the CLI's model, data and loss options into a :class:`Workload`.
 
-    ``--data module:factory`` may return training data (tensors, Dataset or DataLoader) or a
-    mapping with ``train`` and optionally ``val`` and ``test``. Tensor training data without a
+    ``--data module:factory`` may return training data (tensors, Dataset or DataLoader, or
+    dicts with ``labels`` as Hugging Face data comes: ``data.features.named_data``) or a
+    mapping with ``train`` and optionally ``val`` (or ``validation``) and ``test``. Without
+    ``--loss``, dicts train on the model's own loss (``training.outputs.default_loss``).
+    Tensor training data without a
     ``val`` part is split: the last ``val_fraction`` becomes validation, which must hold at
     least ``min_val`` examples (a verb that judges runs on it says how many it needs). Tensor
     parts are checked for values that are not finite (``fit_check.check_finite``).
@@ -172,7 +180,11 @@ def load_workload(
                 f"--data {quoted(data)}: the mapping it returned has no 'train' entry"
             )
         train = _as_train_data(parts["train"], data, "train")
+        if parts.get("val") is None and parts.get("validation") is not None:
+            parts = {**parts, "val": parts["validation"]}  # a datasets.DatasetDict's name
         val = _as_tensors(parts["val"], data, "val") if parts.get("val") is not None else None
+        if loss is None:
+            loss_fn = default_loss(train)
         test = _as_tensors(parts["test"], data, "test") if parts.get("test") is not None else None
         named = {"training": train, "validation": val, "test": test}
         check_finite(

@@ -57,7 +57,7 @@ from lrkit.training.device import model_device
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_finite, check_model_fits
 from lrkit.training.optimizers import OptimizerFactory, OptimizerSpec
-from lrkit.training.outputs import CrossEntropy, class_axis, output_tensor
+from lrkit.training.outputs import call_model, default_loss, scored_hits
 from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome
 
 ModelLike = nn.Module | Callable[[int], nn.Module]
@@ -111,7 +111,7 @@ def advise(
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(settings.seed)
-        work = _prepared(model, train, val, settings, loss_fn or CrossEntropy())
+        work = _prepared(model, train, val, settings, loss_fn or default_loss(train))
         return _advise(work, settings, spec, recipe, on_check, address)
 
 
@@ -154,7 +154,7 @@ def _prepared(
     check_budget(settings.epochs, len(train), settings.batch_size)
     batch = train.head(settings.batch_size)
     check_model_fits(first, loss_fn, batch.x, batch.y, targets=(train.y, val.y))
-    metric = resolve_metric(settings.metric, first, train)
+    metric = resolve_metric(settings.metric, first, train, loss_fn)
     steps = math.ceil(settings.epochs * math.ceil(len(train) / settings.batch_size))
     return _Prepared(make_model, first, device, train, val, loss_fn, metric, steps)
 
@@ -329,7 +329,7 @@ def affordable(most: int, spent: float) -> int:
     return max(fits, default=min(MIN_CANDIDATES, most))
 
 
-def resolve_metric(requested: str, model: nn.Module, train: TensorData) -> str:
+def resolve_metric(requested: str, model: nn.Module, train: TensorData, loss_fn: LossFn) -> str:
     """accuracy for integer class labels and an output that scores classes ((batch,
     classes), or per token (batch, length, vocabulary): ``training.outputs.class_axis``),
     else the loss; a metric asked for that the data cannot give is refused."""
@@ -338,9 +338,9 @@ def resolve_metric(requested: str, model: nn.Module, train: TensorData) -> str:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            output = output_tensor(model(train.x[:2]))
+            returned = call_model(model, train.x[:2])
         model.train(was_training)
-        classifies = class_axis(output, train.y[:2]) is not None
+        classifies = scored_hits(returned, loss_fn, train.y[:2]) is not None
     if requested == "accuracy" and not classifies:
         kind = "float targets" if train.y.is_floating_point() else "outputs that score no classes"
         need = "integer class labels and an output of class scores (batch, classes)"

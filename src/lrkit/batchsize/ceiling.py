@@ -28,9 +28,10 @@ from torch import nn
 
 from lrkit.batchsize.result import Ceiling
 from lrkit.batchsize.settings import CeilingSettings
+from lrkit.data.features import Features, Inputs
 from lrkit.data.tensors import TensorData
 from lrkit.training.evaluate import LossFn
-from lrkit.training.outputs import output_tensor
+from lrkit.training.outputs import batch_loss
 from lrkit.training.state import preserved, restore
 from lrkit.training.step import train_step
 
@@ -100,7 +101,7 @@ def available_memory() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def _batch(train: TensorData, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(train: TensorData, size: int) -> tuple[Inputs, torch.Tensor]:
     """``size`` real examples (the training set repeated where it has fewer)."""
     index = torch.arange(size, device=train.x.device) % len(train)
     return train.x[index], train.y[index]
@@ -144,7 +145,7 @@ def probe_ceiling(
     return Ceiling(found.largest, "probe", most, found.tried)
 
 
-def saved_bytes(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -> int:
+def saved_bytes(model: nn.Module, loss_fn: LossFn, x: Inputs, y: torch.Tensor) -> int:
     """Bytes of the tensors a forward pass keeps for backward (each storage once)."""
     seen: set[tuple[int, int]] = set()
     total = 0
@@ -159,9 +160,15 @@ def saved_bytes(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Ten
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = loss_fn(output_tensor(model(x)), y)
+        loss = batch_loss(model, loss_fn, x, y)
     del loss
     return total
+
+
+def input_bytes(x: Inputs) -> int:
+    """Bytes of the inputs ``x`` (every named tensor of them)."""
+    tensors = x.tensors.values() if isinstance(x, Features) else (x,)
+    return sum(t.element_size() * t.numel() for t in tensors)
 
 
 def estimate_ceiling(
@@ -187,9 +194,8 @@ def estimate_ceiling(
         kept = [saved_bytes(model, loss_fn, *_batch(train, s)) for s in (small, big)]
     finally:
         model.train(was_training)
-    x = train.x[:1]
     activations = max(kept[1] - kept[0], 0) / (big - small)
-    per_example = 2.0 * activations + x.element_size() * x.numel()
+    per_example = 2.0 * activations + input_bytes(train.x[:1])
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     # What the graph keeps whatever the batch (weights saved for backward, say) on top of the
     # parameters, their gradients and the optimizer's state.

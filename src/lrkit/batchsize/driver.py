@@ -56,7 +56,7 @@ from lrkit.training.device import model_device
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_model_fits
 from lrkit.training.optimizers import make_optimizer
-from lrkit.training.outputs import CrossEntropy
+from lrkit.training.outputs import default_loss
 
 NOISE_BATCH = 32
 NOISE_EPOCHS = 0.5
@@ -158,7 +158,7 @@ def advise_batch_size(
     """
     started = time.perf_counter()
     settings = settings or BatchSettings()
-    inputs = check_inputs(model, train, val, settings, loss_fn or CrossEntropy())
+    inputs = check_inputs(model, train, val, settings, loss_fn or default_loss(train))
     stage = on_stage or (lambda _: None)
     sizes = candidate_sizes(
         settings.min_batch_size, len(inputs.train), settings.max_batch_size, inputs.budget
@@ -236,7 +236,7 @@ def check_inputs(
     check_model_fits(
         first, loss_fn, train.x[:smallest], train.y[:smallest], targets=(train.y, val.y)
     )
-    metric = resolve_metric(race.metric, first, train)
+    metric = resolve_metric(race.metric, first, train, loss_fn)
     if settings.target is not None:
         check_target(settings.target, metric)
     return BatchInputs(settings, make_model, first, train, val, loss_fn, metric)

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 import torch
 
 from lrkit import validation as check
+from lrkit.data.features import Inputs
 from lrkit.errors import InvalidParameterError, LrkitValueError
 
 
 @dataclass(frozen=True)
 class TensorData:
-    """Inputs ``x`` and targets ``y`` with the same first dimension."""
+    """Inputs ``x`` (a tensor, or named tensors: ``data.features.Features``) and targets
+    ``y`` with the same first dimension."""
 
-    x: torch.Tensor
+    x: Inputs
     y: torch.Tensor
 
     def __post_init__(self) -> None:
@@ -109,7 +111,7 @@ class BatchStream:
     def batches_per_epoch(self) -> int:
         return -(-len(self.data) // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Inputs, torch.Tensor]]:
         device = self.data.x.device
         n = len(self.data)
         while True:

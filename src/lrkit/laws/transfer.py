@@ -24,9 +24,11 @@ import torch
 from torch import nn
 
 from lrkit import validation as check
+from lrkit.data.features import Inputs
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.training.evaluate import LossFn
+from lrkit.training.outputs import call_model
 from lrkit.training.step import MakeOptimizer, train_step
 
 FLAT_SLOPE = 0.1
@@ -138,7 +140,7 @@ def slope_interval(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, tup
     return slope, (slope - half, slope + half)
 
 
-def activation_sizes(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> dict[str, float]:
+def activation_sizes(model: nn.Module, x: Inputs, layers: Sequence[str]) -> dict[str, float]:
     """Mean |output| of each named submodule on ``x`` (evaluation, no gradient)."""
     found: dict[str, float] = {}
     modules = dict(model.named_modules())
@@ -150,7 +152,7 @@ def activation_sizes(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -
     ]
     try:
         with torch.no_grad():
-            model(x)
+            call_model(model, x)
     finally:
         for handle in handles:
             handle.remove()

@@ -28,10 +28,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from lrkit.data.features import Inputs
+from lrkit.errors import LrkitValueError
 from lrkit.training.evaluate import LossFn
-from lrkit.training.outputs import output_tensor
+from lrkit.training.outputs import batch_loss, output_tensor
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[Inputs, torch.Tensor]
 PER_EXAMPLE_BUDGET = 256 * 2**20
 """Bytes of per-example gradients (chunk x parameters x 4) the auto choice allows."""
 
@@ -100,6 +102,7 @@ def per_example_estimate(
 
     per_example = vmap(grad(loss_one), in_dims=(None, 0, 0), randomness="different")
     x, y = sample
+    assert isinstance(x, torch.Tensor), "named inputs take the two-batch estimator"
     n = int(x.shape[0])
     squares: list[torch.Tensor] = []
     sums: list[dict[str, torch.Tensor]] = []
@@ -143,12 +146,10 @@ def full_gradient(
     return total
 
 
-def _gradient(
-    model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor
-) -> list[torch.Tensor]:
+def _gradient(model: nn.Module, loss_fn: LossFn, x: Inputs, y: torch.Tensor) -> list[torch.Tensor]:
     params = [p for p in model.parameters() if p.requires_grad]
     with torch.enable_grad():
-        loss = loss_fn(output_tensor(model(x)), y)
+        loss = batch_loss(model, loss_fn, x, y)
         return [g.detach().double() for g in torch.autograd.grad(loss, params)]
 
 
@@ -204,9 +205,21 @@ def two_batch_from_norms(
     return _estimate(traces, norms, factor * sum(small), estimator)
 
 
-def choose_estimator(model: nn.Module, requested: str, chunk: int = 64) -> str:
-    """per-example where its gradients fit ``PER_EXAMPLE_BUDGET`` and the model has no
-    buffers (batch statistics tie examples together); else two-batch."""
+def choose_estimator(
+    model: nn.Module, requested: str, chunk: int = 64, named_inputs: bool = False
+) -> str:
+    """per-example where its gradients fit ``PER_EXAMPLE_BUDGET``, the model has no
+    buffers (batch statistics tie examples together) and its inputs are one tensor (a model
+    called with named inputs is differentiated per batch); else two-batch."""
+    if named_inputs:
+        if requested == "per-example":
+            raise LrkitValueError(
+                "the per-example estimator needs one tensor of inputs; with named inputs "
+                "(a dict batch) use two-batch",
+                cli_message="--estimator per-example needs one tensor of inputs; with named "
+                "inputs (a dict batch) use --estimator two-batch",
+            )
+        return "two-batch"
     if requested != "auto":
         return requested
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -221,7 +234,7 @@ class NoiseMeter:
 
     def __init__(
         self,
-        data_x: torch.Tensor,
+        data_x: Inputs,
         data_y: torch.Tensor,
         estimator: str,
         batch_size: int,

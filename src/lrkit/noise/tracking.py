@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from lrkit import validation as check
+from lrkit.data.features import Features
 from lrkit.data.tensors import TensorData
 from lrkit.errors import InvalidParameterError
 from lrkit.noise import ESTIMATORS
@@ -318,7 +319,8 @@ class _AtChecks:
         self, module: nn.Module, loss_fn: LossFn, train: TensorData, settings: NoiseSettings
     ) -> None:
         self.module, self.loss_fn = module, loss_fn
-        self.estimator = choose_estimator(module, settings.estimator)
+        named = isinstance(train.x, Features)
+        self.estimator = choose_estimator(module, settings.estimator, named_inputs=named)
         big = settings.big_factor if self.estimator == "two-batch" else 1
         groups = max(2, settings.examples_for(len(train)) // (settings.batch_size * big))
         self.meter = NoiseMeter(

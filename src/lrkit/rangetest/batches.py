@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lrkit import validation as check
+from lrkit.data.features import Inputs
 from lrkit.data.tensors import BatchStream, TensorData, tensor_data_from
 from lrkit.errors import LrkitValueError
 from lrkit.rangetest.rounds import RunnerBatches
@@ -75,11 +76,11 @@ def batch_source(
     return from_tensors
 
 
-def _sharded(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], shard: bool) -> RunnerBatches:
+def _sharded(batches: Iterator[tuple[Inputs, torch.Tensor]], shard: bool) -> RunnerBatches:
     return distributed.shard_batches(batches) if shard else batches
 
 
-def _cycle(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # type: ignore[type-arg]
+def _cycle(loader: DataLoader) -> Iterator[tuple[Inputs, torch.Tensor]]:  # type: ignore[type-arg]
     while True:
         empty = True
         for x, y in loader:
@@ -90,7 +91,7 @@ def _cycle(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  
 
 
 def _to_device(
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    batches: Iterator[tuple[Inputs, torch.Tensor]], device: torch.device
+) -> Iterator[tuple[Inputs, torch.Tensor]]:
     for x, y in batches:
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -37,7 +37,7 @@ from lrkit.training import state as training_state
 from lrkit.training.device import model_device
 from lrkit.training.evaluate import LossFn
 from lrkit.training.fit_check import check_finite, check_model_fits
-from lrkit.training.outputs import CrossEntropy
+from lrkit.training.outputs import default_loss
 
 OnRoundStep = Callable[[int, Step, int], None]
 """Progress callback: (round index, the step just run, iterations in this round's program)."""
@@ -83,7 +83,7 @@ def find_lr(
             "mixed precision (amp) needs a CUDA device", cli_message="--amp needs --device cuda"
         )
     program = settings.lr_program
-    loss_fn = loss_fn or CrossEntropy()
+    loss_fn = loss_fn or default_loss(data)
     optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=program.lrs[0])
     make_batches = batch_source(data, settings.batch_size, device, world)
     evaluation = as_tensor_data(eval_data, device) if eval_data is not None else None

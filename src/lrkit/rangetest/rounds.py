@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from lrkit.data.features import Inputs
 from lrkit.data.tensors import TensorData
 from lrkit.rangetest.core import RangeTest, RoundRecord, Step
 from lrkit.rangetest.programs import LrProgram
@@ -26,10 +27,10 @@ from lrkit.rangetest.settings import RangeTestSettings
 from lrkit.training import distributed
 from lrkit.training.distributed import Shard
 from lrkit.training.evaluate import LossFn, evaluate
-from lrkit.training.outputs import output_tensor
+from lrkit.training.outputs import batch_loss
 
-Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
-RunnerBatches = Iterator[tuple[torch.Tensor, torch.Tensor] | Shard]
+Batches = Iterator[tuple[Inputs, torch.Tensor]]
+RunnerBatches = Iterator[tuple[Inputs, torch.Tensor] | Shard]
 """Batches, or in a data-parallel (DDP) run this rank's shards of the global batches."""
 OnStep = Callable[[Step], None]
 
@@ -59,9 +60,9 @@ def run_round(
         x, y = (batch.x, batch.y) if isinstance(batch, Shard) else batch
         if settings.amp:
             with torch.autocast("cuda", dtype=torch.float16):
-                loss = loss_fn(output_tensor(model(x)), y)
+                loss = batch_loss(model, loss_fn, x, y)
         else:
-            loss = loss_fn(output_tensor(model(x)), y)
+            loss = batch_loss(model, loss_fn, x, y)
         # A shard of an uneven global batch: its loss weighted so that DDP's mean of the
         # ranks' gradients is the global batch's (the weight is 1 otherwise).
         if isinstance(batch, Shard) and batch.weight != 1.0:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from lrkit.data.features import Inputs
 from lrkit.data.tensors import TensorData
 from lrkit.rangetest.core import RangeTest, RoundRecord, Step
 from lrkit.rangetest.programs import LrProgram
@@ -21,7 +22,12 @@ from lrkit.rangetest.settings import RangeTestSettings
 from lrkit.training.evaluate import LossFn
 from lrkit.training.vectorized.loop import evaluate_stack
 from lrkit.training.vectorized.loss import StackedLoss
-from lrkit.training.vectorized.network import NotStackableError, check_stackable, stack_models
+from lrkit.training.vectorized.network import (
+    NotStackableError,
+    check_stackable,
+    stack_models,
+    tensor_inputs,
+)
 from lrkit.training.vectorized.sgd import StackedSGD
 
 
@@ -30,7 +36,7 @@ def stacking_problem(
     optimizer: torch.optim.Optimizer,
     data: object,
     settings: RangeTestSettings,
-    example: torch.Tensor | None,
+    example: Inputs | None,
 ) -> str | None:
     """Why this range test cannot run on the vectorized engine, or None when it can."""
     if isinstance(model, DistributedDataParallel):
@@ -152,8 +158,9 @@ class _LockstepBatches:
         assert self.orders is not None
         index = self.orders[:, self.start : self.start + self.batch_size]
         self.start += self.batch_size
+        inputs = tensor_inputs(self.data.x)
         if self.shared:
-            x, y = self.data.x[index[0]], self.data.y[index[0]]
+            x, y = inputs[index[0]], self.data.y[index[0]]
             return x, y.expand(1, *y.shape)
         index = index[alive]
-        return self.data.x[index], self.data.y[index]
+        return inputs[index], self.data.y[index]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from lrkit.data.features import Inputs
 from lrkit.data.tensors import TensorData
 from lrkit.training import distributed
 from lrkit.training.evaluate import LossFn
@@ -36,7 +37,7 @@ class DataParallel:
         """``plan`` with ``batch_size`` examples a rank: global batches of ``parts`` times that."""
         return dataclasses.replace(plan, batch_size=plan.batch_size * self.parts)
 
-    def shard(self, x: torch.Tensor, y: torch.Tensor) -> distributed.Shard:
+    def shard(self, x: Inputs, y: torch.Tensor) -> distributed.Shard:
         """This rank's rows of the global batch and their loss's weight."""
         return distributed.shard(x, y, self.part, self.parts)
 

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from lrkit.data.features import Inputs
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.training.evaluate import LossFn, evaluate
@@ -134,12 +135,12 @@ class Shard(NamedTuple):
     divides evenly; otherwise it makes DDP's mean of the ranks' gradients the gradient of the
     global batch's mean loss, and the mean over ranks of the weighted losses its mean loss."""
 
-    x: torch.Tensor
+    x: Inputs
     y: torch.Tensor
     weight: float
 
 
-def shard(x: torch.Tensor, y: torch.Tensor, part: int, parts: int) -> Shard:
+def shard(x: Inputs, y: torch.Tensor, part: int, parts: int) -> Shard:
     """Rows of the global batch ``(x, y)`` for rank ``part`` of ``parts``: as equal as can be,
     the first ones one row longer (``torch.tensor_split``'s division). A rank left without a
     row (a global batch smaller than the world) trains on row 0 with weight 0, as every rank
@@ -154,7 +155,7 @@ def shard(x: torch.Tensor, y: torch.Tensor, part: int, parts: int) -> Shard:
     return Shard(x[start : start + size], y[start : start + size], weight)
 
 
-def shard_batches(batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[Shard]:
+def shard_batches(batches: Iterator[tuple[Inputs, torch.Tensor]]) -> Iterator[Shard]:
     """This rank's shard of each global batch of ``batches``."""
     part, parts = rank(), world_size()
     for x, y in batches:

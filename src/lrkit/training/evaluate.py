@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from lrkit.data.tensors import TensorData
-from lrkit.training.outputs import hits, output_tensor
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``loss(output, target)``: the mean over the batch, a scalar tensor."""
+from lrkit.training.outputs import LossFn as LossFn
+from lrkit.training.outputs import call_model, loss_of, scored_hits
 
 
 def evaluate(
@@ -34,9 +31,9 @@ def evaluate(
     with torch.no_grad():
         for start in range(0, len(data), size):
             x, y = data.x[start : start + size], data.y[start : start + size]
-            output = output_tensor(model(x))
-            loss_sum += loss_fn(output, y).double() * x.shape[0]
-            scored = hits(output, y) if classifies else None
+            returned = call_model(model, x)
+            loss_sum += loss_of(returned, loss_fn, y).double() * len(y)
+            scored = scored_hits(returned, loss_fn, y) if classifies else None
             classifies = scored is not None
             if scored is not None:
                 correct += scored[0]

@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from lrkit.data.features import Features, Inputs
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
 from lrkit.training.evaluate import LossFn
-from lrkit.training.outputs import class_axis, output_tensor
+from lrkit.training.outputs import ModelLoss, call_model, class_axis, output_tensor
 
 
 def check_finite(parts: Mapping[str, TensorData], source: str | None = None) -> None:
@@ -23,7 +24,8 @@ def check_finite(parts: Mapping[str, TensorData], source: str | None = None) -> 
     alone it gives a run that ends "done" with a nan loss and an accuracy at chance. The
     CLI's message starts with ``source`` (e.g. ``--data 'module:factory'``)."""
     for part, data in parts.items():
-        for kind, values in (("inputs", data.x), ("targets", data.y)):
+        inputs = data.x.floating() if isinstance(data.x, Features) else {"inputs": data.x}
+        for kind, values in (*inputs.items(), ("targets", data.y)):
             if not values.is_floating_point():
                 continue
             bad = ~torch.isfinite(values)
@@ -42,7 +44,7 @@ def check_finite(parts: Mapping[str, TensorData], source: str | None = None) -> 
 def check_model_fits(
     model: nn.Module,
     loss_fn: LossFn,
-    x: torch.Tensor,
+    x: Inputs,
     y: torch.Tensor,
     targets: Sequence[torch.Tensor] = (),
 ) -> None:
@@ -51,20 +53,27 @@ def check_model_fits(
     forward is no collective). With cross-entropy, the class labels of ``targets`` (all the
     targets a run will read; ``y`` is always checked) must lie in [0, the model's outputs).
     The forward keeps its graph, so that a loss with no gradient is found here and not at
-    the first ``backward``; no gradient is computed."""
+    the first ``backward``; no gradient is computed. With the model's own loss
+    (``outputs.ModelLoss``), that loss must come back, and how its scores line up with the
+    labels is found here (``ModelLoss.align``)."""
     _check_trainable(model)
     was_training = model.training
     model.eval()
     try:
         with torch.enable_grad():
             try:
-                returned = model(x)
+                returned = call_model(model, x)
             except Exception as exc:
+                shape = x.describe() if isinstance(x, Features) else f"shape {tuple(x.shape)}"
                 raise LrkitValueError(
-                    f"the model fails on a batch of inputs of shape {tuple(x.shape)}: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"the model fails on a batch of inputs of {shape}: {type(exc).__name__}: {exc}"
                 ) from None
             output = output_tensor(returned)
+            if isinstance(loss_fn, ModelLoss):
+                loss = loss_fn.read(returned)
+                loss_fn.align(returned, y)
+                _check_loss(loss, output)
+                return
             if isinstance(loss_fn, nn.CrossEntropyLoss) and y.dtype == torch.int64:
                 _check_labels(output, y, (y, *targets), loss_fn.ignore_index)
             try:

@@ -32,6 +32,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from lrkit.data.features import Inputs
 from lrkit.data.tensors import TensorData
 from lrkit.training.checkpoint import load_checkpoint, take_checkpoint
 from lrkit.training.distributed import Shard
@@ -66,7 +67,7 @@ class Sharding(Protocol):
         """The plan whose batches the clock cuts (the global batches of all processes)."""
         ...
 
-    def shard(self, x: torch.Tensor, y: torch.Tensor) -> Shard:
+    def shard(self, x: Inputs, y: torch.Tensor) -> Shard:
         """This process's rows of the global batch ``(x, y)``, and their loss's weight."""
         ...
 
@@ -90,7 +91,7 @@ class OneProcess:
         """``plan`` itself."""
         return plan
 
-    def shard(self, x: torch.Tensor, y: torch.Tensor) -> Shard:
+    def shard(self, x: Inputs, y: torch.Tensor) -> Shard:
         """The whole batch, weight 1."""
         return Shard(x, y, 1.0)
 

@@ -23,12 +23,16 @@ default loss, is ``nn.CrossEntropyLoss`` read that way: token-level cross-entrop
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
+from lrkit.data.features import LABELS, Features, Inputs
 from lrkit.errors import LrkitValueError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``loss(output, target)``: the mean over the batch, a scalar tensor."""
 
 IGNORE_INDEX = -100
 """The target that counts in neither the loss nor the accuracy."""
@@ -92,3 +96,112 @@ class CrossEntropy(nn.CrossEntropyLoss):
         if input.dim() > 2 and class_axis(input, target) == -1:
             input, target = input.reshape(-1, input.shape[-1]), target.reshape(-1)
         return super().forward(input, target)
+
+
+def call_model(model: nn.Module, x: Inputs) -> object:
+    """``model(x)``, or ``model(**x)`` for named inputs, as it returned."""
+    if isinstance(x, Features):
+        return model(**x.tensors)
+    return model(x)
+
+
+class ModelLoss:
+    """The model's own loss: the ``.loss`` its output carries, computed from the ``labels``
+    among its inputs, as Hugging Face models compute it (a causal language model shifts the
+    labels by one inside). lrkit's default where the inputs hold ``labels``.
+
+    ``shift`` is how the output's scores line up with the labels, for the accuracy: 0 where
+    position t scores label t (a classifier's, a token classifier's), 1 where it scores label
+    t + 1 (a causal language model's), None where neither reproduces the model's loss (the
+    accuracy is then not measured). ``align`` finds it once, on a first batch, by computing
+    cross-entropy both ways and keeping the one equal to the model's own loss."""
+
+    def __init__(self) -> None:
+        self.shift: int | None = None
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise LrkitValueError(
+            "the model's own loss is read from what it returns (loss_of), not computed from "
+            "its scores"
+        )
+
+    def read(self, returned: object) -> torch.Tensor:
+        """The loss the model returned, or a one-line error."""
+        loss = getattr(returned, "loss", None)
+        if loss is None and isinstance(returned, Mapping):
+            loss = returned.get("loss")
+        if not isinstance(loss, torch.Tensor):
+            message = (
+                f"the inputs hold labels but the model returned no loss (it returned "
+                f"{type(returned).__name__}); give --loss to compute one from its scores"
+            )
+            raise LrkitValueError(message, cli_message=f"--model: {message}")
+        return loss
+
+    def align(self, returned: object, labels: torch.Tensor) -> None:
+        """Set ``shift`` from one batch's output and labels (see the class)."""
+        own = float(self.read(returned).detach())
+        scores = output_tensor(returned).detach()
+        self.shift = None
+        for shift in (0, 1):
+            pair = shifted(scores, labels, shift)
+            if pair is None or not (pair[1] != IGNORE_INDEX).any():
+                continue
+            mine = float(CrossEntropy()(*pair))
+            if abs(mine - own) <= ALIGN_TOLERANCE * max(1.0, abs(own)):
+                self.shift = shift
+                return
+
+
+ALIGN_TOLERANCE = 1e-4
+"""Relative agreement of lrkit's cross-entropy with the model's own loss that finds the
+alignment of scores and labels (float32 sums of a batch agree to about 1e-6)."""
+
+
+def shifted(
+    scores: torch.Tensor, labels: torch.Tensor, shift: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The scores of positions t and the labels of positions t + ``shift`` (sequence
+    outputs), or None where they score no classes that way."""
+    if shift:
+        if scores.dim() < 3 or labels.dim() < 2 or labels.shape[1] <= shift:
+            return None
+        scores, labels = scores[:, :-shift], labels[:, shift:]
+    return (scores, labels) if class_axis(scores, labels) is not None else None
+
+
+def loss_of(returned: object, loss_fn: LossFn, y: torch.Tensor) -> torch.Tensor:
+    """The batch's loss from what the model returned: its own (``ModelLoss``), or
+    ``loss_fn`` of its output tensor and the targets."""
+    if isinstance(loss_fn, ModelLoss):
+        return loss_fn.read(returned)
+    return loss_fn(output_tensor(returned), y)
+
+
+def batch_loss(model: nn.Module, loss_fn: LossFn, x: Inputs, y: torch.Tensor) -> torch.Tensor:
+    """The loss of ``model`` on the batch ``(x, y)``."""
+    return loss_of(call_model(model, x), loss_fn, y)
+
+
+def scored_hits(
+    returned: object, loss_fn: LossFn, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``hits`` of what the model returned against the targets, the scores lined up with
+    them as the model's own loss does (``ModelLoss.shift``); None where no accuracy is
+    measured."""
+    scores = output_tensor(returned)
+    if isinstance(loss_fn, ModelLoss):
+        if loss_fn.shift is None:
+            return None
+        pair = shifted(scores, y, loss_fn.shift)
+        return None if pair is None else hits(*pair)
+    return hits(scores, y)
+
+
+def default_loss(data: object) -> LossFn:
+    """lrkit's loss when none is given: the model's own (``ModelLoss``) where ``data``'s
+    inputs are named and hold ``labels`` (a Hugging Face batch), else ``CrossEntropy``."""
+    inputs = getattr(data, "x", None)
+    if isinstance(inputs, Features) and LABELS in inputs.tensors:
+        return ModelLoss()
+    return CrossEntropy()

@@ -12,8 +12,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from lrkit.data.features import Inputs
 from lrkit.training.evaluate import LossFn
-from lrkit.training.outputs import output_tensor
+from lrkit.training.outputs import batch_loss
 
 MakeOptimizer = Callable[[nn.Module], torch.optim.Optimizer]
 """A model's optimizer, made fresh for it."""
@@ -23,7 +24,7 @@ def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn,
-    x: torch.Tensor,
+    x: Inputs,
     y: torch.Tensor,
     weight: float = 1.0,
 ) -> torch.Tensor:
@@ -32,7 +33,7 @@ def train_step(
     data-parallel rank's share of an uneven global batch (``training.distributed.Shard``);
     at 1 the loss is left as it is."""
     optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(output_tensor(model(x)), y)
+    loss = batch_loss(model, loss_fn, x, y)
     if weight != 1.0:
         loss = loss * weight
     loss.backward()  # type: ignore[no-untyped-call]

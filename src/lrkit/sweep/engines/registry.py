@@ -25,9 +25,9 @@ from lrkit.errors import LrkitValueError
 from lrkit.sweep.engines.names import AUTO, ENGINES, RAY, SEQUENTIAL, VECTORIZED, may_stack
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
+    from lrkit.data.features import Inputs
     from lrkit.sweep.engines.contract import Engine
 
 
@@ -106,7 +106,7 @@ def sequential_choice(workers: int = 1) -> EngineChoice:
     return EngineChoice(SEQUENTIAL, workers=workers)
 
 
-def stacking_problem(optimizer: str, model: nn.Module, example: torch.Tensor) -> str | None:
+def stacking_problem(optimizer: str, model: nn.Module, example: Inputs) -> str | None:
     """Why trials of ``model`` trained by ``optimizer`` cannot be stacked (``example``: a
     batch of inputs on the model's device), or None."""
     from lrkit.sweep.engines.contract import STACKABLE_OPTIMIZERS
@@ -123,7 +123,7 @@ def stacking_problem(optimizer: str, model: nn.Module, example: torch.Tensor) ->
 
 
 def choose_engine(
-    request: EngineRequest, optimizer: str, model: nn.Module, example: torch.Tensor
+    request: EngineRequest, optimizer: str, model: nn.Module, example: Inputs
 ) -> EngineChoice:
     """The engine for ``request``: sequential as asked; auto, vectorized and ray stack the
     trials when ``optimizer`` and ``model`` (one of the trials', on its device; ``example``
@@ -139,7 +139,7 @@ def choose_engine(
     return EngineChoice(VECTORIZED if stacks else SEQUENTIAL, reason, workers)
 
 
-def _workers(request: EngineRequest, spreads: bool, model: nn.Module, example: torch.Tensor) -> int:
+def _workers(request: EngineRequest, spreads: bool, model: nn.Module, example: Inputs) -> int:
     """The request's workers where the run spreads over processes (or tasks), else one per
     CPU core of the model's device; one where it does not (at least one task with ray)."""
     from lrkit.sweep.engines.processes import default_workers
@@ -148,8 +148,8 @@ def _workers(request: EngineRequest, spreads: bool, model: nn.Module, example: t
         return (request.workers or 1) if request.remote else 1
     if request.workers:
         return check.positive_int("workers", request.workers)
-    device = next(model.parameters(), example).device
-    return default_workers(device)
+    parameter = next(model.parameters(), None)
+    return default_workers(parameter.device if parameter is not None else example.device)
 
 
 def make_engine(choice: EngineChoice, address: str | None = None) -> Engine:

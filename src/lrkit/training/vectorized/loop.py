@@ -29,7 +29,7 @@ from lrkit.training.evaluate import LossFn
 from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome, TrialPlan
 from lrkit.training.running_loss import IntervalLoss, RunningLoss
 from lrkit.training.vectorized.loss import StackedLoss
-from lrkit.training.vectorized.network import StackedNetwork, stack_models
+from lrkit.training.vectorized.network import StackedNetwork, stack_models, tensor_inputs
 from lrkit.training.vectorized.sgd import StackedSGD
 
 OnTrialCheck = Callable[[int, CurvePoint, float], None]
@@ -194,11 +194,12 @@ class StackedRun:
         """A step's inputs and targets from its ``examples`` (a row per seed): one batch that
         every live trial shares (its targets repeated for each), or each trial's own."""
         train = self.train
+        inputs = tensor_inputs(train.x)
         if self.shared_batches:
-            x, y = train.x[examples[0]], train.y[examples[0]]
+            x, y = inputs[examples[0]], train.y[examples[0]]
             return x, y.expand(len(self.alive), *y.shape)
         index = examples[self.order_of_trial]
-        return train.x[index], train.y[index]
+        return inputs[index], train.y[index]
 
     def _scheduled_lrs(self, t: int) -> list[float]:
         """Each live trial's lr at step ``t`` of its schedule (a trial without one keeps its
@@ -337,7 +338,7 @@ def evaluate_stack(
     size = max(1, chunk // k) if per_trial_input else chunk
     with torch.no_grad():
         for start in range(0, len(data), size):
-            x, y = data.x[start : start + size], data.y[start : start + size]
+            x, y = tensor_inputs(data.x[start : start + size]), data.y[start : start + size]
             if per_trial_input:
                 x = x.expand(k, *x.shape)
             output = network.forward(x, False)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lrkit.data.features import Inputs
 from lrkit.training.vectorized import layers as stacked
 from lrkit.training.vectorized.layers import (
     CHANNELS,
@@ -155,19 +156,30 @@ def leaf_modules(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Modul
     return found
 
 
-def check_stackable(model: nn.Module, example: torch.Tensor) -> None:
+def check_stackable(model: nn.Module, example: Inputs) -> None:
     """Raise ``NotStackableError`` with the reason when ``model`` cannot be stacked."""
     stack_models([model], example, per_trial_input=False)
 
 
+def tensor_inputs(x: Inputs) -> torch.Tensor:
+    """``x`` as the one tensor of inputs the vectorized engine takes (``stack_models``
+    refuses named inputs, so none reach a stack)."""
+    if not isinstance(x, torch.Tensor):
+        raise NotStackableError(
+            "the inputs are named tensors (a dict batch); the vectorized engine takes one tensor"
+        )
+    return x
+
+
 def stack_models(
-    models: Sequence[nn.Module], example: torch.Tensor, per_trial_input: bool
+    models: Sequence[nn.Module], example: Inputs, per_trial_input: bool
 ) -> StackedNetwork:
     """One stacked network from K models of the same architecture.
 
     ``example`` is a batch of inputs (B, ...) used to learn each layer's input shape;
     ``per_trial_input`` says whether the trials see different batches ((K, B, ...) inputs)
     or one shared batch."""
+    example = tensor_inputs(example)
     first = models[0]
     if next(first.buffers(), None) is not None:
         names = ", ".join(name for name, _ in first.named_buffers())
