@@ -112,8 +112,9 @@ LAYERS = [
     ),
     # 5: the textbook's experiments
     ("lrkit.experiments",),
-    # 6, 7, 8: the edges
+    # 6, 7, 8, 9: the edges (integrations: lrkit inside other trainers, figure included)
     ("lrkit.plots",),
+    ("lrkit.integrations",),
     ("lrkit.report",),
     ("lrkit.cli", "lrkit.__main__"),
 ]

@@ -4,13 +4,14 @@ and repeat); on a DDP model, this rank's shard of each global batch."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lrkit import validation as check
-from lrkit.data.features import Inputs
+from lrkit.data.features import LABELS, Features, Inputs
 from lrkit.data.tensors import BatchStream, TensorData, tensor_data_from
 from lrkit.errors import LrkitValueError
 from lrkit.rangetest.rounds import RunnerBatches
@@ -81,13 +82,26 @@ def _sharded(batches: Iterator[tuple[Inputs, torch.Tensor]], shard: bool) -> Run
 
 
 def _cycle(loader: DataLoader) -> Iterator[tuple[Inputs, torch.Tensor]]:  # type: ignore[type-arg]
+    """The loader's batches, round after round: ``(inputs, targets)`` pairs, or dicts (a
+    Hugging Face collator's) as named inputs with their ``labels`` as the targets."""
     while True:
         empty = True
-        for x, y in loader:
+        for batch in loader:
             empty = False
-            yield x, y
+            yield _pair(batch)
         if empty:
             raise LrkitValueError("the DataLoader yields no batches")
+
+
+def _pair(batch: object) -> tuple[Inputs, torch.Tensor]:
+    if isinstance(batch, Mapping):
+        if LABELS not in batch:
+            raise LrkitValueError(
+                f"the DataLoader's batches are dicts with no {LABELS!r} (keys: {sorted(batch)})"
+            )
+        return Features(dict(batch)), batch[LABELS]
+    inputs, targets = cast("tuple[Inputs, torch.Tensor]", batch)
+    return inputs, targets
 
 
 def _to_device(
