@@ -212,3 +212,26 @@ def test_named_inputs_run_on_the_plain_loop_and_the_two_batch_estimator() -> Non
     assert choose_estimator(model, "auto", named_inputs=True) == "two-batch"
     with pytest.raises(LrkitValueError, match="per-example estimator needs one tensor of inputs"):
         choose_estimator(model, "per-example", named_inputs=True)
+
+
+def test_advise_in_python_takes_a_list_of_dicts() -> None:
+    """The Python API takes Hugging Face-style data as the CLI does (``held_data``): the
+    model trains on its own loss, and the race reads token accuracy one position ahead."""
+    from lrkit.advise import AdviseSettings, advise
+
+    def rows(n: int, start: int) -> list[dict[str, list[int]]]:
+        return [{"input_ids": [(i + t) % VOCAB for t in range(4)]} for i in range(start, start + n)]
+
+    def labelled(part: list[dict[str, list[int]]]) -> list[dict[str, list[int]]]:
+        return [{**row, "labels": row["input_ids"]} for row in part]
+
+    def make(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return OwnLoss(shift=1)
+
+    settings = AdviseSettings(
+        epochs=10, batch_size=8, optimizer="adam", workers=1, engine="sequential"
+    )
+    advice = advise(make, labelled(rows(160, 0)), labelled(rows(60, 3)), settings)
+    assert advice.metric == "accuracy" and advice.lr > 0
+    assert max(c.value for c in advice.candidates if c.status == "done") > 0.5

@@ -43,6 +43,7 @@ from lrkit.advise.plan import (
 from lrkit.advise.race import OnRaceCheck, RaceFailed, RaceSetup, metric_of, race, worst
 from lrkit.advise.result import Advice, FinishedRun, RacedCandidate
 from lrkit.advise.settings import MIN_VAL_EXAMPLES, AdviseSettings
+from lrkit.data.named import held_data
 from lrkit.data.tensors import TensorData, tensor_data
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.rangetest.find import find_lr
@@ -67,8 +68,8 @@ EVAL_EXAMPLES = 256
 
 def advise(
     model: ModelLike,
-    train: TensorData | tuple[torch.Tensor, torch.Tensor],
-    val: TensorData | tuple[torch.Tensor, torch.Tensor],
+    train: object,
+    val: object,
     settings: AdviseSettings | None = None,
     *,
     loss_fn: LossFn | None = None,
@@ -83,7 +84,9 @@ def advise(
     Args:
         model: a model (each candidate trains a deep copy of it, from its initial weights)
             or a factory ``seed -> model`` (called with ``settings.seed``); on its device.
-        train, val: tensors (``TensorData`` or ``(inputs, targets)``); the race is judged on
+        train, val: tensors (``TensorData`` or ``(inputs, targets)``), or dicts with
+            ``labels`` as Hugging Face data comes (a ``datasets.Dataset``, a list of dicts,
+            a ``DataLoader`` of dicts: ``data.named.held_data``); the race is judged on
             ``val``.
         settings: the budget, batch size, optimizer, recipe, metric and race
             (``AdviseSettings``).
@@ -96,6 +99,7 @@ def advise(
             ``settings.schedule``, over the budget after ``settings.warmup``.
     """
     settings = settings or AdviseSettings()
+    train, val = held_data(train, "train"), held_data(val, "val")
     spec = OptimizerSpec(
         settings.optimizer,
         settings.momentum,

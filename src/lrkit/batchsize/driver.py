@@ -49,6 +49,7 @@ from lrkit.batchsize.model import BatchPrediction, choose, neighbours, predict, 
 from lrkit.batchsize.result import BatchAdvice, Ceiling, NoiseMeasurement, RacedBatch
 from lrkit.batchsize.settings import BatchSettings, CeilingSettings
 from lrkit.batchsize.throughput import measure_step_times
+from lrkit.data.named import held_data
 from lrkit.data.tensors import TensorData, tensor_data
 from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.noise.tracking import NoiseSettings, track_noise_scale
@@ -135,8 +136,8 @@ def candidate_sizes(
 
 def advise_batch_size(
     model: ModelLike,
-    train: TensorData | tuple[torch.Tensor, torch.Tensor],
-    val: TensorData | tuple[torch.Tensor, torch.Tensor],
+    train: object,
+    val: object,
     settings: BatchSettings | None = None,
     *,
     loss_fn: LossFn | None = None,
@@ -148,8 +149,8 @@ def advise_batch_size(
 
     Args:
         model: a model (copied for every run) or a factory ``seed -> model``, on its device.
-        train, val: tensors (``TensorData`` or ``(inputs, targets)``); races are judged on
-            ``val``.
+        train, val: tensors (``TensorData`` or ``(inputs, targets)``), or dicts with
+            ``labels`` (``data.named.held_data``); races are judged on ``val``.
         settings: the budget and the search (``BatchSettings``).
         loss_fn: mean over the batch; default cross-entropy.
         on_stage: called with a short description as each stage begins.
@@ -158,6 +159,7 @@ def advise_batch_size(
     """
     started = time.perf_counter()
     settings = settings or BatchSettings()
+    train, val = held_data(train, "train"), held_data(val, "val")
     inputs = check_inputs(model, train, val, settings, loss_fn or default_loss(train))
     stage = on_stage or (lambda _: None)
     sizes = candidate_sizes(

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lrkit.data.features import LABELS, Features
-from lrkit.data.tensors import TensorData
+from lrkit.data.tensors import TensorData, tensor_data
 from lrkit.errors import LrkitValueError
 
 PAD = {"labels": -100, "attention_mask": 0}
@@ -83,3 +83,10 @@ def _as_data(tensors: dict[str, torch.Tensor]) -> TensorData:
             "on the labels the model's loss reads"
         )
     return TensorData(Features(tensors), tensors[LABELS])
+
+
+def held_data(value: object, part: str) -> TensorData:
+    """``value`` in memory as ``TensorData``: dicts as ``named_data`` reads them, or tensors
+    (``TensorData`` or an ``(inputs, targets)`` pair); an error naming the ``part`` else."""
+    named = named_data(value)
+    return named if named is not None else tensor_data(value, part)  # type: ignore[arg-type]
