@@ -145,8 +145,9 @@ def test_a_datasets_dataset_is_read_by_its_columns() -> None:
 
 
 def test_labels_among_the_inputs_train_on_the_models_own_loss() -> None:
-    assert isinstance(default_loss(TensorData(tokens(), tokens().tensors["labels"])), ModelLoss)
-    assert isinstance(default_loss(TensorData(torch.zeros(4, 2), torch.zeros(4))), CrossEntropy)
+    assert isinstance(default_loss(tokens()), ModelLoss)
+    assert isinstance(default_loss(Features({"input_ids": torch.zeros(4, 2)})), CrossEntropy)
+    assert isinstance(default_loss(torch.zeros(4, 2)), CrossEntropy)
     model = OwnLoss(shift=1)
     x = tokens()
     own = model(**x.tensors)["loss"]
@@ -235,3 +236,31 @@ def test_advise_in_python_takes_a_list_of_dicts() -> None:
     advice = advise(make, labelled(rows(160, 0)), labelled(rows(60, 3)), settings)
     assert advice.metric == "accuracy" and advice.lr > 0
     assert max(c.value for c in advice.candidates if c.status == "done") > 0.5
+
+
+def test_find_lr_on_a_loader_of_dicts_trains_on_the_models_own_loss() -> None:
+    """With no loss given, a DataLoader of dicts with labels means the model's own loss: a
+    model whose scores fit no cross-entropy of the labels still runs, and the curve is its
+    loss."""
+    from lrkit import find_lr
+    from lrkit.rangetest.settings import RangeTestSettings
+
+    class OwnOnly(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(VOCAB, 3)
+
+        def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            scores = self.embed(input_ids).mean(1)  # (N, 3): no class axis for (N, L) labels
+            return {"logits": scores, "loss": (scores - labels[:, :1]).pow(2).mean()}
+
+    rows = [
+        {"input_ids": torch.tensor([i % VOCAB, 1]), "labels": torch.tensor([i % 3, 0])}
+        for i in range(64)
+    ]
+    loader = DataLoader(rows, batch_size=8, shuffle=True, generator=torch.Generator())
+    settings = RangeTestSettings(batch_size=8, program="1e-3:9e-3:1e-3@2", rounds=1)
+    result = find_lr(OwnOnly(), loader, settings)
+    assert len(result.rounds[0].record.points) == 18
+    with pytest.raises(LrkitValueError, match="does not fit labels"):
+        find_lr(OwnOnly(), loader, settings, loss_fn=CrossEntropy())

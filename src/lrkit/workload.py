@@ -184,7 +184,7 @@ def load_workload(
             parts = {**parts, "val": parts["validation"]}  # a datasets.DatasetDict's name
         val = _as_tensors(parts["val"], data, "val") if parts.get("val") is not None else None
         if loss is None:
-            loss_fn = default_loss(train)
+            loss_fn = default_loss(getattr(train, "x", None))
         test = _as_tensors(parts["test"], data, "test") if parts.get("test") is not None else None
         named = {"training": train, "validation": val, "test": test}
         check_finite(

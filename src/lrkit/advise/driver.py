@@ -115,7 +115,7 @@ def advise(
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(settings.seed)
-        work = _prepared(model, train, val, settings, loss_fn or default_loss(train))
+        work = _prepared(model, train, val, settings, loss_fn or default_loss(train.x))
         return _advise(work, settings, spec, recipe, on_check, address)
 
 

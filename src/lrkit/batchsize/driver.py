@@ -160,7 +160,7 @@ def advise_batch_size(
     started = time.perf_counter()
     settings = settings or BatchSettings()
     train, val = held_data(train, "train"), held_data(val, "val")
-    inputs = check_inputs(model, train, val, settings, loss_fn or default_loss(train))
+    inputs = check_inputs(model, train, val, settings, loss_fn or default_loss(train.x))
     stage = on_stage or (lambda _: None)
     sizes = candidate_sizes(
         settings.min_batch_size, len(inputs.train), settings.max_batch_size, inputs.budget

@@ -70,3 +70,15 @@ Inputs = torch.Tensor | Features
 
 LABELS = "labels"
 """The key of the targets in a batch given as a dict (Hugging Face's)."""
+
+
+def labelled(batch: Mapping[str, torch.Tensor]) -> tuple[Features, torch.Tensor]:
+    """A dict batch as (named inputs, its ``labels``): every key stays among the inputs, so
+    that the model can compute its own loss; a batch with no ``labels`` is refused."""
+    if LABELS not in batch:
+        message = (
+            f"the batches hold no {LABELS!r} (keys: {sorted(batch)}); lrkit trains on the "
+            "labels the model's loss reads"
+        )
+        raise LrkitValueError(message, cli_message=f"--data: {message}")
+    return Features(dict(batch)), batch[LABELS]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import torch
 from torch.utils.data import DataLoader
 
-from lrkit.data.features import LABELS, Features
+from lrkit.data.features import labelled
 from lrkit.data.tensors import TensorData, tensor_data
 from lrkit.errors import LrkitValueError
 
@@ -77,12 +77,7 @@ def _joined(name: str, parts: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _as_data(tensors: dict[str, torch.Tensor]) -> TensorData:
-    if LABELS not in tensors:
-        raise LrkitValueError(
-            f"--data: the batches hold no {LABELS!r} (keys: {sorted(tensors)}); lrkit trains "
-            "on the labels the model's loss reads"
-        )
-    return TensorData(Features(tensors), tensors[LABELS])
+    return TensorData(*labelled(tensors))
 
 
 def held_data(value: object, part: str) -> TensorData:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lrkit import validation as check
-from lrkit.data.features import LABELS, Features, Inputs
+from lrkit.data.features import Inputs, labelled
 from lrkit.data.tensors import BatchStream, TensorData, tensor_data_from
 from lrkit.errors import LrkitValueError
 from lrkit.rangetest.rounds import RunnerBatches
@@ -95,11 +95,7 @@ def _cycle(loader: DataLoader) -> Iterator[tuple[Inputs, torch.Tensor]]:  # type
 
 def _pair(batch: object) -> tuple[Inputs, torch.Tensor]:
     if isinstance(batch, Mapping):
-        if LABELS not in batch:
-            raise LrkitValueError(
-                f"the DataLoader's batches are dicts with no {LABELS!r} (keys: {sorted(batch)})"
-            )
-        return Features(dict(batch)), batch[LABELS]
+        return labelled(batch)
     inputs, targets = cast("tuple[Inputs, torch.Tensor]", batch)
     return inputs, targets
 

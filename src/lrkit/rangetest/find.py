@@ -66,7 +66,9 @@ def find_lr(
             is a ``DistributedSampler``: then they are this rank's already).
         settings: the program, rounds, repeats, engine, smoothing, ... (``RangeTestSettings``;
             every field has a default).
-        loss_fn: ``loss(output, target)``, mean over the batch; default cross-entropy.
+        loss_fn: ``loss(output, target)``, mean over the batch; default cross-entropy, or
+            the model's own loss for batches of dicts with ``labels``
+            (``training.outputs.default_loss``).
         optimizer: default plain SGD (the textbook's); any optimizer works, its param groups'
             lr ratios are kept.
         eval_data: a fixed set whose loss is measured at the end of every hold.
@@ -83,7 +85,6 @@ def find_lr(
             "mixed precision (amp) needs a CUDA device", cli_message="--amp needs --device cuda"
         )
     program = settings.lr_program
-    loss_fn = loss_fn or default_loss(data)
     optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=program.lrs[0])
     make_batches = batch_source(data, settings.batch_size, device, world)
     evaluation = as_tensor_data(eval_data, device) if eval_data is not None else None
@@ -94,6 +95,7 @@ def find_lr(
 
     with training_state.preserved(model, optimizer, data) as snapshot:
         first = next(make_batches(settings.seed))
+        loss_fn = loss_fn or default_loss(first[0])  # dict batches: the model's own loss
         whole = [t.y for t in (tensors, evaluation) if t is not None]
         check_model_fits(module, loss_fn, first[0], first[1], targets=whole)
         reason = None

@@ -198,10 +198,10 @@ def scored_hits(
     return hits(scores, y)
 
 
-def default_loss(data: object) -> LossFn:
-    """lrkit's loss when none is given: the model's own (``ModelLoss``) where ``data``'s
-    inputs are named and hold ``labels`` (a Hugging Face batch), else ``CrossEntropy``."""
-    inputs = getattr(data, "x", None)
+def default_loss(inputs: object) -> LossFn:
+    """lrkit's loss when none is given: the model's own (``ModelLoss``) where the
+    ``inputs`` (of the data, or of a first batch) are named and hold ``labels`` (a Hugging
+    Face batch), else ``CrossEntropy``."""
     if isinstance(inputs, Features) and LABELS in inputs.tensors:
         return ModelLoss()
     return CrossEntropy()
