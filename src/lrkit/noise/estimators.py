@@ -21,8 +21,9 @@ touches the model's parameters or ``.grad``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -34,6 +35,7 @@ from lrkit.training.evaluate import LossFn
 from lrkit.training.outputs import batch_loss, output_tensor
 
 Batch = tuple[Inputs, torch.Tensor]
+B = TypeVar("B")
 PER_EXAMPLE_BUDGET = 256 * 2**20
 """Bytes of per-example gradients (chunk x parameters x 4) the auto choice allows."""
 
@@ -158,17 +160,32 @@ def two_batch_estimate(
 ) -> NoiseEstimate:
     """B_simple from gradients at two batch sizes: each group is k batches of B_small
     examples (k >= 2), whose mean gradient is the one over B_big = k B_small."""
+    return two_batch_of(
+        lambda batch: _gradient(model, loss_fn, *batch),
+        groups,
+        [int(group[0][0].shape[0]) for group in groups],
+    )
+
+
+def two_batch_of(
+    gradient: Callable[[B], list[torch.Tensor]],
+    groups: Sequence[Sequence[B]],
+    small: Sequence[int],
+) -> NoiseEstimate:
+    """The two-batch estimate from any batches: ``gradient(batch)`` is the gradient of the
+    mean loss over one batch, group i is k >= 2 batches of ``small[i]`` examples each (their
+    mean gradient is the one over k ``small[i]``); a trainer's own batches and loss (a
+    Lightning ``training_step``) go in as they come."""
     traces, norms = [], []
     examples = 0
-    for group in groups:
-        small = group[0][0].shape[0]
+    for group, b_small in zip(groups, small, strict=True):
         k = len(group)
-        big = k * small
-        grads = [_gradient(model, loss_fn, x, y) for x, y in group]
+        big = k * b_small
+        grads = [gradient(batch) for batch in group]
         small_sq = math.fsum(sum(float(g.pow(2).sum()) for g in gs) for gs in grads) / k
         mean = [torch.stack(parts).mean(0) for parts in zip(*grads, strict=True)]
         big_sq = sum(float(g.pow(2).sum()) for g in mean)
-        norm, trace = two_batch_pair(small_sq, big_sq, small, big)
+        norm, trace = two_batch_pair(small_sq, big_sq, b_small, big)
         norms.append(norm)
         traces.append(trace)
         examples += big
