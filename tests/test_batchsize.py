@@ -393,6 +393,9 @@ def test_epochs_mode_races_the_predicted_size_and_its_neighbours() -> None:
     document = json.loads(json.dumps(found.to_json()))
     assert document["batch_size"] == found.batch_size and document["lr"] == found.lr
     assert document["mode"] == "epochs" and document["reason"]
+    # Every size raced fits: the chosen one trains whole, and each race did.
+    assert (document["micro_batch_size"], document["accumulation_steps"]) == (found.batch_size, 1)
+    assert all(r.advice.micro_batching.accumulation_steps == 1 for r in found.races)
 
 
 def test_target_mode_takes_the_race_that_reached_the_target_soonest() -> None:
@@ -492,7 +495,7 @@ def test_the_driver_refuses_what_cannot_work() -> None:
             make_model, train, val, BatchSettings(mode="target", target=2.0, race=race())
         )
     with pytest.raises(LrkitValueError, match="not even a batch of 8"):
-        advise_batch_size(make_model, train, val, BatchSettings(memory=100, race=race()))
+        advise_batch_size(make_model, train, val, BatchSettings(race=race(memory=100)))
 
 
 # the CLI

@@ -185,10 +185,12 @@ def test_a_stack_goes_on_from_the_plain_loops_checkpoints() -> None:
         [dataclasses.replace(p, start=f.checkpoint) for p, f in zip(plans, firsts, strict=True)],
         0.9,
     )
+    # The stack's batched arithmetic and the plain loop's round differently: float32 weights
+    # near zero after 150 momentum steps differ by a few 1e-7 on some CPUs.
     for plan, outcome in zip(plans, resumed, strict=True):
         alone, _ = plain(plan, "momentum")
         for name, value in weights_of(alone).items():
-            torch.testing.assert_close(weights_of(outcome)[name], value, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(weights_of(outcome)[name], value, rtol=1e-5, atol=1e-6)
 
 
 def test_a_run_cannot_start_past_its_end() -> None:

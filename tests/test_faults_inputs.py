@@ -190,10 +190,30 @@ FAULTS = [
         "--time must be a number in (0, 1e+07] (seconds), got 1e+300",
     ),
     # options for choosing the batch size, given with a fixed one
-    ([*ADVISE, "--memory", "1GiB"], 2, f"--memory {CHOOSING}"),
     ([*ADVISE, "--min-batch-size", "32"], 2, f"--min-batch-size {CHOOSING}"),
     ([*ADVISE, "--max-batch-size", "64"], 2, f"--max-batch-size {CHOOSING}"),
-    ([*ADVISE, "--ceiling", "probe"], 2, f"--ceiling {CHOOSING}"),
+    # micro-batches: only for a fixed batch, in a divisor of it, and memory for one example
+    (
+        ["advise", "--accumulate", "2"],
+        2,
+        "--accumulate is for a --batch-size that does not fit: the batch sizes advise chooses "
+        "fit whole",
+    ),
+    (
+        [*ADVISE, "--accumulate", "3"],
+        2,
+        "--accumulate must be a divisor of the batch size (16), got 3",
+    ),
+    (
+        [*ADVISE, "--accumulate", "32"],
+        2,
+        "--accumulate must be an integer in [1, 16] (the batch size), got 32",
+    ),
+    (
+        [*ADVISE, "--memory", "1KiB", "--ceiling", "memory"],
+        2,
+        "--batch-size: not even one example fits in memory (memory); give --memory higher",
+    ),
     # a validation part too small to tell candidates apart
     (
         [*ADVISE, "--val-fraction", "1e-9"],
@@ -217,7 +237,8 @@ FAULTS = [
     (with_user(NOISE, data="large_labels"), 2, LARGE),
     # a loss that is not a scalar, or has no gradient
     ([*NOISE, *USER, "--loss", "faults:vector_loss"], 2, VECTOR),
-    ([*ADVISE, *USER, "--loss", "faults:vector_loss"], 2, VECTOR),
+    # advise checks the loss on the first 8 examples (its batch may not fit in memory whole)
+    ([*ADVISE, *USER, "--loss", "faults:vector_loss"], 2, VECTOR.replace("(16,)", "(8,)")),
     ([*NOISE, *USER, "--loss", "faults:detached_loss"], 2, DETACHED),
     # inputs that are not numbers, refused when loaded
     (with_user(ADVISE, data="nan_inputs"), 2, NAN),

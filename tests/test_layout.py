@@ -73,6 +73,7 @@ LAYERS = [
         "lrkit.advise.plan",
         "lrkit.advise.horizon",
         "lrkit.advise.confidence",
+        "lrkit.advise.micro",
         "lrkit.advise.result",
         "=lrkit.advise",
         "lrkit.batchsize.model",
@@ -93,7 +94,10 @@ LAYERS = [
         "lrkit.training",
         "lrkit.workload",
         "lrkit.noise.estimators",
+        "lrkit.noise.probe",
         "lrkit.laws.transfer",
+        # the largest batch that fits, which advise reads for its micro-batches
+        "lrkit.batchsize.ceiling",
     ),
     # 3: the range test's driver and noise tracking
     ("lrkit.rangetest", "lrkit.noise.tracking", "lrkit.noise.on_workload"),
@@ -215,6 +219,7 @@ TORCH_FREE = [
     "lrkit.advise.plan",
     "lrkit.advise.horizon",
     "lrkit.advise.confidence",
+    "lrkit.advise.micro",
     "lrkit.advise.result",
     "lrkit.batchsize",
     "lrkit.batchsize.model",

@@ -17,6 +17,7 @@ benchmark's tuning problems, the smoothing's lag carrying the minimum past the t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from torch import nn
 from lrkit.advise.candidates import candidate_lrs
 from lrkit.advise.confidence import as_good_as_winner, cautions, confidence
 from lrkit.advise.horizon import horizon_factor
+from lrkit.advise.micro import MicroBatching, micro_batching
 from lrkit.advise.plan import (
     CHECKS_PER_RUNG,
     EXP_END,
@@ -43,6 +45,8 @@ from lrkit.advise.plan import (
 from lrkit.advise.race import OnRaceCheck, RaceFailed, RaceSetup, metric_of, race, worst
 from lrkit.advise.result import Advice, FinishedRun, RacedCandidate
 from lrkit.advise.settings import MIN_VAL_EXAMPLES, AdviseSettings
+from lrkit.batchsize.ceiling import find_ceiling
+from lrkit.batchsize.settings import CeilingSettings
 from lrkit.data.named import held_data
 from lrkit.data.tensors import TensorData, tensor_data
 from lrkit.errors import InvalidParameterError, LrkitValueError
@@ -53,6 +57,7 @@ from lrkit.rangetest.settings import RangeTestSettings
 from lrkit.schedules.recipe import Recipe, ScheduleFactory
 from lrkit.sweep.definition import TrialKey
 from lrkit.sweep.engines.contract import EngineEvents, TrainingSetup
+from lrkit.sweep.engines.names import RAY, SEQUENTIAL
 from lrkit.sweep.engines.registry import EngineChoice, EngineRequest, choose_engine, make_engine
 from lrkit.training.device import model_device
 from lrkit.training.evaluate import LossFn
@@ -64,6 +69,10 @@ from lrkit.training.records import Checkpoint, CurvePoint, TrialOutcome
 ModelLike = nn.Module | Callable[[int], nn.Module]
 
 EVAL_EXAMPLES = 256
+FIT_CHECK_EXAMPLES = 8
+"""Examples of the first batch the model and loss are checked on before any training (and
+the size the ceiling's probe starts from)."""
+ACCUMULATION_REASON = "gradient accumulation runs on the plain loop, one trial at a time"
 
 
 def advise(
@@ -132,6 +141,7 @@ class _Prepared:
     loss_fn: LossFn
     metric: str
     steps: int
+    batching: MicroBatching
 
 
 def _prepared(
@@ -156,11 +166,43 @@ def _prepared(
             settings.batch_size,
         )
     check_budget(settings.epochs, len(train), settings.batch_size)
-    batch = train.head(settings.batch_size)
+    # A few examples show that the model and loss fit the data; the whole batch may not fit
+    # in memory (``batching``).
+    batch = train.head(min(settings.batch_size, FIT_CHECK_EXAMPLES))
     check_model_fits(first, loss_fn, batch.x, batch.y, targets=(train.y, val.y))
     metric = resolve_metric(settings.metric, first, train, loss_fn)
     steps = math.ceil(settings.epochs * math.ceil(len(train) / settings.batch_size))
-    return _Prepared(make_model, first, device, train, val, loss_fn, metric, steps)
+    batching = batch_in_memory(first, train, settings, loss_fn)
+    return _Prepared(make_model, first, device, train, val, loss_fn, metric, steps, batching)
+
+
+def batch_in_memory(
+    model: nn.Module,
+    train: TensorData,
+    settings: AdviseSettings,
+    loss_fn: LossFn,
+    spec: OptimizerSpec | None = None,
+) -> MicroBatching:
+    """How the batch trains: as ``settings.accumulation_steps`` micro-batches where given,
+    else in as few as fit (``advise.micro``) under the largest batch that fits
+    (``batchsize.ceiling``: probed on CUDA, the memory model elsewhere, up to the batch)."""
+    b = settings.batch_size
+    if settings.accumulation_steps is not None:
+        k = settings.accumulation_steps
+        return MicroBatching(b, b // k, k)
+    spec = spec or OptimizerSpec(
+        settings.optimizer, settings.momentum, settings.weight_decay, settings.optimizer_args
+    )
+    how = CeilingSettings(settings.ceiling, settings.memory, start=min(b, FIT_CHECK_EXAMPLES))
+    found = find_ceiling(
+        model,
+        spec.build(model.parameters(), 1e-3),
+        settings.optimizer,
+        loss_fn,
+        train,
+        dataclasses.replace(how, limit=b),
+    )
+    return micro_batching(b, found.batch_size, found.method)
 
 
 def _advise(
@@ -172,8 +214,9 @@ def _advise(
     address: str | None,
 ) -> Advice:
     started = time.perf_counter()
+    k = work.batching.accumulation_steps
     found = budget_range_test(
-        work.first, work.train, work.val, settings, work.loss_fn, work.steps, spec
+        work.first, work.train, work.val, settings, work.loss_fn, work.steps, spec, k
     )
     range_test_seconds = time.perf_counter() - started
     spent = sum(len(r.record.points) for r in found.rounds) / work.steps  # runs of the budget
@@ -192,6 +235,7 @@ def _advise(
         settings.seed,
         recipe,
         work.steps,
+        k,
     )
     raced, ranking, kept = race(
         candidates,
@@ -242,6 +286,7 @@ def _advise(
         recipe=recipe.label(),
         range_test_budgets=spent,
         finished=finished,
+        batching=work.batching,
     )
 
 
@@ -383,12 +428,16 @@ def model_factory(model: ModelLike) -> Callable[[int], nn.Module]:
     return lambda seed: copy.deepcopy(model)
 
 
-def range_test_settings(settings: AdviseSettings, steps_per_run: int) -> RangeTestSettings:
-    """The range test for the budget (see the module's docstring)."""
+def range_test_settings(
+    settings: AdviseSettings, steps_per_run: int, accumulation_steps: int = 1
+) -> RangeTestSettings:
+    """The range test for the budget (see the module's docstring), its batches in
+    ``accumulation_steps`` micro-batches."""
     low, high = EXP_LRS
     lrs = int(min(max(RANGE_TEST_SHARE * steps_per_run / HOLD, low), high))
     return RangeTestSettings(
-        batch_size=settings.batch_size,
+        batch_size=settings.batch_size // accumulation_steps,
+        accumulation_steps=accumulation_steps,
         program=exponential_range(EXP_START, EXP_END, lrs, HOLD),
         rounds=1,
         curve="eval",
@@ -404,10 +453,12 @@ def budget_range_test(
     loss_fn: LossFn,
     steps: int,
     spec: OptimizerSpec | None = None,
+    accumulation_steps: int = 1,
 ) -> RangeTestResult:
     """The range test for a budget of ``steps`` (see the module's docstring), with
-    ``spec``'s optimizer (default: the settings')."""
-    test = range_test_settings(settings, steps)
+    ``spec``'s optimizer (default: the settings'), its batches in ``accumulation_steps``
+    micro-batches."""
+    test = range_test_settings(settings, steps, accumulation_steps)
     spec = spec or OptimizerSpec(
         settings.optimizer, settings.momentum, settings.weight_decay, settings.optimizer_args
     )
@@ -422,8 +473,14 @@ def _engine(
 ) -> EngineChoice:
     """The engine the race runs on: the candidates spread over the CPU's cores by default,
     stacked where the model and optimizer allow."""
-    request = EngineRequest(settings.engine, settings.workers, address, spread_trials=True)
     model = work.make_model(settings.seed).to(work.device)
+    if work.batching.accumulation_steps > 1:
+        # One trial at a time unless told otherwise: the micro-batch is what one training fits.
+        name = settings.engine if settings.engine in (SEQUENTIAL, RAY) else SEQUENTIAL
+        request = EngineRequest(name, settings.workers or 1, address, spread_trials=True)
+        plain = choose_engine(request, spec.label, model, work.train.x[:2])
+        return dataclasses.replace(plain, reason=ACCUMULATION_REASON)
+    request = EngineRequest(settings.engine, settings.workers, address, spread_trials=True)
     return choose_engine(request, spec.label, model, work.train.x[:2])
 
 

@@ -64,6 +64,8 @@ class RaceSetup:
     """Every candidate trains under it, its lr the recipe's peak."""
     steps: int = 0
     """The budget's steps: the recipe's length (0 for a constant lr only)."""
+    accumulation_steps: int = 1
+    """Micro-batches each batch trains in (``advise.micro``)."""
 
     def job(self, lr: float, plan: TrialPlan) -> TrialJob:
         """The trial of candidate ``lr`` under ``plan``, with the race's optimizer."""
@@ -91,6 +93,7 @@ class RaceSetup:
             schedule=self.recipe.build(lr, self.steps),
             start=start,
             keep_checkpoint=keep,
+            accumulation_steps=self.accumulation_steps,
         )
 
 

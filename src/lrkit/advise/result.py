@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from lrkit.advise.micro import MicroBatching
 from lrkit.rangetest.result import RangeTestResult
 
 
@@ -142,6 +143,13 @@ class Advice:
     """The advised lr trained to the budget, with ``finish``."""
     confidence: Confidence = field(default_factory=lambda: Confidence(UNSURE, ("not judged",)))
     """``confident`` or ``unsure``, with the reasons (``advise.confidence``)."""
+    batching: MicroBatching | None = None
+    """How the batch trains in memory (``advise.micro``); None: whole."""
+
+    @property
+    def micro_batching(self) -> MicroBatching:
+        """How the batch trains: ``batching``, or whole."""
+        return self.batching or MicroBatching(self.batch_size, self.batch_size, 1)
 
     @property
     def budgets_trained(self) -> float:
@@ -194,6 +202,7 @@ class Advice:
         return {
             "lr": self.lr,
             "batch_size": self.batch_size,
+            **self.micro_batching.to_json(),
             "metric": self.metric,
             "raced_lr": self.raced_lr,
             "horizon_factor": self.horizon_factor,

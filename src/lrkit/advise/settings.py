@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lrkit import validation as check
+from lrkit.errors import InvalidParameterError
 from lrkit.schedules.recipe import Recipe
 from lrkit.sweep.engines.names import AUTO, ENGINES
 from lrkit.training.optimizers import check_optimizer_name, optimizer_args
@@ -25,6 +26,10 @@ MIN_VAL_EXAMPLES = 50
 standard error of up to 0.5 / sqrt(n): 0.07 at 50, where two candidates 0.2 apart are told
 apart (twice their combined error); on one example every candidate scores 0 or 1 and a
 difference means nothing."""
+
+CEILING_METHODS = ("auto", "probe", "memory")
+"""How the largest batch that fits is found: auto (probe on CUDA, the memory model
+elsewhere), probe or memory (``batchsize.ceiling``)."""
 
 MAX_CANDIDATES = 16
 """Candidates raced at most (each is a trial of the first rung)."""
@@ -57,6 +62,13 @@ class AdviseSettings:
             a stackable model), sequential, vectorized, or ray.
         workers: processes the trials of a rung are spread over on a CPU (default: one per
             core); with ray, the least number of tasks.
+        accumulation_steps: micro-batches each batch trains in (gradient accumulation, the
+            same steps at a fraction of the memory; ``advise.micro``); None: as few as the
+            memory allows, 1 where the batch fits.
+        memory: bytes a CPU's memory model may assume training uses (default: half the
+            available memory).
+        ceiling: how the largest batch that fits is found: auto (probe on CUDA, the memory
+            model elsewhere), probe or memory.
     """
 
     epochs: float = DEFAULT_EPOCHS
@@ -73,6 +85,9 @@ class AdviseSettings:
     candidates: int = 6
     engine: str = AUTO
     workers: int | None = None
+    accumulation_steps: int | None = None
+    memory: int | None = None
+    ceiling: str = "auto"
 
     def __post_init__(self) -> None:
         check.float_in("epochs", self.epochs, 0.0, MAX_EPOCHS, low_open=True, high_open=False)
@@ -88,6 +103,19 @@ class AdviseSettings:
         check.choice("engine", self.engine, ENGINES)
         if self.workers is not None:
             check.positive_int("workers", self.workers)
+        if self.accumulation_steps is not None:
+            check.int_in(
+                "accumulation_steps", self.accumulation_steps, 1, self.batch_size, "the batch size"
+            )
+            if self.batch_size % self.accumulation_steps:
+                raise InvalidParameterError(
+                    "accumulation_steps",
+                    f"a divisor of the batch size ({self.batch_size})",
+                    self.accumulation_steps,
+                )
+        if self.memory is not None:
+            check.positive_int("memory", self.memory)
+        check.choice("ceiling", self.ceiling, CEILING_METHODS)
 
     def recipe(self) -> Recipe:
         """The run's lr over the budget: the warm-up, then the schedule."""

@@ -257,9 +257,7 @@ def measure_ceiling(inputs: BatchInputs, sizes: list[int]) -> tuple[Ceiling, lis
         race.optimizer,
         inputs.loss_fn,
         inputs.train,
-        CeilingSettings(
-            settings.ceiling, settings.memory, start=settings.min_batch_size, limit=sizes[-1]
-        ),
+        CeilingSettings(race.ceiling, race.memory, start=settings.min_batch_size, limit=sizes[-1]),
     )
     fitting = [b for b in sizes if ceiling.fits(b)]
     if not fitting:

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from lrkit.advise.micro import MicroBatching
 from lrkit.advise.result import Advice
 from lrkit.batchsize.model import BatchPrediction
 
@@ -198,9 +199,16 @@ class BatchAdvice:
     def chosen(self) -> RacedBatch:
         return next(r for r in self.races if r.batch_size == self.batch_size)
 
+    @property
+    def micro_batching(self) -> MicroBatching:
+        """How the chosen batch trains in memory: whole (every size raced fits)."""
+        b = self.batch_size
+        return MicroBatching(b, b, 1, self.ceiling.batch_size, self.ceiling.method)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "batch_size": self.batch_size,
+            **self.micro_batching.to_json(),
             "lr": self.lr,
             "metric": self.metric,
             "mode": self.mode,

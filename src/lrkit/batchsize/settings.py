@@ -8,12 +8,10 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from lrkit import validation as check
-from lrkit.advise.settings import AdviseSettings
+from lrkit.advise.settings import CEILING_METHODS, AdviseSettings
 from lrkit.batchsize.model import MODES
 from lrkit.errors import InvalidParameterError
 
-CEILING_METHODS = ("auto", "probe", "memory")
-"""auto: probe on CUDA, the memory model elsewhere (``batchsize.ceiling``)."""
 MAX_BATCH_SIZE = 2**20
 """The largest batch size considered at all."""
 DEFAULT_MIN_BATCH_SIZE = 8
@@ -63,11 +61,10 @@ class BatchSettings:
         min_batch_size: the smallest candidate; the others double from it.
         max_batch_size: the largest candidate at most (default: the ceiling, and no more
             than an eighth of the training examples).
-        memory: bytes a CPU ceiling may assume (default: half the available memory).
-        ceiling: how the largest batch that fits is found: auto, probe or memory.
         race: the learning-rate race run at each batch size raced (its batch size is
-            replaced; its epochs are the budget in modes epochs and target, where a race
-            decides at half of them).
+            replaced, and it trains whole: every size raced fits; its epochs are the budget
+            in modes epochs and target, where a race decides at half of them). Its
+            ``memory`` and ``ceiling`` say how the largest batch that fits is found.
     """
 
     mode: str = "epochs"
@@ -75,8 +72,6 @@ class BatchSettings:
     time: float | None = None
     min_batch_size: int = DEFAULT_MIN_BATCH_SIZE
     max_batch_size: int | None = None
-    memory: int | None = None
-    ceiling: str = "auto"
     race: AdviseSettings = field(default_factory=AdviseSettings)
 
     def __post_init__(self) -> None:
@@ -94,10 +89,9 @@ class BatchSettings:
         check.int_in("min_batch_size", self.min_batch_size, 1, MAX_BATCH_SIZE)
         if self.max_batch_size is not None:
             check.int_in("max_batch_size", self.max_batch_size, self.min_batch_size, MAX_BATCH_SIZE)
-        if self.memory is not None:
-            check.positive_int("memory", self.memory)
-        check.choice("ceiling", self.ceiling, CEILING_METHODS)
 
     def race_at(self, batch_size: int, epochs: float) -> AdviseSettings:
         """The race's settings at ``batch_size`` for ``epochs``."""
-        return dataclasses.replace(self.race, batch_size=batch_size, epochs=epochs)
+        return dataclasses.replace(
+            self.race, batch_size=batch_size, epochs=epochs, accumulation_steps=1
+        )

@@ -10,6 +10,7 @@ import typer
 
 from lrkit import validation as check
 from lrkit.advise.settings import (
+    CEILING_METHODS,
     DEFAULT_EPOCHS,
     MAX_CANDIDATES,
     AdviseSettings,
@@ -36,7 +37,7 @@ from lrkit.cli.options import (
 from lrkit.cli.output import Outputs, check_outputs, notes, write_result
 from lrkit.cli.progress import on_interrupt, progress
 from lrkit.cli.report_command import ReportOption
-from lrkit.errors import LrkitValueError
+from lrkit.errors import InvalidParameterError, LrkitValueError
 from lrkit.schedules.recipe import Recipe
 from lrkit.sweep.engines.registry import check_address, check_engine, check_workers
 
@@ -128,7 +129,16 @@ def advise(
         str | None,
         typer.Option(
             help="How the largest batch that fits is found: auto (probe on CUDA, estimate "
-            "from memory elsewhere; the default), probe or memory."
+            "from memory elsewhere; the default), probe or memory. Chosen batch sizes stay "
+            "under it; a --batch-size over it trains as micro-batches (--accumulate)."
+        ),
+    ] = None,
+    accumulate: Annotated[
+        int | None,
+        typer.Option(
+            help="With --batch-size: micro-batches each batch trains in (gradient "
+            "accumulation: the same steps at a fraction of the memory). Default: as few as "
+            "the memory allows, 1 where the batch fits."
         ),
     ] = None,
     metric: Annotated[
@@ -206,10 +216,9 @@ def advise(
         candidates,
         engine,
         workers,
+        (memory, ceiling, accumulate),
     )
-    batch = batch_settings(
-        race, batch_size, target, time_budget, min_batch_size, max_batch_size, memory, ceiling
-    )
+    batch = batch_settings(race, batch_size, target, time_budget, min_batch_size, max_batch_size)
     check_device(device)
     check_address(engine, address)
     fraction = parse_fraction("val_fraction", val_fraction)
@@ -246,11 +255,26 @@ def _race_settings(
     candidates: int,
     engine: str,
     workers: int | None,
+    memory_options: tuple[str | None, str | None, int | None],
 ) -> AdviseSettings:
     """The race's settings, checked (the optimizer's, the recipe's and the engine's options
     first); its batch size the smallest considered where the batch size is to be chosen."""
     optimizer, optimizer_args, momentum, weight_decay = optimizer_options
     schedule, warmup, finish = recipe_options
+    memory, ceiling, accumulate = memory_options
+    if ceiling is not None:
+        check.choice("ceiling", ceiling, CEILING_METHODS)
+    if accumulate is not None and batch_size is None:
+        raise LrkitValueError(
+            "--accumulate is for a --batch-size that does not fit: the batch sizes advise "
+            "chooses fit whole"
+        )
+    if accumulate is not None and batch_size is not None:
+        check.int_in("accumulate", accumulate, 1, batch_size, "the batch size")
+        if batch_size % accumulate:
+            raise InvalidParameterError(
+                "accumulate", f"a divisor of the batch size ({batch_size})", accumulate
+            )
     check_optimizer(optimizer, momentum, weight_decay, optimizer_args, paths=True)
     Recipe(schedule, warmup).check()
     if finish and batch_size is None:
@@ -279,6 +303,9 @@ def _race_settings(
         candidates=candidates,
         engine=engine,
         workers=check_workers(workers, engine),
+        accumulation_steps=accumulate,
+        memory=None if memory is None else parse_bytes("memory", memory),
+        ceiling=ceiling or "auto",
     )
 
 
@@ -351,15 +378,11 @@ def batch_settings(
     time_budget: float | None,
     min_batch_size: int | None,
     max_batch_size: int | None,
-    memory: str | None,
-    ceiling: str | None,
 ) -> BatchSettings | None:
     """The batch-size part's settings, or None where --batch-size fixes the size (and the
     options for choosing it, given with it, are refused rather than ignored)."""
-    from lrkit.batchsize.settings import CEILING_METHODS, BatchSettings
+    from lrkit.batchsize.settings import BatchSettings
 
-    if ceiling is not None:
-        check.choice("ceiling", ceiling, CEILING_METHODS)
     if batch_size is not None:
         for budget, value in (("--target", target), ("--time", time_budget)):
             if value is not None:
@@ -369,8 +392,6 @@ def batch_settings(
         choosing: tuple[tuple[str, object], ...] = (
             ("--min-batch-size", min_batch_size),
             ("--max-batch-size", max_batch_size),
-            ("--memory", memory),
-            ("--ceiling", ceiling),
         )
         for option, given in choosing:
             if given is not None:
@@ -388,7 +409,5 @@ def batch_settings(
         time=time_budget,
         min_batch_size=race.batch_size,
         max_batch_size=max_batch_size,
-        memory=None if memory is None else parse_bytes("memory", memory),
-        ceiling=ceiling or "auto",
         race=race,
     )

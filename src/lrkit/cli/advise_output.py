@@ -48,6 +48,7 @@ def summary(advice: Advice) -> str:
     note = advice.horizon_note()
     if note is not None:
         lines.append(note)
+    lines.extend(batching_lines(advice))
     low, high = advice.as_good
     if high > low:
         lines.append(
@@ -62,6 +63,16 @@ def summary(advice: Advice) -> str:
     lines.extend(_finished(advice, unit))
     lines.append(_cost(advice))
     return "\n".join(lines)
+
+
+def batching_lines(advice: Advice) -> list[str]:
+    """How the batch trains in memory, where it does not fit whole: the micro-batches, and the
+    same in a Hugging Face Trainer's arguments."""
+    batching = advice.batching
+    if batching is None or batching.accumulation_steps == 1:
+        return []
+    hf = ", ".join(f"{name}={value}" for name, value in batching.trainer_arguments().items())
+    return [f"memory: {batching.describe()}", f"in the Hugging Face Trainer: {hf}"]
 
 
 def _finished(advice: Advice, unit: str) -> list[str]:

@@ -28,6 +28,7 @@ from lrkit.training import distributed
 from lrkit.training.distributed import Shard
 from lrkit.training.evaluate import LossFn, evaluate
 from lrkit.training.outputs import batch_loss
+from lrkit.training.step import accumulate
 
 Batches = Iterator[tuple[Inputs, torch.Tensor]]
 RunnerBatches = Iterator[tuple[Inputs, torch.Tensor] | Shard]
@@ -86,17 +87,7 @@ def run_round(
             backward(loss)
         else:
             # Mean-reduced losses: k micro-batches of size b give the gradient of one of k*b.
-            total: torch.Tensor | None = None
-            for micro_index in range(k):
-                with no_sync() if micro_index < k - 1 else contextlib.nullcontext():
-                    micro = forward()
-                    backward(micro / k)
-                # Summed in float32 at least (a float64 model's losses in float64).
-                value = micro.detach()
-                value = value.to(torch.promote_types(value.dtype, torch.float32))
-                total = value if total is None else total + value
-            assert total is not None
-            loss = total / k
+            loss = accumulate(lambda _: forward(), [1.0 / k] * k, backward, no_sync)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()

@@ -154,7 +154,7 @@ def train_trial(
                 for group in optimizer.param_groups:
                     group["lr"] = plan.schedule(step.iteration - 1)
             shard = sharding.shard(train.x[index], train.y[index])
-            losses.add(train_step(model, optimizer, loss_fn, *shard))
+            losses.add(train_step(model, optimizer, loss_fn, *shard, plan.accumulation_steps))
             if hooks.on_step is not None:
                 hooks.on_step(shard)
             if step.check:

@@ -61,6 +61,9 @@ class TrialPlan:
     """Go on from this checkpoint (up to ``epochs`` in all) instead of from the model as it is."""
     keep_checkpoint: bool = False
     """Hand back a checkpoint at the end (``TrialOutcome.checkpoint``), to go on from later."""
+    accumulation_steps: int = 1
+    """Micro-batches each batch is trained in (gradient accumulation, ``training.step``): the
+    same steps at a fraction of the memory."""
 
     def clock(self, n: int, seeds: Sequence[int], device: torch.device) -> Clock:
         """The steps of this plan over ``n`` examples, in the orders of ``seeds``."""

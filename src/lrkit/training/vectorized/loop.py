@@ -51,7 +51,10 @@ class StackedTrial:
 
 def check_stack(trials: Sequence[StackedTrial]) -> None:
     """Trials of one stack must share batch size, length, checks, batch-size schedule and
-    where they start."""
+    where they start, and train each batch whole (gradient accumulation runs on the plain
+    loop)."""
+    if any(t.plan.accumulation_steps != 1 for t in trials):
+        raise ValueError("gradient accumulation runs on the plain loop, not stacked")
 
     def shape(p: TrialPlan) -> tuple[object, ...]:
         start = p.start.position if p.start is not None else None
