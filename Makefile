@@ -3,7 +3,8 @@
 #   make test   creates .venv, installs lrkit with its test tools, runs the test suite
 # `make test-fast` runs the tests that matter while editing (a few minutes: no Ray, no
 # browser, no slow marks); `make lint` runs ruff and mypy; `.ci/run` runs `make test lint`;
-# `make bench` the benchmarks.
+# `make bench` the benchmarks; `make docs` builds the documentation site (mkdocs build --strict,
+# into site/; `make test` builds it too, in tests/test_docs_site.py), `make docs-serve` serves it.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ LRKIT := $(VENV)/bin/lrkit
 # pip byte-compiles what it installs. Where PYTHONDONTWRITEBYTECODE=1 is set (many container
 # images), Python never caches bytecode itself, so without this every process would compile
 # torch's source again: `import torch` 6.3 s instead of 2.6 s, `make demo` 19-21 s instead
-# of 7.4-7.8 s, every run, for 43 s more of install once (README, "Two commands").
+# of 7.4-7.8 s, every run, for 43 s more of install once (docs/getting-started/install.md).
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 # The CPU build of torch. A bare `torch` requirement with no torch installed makes pip
 # fetch a multi-GB CUDA build, so the CPU wheel goes in first and then satisfies torch>=2.4.
@@ -26,7 +27,7 @@ FAST_EXAMPLES ?= 10
 BENCH_VENV ?= .venv-bench
 SHARED_MNIST := $(wildcard ../shared/data/mnist)
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint docs docs-serve bench clean
 
 # What the main job needs: torch's CPU build and lrkit (no test tools).
 $(VENV)/.installed-run: pyproject.toml
@@ -51,9 +52,19 @@ test-fast: $(VENV)/.installed-dev
 	LRKIT_HYPOTHESIS_EXAMPLES=$(FAST_EXAMPLES) $(PY) -m pytest -q $(FAST_TESTS)
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench docs/hooks
+	$(VENV)/bin/ruff format --check src tests bench docs/hooks
 	$(VENV)/bin/mypy
+
+# The site (mkdocs.yml): docs/ as it is, the CLI reference generated from the CLI's own --help
+# and BENCHMARKS.md read at build time (docs/hooks/). Material's banner about MkDocs 2.0 is off.
+DOCS_ENV := NO_MKDOCS_2_WARNING=1
+
+docs: $(VENV)/.installed-dev
+	$(DOCS_ENV) $(PY) -m mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.installed-dev
+	$(DOCS_ENV) $(PY) -m mkdocs serve
 
 # Benchmarks run in their own environment (lrkit plus bench/requirements.txt: torch-lr-finder,
 # Prodigy, D-Adaptation and Schedule-Free to compare against, never lrkit's dependencies);
@@ -78,4 +89,4 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/laws_refit.py
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site
