@@ -28,8 +28,9 @@ from lrkit.schedules.batch_size import batch_size_steps, increase_batch_instead_
 from lrkit.training.records import CurvePoint
 
 BASE_LR = 0.5
-"""The textbook grid's best lr at batch 16 (0.9660 final validation accuracy, README), and
-the lr its batch-size grid shares: a rate known to train this network well at this batch."""
+"""The textbook grid's best lr at batch 16 (0.9660 final validation accuracy,
+docs/guides/sweeps.md), and the lr its batch-size grid shares: a rate known to train this
+network well at this batch."""
 BASE_BATCH_SIZE = 16
 """The smallest batch of the textbook's grids: two steps of FACTOR reach 400, still a small
 fraction of the training data, so the batch grows at every milestone without a cap."""
