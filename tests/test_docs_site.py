@@ -71,3 +71,26 @@ def test_the_benchmarks_page_is_benchmarks_md(site: Path) -> None:
     text = page_text(site / "benchmarks" / "index.html")
     missing = [h for h in headings if h not in text]
     assert not missing, f"the benchmarks page lacks {missing}"
+
+
+def test_the_ask_tell_example_prints_what_its_page_shows(tmp_path: Path) -> None:
+    """The numpy range test of getting-started/ask-tell.md, run as written: its output is
+    the one pasted below it, and it imports no torch."""
+    page = (ROOT / "docs" / "getting-started" / "ask-tell.md").read_text()
+    script = re.search(r'```python\n("""A range test of linear regression.*?)```', page, re.S)
+    shown = re.search(r"```console\n\$ python numpy_range_test\.py\n(.*?)```", page, re.S)
+    assert script is not None and shown is not None
+    (tmp_path / "numpy_range_test.py").write_text(script.group(1))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "numpy_range_test.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == shown.group(1)
+    assert "torch imported: False" in done.stdout
