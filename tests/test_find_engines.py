@@ -51,7 +51,11 @@ WIDE = "1e-4:1e-3:1e-4@4,1e-3:1e-2:1e-3@4,0.01:0.1:0.01@4,0.1:1:0.1@4,1:10:1@4"
     ("model", "optimizer", "repeats", "program"),
     [
         ("mnist-mlp", "sgd", 1, WIDE),
-        ("mnist-mlp", "momentum", 3, WIDE),
+        # With momentum 0.9 the lrs near 1 and past it (an effective step of 10 and more)
+        # turn the loss chaotic: there the stack's and the plain loop's round-off, a few
+        # 1e-7, grows to 6e-5 at lr 1 and to differences of order one at 2 on some CPUs. The
+        # program stops at 0.5.
+        ("mnist-mlp", "momentum", 3, WIDE.rsplit(",", 2)[0] + ",0.1:0.5:0.1@4"),
         pytest.param("mnist-cnn", "sgd", 1, WIDE, marks=pytest.mark.slow),
         # Per-repeat batches make the CNN's first convolution a grouped one, whose kernel
         # rounds differently from the plain one: equal to 1e-5 while training is stable,
