@@ -1,6 +1,7 @@
-"""The learning-rate range test for a Hugging Face ``Trainer``: ``find_lr_for_trainer``.
+"""lrkit inside a Hugging Face ``Trainer``: the learning-rate range test before it trains
+(``find_lr_for_trainer``), the gradient noise scale while it trains (``NoiseScaleCallback``).
 
-It runs lrkit's range test (``rangetest.find.find_lr``: its programs, narrowing rounds,
+The range test runs lrkit's range test (``rangetest.find.find_lr``: its programs, narrowing rounds,
 repeats and rules) on what the ``Trainer`` would train:
 
 - its model, on the model's own loss (the ``labels`` its batches carry,
@@ -19,6 +20,25 @@ keeps no optimizer from the test, so ``trainer.train()`` builds its own as it wo
     result = find_lr_for_trainer(trainer, plot="lr-find.png")
     trainer.args.learning_rate = result.suggested_lr
     trainer.train()
+
+``NoiseScaleCallback`` logs the gradient noise scale while the ``Trainer`` trains
+(``noise.probe.NoiseProbe``: the two-batch estimate on the Trainer's own loss,
+``Trainer.compute_loss``, over batches of its training set drawn and collated as it draws
+them, from the probe's own seeded order): ``lrkit/b_simple`` (smoothed, as ``lrkit noise``
+reports it), ``lrkit/critical_batch_size`` (the batch size it implies), ``lrkit/b_simple_raw``
+and ``lrkit/b_simple_stderr``. It measures after the first optimizer step and after every
+``every_n_steps``-th, and logs through ``Trainer.log``, so the figures reach
+``trainer.state.log_history`` and every reporter of ``report_to`` (TensorBoard, W&B, ...) at
+that global step. That is why it is built from its ``Trainer`` and added to it afterwards::
+
+    noise = NoiseScaleCallback(trainer, every_n_steps=200)
+    trainer.add_callback(noise)
+    trainer.train()
+    noise.readings[-1].critical_batch_size  # the readings, for those who log nothing
+
+A measurement costs ``groups`` x ``big_factor`` (32 by default) extra forward and backward
+passes of ``per_device_train_batch_size`` examples; the Trainer's training is unchanged by
+it, bitwise: weights, gradients, the model's mode and every torch RNG are as they were.
 """
 
 from __future__ import annotations
@@ -28,10 +48,13 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Subset
+from transformers import TrainerCallback
 
+from lrkit import validation as check
 from lrkit.data.named import named_data
 from lrkit.data.tensors import TensorData
 from lrkit.errors import LrkitValueError
+from lrkit.noise.probe import BIG_FACTOR, GROUPS, SMOOTHING, NoiseProbe, NoiseReading
 from lrkit.rangetest.find import OnRoundStep, find_lr
 from lrkit.rangetest.result import RangeTestResult
 from lrkit.rangetest.settings import RangeTestSettings
@@ -39,6 +62,10 @@ from lrkit.training.outputs import ModelLoss
 
 EVAL_EXAMPLES = 512
 """Evaluation examples whose loss the test measures after each held lr."""
+
+EVERY_N_STEPS = 500
+"""Optimizer steps between noise-scale measurements: at the probe's defaults (32 forward and
+backward passes a measurement) about 6% more compute than 500 steps without accumulation."""
 
 
 def find_lr_for_trainer(
@@ -94,6 +121,114 @@ def trainer_settings(args: Any) -> RangeTestSettings:
         accumulation_steps=args.gradient_accumulation_steps,
         seed=args.seed,
     )
+
+
+class NoiseScaleCallback(TrainerCallback):
+    """Logs the gradient noise scale of ``trainer``'s model as it trains (see the module).
+
+    Args:
+        trainer: the ``Trainer`` it measures (its model, training set, collator and
+            ``compute_loss``) and logs through (``Trainer.log``); add the callback to it.
+        every_n_steps: a measurement after the first optimizer step and after every
+            ``every_n_steps``-th (global steps 1, n, 2n, ...).
+        batch_size: B_small, the examples of each probe batch; the Trainer's
+            ``per_device_train_batch_size`` by default.
+        groups, big_factor, smoothing: the probe's (``noise.probe``).
+        seed: of the probe's own order over the training set; the Trainer's seed by default.
+    """
+
+    def __init__(
+        self,
+        trainer: Any = None,
+        *,
+        every_n_steps: int = EVERY_N_STEPS,
+        batch_size: int | None = None,
+        groups: int = GROUPS,
+        big_factor: int = BIG_FACTOR,
+        smoothing: float = SMOOTHING,
+        seed: int | None = None,
+    ) -> None:
+        if trainer is None:
+            raise LrkitValueError(
+                "NoiseScaleCallback logs through its Trainer: build it from the Trainer and "
+                "add it, trainer.add_callback(NoiseScaleCallback(trainer))"
+            )
+        if trainer.train_dataset is None:
+            raise LrkitValueError("the Trainer has no train_dataset to measure the noise scale on")
+        self.trainer = trainer
+        self.every_n_steps = check.positive_int("every_n_steps", every_n_steps)
+        if not hasattr(trainer.train_dataset, "__len__"):
+            raise LrkitValueError(
+                "the Trainer's train_dataset has no length: the noise probe draws shuffled "
+                "batches from a map-style dataset"
+            )
+        dataset = _pruned(trainer, trainer.train_dataset, "training")
+        args = trainer.args
+        batch_size = check.int_in(
+            "batch_size",
+            args.per_device_train_batch_size if batch_size is None else batch_size,
+            1,
+            len(dataset),
+            "the examples of the Trainer's train_dataset",
+        )
+        seed = check.seed("seed", args.seed if seed is None else seed)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(seed),
+            collate_fn=trainer.data_collator,
+        )
+        self.probe: NoiseProbe[Any] = NoiseProbe(
+            trainer.model,
+            self._loss,
+            loader,
+            batch_size,
+            groups=groups,
+            big_factor=big_factor,
+            smoothing=smoothing,
+        )
+
+    @property
+    def readings(self) -> list[NoiseReading]:
+        """Every measurement so far and the smoothed figures after it, oldest first."""
+        return self.probe.readings
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Refuses a Trainer other than its own; measures the model that trains (a
+        ``model_init`` builds a new one at ``train()``)."""
+        if state is not self.trainer.state:
+            raise LrkitValueError(
+                "this NoiseScaleCallback was built for another Trainer: build one from the "
+                "Trainer it is added to"
+            )
+        self.probe.module = self.trainer.model
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """After the optimizer step (its gradients already zeroed): measure and log, at the
+        first global step and every ``every_n_steps``-th."""
+        step = state.global_step
+        if step != 1 and step % self.every_n_steps != 0:
+            return
+        metrics = self.probe.measure().metrics()
+        if metrics:
+            # Trainer.log appends to state.log_history at this global step, then hands the
+            # figures to every callback's on_log, which is how report_to's reporters get them.
+            # Its on_log clears should_log, which DefaultFlowCallback may have set for the
+            # Trainer's own log (loss, learning rate) at this step: that log is kept.
+            should_log = control.should_log
+            self.trainer.log(metrics)
+            control.should_log = should_log
+
+    def _loss(self, batch: Any) -> torch.Tensor:
+        """The Trainer's loss of one batch as its training step computes it (moved to its
+        device, under its autocast), without ``num_items_in_batch``: the mean over the batch."""
+        trainer = self.trainer
+        inputs = trainer._prepare_inputs(batch)
+        with trainer.compute_loss_context_manager():
+            loss: torch.Tensor = trainer.compute_loss(self.probe.module, inputs)
+        return loss
 
 
 def _pruned(trainer: Any, dataset: Any, description: str) -> Any:
