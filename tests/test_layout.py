@@ -99,8 +99,8 @@ LAYERS = [
         # the largest batch that fits, which advise reads for its micro-batches
         "lrkit.batchsize.ceiling",
     ),
-    # 3: the range test's driver, noise tracking and the probe inside other trainers
-    ("lrkit.rangetest", "lrkit.noise.tracking", "lrkit.noise.on_workload", "lrkit.noise.probe"),
+    # 3: the range test's driver and noise tracking
+    ("lrkit.rangetest", "lrkit.noise.tracking", "lrkit.noise.on_workload"),
     # 4: sweeps and their engines; advise, which races through them
     ("lrkit.sweep",),
     ("lrkit.advise",),

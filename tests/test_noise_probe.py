@@ -5,7 +5,9 @@ the RNGs, the smoothing, the metrics it logs and its errors."""
 from __future__ import annotations
 
 import math
+import random
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -75,6 +77,28 @@ def test_the_probe_leaves_weights_grads_mode_and_rngs_as_they_were() -> None:
     after = [p.grad for p in model.parameters() if p.grad is not None]
     assert all(torch.equal(a, b) for a, b in zip(grads, after, strict=True))
     assert len(probe.readings) == 3
+
+
+def test_batch_statistics_and_the_python_and_numpy_rngs_are_put_back() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 2))
+    model[1].eval()  # a frozen BatchNorm in a model that trains: each keeps its own mode
+    x, y = torch.randn(64, 4) * 3 + 1, torch.randint(0, 2, (64,))
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+
+    def loss(batch: list[torch.Tensor]) -> torch.Tensor:
+        random.random()  # a collator drawing from Python's and numpy's RNGs
+        np.random.rand()  # noqa: NPY002
+        return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    data = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, drop_last=True)
+    python_rng, numpy_rng = random.getstate(), np.random.get_state()[1].copy()  # noqa: NPY002
+    NoiseProbe(model, loss, data, 8, groups=2, big_factor=2).measure()
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in buffers.items())
+    assert model.training and not model[1].training
+    assert random.getstate() == python_rng
+    assert np.array_equal(np.random.get_state()[1], numpy_rng)  # noqa: NPY002
 
 
 def test_the_smoothed_figure_is_the_ratio_of_moving_averages_by_hand() -> None:

@@ -9,19 +9,23 @@ it (``NoiseSmoother``: moving averages of tr(Sigma) and |G|^2 kept apart), and t
 B_simple is the critical batch size it implies (B_crit ~ B_noise ~ B_simple).
 
 Training cannot tell that a measurement ran: the parameters' ``.grad`` and values are not
-touched, every global RNG is restored afterwards (dropout, a collator's masking, the data
-order of a loader without its own generator), and the model is put back in the mode it was
-in. The cost is ``groups`` x ``big_factor`` forward and backward passes of B_small examples
-per measurement.
+touched, the buffers (BatchNorm's running statistics, which forward passes in training mode
+update) are put back, every global RNG is restored afterwards (torch's: dropout, a collator's
+masking, the data order of a loader without its own generator; Python's and numpy's, which
+some collators draw from), and every submodule is put back in the mode it was in. The cost
+is ``groups`` x ``big_factor`` forward and backward passes of B_small examples per
+measurement.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -108,8 +112,11 @@ class NoiseProbe(Generic[B]):
         params = [p for p in module.parameters() if p.requires_grad]
         if not params:
             raise LrkitValueError("the model has no trainable parameters to measure")
-        was_training = module.training
+        modes = [(m, m.training) for m in module.modules()]
         devices = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
+        buffers = [(b, b.detach().clone()) for b in module.buffers()]
+        python_rng = random.getstate()
+        numpy_rng = np.random.get_state(legacy=False)  # noqa: NPY002 (what collators draw from)
         try:
             with torch.random.fork_rng(devices=devices):
                 module.train()
@@ -122,7 +129,13 @@ class NoiseProbe(Generic[B]):
                     [self.batch_size] * self.groups,
                 )
         finally:
-            module.train(was_training)
+            for m, mode in modes:  # each submodule's own (a frozen BatchNorm stays in eval)
+                m.training = mode
+            with torch.no_grad():
+                for buffer, kept in buffers:
+                    buffer.copy_(kept)
+            random.setstate(python_rng)
+            np.random.set_state(numpy_rng)  # noqa: NPY002
         reading = NoiseReading(found, self.smoother.add(found))
         self.readings.append(reading)
         return reading
