@@ -9,10 +9,10 @@ it (``NoiseSmoother``: moving averages of tr(Sigma) and |G|^2 kept apart), and t
 B_simple is the critical batch size it implies (B_crit ~ B_noise ~ B_simple).
 
 Training cannot tell that a measurement ran: the parameters' ``.grad`` and values are not
-touched, every global RNG is restored afterwards (dropout, a collator's masking, the data
-order of a loader without its own generator), and the model is put back in the mode it was
-in. The cost is ``groups`` x ``big_factor`` forward and backward passes of B_small examples
-per measurement.
+touched, the buffers (batch norm's running statistics) are put back, every global RNG is
+restored afterwards (dropout, a collator's masking, the data order of a loader without its
+own generator), and the model is put back in the mode it was in. The cost is ``groups`` x
+``big_factor`` forward and backward passes of B_small examples per measurement.
 """
 
 from __future__ import annotations
@@ -92,9 +92,7 @@ class NoiseProbe(Generic[B]):
         smoothing: float = SMOOTHING,
     ) -> None:
         check.positive_int("batch_size", batch_size)
-        check.int_at_least("groups", groups, 2, "the standard error needs two groups")
-        check.int_at_least("big_factor", big_factor, 2, "B_big must exceed B_small")
-        check.float_in("smoothing", smoothing, 0.0, 1.0, low_open=False, high_open=True)
+        check_probe_settings(groups, big_factor, smoothing)
         self.module, self.loss = module, loss
         self.batches, self.batch_size = batches, batch_size
         self.groups, self.big_factor = groups, big_factor
@@ -109,6 +107,8 @@ class NoiseProbe(Generic[B]):
         if not params:
             raise LrkitValueError("the model has no trainable parameters to measure")
         was_training = module.training
+        # Batch norm's running statistics move in a training-mode forward: kept, put back.
+        buffers = [b.detach().clone() for b in module.buffers()]
         devices = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
         try:
             with torch.random.fork_rng(devices=devices):
@@ -123,6 +123,9 @@ class NoiseProbe(Generic[B]):
                 )
         finally:
             module.train(was_training)
+            with torch.no_grad():
+                for buffer, saved in zip(module.buffers(), buffers, strict=True):
+                    buffer.copy_(saved)
         reading = NoiseReading(found, self.smoother.add(found))
         self.readings.append(reading)
         return reading
@@ -151,6 +154,14 @@ class NoiseProbe(Generic[B]):
                 return next(self._iterator)
             except StopIteration:
                 raise LrkitValueError("the noise probe's data yields no batches") from None
+
+
+def check_probe_settings(groups: int, big_factor: int, smoothing: float) -> None:
+    """A probe's ``groups``, ``big_factor`` and ``smoothing`` (``NoiseProbe``), checked where
+    they are given (a trainer's callback checks them before the probe exists)."""
+    check.int_at_least("groups", groups, 2, "the standard error needs two groups")
+    check.int_at_least("big_factor", big_factor, 2, "B_big must exceed B_small")
+    check.float_in("smoothing", smoothing, 0.0, 1.0, low_open=False, high_open=True)
 
 
 def _describe(value: object) -> str:
