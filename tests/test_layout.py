@@ -95,8 +95,8 @@ LAYERS = [
         "lrkit.noise.estimators",
         "lrkit.laws.transfer",
     ),
-    # 3: the range test's driver and noise tracking
-    ("lrkit.rangetest", "lrkit.noise.tracking", "lrkit.noise.on_workload"),
+    # 3: the range test's driver, noise tracking and the probe inside other trainers
+    ("lrkit.rangetest", "lrkit.noise.tracking", "lrkit.noise.on_workload", "lrkit.noise.probe"),
     # 4: sweeps and their engines; advise, which races through them
     ("lrkit.sweep",),
     ("lrkit.advise",),
