@@ -51,9 +51,11 @@ def test_the_probe_finds_the_closed_form_through_a_trainers_own_batches_and_loss
     assert reading.b_simple_smoothed == pytest.approx(reading.estimate.b_simple)
 
 
-def test_the_probe_leaves_weights_grads_mode_and_rngs_as_they_were() -> None:
+def test_the_probe_leaves_weights_buffers_grads_mode_and_rngs_as_they_were() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.3), nn.Tanh(), nn.Linear(8, 3))
+    model = nn.Sequential(
+        nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Dropout(0.3), nn.Tanh(), nn.Linear(8, 3)
+    )
     model.eval()
     x, y = torch.randn(300, 6), torch.randint(0, 3, (300,))
     model(x).sum().backward()  # a trainer mid-accumulation holds gradients

@@ -96,9 +96,7 @@ class NoiseProbe(Generic[B]):
         smoothing: float = SMOOTHING,
     ) -> None:
         check.positive_int("batch_size", batch_size)
-        check.int_at_least("groups", groups, 2, "the standard error needs two groups")
-        check.int_at_least("big_factor", big_factor, 2, "B_big must exceed B_small")
-        check.float_in("smoothing", smoothing, 0.0, 1.0, low_open=False, high_open=True)
+        check_probe_settings(groups, big_factor, smoothing)
         self.module, self.loss = module, loss
         self.batches, self.batch_size = batches, batch_size
         self.groups, self.big_factor = groups, big_factor
@@ -164,6 +162,14 @@ class NoiseProbe(Generic[B]):
                 return next(self._iterator)
             except StopIteration:
                 raise LrkitValueError("the noise probe's data yields no batches") from None
+
+
+def check_probe_settings(groups: int, big_factor: int, smoothing: float) -> None:
+    """A probe's ``groups``, ``big_factor`` and ``smoothing`` (``NoiseProbe``), checked where
+    they are given (a trainer's callback checks them before the probe exists)."""
+    check.int_at_least("groups", groups, 2, "the standard error needs two groups")
+    check.int_at_least("big_factor", big_factor, 2, "B_big must exceed B_small")
+    check.float_in("smoothing", smoothing, 0.0, 1.0, low_open=False, high_open=True)
 
 
 def _describe(value: object) -> str:

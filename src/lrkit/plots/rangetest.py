@@ -23,6 +23,12 @@ _COLOURS = {
 
 def plot_range_test(result: RangeTestResult, path: Path) -> None:
     """Draw every round of ``result`` and save the figure to ``path`` (PNG, SVG or PDF)."""
+    save(range_test_figure(result), path)
+
+
+def range_test_figure(result: RangeTestResult) -> Any:
+    """The matplotlib figure of every round of ``result`` (for a logger that takes figures);
+    the caller closes it."""
     plt = pyplot()
     n = len(result.rounds)
     fig, axes = plt.subplots(1, n, figsize=(6.4 * n, 4.4), squeeze=False)
@@ -33,7 +39,7 @@ def plot_range_test(result: RangeTestResult, path: Path) -> None:
         title += f"; suggested lr {result.suggested_lr:.3g} ({result.method})"
     fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
-    save(fig, path)
+    return fig
 
 
 def _draw_round(ax: Any, round_result: RoundResult, index: int, result: RangeTestResult) -> None:
