@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from cli_run import run
 from lrkit.rangetest.programs import TEXTBOOK_FIRST_ROUND
@@ -253,3 +254,32 @@ def test_loss_class_by_import_path(workdir: Path, capsys: pytest.CaptureFixture[
         ["find", "--loss", "torch.nn:CrossEntropyLoss", "--rounds", "1", "--no-plot"], capsys
     )
     assert code == 0, err
+
+
+def test_the_same_command_gives_the_same_test_whatever_the_global_rng(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model with dropout draws from the global RNG as it trains, which torch seeds afresh
+    in every process: the test seeds it from --seed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dropjob.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def make_model():\n"
+        "    layers = [nn.Linear(8, 32), nn.Dropout(0.5), nn.Tanh(), nn.Linear(32, 2)]\n"
+        "    return nn.Sequential(*layers)\n\n"
+        "def make_data():\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    x = torch.randn(600, 8, generator=g)\n"
+        "    return x, (x[:, 0] - x[:, 1] > 0).long()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["find", "--model", "dropjob:make_model", "--data", "dropjob:make_data", "--no-plot"]
+    args += ["--rounds", "1", "--engine", "sequential"]
+    losses = []
+    for rng_seed in (1, 2):
+        torch.manual_seed(rng_seed)  # what ran before in this process
+        status, _, err = run([*args, "--json", f"r{rng_seed}.json"], capsys)
+        assert status == 0, err
+        found = json.loads((tmp_path / f"r{rng_seed}.json").read_text())
+        losses.append([p["loss"] for p in found["rounds"][0]["points"]])
+    assert losses[0] == losses[1]

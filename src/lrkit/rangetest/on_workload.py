@@ -56,7 +56,11 @@ def range_test_workload(
         work.val.head(run.eval_size) if (work.val is not None and run.eval_size > 0) else None
     )
     train = work.train.to(device) if isinstance(work.train, TensorData) else work.train
-    with watching() as on_step:
+    # What the model draws as it trains (dropout) comes from the global RNG, which torch seeds
+    # afresh in every process: seeded here, so that the same command gives the same test.
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with watching() as on_step, torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(run.test.seed)
         result = find.find_lr(
             net,
             train,
