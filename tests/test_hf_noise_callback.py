@@ -21,7 +21,6 @@ pytest.importorskip("accelerate")
 
 from datasets import Dataset
 from transformers import (
-    GPT2Config,
     GPT2LMHeadModel,
     Trainer,
     TrainerCallback,
@@ -31,7 +30,7 @@ from transformers import (
 from lrkit.errors import LrkitValueError
 from lrkit.integrations.transformers import NoiseScaleCallback, find_lr_for_trainer
 from lrkit.rangetest.settings import RangeTestSettings
-from test_hf_trainer import LENGTH, VOCAB, counting
+from test_hf_trainer import counting, tiny_gpt2
 
 QUICK = {"groups": 2, "big_factor": 4}
 """A cheap measurement: 8 extra forward and backward passes."""
@@ -56,16 +55,6 @@ def gpt2_trainer(
     callbacks: list[Any] | None = None,
     **trainer_kwargs: Any,
 ) -> Trainer:
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=VOCAB,
-        n_positions=LENGTH,
-        n_embd=16,
-        n_layer=1,
-        n_head=2,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
     args = TrainingArguments(
         output_dir=str(tmp_path / "out"),
         max_steps=steps,
@@ -79,7 +68,7 @@ def gpt2_trainer(
         seed=3,
     )
     return Trainer(
-        model=GPT2LMHeadModel(config),
+        model=tiny_gpt2(),
         args=args,
         train_dataset=train,
         callbacks=callbacks,

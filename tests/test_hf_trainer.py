@@ -32,7 +32,8 @@ def counting(n: int, seed: int) -> Dataset:
     return Dataset.from_dict({"input_ids": ids.tolist(), "labels": ids.tolist()})
 
 
-def trainer(tmp_path: Path, train: Dataset | None, accumulation: int = 1) -> Trainer:
+def tiny_gpt2() -> GPT2LMHeadModel:
+    """A one-layer GPT-2 over ``VOCAB`` tokens, its weights seeded."""
     torch.manual_seed(0)
     config = GPT2Config(
         vocab_size=VOCAB,
@@ -43,6 +44,10 @@ def trainer(tmp_path: Path, train: Dataset | None, accumulation: int = 1) -> Tra
         bos_token_id=0,
         eos_token_id=0,
     )
+    return GPT2LMHeadModel(config)
+
+
+def trainer(tmp_path: Path, train: Dataset | None, accumulation: int = 1) -> Trainer:
     args = TrainingArguments(
         output_dir=str(tmp_path / "out"),
         per_device_train_batch_size=16,
@@ -54,7 +59,7 @@ def trainer(tmp_path: Path, train: Dataset | None, accumulation: int = 1) -> Tra
         logging_strategy="no",
     )
     return Trainer(
-        model=GPT2LMHeadModel(config),
+        model=tiny_gpt2(),
         args=args,
         train_dataset=train,
         eval_dataset=counting(128, 1),

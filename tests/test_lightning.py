@@ -132,15 +132,22 @@ class Snapshot(Callback):
 
 
 def fit(
-    module: LightningModule, tmp_path: Path, callbacks: list[Callback], steps: int = 6, **kw: Any
+    module: LightningModule,
+    tmp_path: Path,
+    callbacks: list[Callback],
+    steps: int = 6,
+    logger: Any = CSVLogger,
+    **kw: Any,
 ) -> Trainer:
+    """``module`` fitted ``steps`` steps on the CPU, quietly; ``logger`` a CSV log in
+    ``tmp_path`` unless given."""
     trainer = Trainer(
         accelerator="cpu",
         max_steps=steps,
         enable_progress_bar=False,
         enable_model_summary=False,
         enable_checkpointing=False,
-        logger=CSVLogger(tmp_path),
+        logger=CSVLogger(tmp_path) if logger is CSVLogger else logger,
         callbacks=callbacks,
         **kw,
     )
@@ -224,16 +231,7 @@ def test_hparams_groups_and_schedulers_follow_the_suggestion_on_dict_batches(
     lightning.seed_everything(0)
     module = Dicts()
     test = RangeTestCallback(QUICK, plot=False)
-    trainer = Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        logger=False,
-        callbacks=[test],
-    )
-    trainer.fit(module)
+    trainer = fit(module, tmp_path, [test], steps=1, logger=False)
     assert test.result is not None
     lr = test.result.suggested_lr
     assert lr is not None and module.hparams.learning_rate == lr
@@ -276,17 +274,8 @@ def test_the_figure_goes_to_a_logger_that_takes_figures(tmp_path: Path) -> None:
     lightning.seed_everything(0)
     figures = FigureLogger()
     test = RangeTestCallback(QUICK, update_attr=False)
-    trainer = Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-        logger=[CSVLogger(tmp_path), figures],
-        callbacks=[test],
-    )
-    trainer.fit(Tuples())
+    logger = [CSVLogger(tmp_path), figures]
+    trainer = fit(Tuples(), tmp_path, [test], steps=1, logger=logger, default_root_dir=tmp_path)
     assert figures.figures == [("lrkit/range_test", 0)]
     assert (Path(str(trainer.log_dir)) / FIGURE).is_file()
 

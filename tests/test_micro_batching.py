@@ -26,20 +26,7 @@ from lrkit.training.loop import train_trial
 from lrkit.training.records import TrialPlan
 from lrkit.training.step import micro_bounds, train_step
 from lrkit.training.vectorized.loop import StackedTrial, check_stack
-
-
-def problem(n: int = 1200) -> tuple[TensorData, TensorData]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 8, generator=g)
-    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).long()
-    cut = n * 5 // 6
-    return TensorData(x[:cut], y[:cut]), TensorData(x[cut:], y[cut:])
-
-
-def make_model(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
-
+from test_batchsize import make_model, problem
 
 # the choice of micro-batches
 

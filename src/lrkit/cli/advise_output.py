@@ -49,12 +49,7 @@ def summary(advice: Advice) -> str:
     if note is not None:
         lines.append(note)
     lines.extend(batching_lines(advice))
-    low, high = advice.as_good
-    if high > low:
-        lines.append(
-            f"as good as far as the race could tell (within noise where compared): "
-            f"{shown_lr(low)} to {shown_lr(high)}"
-        )
+    lines.extend(_as_good(advice))
     lines.extend(f"caution: {said}" for said in advice.cautions)
     lines.append(f"confidence: {advice.confidence_note()}")
     if advice.left_out:
@@ -63,6 +58,17 @@ def summary(advice: Advice) -> str:
     lines.extend(_finished(advice, unit))
     lines.append(_cost(advice))
     return "\n".join(lines)
+
+
+def _as_good(advice: Advice) -> list[str]:
+    """The lrs the race could not tell from the winner, where there are others."""
+    low, high = advice.as_good
+    if high <= low:
+        return []
+    return [
+        f"as good as far as the race could tell (within noise where compared): "
+        f"{shown_lr(low)} to {shown_lr(high)}"
+    ]
 
 
 def batching_lines(advice: Advice) -> list[str]:
