@@ -7,6 +7,10 @@ k micro-batches (gradient accumulation, ``accumulate``: what the range test's ro
 each micro-batch's loss is scaled by its share of the batch before its backward pass, so the
 summed gradients are the gradient of the batch's mean loss: exactly the step one batch of all
 of them takes, for a loss that is a mean over examples, at a k-th of the activations' memory.
+A loss that is a mean over tokens with some left out (-100 labels: padding) is weighted by
+examples too, so where micro-batches hold different numbers of counted tokens the step is
+close to the whole batch's, not equal (as in the Hugging Face Trainer before
+``num_items_in_batch``).
 """
 
 from __future__ import annotations
