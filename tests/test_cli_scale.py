@@ -98,7 +98,7 @@ def test_compare_rules_against_a_stored_sweep(
     assert "closest: " in out and "B_noise = 100 measured" in out
     document = json.loads((workdir / "c.json").read_text())
     assert document["reference_batch_size"] == 8
-    assert set(document["rms_log2_error"]) == {"linear", "sqrt", "fit", "noise"}
+    assert set(document["rms_log2_error"]) == {"linear", "sqrt", "fit", "noise", "surge"}
     assert set(document["measured"]) == {"8", "32", "128"}
     code, out, _ = run(["scale", "--compare", "--store", "s.sqlite"], capsys)
     assert code == 0 and "fitted to the sweep (no measurement given)" in out

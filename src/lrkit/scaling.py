@@ -7,6 +7,21 @@
 - noise:  lr(B') = lr_max / (1 + B_noise / B'), lr_max = lr(B) (1 + B_noise / B)
   (McCandlish et al. 2018, eq. 2.6: the best step size against the batch size, with B_noise
   the gradient noise scale, ``lrkit noise``): linear in B' well below B_noise, flat well above.
+- surge:  lr(B') = lr_peak / s(B'), s(B) = (sqrt(B_noise / B) + sqrt(B / B_noise)) / 2,
+  lr_peak = lr(B) s(B) (Li et al. 2024, "Surge Phenomenon in Optimal Learning Rate and Batch
+  Size Scaling": Adam-style, sign-like updates): the best lr rises as sqrt(B') well below
+  B_noise, peaks at B' = B_noise, and falls as 1 / sqrt(B') above it.
+
+What else moves with the batch size (``scale_beta2``, ``scale_weight_decay``):
+
+- Adam's beta2: its moving average of squared gradients forgets half of itself in
+  ln(1/2) / ln(beta2) steps, B ln(1/2) / ln(beta2) examples. Keeping that half-life in examples
+  gives beta2' = beta2 ** (B' / B) (Marek et al. 2025, "Small Batch Size Training for Language
+  Models").
+- AdamW's weight decay: the weights are a moving average over tau = 1 / (lr wd) steps, B / (lr
+  wd) examples (PyTorch's AdamW decays by lr wd a step). Keeping tau in examples (in epochs)
+  gives wd' = wd (lr / lr') (B' / B) (Wang & Aitchison 2024, "How to set AdamW's weight decay
+  as you scale model and dataset size"): unchanged under the linear lr rule.
 
 The fit: least squares on log lr*(B) = log c + k log B over the batch sizes of a sweep, with
 the standard error of the slope, sqrt(SSE / (n - 2) / Sxx), where there are at least three.
@@ -15,19 +30,25 @@ the standard error of the slope, sqrt(SSE / (n - 2) / Sxx), where there are at l
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lrkit import validation as check
 from lrkit.errors import InvalidParameterError, LrkitValueError
 
-RULES = ("linear", "sqrt", "fit", "noise")
+RULES = ("linear", "sqrt", "fit", "noise", "surge")
 FORMULAS = {
     "linear": "lr(B') = lr(B) * B' / B",
     "sqrt": "lr(B') = lr(B) * sqrt(B' / B)",
     "fit": "lr(B') = lr(B) * (B' / B) ** k",
     "noise": "lr(B') = lr_max / (1 + B_noise / B'), lr_max = lr(B) * (1 + B_noise / B)",
+    "surge": "lr(B') = lr_peak / s(B'), s(B) = (sqrt(B_noise / B) + sqrt(B / B_noise)) / 2, "
+    "lr_peak = lr(B) * s(B)",
 }
+NOISE_RULES = ("noise", "surge")
+"""The rules that read the gradient noise scale B_noise."""
+BETA2_FORMULA = "beta2' = beta2 ** (B' / B)"
+WEIGHT_DECAY_FORMULA = "wd' = wd * (lr / lr') * (B' / B)"
 REGIME_FACTOR = 4.0
 """B' <= B_noise / 4: linear regime (the lr still grows within 80% of linearly);
 B' >= 4 B_noise: saturated (within 80% of lr_max); between them: transition."""
@@ -150,22 +171,70 @@ def noise_rule(lr: float, batch_size: float, noise_scale: float) -> NoiseRule:
     return NoiseRule(lr * (1.0 + noise_scale / batch_size), noise_scale)
 
 
-def fit_noise_rule(best: Mapping[int, float]) -> NoiseRule:
-    """lr_max and B_noise fitted to best learning rates by batch size (two or more).
+def surge_factor(batch_size: float, noise_scale: float) -> float:
+    """s(B) = (sqrt(B_noise / B) + sqrt(B / B_noise)) / 2: 1 at B = B_noise, larger elsewhere."""
+    ratio = batch_size / noise_scale
+    return 0.5 * (1.0 / math.sqrt(ratio) + math.sqrt(ratio))
 
-    Least squares on logs: for a given B_noise the best log lr_max is the mean of
-    log lr_i + log(1 + B_noise / B_i); B_noise is then searched on a log grid from 1e-3 to 1e3
-    times the batch sizes' range and refined by golden section."""
+
+@dataclass(frozen=True)
+class SurgeRule:
+    """lr(B) = lr_peak / s(B) (Li et al. 2024; ``surge_factor``): the best lr of an Adam-style
+    optimizer, highest at B = B_noise."""
+
+    lr_peak: float
+    noise_scale: float
+
+    def predict(self, batch_size: float) -> float:
+        return self.lr_peak / surge_factor(batch_size, self.noise_scale)
+
+    def to_json(self) -> dict[str, object]:
+        return {"lr_peak": self.lr_peak, "noise_scale": self.noise_scale}
+
+
+def surge_rule(lr: float, batch_size: float, noise_scale: float) -> SurgeRule:
+    """The surge through a good ``lr`` at ``batch_size``: lr_peak = lr s(B)."""
+    lr = check.positive_float("lr", lr)
+    batch_size = check.positive_float("batch_size", batch_size)
+    noise_scale = check.positive_float("noise_scale", noise_scale)
+    return SurgeRule(lr * surge_factor(batch_size, noise_scale), noise_scale)
+
+
+def fit_noise_rule(best: Mapping[int, float]) -> NoiseRule:
+    """lr_max and B_noise fitted to best learning rates by batch size (two or more): least
+    squares on logs (``_fit_peak``, with log(1 + B_noise / B_i))."""
+    lr_max, noise = _fit_peak(best, lambda b, noise: math.log1p(noise / b), "the noise rule")
+    return NoiseRule(lr_max, noise)
+
+
+def fit_surge_rule(best: Mapping[int, float]) -> SurgeRule:
+    """lr_peak and B_noise fitted to best learning rates by batch size (two or more): least
+    squares on logs (``_fit_peak``, with log s(B_i))."""
+    lr_peak, noise = _fit_peak(
+        best, lambda b, noise: math.log(surge_factor(b, noise)), "the surge rule"
+    )
+    return SurgeRule(lr_peak, noise)
+
+
+def _fit_peak(
+    best: Mapping[int, float], log_factor: Callable[[float, float], float], what: str
+) -> tuple[float, float]:
+    """(the top lr, B_noise) of a rule lr(B) = top / factor(B, B_noise), fitted to best
+    learning rates by batch size.
+
+    Least squares on logs: for a given B_noise the best log top is the mean of
+    log lr_i + log factor(B_i, B_noise); B_noise is then searched on a log grid from 1e-3 to
+    1e3 times the batch sizes' range and refined by golden section."""
     if len(best) < 2:
         raise LrkitValueError(
-            "fitting the noise rule needs best learning rates at two batch sizes or more"
+            f"fitting {what} needs best learning rates at two batch sizes or more"
         )
     sizes = sorted(best)
     logs = [math.log(best[b]) for b in sizes]
 
     def fitted(log_noise: float) -> tuple[float, float]:
         noise = math.exp(log_noise)
-        shifted = [y + math.log1p(noise / b) for y, b in zip(logs, sizes, strict=True)]
+        shifted = [y + log_factor(b, noise) for y, b in zip(logs, sizes, strict=True)]
         log_max = math.fsum(shifted) / len(shifted)
         return math.fsum((v - log_max) ** 2 for v in shifted), log_max
 
@@ -181,7 +250,7 @@ def fit_noise_rule(best: Mapping[int, float]) -> NoiseRule:
         else:
             a = c
     log_noise = (a + b) / 2
-    return NoiseRule(math.exp(fitted(log_noise)[1]), math.exp(log_noise))
+    return math.exp(fitted(log_noise)[1]), math.exp(log_noise)
 
 
 @dataclass(frozen=True)
@@ -214,11 +283,12 @@ def compare_rules(
     reference: int | None = None,
     noise_scale: float | None = None,
 ) -> RuleComparison:
-    """The linear, square-root, fitted power and noise rules against measured best lrs.
+    """The linear, square-root, fitted power, noise and surge rules against measured best lrs.
 
     Every rule starts from the measured lr at ``reference`` (default: the smallest batch
-    size); the power law's k is fitted to all the measured pairs; the noise rule uses
-    ``noise_scale`` (measured by ``lrkit noise``) or, without it, B_noise fitted to the pairs."""
+    size); the power law's k is fitted to all the measured pairs; the noise and surge rules
+    use ``noise_scale`` (measured by ``lrkit noise``) or, without it, each its B_noise fitted to
+    the pairs."""
     if len(measured) < 2:
         raise LrkitValueError(
             "comparing rules needs best learning rates at two batch sizes or more"
@@ -234,18 +304,21 @@ def compare_rules(
     notes = {"fit": f"k = {fit.k:.3f} fitted to the sweep"}
     if noise_scale is None:
         rule = fit_noise_rule(measured)
+        surge = fit_surge_rule(measured)
         anchored = noise_rule(lr0, reference, rule.noise_scale)
-        notes["noise"] = (
-            f"B_noise = {rule.noise_scale:.3g} fitted to the sweep (no measurement given)"
-        )
+        surging = surge_rule(lr0, reference, surge.noise_scale)
+        for name, fitted in (("noise", rule.noise_scale), ("surge", surge.noise_scale)):
+            notes[name] = f"B_noise = {fitted:.3g} fitted to the sweep (no measurement given)"
     else:
         anchored = noise_rule(lr0, reference, noise_scale)
-        notes["noise"] = f"B_noise = {noise_scale:.3g} measured"
+        surging = surge_rule(lr0, reference, noise_scale)
+        notes["noise"] = notes["surge"] = f"B_noise = {noise_scale:.3g} measured"
     predictions = {
         "linear": {b: lr0 * b / reference for b in sizes},
         "sqrt": {b: lr0 * math.sqrt(b / reference) for b in sizes},
         "fit": {b: lr0 * (b / reference) ** fit.k for b in sizes},
         "noise": {b: anchored.predict(b) for b in sizes},
+        "surge": {b: surging.predict(b) for b in sizes},
     }
     others = [b for b in sizes if b != reference]
     errors = {
@@ -275,16 +348,52 @@ def scale_lr(
         return lr * ratio
     if rule == "sqrt":
         return lr * math.sqrt(ratio)
-    if rule == "noise":
+    if rule in NOISE_RULES:
         if noise_scale is None:
             raise LrkitValueError(
-                "rule 'noise' needs the gradient noise scale B_noise (--noise-scale, or "
+                f"rule {rule!r} needs the gradient noise scale B_noise (--noise-scale, or "
                 "--noise-json from lrkit noise)"
             )
+        if rule == "surge":
+            return surge_rule(lr, batch_size, noise_scale).predict(to)
         return noise_rule(lr, batch_size, noise_scale).predict(to)
     if k is None:
         raise LrkitValueError("rule 'fit' needs an exponent k (from a sweep: --store)")
     return float(lr * ratio**k)
+
+
+def scale_beta2(beta2: float, batch_size: int, to: int) -> float:
+    """Adam's beta2 for batch size ``to`` that keeps the half-life of its average of squared
+    gradients in examples, B ln(1/2) / ln(beta2): beta2 ** (to / batch_size) (the module's
+    docstring)."""
+    beta2 = check.float_in("beta2", beta2, 0.0, 1.0, low_open=True, high_open=True)
+    batch_size = check.positive_int("batch_size", batch_size)
+    to = check.positive_int("to", to)
+    return float(beta2 ** (to / batch_size))
+
+
+def beta2_half_life(beta2: float, batch_size: int) -> float:
+    """Examples in which beta2's average of squared gradients forgets half of itself."""
+    return batch_size * math.log(0.5) / math.log(beta2)
+
+
+def scale_weight_decay(
+    weight_decay: float, lr: float, new_lr: float, batch_size: int, to: int
+) -> float:
+    """AdamW's weight decay at batch size ``to`` and lr ``new_lr`` that keeps the timescale
+    tau = B / (lr wd) examples: wd (lr / new_lr) (to / batch_size) (the module's docstring)."""
+    weight_decay = check.nonnegative_float("weight_decay", weight_decay)
+    lr = check.positive_float("lr", lr)
+    new_lr = check.positive_float("new_lr", new_lr)
+    batch_size = check.positive_int("batch_size", batch_size)
+    to = check.positive_int("to", to)
+    return weight_decay * (lr / new_lr) * (to / batch_size)
+
+
+def weight_decay_timescale(weight_decay: float, lr: float, batch_size: int) -> float:
+    """tau = B / (lr wd): the examples over which AdamW's weights average (inf with no
+    decay)."""
+    return batch_size / (lr * weight_decay) if weight_decay > 0 else math.inf
 
 
 def best_pairs(pairs: Sequence[tuple[int, float]]) -> dict[int, float]:

@@ -13,7 +13,21 @@ import typer
 from lrkit import validation as check
 from lrkit.cli.output import Outputs, check_outputs, format_number, text_table, write_json
 from lrkit.errors import LrkitValueError
-from lrkit.scaling import FORMULAS, RULES, compare_rules, noise_rule, scale_lr
+from lrkit.scaling import (
+    BETA2_FORMULA,
+    FORMULAS,
+    NOISE_RULES,
+    RULES,
+    WEIGHT_DECAY_FORMULA,
+    beta2_half_life,
+    compare_rules,
+    noise_rule,
+    scale_beta2,
+    scale_lr,
+    scale_weight_decay,
+    surge_rule,
+    weight_decay_timescale,
+)
 
 if TYPE_CHECKING:
     from lrkit.sweep.analysis import BestLr
@@ -24,9 +38,19 @@ HELP = "\n\n".join(
         "compare the rules against a sweep (--compare).",
         "Rules: linear (lr * B'/B), sqrt (lr * sqrt(B'/B)), fit (lr * (B'/B)^k with k fitted to "
         "a sweep's best learning rates: give --store), noise (lr_max / (1 + B_noise/B'), "
-        "McCandlish et al. 2018: give --noise-scale or --noise-json from lrkit noise).",
+        "McCandlish et al. 2018: SGD's best lr, linear below B_noise and flat above), surge "
+        "(lr_peak / s(B'), s(B) = (sqrt(B_noise/B) + sqrt(B/B_noise)) / 2, Li et al. 2024: "
+        "Adam's best lr, rising as sqrt(B') to its peak at B_noise, then falling); noise and "
+        "surge need --noise-scale or --noise-json from lrkit noise.",
+        "What else moves with B: --beta2 gives Adam's beta2' = beta2^(B'/B), which keeps the "
+        "half-life of its average of squared gradients in examples, B ln(1/2) / ln(beta2) "
+        "(Marek et al. 2025); --weight-decay gives AdamW's wd' = wd (lr/lr') (B'/B), which "
+        "keeps the timescale of its weights, tau = B / (lr wd) examples, in epochs (Wang & "
+        "Aitchison 2024), lr' the rule's.",
         "Examples: lrkit scale --lr 0.5 --batch-size 128 --to 512 --rule sqrt; "
         "lrkit scale --lr 0.5 --batch-size 16 --to 512 --rule noise --noise-json noise.json; "
+        "lrkit scale --lr 3e-4 --batch-size 64 --to 512 --rule sqrt --beta2 0.999 "
+        "--weight-decay 0.1; "
         "lrkit scale --compare --store runs.sqlite",
     ]
 )
@@ -40,7 +64,15 @@ def scale(
         int | None, typer.Option("--batch-size", help="The batch size it was good at.")
     ] = None,
     to: Annotated[int | None, typer.Option("--to", help="The batch size to scale to.")] = None,
-    rule: Annotated[str, typer.Option(help="linear, sqrt, fit or noise.")] = "linear",
+    rule: Annotated[str, typer.Option(help="linear, sqrt, fit, noise or surge.")] = "linear",
+    beta2: Annotated[
+        float | None,
+        typer.Option(help="Adam's beta2 at --batch-size: also give the one for --to."),
+    ] = None,
+    weight_decay: Annotated[
+        float | None,
+        typer.Option(help="AdamW's weight decay at --batch-size: also give the one for --to."),
+    ] = None,
     store: Annotated[
         Path | None, typer.Option(help="A sweep's store, for --rule fit and --compare.")
     ] = None,
@@ -68,6 +100,16 @@ def scale(
     rule = check.choice("rule", rule, RULES)
     if json_file is not None and not compare:
         raise LrkitValueError("--json belongs to --compare (it writes the comparison)")
+    if compare:
+        for option, given in (("--beta2", beta2), ("--weight-decay", weight_decay)):
+            if given is not None:
+                raise LrkitValueError(
+                    f"{option} is scaled to --to, which --compare does not take: leave it out"
+                )
+    if beta2 is not None:
+        check.float_in("beta2", beta2, 0.0, 1.0, low_open=True, high_open=True)
+    if weight_decay is not None:
+        check.nonnegative_float("weight_decay", weight_decay)
     outputs = check_outputs(
         [("--json", json_file)], others=[("--store", store), ("--noise-json", noise_json)]
     )
@@ -103,9 +145,9 @@ def scale(
         stderr = "" if fit.k_stderr is None else f" ± {fit.k_stderr:.2f}"
         sizes = ", ".join(map(str, fit.batch_sizes))
         note = f" with k = {fit.k:.3f}{stderr} fitted over batch sizes {sizes}"
-    if rule == "noise" and measured_noise is None:
+    if rule in NOISE_RULES and measured_noise is None:
         raise LrkitValueError(
-            "--rule noise needs the gradient noise scale: --noise-scale B or --noise-json FILE "
+            f"--rule {rule} needs the gradient noise scale: --noise-scale B or --noise-json FILE "
             "(from lrkit noise --json)"
         )
     result = scale_lr(lr, batch_size, to, rule, k, measured_noise)
@@ -115,6 +157,41 @@ def scale(
         assert measured_noise is not None
         advice = noise_rule(lr, batch_size, measured_noise)
         print(f"lr_max = {format_number(advice.lr_max)}; {advice.describe_regime(to)}")
+    if rule == "surge":
+        assert measured_noise is not None
+        peak = surge_rule(lr, batch_size, measured_noise).lr_peak
+        print(f"lr_peak = {format_number(peak)} at batch size {format_number(measured_noise)}")
+    print("\n".join(_moving_with_b(lr, result, batch_size, to, beta2, weight_decay)))
+
+
+def _moving_with_b(
+    lr: float,
+    new_lr: float,
+    batch_size: int,
+    to: int,
+    beta2: float | None,
+    weight_decay: float | None,
+) -> list[str]:
+    """The lines for Adam's beta2 and AdamW's weight decay at ``to``, where given."""
+    lines = []
+    if beta2 is not None:
+        new_beta2 = scale_beta2(beta2, batch_size, to)
+        lines.append(
+            f"beta2 for batch size {to}: {new_beta2:.6g} ({BETA2_FORMULA}: its half-life stays "
+            f"{beta2_half_life(beta2, batch_size):.4g} examples)"
+        )
+    if weight_decay is not None:
+        new_wd = scale_weight_decay(weight_decay, lr, new_lr, batch_size, to)
+        tau = weight_decay_timescale(weight_decay, lr, batch_size)
+        kept = (
+            f"tau = B / (lr wd) stays {tau:.4g} examples"
+            if math.isfinite(tau)
+            else "no decay, nothing to keep"
+        )
+        lines.append(
+            f"weight decay for batch size {to}: {new_wd:.4g} ({WEIGHT_DECAY_FORMULA}: {kept})"
+        )
+    return lines
 
 
 def _noise_scale(value: float | None, path: Path | None) -> float | None:
