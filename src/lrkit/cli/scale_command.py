@@ -100,16 +100,7 @@ def scale(
     rule = check.choice("rule", rule, RULES)
     if json_file is not None and not compare:
         raise LrkitValueError("--json belongs to --compare (it writes the comparison)")
-    if compare:
-        for option, given in (("--beta2", beta2), ("--weight-decay", weight_decay)):
-            if given is not None:
-                raise LrkitValueError(
-                    f"{option} is scaled to --to, which --compare does not take: leave it out"
-                )
-    if beta2 is not None:
-        check.float_in("beta2", beta2, 0.0, 1.0, low_open=True, high_open=True)
-    if weight_decay is not None:
-        check.nonnegative_float("weight_decay", weight_decay)
+    _check_moving(compare, beta2, weight_decay)
     outputs = check_outputs(
         [("--json", json_file)], others=[("--store", store), ("--noise-json", noise_json)]
     )
@@ -126,25 +117,7 @@ def scale(
             "batch size to scale to (or --compare --store FILE)"
         )
     assert lr is not None and batch_size is not None and to is not None
-    k = None
-    note = ""
-    if rule == "fit":
-        if store is None:
-            raise LrkitValueError(
-                "--rule fit needs --store: the sweep whose best learning rates give k"
-            )
-        from lrkit.sweep.analysis import fit_best
-
-        fit = fit_best(_best(store, name))
-        if fit is None:
-            raise LrkitValueError(
-                f"--store {store}: the fit needs two batch sizes or more, "
-                "each with two learning rates or more"
-            )
-        k = fit.k
-        stderr = "" if fit.k_stderr is None else f" ± {fit.k_stderr:.2f}"
-        sizes = ", ".join(map(str, fit.batch_sizes))
-        note = f" with k = {fit.k:.3f}{stderr} fitted over batch sizes {sizes}"
+    k, note = _fitted_k(rule, store, name)
     if rule in NOISE_RULES and measured_noise is None:
         raise LrkitValueError(
             f"--rule {rule} needs the gradient noise scale: --noise-scale B or --noise-json FILE "
@@ -153,15 +126,57 @@ def scale(
     result = scale_lr(lr, batch_size, to, rule, k, measured_noise)
     print(f"learning rate for batch size {to}: {format_number(result)}")
     print(f"{rule} rule: {FORMULAS[rule]}{note}")
+    for line in (
+        *_noise_lines(rule, lr, batch_size, to, measured_noise),
+        *_moving_with_b(lr, result, batch_size, to, beta2, weight_decay),
+    ):
+        print(line)
+
+
+def _check_moving(compare: bool, beta2: float | None, weight_decay: float | None) -> None:
+    """--beta2 in (0, 1) and --weight-decay >= 0, and neither with --compare."""
+    if compare:
+        for option, given in (("--beta2", beta2), ("--weight-decay", weight_decay)):
+            if given is not None:
+                raise LrkitValueError(
+                    f"{option} is scaled to --to, which --compare does not take: leave it out"
+                )
+    if beta2 is not None:
+        check.float_in("beta2", beta2, 0.0, 1.0, low_open=True, high_open=True)
+    if weight_decay is not None:
+        check.nonnegative_float("weight_decay", weight_decay)
+
+
+def _fitted_k(rule: str, store: Path | None, name: str | None) -> tuple[float | None, str]:
+    """The fit rule's k from the sweep in ``store``, with its note (None and "" otherwise)."""
+    if rule != "fit":
+        return None, ""
+    if store is None:
+        raise LrkitValueError(
+            "--rule fit needs --store: the sweep whose best learning rates give k"
+        )
+    from lrkit.sweep.analysis import fit_best
+
+    fit = fit_best(_best(store, name))
+    if fit is None:
+        raise LrkitValueError(
+            f"--store {store}: the fit needs two batch sizes or more, "
+            "each with two learning rates or more"
+        )
+    stderr = "" if fit.k_stderr is None else f" ± {fit.k_stderr:.2f}"
+    sizes = ", ".join(map(str, fit.batch_sizes))
+    return fit.k, f" with k = {fit.k:.3f}{stderr} fitted over batch sizes {sizes}"
+
+
+def _noise_lines(rule: str, lr: float, batch_size: int, to: int, noise: float | None) -> list[str]:
+    """The noise rule's lr_max and regime, or the surge's peak."""
+    if noise is None or rule not in NOISE_RULES:
+        return []
     if rule == "noise":
-        assert measured_noise is not None
-        advice = noise_rule(lr, batch_size, measured_noise)
-        print(f"lr_max = {format_number(advice.lr_max)}; {advice.describe_regime(to)}")
-    if rule == "surge":
-        assert measured_noise is not None
-        peak = surge_rule(lr, batch_size, measured_noise).lr_peak
-        print(f"lr_peak = {format_number(peak)} at batch size {format_number(measured_noise)}")
-    print("\n".join(_moving_with_b(lr, result, batch_size, to, beta2, weight_decay)))
+        advice = noise_rule(lr, batch_size, noise)
+        return [f"lr_max = {format_number(advice.lr_max)}; {advice.describe_regime(to)}"]
+    peak = surge_rule(lr, batch_size, noise).lr_peak
+    return [f"lr_peak = {format_number(peak)} at batch size {format_number(noise)}"]
 
 
 def _moving_with_b(
