@@ -18,6 +18,7 @@ from torch import nn
 from cli_run import run
 from lrkit.advise.driver import advise
 from lrkit.advise.micro import MicroBatching, micro_batching
+from lrkit.advise.result import Advice
 from lrkit.advise.settings import AdviseSettings
 from lrkit.batchsize.ceiling import estimate_ceiling
 from lrkit.data.tensors import TensorData
@@ -223,3 +224,24 @@ def test_the_cli_says_how_the_batch_trains_in_memory_and_writes_it(
     data = json.loads((tmp_path / "a.json").read_text())
     assert (data["micro_batch_size"], data["accumulation_steps"]) == (16, 4)
     assert data["engine"] == "sequential"
+
+
+def test_measuring_the_memory_draws_nothing_the_race_would_see() -> None:
+    """A model with dropout: the memory model's forward passes come from a fork of the RNG, so
+    the advice is the same with the memory measured as with k given."""
+    train, val = problem(600)
+
+    def dropping(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.3), nn.Tanh(), nn.Linear(16, 2))
+
+    measured = advise(dropping, train, val, settings(batch_size=32, epochs=1.0))
+    given = advise(dropping, train, val, settings(batch_size=32, epochs=1.0, accumulation_steps=1))
+    assert measured.micro_batching.method == "memory" and given.micro_batching.method == "given"
+
+    def losses(found: Advice) -> list[float]:
+        return [p.loss for p in found.range_test.rounds[0].records[0].points]
+
+    assert losses(measured) == losses(given)  # the range test's dropout masks included
+    assert [c.value for c in measured.candidates] == [c.value for c in given.candidates]
+    assert measured.lr == given.lr

@@ -124,7 +124,7 @@ def advise(
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(settings.seed)
-        work = _prepared(model, train, val, settings, loss_fn or default_loss(train.x))
+        work = _prepared(model, train, val, settings, loss_fn or default_loss(train.x), spec)
         return _advise(work, settings, spec, recipe, on_check, address)
 
 
@@ -150,6 +150,7 @@ def _prepared(
     val_data: TensorData | tuple[torch.Tensor, torch.Tensor],
     settings: AdviseSettings,
     loss_fn: LossFn,
+    spec: OptimizerSpec,
 ) -> _Prepared:
     """Everything checked before any training: the data, the batch size, the budget, one
     forward pass of the model and loss, and the metric."""
@@ -172,7 +173,7 @@ def _prepared(
     check_model_fits(first, loss_fn, batch.x, batch.y, targets=(train.y, val.y))
     metric = resolve_metric(settings.metric, first, train, loss_fn)
     steps = math.ceil(settings.epochs * math.ceil(len(train) / settings.batch_size))
-    batching = batch_in_memory(first, train, settings, loss_fn)
+    batching = batch_in_memory(first, train, settings, loss_fn, spec)
     return _Prepared(make_model, first, device, train, val, loss_fn, metric, steps, batching)
 
 
@@ -181,27 +182,31 @@ def batch_in_memory(
     train: TensorData,
     settings: AdviseSettings,
     loss_fn: LossFn,
-    spec: OptimizerSpec | None = None,
+    spec: OptimizerSpec,
 ) -> MicroBatching:
     """How the batch trains: as ``settings.accumulation_steps`` micro-batches where given,
     else in as few as fit (``advise.micro``) under the largest batch that fits
-    (``batchsize.ceiling``: probed on CUDA, the memory model elsewhere, up to the batch)."""
+    (``batchsize.ceiling``: probed on CUDA with ``spec``'s optimizer, the memory model
+    elsewhere, which counts the state of the optimizers it knows by name and an Adam's for
+    any other, up to the batch)."""
     b = settings.batch_size
     if settings.accumulation_steps is not None:
         k = settings.accumulation_steps
         return MicroBatching(b, b // k, k)
-    spec = spec or OptimizerSpec(
-        settings.optimizer, settings.momentum, settings.weight_decay, settings.optimizer_args
-    )
-    how = CeilingSettings(settings.ceiling, settings.memory, start=min(b, FIT_CHECK_EXAMPLES))
-    found = find_ceiling(
-        model,
-        spec.build(model.parameters(), 1e-3),
-        settings.optimizer,
-        loss_fn,
-        train,
-        dataclasses.replace(how, limit=b),
-    )
+    # The memory model's forward passes draw dropout masks: from a fork, so that the race's
+    # draws are the same whether or not the memory was measured.
+    devices = [model_device(model).index or 0] if model_device(model).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        found = find_ceiling(
+            model,
+            spec.build(model.parameters(), 1e-3),
+            spec.name if spec.factory is None else spec.label,
+            loss_fn,
+            train,
+            CeilingSettings(
+                settings.ceiling, settings.memory, start=min(b, FIT_CHECK_EXAMPLES), limit=b
+            ),
+        )
     return micro_batching(b, found.batch_size, found.method)
 
 
